@@ -1,0 +1,171 @@
+/**
+ * End-to-end benchmark on one machine: a private broker, the real service, a real endpoint
+ * (daemon, interchange, manager, Deno workers) and the SDK's `FuncXExecutor` with its AMQP result
+ * stream. It measures
+ * - endpoint start: from launching `funcx-endpoint start` to the first result;
+ * - one task's round trip (submit, run, result on the stream), sequentially, p50/p99;
+ * - throughput of no-op tasks through the executor;
+ * - memory (RSS) of the idle endpoint daemon and of one worker.
+ * It prints a table and writes `bench/results/roundtrip.json`.
+ *
+ * Usage: `deno task bench [--tasks 20000] [--workers 2] [--rounds 300] [--batch 1000]`
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import { FuncXExecutor } from "../mod.ts";
+import { ensureRabbitInstalled, RabbitBroker } from "../tests/harness/rabbitmq.ts";
+import {
+  brokerAccess,
+  clientOf,
+  createVhost,
+  startEndpoint,
+  startService,
+} from "../tests/harness/stack.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    tasks: { type: "string", default: "20000" },
+    workers: { type: "string", default: "2" },
+    rounds: { type: "string", default: "300" },
+    batch: { type: "string", default: "1000" },
+  },
+});
+const tasks = Number(values.tasks);
+const workers = Number(values.workers);
+const rounds = Number(values.rounds);
+const batchSize = Number(values.batch);
+
+function pct(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
+}
+
+function rssMiB(pid: number): number {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? "0");
+  return Math.round(kb / 1024 * 10) / 10;
+}
+
+/** Pids of the processes below `pid`. */
+function descendants(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(e.name)]);
+    } catch {
+      // exited
+    }
+  }
+  const out: number[] = [];
+  const walk = (p: number) => {
+    for (const c of children.get(p) ?? []) {
+      out.push(c);
+      walk(c);
+    }
+  };
+  walk(pid);
+  return out;
+}
+
+function cmdline(pid: number): string {
+  try {
+    return Deno.readTextFileSync(`/proc/${pid}/cmdline`).replaceAll("\0", " ");
+  } catch {
+    return "";
+  }
+}
+
+await ensureRabbitInstalled();
+const t0 = performance.now();
+await using broker = await RabbitBroker.start();
+const brokerS = (performance.now() - t0) / 1000;
+const access = brokerAccess(broker);
+const dir = await Deno.makeTempDir({ prefix: "funcx-bench-" });
+const amqpUrl = await createVhost(access, "bench");
+const service = await startService({ dir, amqpUrl, broker: access });
+const client = clientOf(service);
+const noop = await client.registerFunction(() => null);
+
+const epStart = performance.now();
+const endpoint = await startEndpoint({ service, dir, workers });
+const fx = new FuncXExecutor({ endpointId: endpoint.endpointId, client, batchSize });
+await fx.submitToRegisteredFunction(noop);
+const startToFirstS = (performance.now() - epStart) / 1000;
+const daemonPid = endpoint.process.child.pid;
+await new Promise((r) => setTimeout(r, 1000));
+const daemonFreshRss = rssMiB(daemonPid);
+
+// Sequential round trips: one task in flight at a time.
+const latencies: number[] = [];
+for (let i = 0; i < rounds; i++) {
+  const s = performance.now();
+  await fx.submitToRegisteredFunction(noop);
+  latencies.push(performance.now() - s);
+}
+latencies.sort((a, b) => a - b);
+
+// Throughput: all tasks submitted at once, drained in batches.
+const s = performance.now();
+const futures = Array.from({ length: tasks }, () => fx.submitToRegisteredFunction(noop));
+await Promise.all(futures);
+const totalS = (performance.now() - s) / 1000;
+
+// Memory: let the endpoint go idle, then read the daemon and its workers.
+await new Promise((r) => setTimeout(r, 2000));
+const workerPids = descendants(daemonPid).filter((p) => cmdline(p).includes("worker_main"));
+const daemonRss = rssMiB(daemonPid);
+const workerRss = workerPids.length ? Math.max(...workerPids.map(rssMiB)) : 0;
+
+await fx.shutdown();
+await endpoint.process.stop();
+await service.process.stop();
+await Deno.remove(dir, { recursive: true }).catch(() => {});
+
+const result = {
+  date: new Date().toISOString(),
+  deno: Deno.version.deno,
+  cpus: navigator.hardwareConcurrency,
+  workers,
+  broker_start_s: Number(brokerS.toFixed(2)),
+  endpoint_start_to_first_result_s: Number(startToFirstS.toFixed(2)),
+  roundtrip_ms: {
+    rounds,
+    p50: Number(pct(latencies, 0.5).toFixed(2)),
+    p99: Number(pct(latencies, 0.99).toFixed(2)),
+    max: Number(latencies[latencies.length - 1]!.toFixed(2)),
+  },
+  throughput: {
+    tasks,
+    batch: batchSize,
+    tasks_per_s: Math.round(tasks / totalS),
+    total_s: Number(totalS.toFixed(2)),
+  },
+  memory_mib: {
+    idle_daemon_fresh: daemonFreshRss,
+    idle_daemon_after_load: daemonRss,
+    worker: workerRss,
+  },
+};
+console.log("\nfuncX end-to-end benchmark (FuncXExecutor, result stream)\n");
+console.log("| metric | value | design target |\n|---|---|---|");
+console.log(`| broker start | ${result.broker_start_s} s | ~5 s |`);
+console.log(
+  `| endpoint start to first result | ${result.endpoint_start_to_first_result_s} s | < 2 s |`,
+);
+console.log(`| round trip p50 (${rounds} sequential) | ${result.roundtrip_ms.p50} ms | <= 3 ms |`);
+console.log(`| round trip p99 | ${result.roundtrip_ms.p99} ms | <= 10 ms |`);
+console.log(
+  `| throughput (${tasks} no-op tasks, ${workers} workers) | ${result.throughput.tasks_per_s}/s | >= 5,000/s |`,
+);
+console.log(`| idle endpoint daemon RSS, fresh | ${daemonFreshRss} MiB | < 80 MiB |`);
+console.log(`| idle endpoint daemon RSS, after the load | ${daemonRss} MiB | < 80 MiB |`);
+console.log(`| worker RSS | ${workerRss} MiB | < 50 MiB |`);
+const outDir = new URL("./results/", import.meta.url).pathname;
+await Deno.mkdir(outDir, { recursive: true });
+await Deno.writeTextFile(join(outDir, "roundtrip.json"), JSON.stringify(result, null, 2) + "\n");
+console.log(`\nwrote ${join(outDir, "roundtrip.json")}`);

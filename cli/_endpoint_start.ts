@@ -1,0 +1,276 @@
+/**
+ * `funcx-endpoint start`: load and validate the config (file, then env, then flags), log in,
+ * register in the foreground (so its errors reach the user with funcX's exit codes), write
+ * `endpoint.json`, then either run here (`--foreground` or `detach_endpoint: false`) or hand the
+ * registration to a detached `__daemon` process.
+ *
+ * @module
+ */
+import { fileURLToPath as fromFileUrl } from "node:url";
+import {
+  ConfigError,
+  type ConfigOverrides,
+  type EndpointConfig,
+  envOverrides,
+  loadConfig,
+} from "../endpoint/config.ts";
+import {
+  configPath,
+  endpointDir,
+  exists,
+  logPath,
+  readEndpointId,
+  writeEndpointId,
+} from "../endpoint/endpoint_dir.ts";
+import { claimPidFile, readPidFile, releasePidFile, removePidFile } from "../endpoint/pid_file.ts";
+import { registerEndpoint, RegistrationError } from "../endpoint/registration.ts";
+import { DaemonFailed, readRegistrationFromStdin, spawnDaemon } from "../endpoint/daemon.ts";
+import { BrokerUnreachable, Endpoint, EndpointRefused } from "../endpoint/endpoint.ts";
+import type { EndpointRegistration, FuncXClient } from "../sdk/client.ts";
+import { configureEndpointLogging } from "./_endpoint_logging.ts";
+import { loginClient, NotLoggedIn } from "./_endpoint_login.ts";
+
+/** Exit codes of funcX (sysexits.h), so supervisors can tell a retryable failure from a final one. */
+export const EXIT = {
+  OK: 0,
+  ERROR: 1,
+  DATAERR: 65,
+  UNAVAILABLE: 69,
+  SOFTWARE: 70,
+  TEMPFAIL: 75,
+} as const;
+
+/** Ends the command with a message and an exit code. */
+export class CliExit extends Error {
+  /** The exit code. */
+  readonly code: number;
+  /** Builds the error. */
+  constructor(code: number, message: string) {
+    super(message);
+    this.name = "CliExit";
+    this.code = code;
+  }
+}
+
+/** Options every command takes. */
+export interface CommonOptions {
+  configDir: string;
+  debug: boolean;
+  logToConsole: boolean;
+  color: boolean;
+}
+
+/** Flags of `start`. */
+export interface StartFlags {
+  endpointUuid?: string;
+  foreground?: boolean;
+  workers?: string;
+  heartbeat?: string;
+}
+
+function numberFlag(flag: string, value: string, min: number, integer: boolean): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < min || (integer && !Number.isInteger(n))) {
+    throw new CliExit(
+      EXIT.DATAERR,
+      `Invalid ${flag} "${value}": expected a ${integer ? "whole " : ""}number >= ${min}`,
+    );
+  }
+  return n;
+}
+
+function flagOverrides(flags: StartFlags): ConfigOverrides {
+  const o: ConfigOverrides = {};
+  if (flags.workers !== undefined) {
+    o["engine"] = { max_workers_per_node: numberFlag("--workers", flags.workers, 1, true) };
+  }
+  if (flags.heartbeat !== undefined) {
+    o["heartbeat_period"] = numberFlag("--heartbeat", flags.heartbeat, 0.1, false);
+  }
+  if (flags.foreground) o["detach_endpoint"] = false;
+  return o;
+}
+
+/** Loads `<dir>/config.yaml` with env and flag overrides; exits 65 naming the bad field. */
+export async function loadEndpointConfig(
+  name: string,
+  dir: string,
+  flags: StartFlags,
+): Promise<EndpointConfig> {
+  const file = configPath(dir);
+  if (!(await exists(file))) {
+    throw new CliExit(
+      EXIT.ERROR,
+      `Endpoint "${name}" is not configured! Create it first:\n` +
+        `  1. funcx-endpoint configure ${name}\n  2. Edit "${file}"\n` +
+        `  3. funcx-endpoint start ${name}`,
+    );
+  }
+  try {
+    return await loadConfig(file, envOverrides(Deno.env.toObject()), flagOverrides(flags));
+  } catch (err) {
+    if (err instanceof ConfigError) throw new CliExit(EXIT.DATAERR, err.message);
+    throw err;
+  }
+}
+
+function daemonCommand(name: string, common: CommonOptions, flags: StartFlags): string[] {
+  const exe = Deno.execPath();
+  const extra = [
+    "-c",
+    common.configDir,
+    ...(flags.workers !== undefined ? ["--workers", flags.workers] : []),
+    ...(flags.heartbeat !== undefined ? ["--heartbeat", flags.heartbeat] : []),
+    ...(common.debug ? ["--debug"] : []),
+  ];
+  if (!/^deno(\.exe)?$/.test(exe.split("/").pop() ?? "")) {
+    return [exe, "__daemon", name, ...extra]; // a `deno compile` binary
+  }
+  const config = fromFileUrl(new URL("../deno.json", import.meta.url));
+  const main = fromFileUrl(new URL("./funcx_endpoint.ts", import.meta.url));
+  return [exe, "run", "--quiet", "-A", `--config=${config}`, main, "__daemon", name, ...extra];
+}
+
+/** `start [NAME]`; returns the exit code. */
+export async function startCommand(
+  name: string,
+  flags: StartFlags,
+  common: CommonOptions,
+): Promise<number> {
+  const dir = endpointDir(common.configDir, name);
+  const config = await loadEndpointConfig(name, dir, flags);
+  const foreground = !config.detach_endpoint;
+  await configureEndpointLogging({
+    debug: common.debug,
+    console: foreground || common.logToConsole,
+    color: common.color,
+    ...(foreground ? { file: logPath(dir) } : {}),
+  });
+  const pid = await readPidFile(dir);
+  if (pid.kind === "running") {
+    throw new CliExit(EXIT.ERROR, `Endpoint "${name}" is already running (pid ${pid.pid})`);
+  }
+  if (pid.kind === "stale") {
+    await removePidFile(dir);
+    console.error(
+      `Removed the stale pid file of endpoint "${name}" (pid ${pid.pid ?? "?"} is not a ` +
+        "running endpoint): a prior instance ended without cleaning up",
+    );
+  }
+  const client = await cliClient(config.funcx_service_address, common);
+  let registration: EndpointRegistration;
+  try {
+    registration = await registerEndpoint(client, {
+      name,
+      endpointId: (await readEndpointId(dir)) ?? flags.endpointUuid,
+      config,
+    });
+  } catch (err) {
+    if (!(err instanceof RegistrationError)) throw err;
+    const code = {
+      blocked: EXIT.UNAVAILABLE,
+      unreachable: EXIT.TEMPFAIL,
+      unauthorized: EXIT.ERROR,
+      bad_response: EXIT.SOFTWARE,
+    }[err.kind];
+    throw new CliExit(code, err.message);
+  }
+  await writeEndpointId(dir, registration.endpoint_id);
+  if (foreground) return await runEndpoint(name, dir, config, registration, true);
+  try {
+    await spawnDaemon({
+      endpointDir: dir,
+      logFile: logPath(dir),
+      command: daemonCommand(name, common, flags),
+      registration,
+    });
+  } catch (err) {
+    if (err instanceof DaemonFailed) throw new CliExit(err.exitCode || EXIT.ERROR, err.message);
+    throw err;
+  }
+  console.log(`Starting endpoint; registered ID: ${registration.endpoint_id}`);
+  return EXIT.OK;
+}
+
+/**
+ * A logged-in client for a command (the device flow runs when on a terminal); no login is exit 1
+ * with the message that says how to get one.
+ */
+export async function cliClient(address: string, common: CommonOptions): Promise<FuncXClient> {
+  try {
+    return (await loginClient(address, {
+      configDir: common.configDir,
+      interactive: Deno.stdin.isTerminal(),
+    })).client;
+  } catch (err) {
+    if (err instanceof NotLoggedIn) throw new CliExit(EXIT.ERROR, err.message);
+    throw err;
+  }
+}
+
+/** The hidden `__daemon NAME` command: the detached half of `start`. */
+export async function daemonCommandMain(
+  name: string,
+  flags: StartFlags,
+  common: CommonOptions,
+): Promise<number> {
+  const dir = endpointDir(common.configDir, name);
+  await configureEndpointLogging({ debug: common.debug, file: logPath(dir) });
+  const registration = await readRegistrationFromStdin();
+  const config = await loadEndpointConfig(name, dir, flags);
+  return await runEndpoint(name, dir, config, registration, false);
+}
+
+/** Runs a registered endpoint in this process until it stops; returns the exit code. */
+async function runEndpoint(
+  name: string,
+  dir: string,
+  config: EndpointConfig,
+  registration: EndpointRegistration,
+  foreground: boolean,
+): Promise<number> {
+  try {
+    await claimPidFile(dir);
+  } catch (err) {
+    if (err instanceof Deno.errors.AlreadyExists) {
+      throw new CliExit(EXIT.ERROR, `Endpoint "${name}": ${(err as Error).message}`);
+    }
+    throw err;
+  }
+  const signals: Deno.Signal[] = ["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT"];
+  const handlers = new Map<Deno.Signal, () => void>();
+  try {
+    let ep: Endpoint;
+    try {
+      ep = await Endpoint.start({ registration, config, endpointDir: dir });
+    } catch (err) {
+      throw new CliExit(
+        exitCodeOf(err as Error),
+        `Cannot start endpoint "${name}": ${(err as Error).message}`,
+      );
+    }
+    for (const sig of signals) {
+      const h = () => void ep.stop(`received ${sig}`);
+      handlers.set(sig, h);
+      Deno.addSignalListener(sig, h);
+    }
+    console.log(JSON.stringify({ event: "started", endpoint_id: ep.id, name, pid: Deno.pid }));
+    if (foreground) console.error(`Starting endpoint; registered ID: ${ep.id}`);
+    const end = await ep.ended;
+    if (end.kind === "stopped") {
+      console.error(`Endpoint "${name}" stopped: ${end.reason}`);
+      return EXIT.OK;
+    }
+    console.error(`Endpoint "${name}" failed: ${end.error.message}`);
+    return exitCodeOf(end.error);
+  } finally {
+    for (const [sig, h] of handlers) Deno.removeSignalListener(sig, h);
+    await releasePidFile(dir);
+  }
+}
+
+function exitCodeOf(err: Error): number {
+  if (err instanceof EndpointRefused) return EXIT.UNAVAILABLE;
+  if (err instanceof BrokerUnreachable) return EXIT.TEMPFAIL;
+  return EXIT.ERROR;
+}

@@ -1,0 +1,186 @@
+/**
+ * `funcx-endpoint`: configure, start (as a background daemon, or in the foreground), stop, list
+ * and delete endpoints. Credentials come from `FUNCX_SDK_CLIENT_ID` and
+ * `FUNCX_SDK_CLIENT_SECRET`; endpoints live in `-c/--config-dir` (default `$FUNCX_CONFIG_DIR`,
+ * else `~/.funcx`). This file only parses arguments; the commands live in `_endpoint_*.ts`.
+ *
+ * @module
+ */
+import { Command } from "commander";
+import { join } from "node:path";
+import { ENDPOINT_VERSION } from "../endpoint/endpoint.ts";
+import {
+  CliExit,
+  type CommonOptions,
+  daemonCommandMain,
+  EXIT,
+  startCommand,
+  type StartFlags,
+} from "./_endpoint_start.ts";
+import {
+  configureCommand,
+  deleteCommand,
+  listCommand,
+  logoutCommand,
+  stopCommand,
+  whoamiCommand,
+} from "./_endpoint_commands.ts";
+import {
+  completionScript,
+  detectShell,
+  installCompletion,
+  type Shell,
+  SHELLS,
+} from "./_endpoint_completion.ts";
+
+function withCommon(cmd: Command): Command {
+  return cmd
+    .option(
+      "-c, --config-dir <dir>",
+      "endpoints directory (default: $FUNCX_CONFIG_DIR or ~/.funcx)",
+    )
+    .option("--debug", "log debug messages")
+    .option("--log-to-console", "also log to the console")
+    .option("--no-color", "no colours in console logs");
+}
+
+function common(cmd: Command): CommonOptions {
+  const o = cmd.optsWithGlobals() as Record<string, unknown>;
+  return {
+    configDir: typeof o["configDir"] === "string"
+      ? o["configDir"]
+      : Deno.env.get("FUNCX_CONFIG_DIR") ?? join(Deno.env.get("HOME") ?? ".", ".funcx"),
+    debug: Boolean(o["debug"]),
+    logToConsole: Boolean(o["logToConsole"]),
+    color: o["color"] !== false,
+  };
+}
+
+let exitCode: number = EXIT.OK;
+type Action = (name: string, opts: Record<string, unknown>, cmd: Command) => Promise<number>;
+const run = (fn: Action) => async (...a: unknown[]) => {
+  const cmd = a[a.length - 1] as Command;
+  const opts = a[a.length - 2] as Record<string, unknown>;
+  const name = typeof a[0] === "string" ? a[0] : "default";
+  exitCode = await fn(name, opts, cmd);
+};
+
+function startFlags(o: Record<string, unknown>): StartFlags {
+  const f: StartFlags = {};
+  const uuid = o["endpointUuid"] ?? o["endpointId"];
+  if (typeof uuid === "string") f.endpointUuid = uuid;
+  if (o["foreground"]) f.foreground = true;
+  if (typeof o["workers"] === "string") f.workers = o["workers"];
+  if (typeof o["heartbeat"] === "string") f.heartbeat = o["heartbeat"];
+  return f;
+}
+
+function withStartFlags(cmd: Command): Command {
+  return cmd
+    .option("--endpoint-uuid <uuid>", "id to register with when endpoint.json does not exist yet")
+    .option("--foreground", "run in the foreground (as detach_endpoint: false)")
+    .option("--workers <n>", "worker subprocesses (overrides engine.max_workers_per_node)")
+    .option("--heartbeat <seconds>", "seconds between status reports (overrides heartbeat_period)");
+}
+
+const program = withCommon(new Command("funcx-endpoint"))
+  .description("Run funcX endpoints: take tasks from the service and run them here")
+  .option("--install-completion [shell]", "add shell completion to your shell's rc file")
+  .showHelpAfterError()
+  .action(async (o: Record<string, unknown>, cmd: Command) => {
+    if (o["installCompletion"] === undefined) return cmd.help();
+    const shell = typeof o["installCompletion"] === "string"
+      ? o["installCompletion"]
+      : detectShell();
+    if (!shell || !(SHELLS as readonly string[]).includes(shell)) {
+      throw new CliExit(
+        EXIT.ERROR,
+        `Cannot install completion for shell "${shell ?? "?"}": use bash, zsh or fish`,
+      );
+    }
+    const file = await installCompletion(shell as Shell, program.name());
+    console.log(`Completion for ${shell} installed in "${file}"; open a new shell to use it`);
+  });
+
+withCommon(program.command("version")).description("Print the version").action(() => {
+  console.log(`funcX endpoint version: ${ENDPOINT_VERSION}`);
+});
+
+withCommon(program.command("configure [name]"))
+  .description("Create <config-dir>/NAME/config.yaml from a commented template")
+  .action(run((name, _o, cmd) => configureCommand(name, common(cmd))));
+
+withStartFlags(withCommon(program.command("start [name]")))
+  .option("--endpoint-id <uuid>", "same as --endpoint-uuid")
+  .description("Register the endpoint and run it (in the background unless --foreground)")
+  .action(run((name, o, cmd) => startCommand(name, startFlags(o), common(cmd))));
+
+withStartFlags(withCommon(program.command("__daemon <name>", { hidden: true })))
+  .action(run((name, o, cmd) => daemonCommandMain(name, startFlags(o), common(cmd))));
+
+// The engine's processes, for a `deno compile`d binary (under `deno run` they are separate files).
+program.command("__manager", { hidden: true }).action(async () => {
+  const { managerMain } = await import("../endpoint/engine/manager_main.ts");
+  Deno.exit(await managerMain());
+});
+program.command("__worker", { hidden: true }).action(async () => {
+  const { workerMain } = await import("../endpoint/engine/worker_main.ts");
+  await workerMain();
+  Deno.exit(0);
+});
+
+withCommon(program.command("stop [name]"))
+  .description("Stop the endpoint and all its processes")
+  .option("--remote", "also lock it on the service, so every process using its id stops")
+  .action(run((name, o, cmd) => stopCommand(name, { remote: Boolean(o["remote"]) }, common(cmd))));
+
+withStartFlags(withCommon(program.command("restart [name]")))
+  .description("Stop, then start the endpoint")
+  .action(run(async (name, o, cmd) => {
+    await stopCommand(name, {}, common(cmd));
+    return await startCommand(name, startFlags(o), common(cmd));
+  }));
+
+withCommon(program.command("list"))
+  .description("List endpoints with their local status")
+  .action(run((_n, _o, cmd) => listCommand(common(cmd))));
+
+withCommon(program.command("delete [name]"))
+  .description("Delete the endpoint on the service and here")
+  .option("--yes", "do not ask for confirmation")
+  .option("--force", "delete it here even if the service cannot")
+  .action(
+    run((name, o, cmd) =>
+      deleteCommand(name, { yes: Boolean(o["yes"]), force: Boolean(o["force"]) }, common(cmd))
+    ),
+  );
+
+withCommon(program.command("logout"))
+  .description("Remove stored tokens")
+  .option("--force", "even while endpoints are running")
+  .action(run((_n, o, cmd) => logoutCommand({ force: Boolean(o["force"]) }, common(cmd))));
+
+withCommon(program.command("whoami"))
+  .description("Show which service and identity this uses")
+  .action(run((_n, _o, cmd) => whoamiCommand(common(cmd))));
+
+withCommon(program.command("completion <shell>"))
+  .description("Print the completion script for bash, zsh or fish")
+  .action((shell: string) => {
+    if (!(SHELLS as readonly string[]).includes(shell)) {
+      throw new CliExit(EXIT.ERROR, `Unknown shell "${shell}": use bash, zsh or fish`);
+    }
+    console.log(completionScript(program, shell as Shell));
+  });
+
+try {
+  await program.parseAsync(["deno", "funcx-endpoint", ...Deno.args]);
+} catch (err) {
+  if (err instanceof CliExit) {
+    console.error(err.message);
+    Deno.exit(err.code);
+  }
+  console.error(`funcx-endpoint: ${(err as Error).message}`);
+  Deno.exit(EXIT.ERROR);
+}
+Deno.exit(exitCode);

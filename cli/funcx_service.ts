@@ -1,0 +1,192 @@
+/**
+ * `funcx-service`: run the web service (`serve`) and administer it (`user add`, `user list`,
+ * `client create`). Settings come from flags, then `FUNCX_SERVICE_*` environment variables.
+ *
+ * @module
+ */
+import { Command } from "commander";
+import { configureLogging } from "./_logging.ts";
+import { FuncxService, redactUrl } from "../service/server.ts";
+import { Store } from "../service/store.ts";
+import { createClient, hashPassword } from "../service/auth.ts";
+
+const env = (name: string, fallback: string): string => Deno.env.get(name) ?? fallback;
+
+function dbOption(cmd: Command): Command {
+  return cmd.option(
+    "--db <path>",
+    "SQLite file of the store (env FUNCX_SERVICE_DB)",
+    env("FUNCX_SERVICE_DB", "funcx-service.db"),
+  );
+}
+
+const program = new Command("funcx-service")
+  .description("The funcX web service: REST API, auth, task store, broker topology")
+  .showHelpAfterError();
+
+dbOption(program.command("serve").description("Run the service in the foreground"))
+  .option("--host <host>", "address to listen on", env("FUNCX_SERVICE_HOST", "127.0.0.1"))
+  .option("--port <port>", "port to listen on (0: any free)", env("FUNCX_SERVICE_PORT", "8000"))
+  .option(
+    "--amqp-url <url>",
+    "broker URL (env FUNCX_SERVICE_AMQP_URL)",
+    env("FUNCX_SERVICE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672"),
+  )
+  .option(
+    "--public-amqp-url <url>",
+    "broker URL given to endpoints (default: --amqp-url)",
+    Deno.env.get("FUNCX_SERVICE_PUBLIC_AMQP_URL"),
+  )
+  .option("--token-ttl <seconds>", "access token lifetime", env("FUNCX_SERVICE_TOKEN_TTL", "3600"))
+  .option(
+    "--max-request-bytes <n>",
+    "largest request body",
+    env("FUNCX_SERVICE_MAX_REQUEST_BYTES", String(5 * 1024 * 1024)),
+  )
+  .option(
+    "--management-url <url>",
+    "RabbitMQ management API with admin login, for per-endpoint and per-user broker logins",
+    Deno.env.get("FUNCX_SERVICE_MANAGEMENT_URL"),
+  )
+  .option(
+    "--task-ttl <seconds>",
+    "how long tasks and results are kept",
+    env("FUNCX_SERVICE_TASK_TTL", "1209600"),
+  )
+  .option(
+    "--refresh-ttl <seconds>",
+    "refresh token lifetime",
+    env("FUNCX_SERVICE_REFRESH_TTL", String(180 * 86400)),
+  )
+  .option(
+    "--device-interval <seconds>",
+    "seconds between device-login polls",
+    env("FUNCX_SERVICE_DEVICE_INTERVAL", "5"),
+  )
+  .option(
+    "--public-address <url>",
+    "address users reach the service at (login links)",
+    Deno.env.get("FUNCX_SERVICE_PUBLIC_ADDRESS"),
+  )
+  .option(
+    "--rate-limit <n>",
+    "requests per client per window (0: off)",
+    env("FUNCX_SERVICE_RATE_LIMIT", "20"),
+  )
+  .option("--rate-window <seconds>", "rate limit window", env("FUNCX_SERVICE_RATE_WINDOW", "10"))
+  .option(
+    "--max-result-bytes <n>",
+    "largest stored result",
+    env("FUNCX_SERVICE_MAX_RESULT_BYTES", String(10 * 1024 * 1024)),
+  )
+  .option("--debug", "verbose logging")
+  .action(async (o) => {
+    await configureLogging({ debug: Boolean(o.debug) });
+    const numbers: Record<string, number> = {};
+    for (
+      const key of [
+        "tokenTtl",
+        "refreshTtl",
+        "deviceInterval",
+        "rateLimit",
+        "rateWindow",
+        "maxResultBytes",
+        "maxRequestBytes",
+        "taskTtl",
+      ]
+    ) {
+      const n = Number(o[key]);
+      if (!Number.isFinite(n) || n < 0) {
+        throw new Error(
+          `Invalid --${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} "${
+            o[key]
+          }": expected a number >= 0`,
+        );
+      }
+      numbers[key] = n;
+    }
+    const port = Number(o.port);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) {
+      throw new Error(`Invalid --port "${o.port}": expected 0-65535`);
+    }
+    const service = await FuncxService.start({
+      dbPath: o.db,
+      amqpUrl: o.amqpUrl,
+      publicAmqpUrl: o.publicAmqpUrl ?? o.amqpUrl,
+      hostname: o.host,
+      port,
+      tokenTtlS: numbers["tokenTtl"]!,
+      refreshTtlS: numbers["refreshTtl"]!,
+      deviceIntervalS: numbers["deviceInterval"]!,
+      publicAddress: o.publicAddress,
+      rateLimitRequests: numbers["rateLimit"]!,
+      rateLimitWindowS: numbers["rateWindow"]!,
+      maxResultBytes: numbers["maxResultBytes"]!,
+      maxRequestBytes: numbers["maxRequestBytes"]!,
+      taskTtlS: numbers["taskTtl"]!,
+      managementUrl: o.managementUrl,
+    });
+    // One machine-readable line so supervisors and tests know where the service is.
+    console.log(JSON.stringify({ event: "listening", address: service.address }));
+    console.error(`funcx-service listening on ${service.address} (broker ${redactUrl(o.amqpUrl)})`);
+    const stop = async (why: string, code = 0) => {
+      console.error(`funcx-service stopping: ${why}`);
+      await service.stop();
+      Deno.exit(code);
+    };
+    Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
+    Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
+    const lost = await service.brokerLost();
+    await stop(`broker connection lost (${lost.message})`, 75);
+  });
+
+const user = program.command("user").description("Manage users");
+dbOption(user.command("add <name>").description("Add a user (or set its password)"))
+  .option("--password-stdin", "read the password from the first line of stdin")
+  .option("--no-password", "a user that can not sign in on the login page (API clients only)")
+  .action(async (name, o) => {
+    let password: string | undefined;
+    if (o.passwordStdin) {
+      const text = await new Response(Deno.stdin.readable).text();
+      password = text.split("\n")[0];
+    } else if (o.password !== false && Deno.stdin.isTerminal()) {
+      password = prompt(`Password for "${name}":`) ?? undefined;
+    }
+    if (password !== undefined && password.length < 8) {
+      throw new Error("Password too short: use at least 8 characters");
+    }
+    const store = Store.open(o.db);
+    try {
+      const u = store.ensureUser(name);
+      if (password !== undefined) store.setPassword(u.id, await hashPassword(password));
+      console.log(JSON.stringify({ ...u, can_sign_in: password !== undefined }));
+    } finally {
+      store.close();
+    }
+  });
+dbOption(user.command("list").description("List users")).action((o) => {
+  const store = Store.open(o.db);
+  for (const u of store.listUsers()) console.log(`${u.id}  ${u.name}`);
+  store.close();
+});
+
+dbOption(
+  program.command("client").command("create").description(
+    "Create an API client for scripts (prints its id and secret once)",
+  ),
+)
+  .requiredOption("--user <name>", "user the client acts for (created if missing)")
+  .option("--name <name>", "label of the client", "default")
+  .action(async (o) => {
+    const store = Store.open(o.db);
+    const creds = await createClient(store, o.user, o.name);
+    store.close();
+    console.log(JSON.stringify(creds));
+  });
+
+try {
+  await program.parseAsync(["deno", "funcx-service", ...Deno.args]);
+} catch (err) {
+  console.error(`funcx-service: ${(err as Error).message}`);
+  Deno.exit(1);
+}

@@ -1,0 +1,175 @@
+/**
+ * One connection of the endpoint to the broker: a confirm channel for results and status
+ * reports, and a channel with the exclusive consumer of the endpoint's task queue. A session is
+ * used until it is lost, then thrown away; the {@linkcode Endpoint} opens a new one to reconnect.
+ * Only passive declares: the service owns the topology.
+ *
+ * @module
+ */
+import amqp from "amqplib";
+import { Buffer } from "node:buffer";
+import type { EndpointRegistration } from "../sdk/client.ts";
+
+/** Another process consumes this endpoint's task queue; the broker refused this one. */
+export class EndpointRefused extends Error {
+  /** Builds the error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "EndpointRefused";
+  }
+}
+
+/** Hooks of {@linkcode openSession}. */
+export interface SessionHooks {
+  /** Unacked tasks held at once. */
+  prefetch: number;
+  /** Called once when the connection or a channel goes away unexpectedly. */
+  onLost(session: BrokerSession, err: Error): void;
+  /** Called for each message on the task queue. */
+  onMessage(session: BrokerSession, msg: amqp.ConsumeMessage): void;
+  /** Runs after the channels are open and before the consumer starts. */
+  beforeConsume(session: BrokerSession): Promise<void>;
+}
+
+/** A live connection to the broker. */
+export interface BrokerSession {
+  /** Publishes a packed message to `results`; resolves once the broker confirmed it. */
+  publish(body: Uint8Array): Promise<void>;
+  /** Acks a task message (no-op once the session is lost). */
+  ack(msg: amqp.ConsumeMessage): void;
+  /** Returns a task message to the queue (no-op once the session is lost). */
+  nack(msg: amqp.ConsumeMessage): void;
+  /** Drops an unreadable task message for good. */
+  reject(msg: amqp.ConsumeMessage): void;
+  /** Marks the session lost (for example after a publish was not confirmed). */
+  lost(err: Error): void;
+  /** Stops consuming; results can still be published. */
+  cancelConsumer(): Promise<void>;
+  /** Closes the connection; idempotent. */
+  close(): Promise<void>;
+}
+
+function isExclusiveRefusal(err: unknown): boolean {
+  const e = err as { code?: number; message?: string };
+  return e?.code === 403 || e?.code === 405 || /exclusive|RESOURCE_LOCKED/i.test(e?.message ?? "");
+}
+
+/** Connects, opens both channels, runs `beforeConsume`, then starts the exclusive consumer. */
+export async function openSession(
+  registration: EndpointRegistration,
+  hooks: SessionHooks,
+): Promise<BrokerSession> {
+  const conn = await amqp.connect(registration.task_queue_info.connection_url, {
+    noDelay: true,
+    clientProperties: { connection_name: `funcx-endpoint ${registration.endpoint_id}` },
+  });
+  let isLost = false;
+  let closing = false;
+  let consumerTag: string | undefined;
+  const kw = registration.result_queue_info.queue_publish_kwargs;
+  // Channel errors come with a close; the close handlers below report them.
+  const ignore = () => {};
+  conn.on("error", ignore);
+  let results: amqp.ConfirmChannel | undefined;
+  let tasks: amqp.Channel | undefined;
+
+  const session: BrokerSession = {
+    publish(body) {
+      return new Promise((resolve, reject) => {
+        if (isLost || !results) return reject(new Error("The broker connection is lost"));
+        try {
+          results.publish(
+            kw.exchange,
+            kw.routing_key,
+            Buffer.from(body.buffer, body.byteOffset, body.byteLength),
+            { persistent: true, mandatory: kw.mandatory },
+            (err: unknown) =>
+              err ? reject(new Error("The broker refused a message", { cause: err })) : resolve(),
+          );
+        } catch (err) {
+          reject(err);
+        }
+      });
+    },
+    ack(msg) {
+      if (isLost || !tasks) return;
+      try {
+        tasks.ack(msg);
+      } catch {
+        // Channel closing: the broker requeues the message.
+      }
+    },
+    nack(msg) {
+      if (isLost || !tasks) return;
+      try {
+        tasks.nack(msg, false, true);
+      } catch {
+        // Channel closing: the broker requeues the message.
+      }
+    },
+    reject(msg) {
+      if (isLost || !tasks) return;
+      try {
+        tasks.reject(msg, false);
+      } catch {
+        // Channel closing.
+      }
+    },
+    lost(err) {
+      if (isLost || closing) return;
+      isLost = true;
+      hooks.onLost(session, err);
+    },
+    async cancelConsumer() {
+      if (isLost || !tasks || !consumerTag) return;
+      await tasks.cancel(consumerTag).catch(() => {});
+      consumerTag = undefined;
+    },
+    async close() {
+      if (closing) return;
+      closing = true;
+      await conn.close().catch(() => {});
+    },
+  };
+  conn.on(
+    "close",
+    (err?: Error) => session.lost(err ?? new Error("The broker closed the connection")),
+  );
+
+  try {
+    results = await conn.createConfirmChannel();
+    results.on("error", ignore);
+    results.on("close", () => session.lost(new Error("The broker closed the result channel")));
+    await results.checkExchange(registration.result_queue_info.exchange);
+    tasks = await conn.createChannel();
+    let refusal: Error | undefined;
+    tasks.on("error", (err: Error) => {
+      if (isExclusiveRefusal(err)) refusal = err;
+    });
+    tasks.on("close", () => session.lost(new Error("The broker closed the task channel")));
+    await tasks.checkQueue(registration.task_queue_info.queue);
+    await tasks.prefetch(hooks.prefetch);
+    await hooks.beforeConsume(session);
+    const queue = registration.task_queue_info.queue;
+    try {
+      const reply = await tasks.consume(queue, (msg) => {
+        if (msg) hooks.onMessage(session, msg);
+      }, { exclusive: true, noAck: false });
+      consumerTag = reply.consumerTag;
+    } catch (err) {
+      if (isExclusiveRefusal(err) || refusal) {
+        throw new EndpointRefused(
+          `Endpoint "${registration.endpoint_id}" is already running elsewhere: the broker ` +
+            `refused a second consumer of "${queue}" (${(err as Error).message})`,
+          { cause: err },
+        );
+      }
+      throw err;
+    }
+    return session;
+  } catch (err) {
+    closing = true;
+    await conn.close().catch(() => {});
+    throw err;
+  }
+}

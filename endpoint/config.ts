@@ -1,0 +1,194 @@
+/**
+ * The endpoint's `config.yaml`: its schema, the commented template `configure` writes, and the
+ * loader that turns file, environment and command-line flags (in that order of precedence, last
+ * wins) into one fully-defaulted, validated {@linkcode EndpointConfig}. Everything downstream of
+ * the CLI only sees that value.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { parse as parseYaml } from "yaml";
+import { EngineConfigSchema } from "./engine/mod.ts";
+
+/** Schema of `config.yaml`. Unknown keys are errors, so a typo never passes silently. */
+export const EndpointConfigSchema = z.object({
+  /** Name shown by the service; the directory name when unset. */
+  display_name: z.string().min(1).nullable().default(null),
+  /** Base address of the service. */
+  funcx_service_address: z.url().default("http://127.0.0.1:8000"),
+  /** Passed through to the SDK (`FUNCX_SDK_ENVIRONMENT`). */
+  environment: z.string().nullable().default(null),
+  /** Seconds between status reports. */
+  heartbeat_period: z.number().positive().default(30),
+  /** Seconds after which the service may consider the endpoint lost. */
+  heartbeat_threshold: z.number().positive().default(120),
+  /** Idle heartbeats (after work was done) before shutting down; 0 turns it off. */
+  idle_heartbeats_soft: z.number().int().min(0).default(0),
+  /** Idle heartbeats before shutting down, even if no work was ever done. */
+  idle_heartbeats_hard: z.number().int().min(1).default(5760),
+  /** Run in the background after `start`. */
+  detach_endpoint: z.boolean().default(true),
+  /** Functions this endpoint agrees to run; any when unset. */
+  allowed_functions: z.array(z.uuid()).nullable().default(null),
+  /** Consecutive broker connection failures before the daemon gives up. */
+  max_consecutive_failures: z.number().int().min(1).default(5),
+  /** Shortest wait in seconds before reconnecting to the broker. */
+  reconnect_delay_min: z.number().min(0).default(2),
+  /** Longest wait in seconds before reconnecting to the broker. */
+  reconnect_delay_max: z.number().min(0).default(10),
+  /** Unacked tasks the broker hands this endpoint at once. */
+  prefetch: z.number().int().min(1).default(1000),
+  /** How tasks are run (owned by the engine). */
+  engine: EngineConfigSchema.prefault({}),
+}).strict().refine((c) => c.reconnect_delay_max >= c.reconnect_delay_min, {
+  message: "reconnect_delay_max must not be below reconnect_delay_min",
+  path: ["reconnect_delay_max"],
+});
+
+/** The validated, fully-defaulted endpoint configuration. */
+export type EndpointConfig = z.infer<typeof EndpointConfigSchema>;
+
+/** The file or values of a config are not valid; `path` names the bad field. */
+export class ConfigError extends Error {
+  /** Dotted path of the first bad field, `""` for the whole file. */
+  readonly path: string;
+  /** The file the config came from. */
+  readonly file: string;
+  /** Builds the error. */
+  constructor(file: string, path: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ConfigError";
+    this.file = file;
+    this.path = path;
+  }
+}
+
+/** Values that override the file: from the environment and from command-line flags. */
+export type ConfigOverrides = Record<string, unknown>;
+
+/** The environment variables that override config fields, as funcX reads them. */
+export function envOverrides(env: Record<string, string | undefined>): ConfigOverrides {
+  const o: ConfigOverrides = {};
+  if (env["FUNCX_SERVICE_ADDRESS"]) o["funcx_service_address"] = env["FUNCX_SERVICE_ADDRESS"];
+  if (env["FUNCX_SDK_ENVIRONMENT"]) o["environment"] = env["FUNCX_SDK_ENVIRONMENT"];
+  return o;
+}
+
+function describeIssues(file: string, error: z.ZodError): ConfigError {
+  const issue = error.issues[0];
+  const path = issue ? issue.path.map(String).join(".") : "";
+  let what = issue?.message ?? "invalid value";
+  if (issue?.code === "unrecognized_keys") {
+    const keys = issue.keys.map((k) => `"${[...issue.path.map(String), k].join(".")}"`);
+    what = `unknown field ${keys.join(", ")}`;
+    return new ConfigError(
+      file,
+      keys[0]?.slice(1, -1) ?? path,
+      `Invalid config "${file}": ${what}`,
+    );
+  }
+  const where = path ? `field "${path}"` : "the file";
+  return new ConfigError(file, path, `Invalid config "${file}": ${where}: ${what}`);
+}
+
+/**
+ * Validates a parsed config object with overrides applied on top (`engine` merged by field).
+ *
+ * @example
+ * ```ts
+ * import { validateConfig } from "./config.ts";
+ * const c = validateConfig("config.yaml", { heartbeat_period: 5 });
+ * console.assert(c.heartbeat_period === 5 && c.detach_endpoint === true);
+ * ```
+ */
+export function validateConfig(
+  file: string,
+  raw: unknown,
+  ...overrides: ConfigOverrides[]
+): EndpointConfig {
+  if (raw !== null && raw !== undefined && (typeof raw !== "object" || Array.isArray(raw))) {
+    throw new ConfigError(file, "", `Invalid config "${file}": expected a mapping of fields`);
+  }
+  // An empty YAML key (`engine:` with only comments below it) parses as null: treat it as unset.
+  const merged: Record<string, unknown> = Object.fromEntries(
+    Object.entries(raw as Record<string, unknown> ?? {}).filter(([, v]) => v !== null),
+  );
+  for (const o of overrides) {
+    for (const [k, v] of Object.entries(o)) {
+      if (v === undefined) continue;
+      if (k === "engine" && v && typeof v === "object") {
+        const base = merged["engine"];
+        merged["engine"] = { ...(base && typeof base === "object" ? base : {}), ...v };
+      } else {
+        merged[k] = v;
+      }
+    }
+  }
+  const r = EndpointConfigSchema.safeParse(merged);
+  if (!r.success) throw describeIssues(file, r.error);
+  return r.data;
+}
+
+/** Reads and validates `file` (YAML) with `overrides` applied in order. */
+export async function loadConfig(
+  file: string,
+  ...overrides: ConfigOverrides[]
+): Promise<EndpointConfig> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (err) {
+    throw new ConfigError(file, "", `Cannot read config "${file}": ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(file, "", `Invalid YAML in "${file}": ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  return validateConfig(file, raw, ...overrides);
+}
+
+/** The commented `config.yaml` that `configure` writes. */
+export function configTemplate(name: string): string {
+  return `# funcX endpoint "${name}". Every field is optional; the values shown are the defaults.
+# Environment variables override this file, and command-line flags override both.
+
+# Name shown by the service (default: the endpoint's directory name).
+display_name: ${JSON.stringify(name)}
+
+# Where the funcX service runs (env FUNCX_SERVICE_ADDRESS overrides it).
+# funcx_service_address: http://127.0.0.1:8000
+
+# Seconds between status reports to the service.
+# heartbeat_period: 30
+# heartbeat_threshold: 120
+
+# Shut down after this many heartbeats without work, once work was done (0: never),
+# and after this many idle heartbeats in any case.
+# idle_heartbeats_soft: 0
+# idle_heartbeats_hard: 5760
+
+# Run in the background after "funcx-endpoint start" (false: stay in the foreground).
+# detach_endpoint: true
+
+# Only run these registered functions (default: any function of the endpoint's users).
+# allowed_functions:
+#   - 00000000-0000-0000-0000-000000000000
+
+# Give up after this many consecutive failures to reach the broker; wait a random
+# number of seconds between reconnect_delay_min and reconnect_delay_max between attempts.
+# max_consecutive_failures: 5
+# reconnect_delay_min: 2
+# reconnect_delay_max: 10
+
+# How tasks are run.
+engine:
+  # Worker subprocesses per node (default: the number of CPU cores).
+  # max_workers_per_node: 4
+`;
+}

@@ -1,0 +1,43 @@
+/**
+ * Failure results the engine makes itself, when a task did not finish on its own: the worker or
+ * manager was lost, the walltime ran out, or the task was cancelled. The user sees them as a
+ * remote error with this name (and `error_details.code`).
+ *
+ * @module
+ */
+import {
+  ActorName,
+  errorToInfo,
+  nowNs,
+  type ResultMessage,
+  serialize,
+  TaskState,
+  type TaskTransition,
+} from "../../sdk/protocol/mod.ts";
+
+/** Names of the failures the engine reports. */
+export type EngineFailure =
+  | "WorkerLost"
+  | "ManagerLost"
+  | "TaskCancelled"
+  | "TaskWalltimeExceeded";
+
+/** A failed result named `name`, with `statuses` followed by a `failed` transition. */
+export function failureResult(
+  taskId: string,
+  name: EngineFailure,
+  message: string,
+  statuses: readonly TaskTransition[] = [],
+  actor: ActorName = ActorName.MANAGER,
+): ResultMessage {
+  const err = new Error(message);
+  err.name = name;
+  // The stack of this helper means nothing to the user; the message says it all.
+  err.stack = `${name}: ${message}`;
+  return {
+    task_id: taskId,
+    data: serialize(errorToInfo(err)),
+    error_details: { code: name, user_message: `remote error: ${message}` },
+    task_statuses: [...statuses, { timestamp: nowNs(), state: TaskState.FAILED, actor }],
+  };
+}

@@ -1,0 +1,442 @@
+/**
+ * The interchange: the engine's side in the endpoint daemon. It queues the daemon's tasks
+ * (`waiting-for-nodes`), listens for managers on TCP, checks each one's secret, and hands tasks
+ * to managers by free capacity plus a bounded prefetch (`waiting-for-launch`), in one batch per
+ * manager per tick. A manager that goes silent past the heartbeat threshold, or whose connection
+ * drops, is lost: its tasks are retried (up to `maxRetries`) or fail with `ManagerLost`.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import {
+  ActorName,
+  nowNs,
+  type ResultMessage,
+  TaskState,
+  type TaskTransition,
+} from "../../sdk/protocol/mod.ts";
+import { type EngineStatus, PoolClosed } from "./engine.ts";
+import { failureResult } from "./failure.ts";
+import { FrameWriter, readFrames } from "./frames.ts";
+import {
+  checkSecret,
+  type FromManager,
+  MANAGER_PROTOCOL_VERSION,
+  randomHex,
+  type ToManager,
+  type WireTask,
+} from "./manager_protocol.ts";
+
+const log = getLogger(["funcx", "endpoint", "interchange"]);
+
+/** Options of {@linkcode Interchange.start}. */
+export interface InterchangeOptions {
+  /** Address to listen on. */
+  hostname: string;
+  /** Port to listen on (0: any free one). */
+  port: number;
+  /** The per-endpoint secret managers must prove. */
+  secret: string;
+  /** Seconds between heartbeats to managers. */
+  heartbeatPeriodS: number;
+  /** Seconds of silence before a manager is lost. */
+  heartbeatThresholdS: number;
+  /** Tasks a manager may hold beyond its worker count. */
+  prefetch: number;
+  /** Times a task is retried when its manager is lost. */
+  maxRetries: number;
+  /** Hears manager events (ready, fatal, lost). */
+  onEvent?: (event: ManagerEvent) => void;
+}
+
+/** Something that happened to a manager. */
+export type ManagerEvent =
+  | { type: "ready"; managerId: string; blockId: string; workers: number }
+  | { type: "fatal"; managerId: string; blockId: string; message: string }
+  | { type: "lost"; managerId: string; blockId: string; reason: string };
+
+interface Task {
+  readonly taskId: string;
+  readonly buffer: string;
+  readonly promise: Promise<ResultMessage>;
+  readonly resolve: (r: ResultMessage) => void;
+  readonly reject: (err: Error) => void;
+  readonly statuses: TaskTransition[];
+  retries: number;
+  manager: ManagerConn | undefined;
+  cancelRequested: boolean;
+}
+
+interface ManagerConn {
+  readonly id: string;
+  readonly blockId: string;
+  readonly conn: Deno.Conn;
+  readonly writer: FrameWriter<ToManager>;
+  readonly inflight: Map<string, Task>;
+  state: "starting" | "ready" | "lost";
+  capacity: number;
+  lastHeard: number;
+  lastSent: number;
+}
+
+/** Lifecycle of the interchange. */
+export type InterchangeState = "running" | "draining" | "stopped";
+
+/** Queues tasks and dispatches them to managers. */
+export class Interchange {
+  readonly #o: InterchangeOptions;
+  readonly #listener: Deno.TcpListener;
+  readonly #tasks = new Map<string, Task>();
+  #queue: Task[] = [];
+  #queueHead = 0;
+  readonly #managers = new Map<string, ManagerConn>();
+  readonly #handlers = new Set<Promise<void>>();
+  readonly #accepting: Promise<void>;
+  readonly #tick: ReturnType<typeof setInterval>;
+  #dispatchScheduled = false;
+  #rr = 0;
+  #state: InterchangeState = "running";
+
+  private constructor(options: InterchangeOptions) {
+    this.#o = options;
+    this.#listener = Deno.listen({ hostname: options.hostname, port: options.port });
+    this.#accepting = this.#accept();
+    const tickS = Math.min(options.heartbeatPeriodS, options.heartbeatThresholdS / 4);
+    this.#tick = setInterval(() => this.#onTick(), Math.max(50, tickS * 1000));
+  }
+
+  /** Starts listening. */
+  static start(options: InterchangeOptions): Interchange {
+    return new Interchange(options);
+  }
+
+  /** Where managers connect. */
+  get address(): { hostname: string; port: number } {
+    const a = this.#listener.addr;
+    return { hostname: a.hostname, port: a.port };
+  }
+
+  /** Current lifecycle state. */
+  get state(): InterchangeState {
+    return this.#state;
+  }
+
+  /** Queues a task; resolves with its result. */
+  submit(taskId: string, buffer: string): Promise<ResultMessage> {
+    if (this.#state !== "running") return Promise.reject(new PoolClosed(taskId));
+    const known = this.#tasks.get(taskId);
+    if (known) return known.promise;
+    const { promise, resolve, reject } = Promise.withResolvers<ResultMessage>();
+    const task: Task = {
+      taskId,
+      buffer,
+      promise,
+      resolve,
+      reject,
+      statuses: [{
+        timestamp: nowNs(),
+        state: TaskState.WAITING_FOR_NODES,
+        actor: ActorName.INTERCHANGE,
+      }],
+      retries: 0,
+      manager: undefined,
+      cancelRequested: false,
+    };
+    this.#tasks.set(taskId, task);
+    this.#queue.push(task);
+    this.#scheduleDispatch();
+    return promise;
+  }
+
+  /** Cancels a queued or running task. */
+  cancel(taskId: string): boolean {
+    const task = this.#tasks.get(taskId);
+    if (!task) return false;
+    task.cancelRequested = true;
+    if (task.manager) {
+      task.manager.writer.send({ type: "cancel", task_id: taskId });
+    } else {
+      // Still queued: it stays in the queue array but is skipped, as it is no longer in #tasks.
+      this.#tasks.delete(taskId);
+      task.resolve(failureResult(
+        taskId,
+        "TaskCancelled",
+        `Task "${taskId}" was cancelled before it started`,
+        task.statuses,
+        ActorName.INTERCHANGE,
+      ));
+    }
+    return true;
+  }
+
+  /** Tasks queued or held by managers (not yet finished). */
+  outstanding(): number {
+    return this.#tasks.size;
+  }
+
+  /** Counts for status reports. */
+  status(): EngineStatus {
+    let managers = 0;
+    let total = 0;
+    let idle = 0;
+    let inflight = 0;
+    for (const m of this.#managers.values()) {
+      if (m.state !== "ready") continue;
+      managers++;
+      total += m.capacity;
+      idle += Math.max(0, m.capacity - m.inflight.size);
+      inflight += m.inflight.size;
+    }
+    return {
+      managers,
+      total_workers: total,
+      idle_workers: idle,
+      pending_tasks: this.#tasks.size - inflight,
+    };
+  }
+
+  async #accept(): Promise<void> {
+    try {
+      for await (const conn of this.#listener) {
+        const h = this.#serve(conn).catch((err) =>
+          log.warn("Manager connection failed: {err}", { err: String(err) })
+        ).finally(() => this.#handlers.delete(h));
+        this.#handlers.add(h);
+      }
+    } catch (err) {
+      if (this.#state === "running") log.error("Interchange stopped listening: {err}", { err });
+    }
+  }
+
+  async #serve(conn: Deno.Conn): Promise<void> {
+    (conn as Deno.TcpConn).setNoDelay(true);
+    const writer = new FrameWriter<ToManager>(conn.writable);
+    const frames = readFrames<FromManager>(conn.readable);
+    const nonce = randomHex(16);
+    writer.send({ type: "hello", protocol: MANAGER_PROTOCOL_VERSION, nonce });
+    const peer = `${(conn.remoteAddr as Deno.NetAddr).hostname}:${
+      (conn.remoteAddr as Deno.NetAddr).port
+    }`;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const first = await Promise.race([
+      frames.next().then((r) => r.value as FromManager | undefined, () => undefined),
+      new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), 10_000))),
+    ]);
+    clearTimeout(timer);
+    const refuse = async (reason: string) => {
+      log.warn("Refused a manager from {peer}: {reason}", { peer, reason });
+      writer.send({ type: "refused", reason });
+      await writer.close();
+      try {
+        conn.close();
+      } catch {
+        // gone
+      }
+    };
+    if (first?.type !== "register") return await refuse("no registration");
+    if (first.protocol !== MANAGER_PROTOCOL_VERSION) {
+      return await refuse(`protocol ${first.protocol}, expected ${MANAGER_PROTOCOL_VERSION}`);
+    }
+    if (!(await checkSecret(this.#o.secret, nonce, first.hmac))) {
+      return await refuse(`wrong secret for manager "${first.manager_id}"`);
+    }
+    if (this.#state !== "running") return await refuse("interchange is shutting down");
+    if (this.#managers.has(first.manager_id)) {
+      return await refuse(`manager "${first.manager_id}" is already connected`);
+    }
+    const m: ManagerConn = {
+      id: first.manager_id,
+      blockId: first.block_id,
+      conn,
+      writer,
+      inflight: new Map(),
+      state: "starting",
+      capacity: 0,
+      lastHeard: Date.now(),
+      lastSent: Date.now(),
+    };
+    this.#managers.set(m.id, m);
+    writer.send({ type: "welcome" });
+    log.info("Manager {id} (block {block}, pid {pid} on {host}) connected", {
+      id: m.id,
+      block: m.blockId,
+      pid: first.pid,
+      host: first.hostname,
+    });
+    try {
+      for await (const msg of frames) {
+        m.lastHeard = Date.now();
+        if (msg.type === "results") {
+          for (const r of msg.results) this.#complete(m, r);
+          this.#scheduleDispatch();
+        } else if (msg.type === "ready") {
+          m.capacity = msg.workers;
+          m.state = "ready";
+          this.#o.onEvent?.({
+            type: "ready",
+            managerId: m.id,
+            blockId: m.blockId,
+            workers: m.capacity,
+          });
+          this.#scheduleDispatch();
+        } else if (msg.type === "fatal") {
+          log.error("Manager {id} failed: {message}", { id: m.id, message: msg.message });
+          this.#o.onEvent?.({
+            type: "fatal",
+            managerId: m.id,
+            blockId: m.blockId,
+            message: msg.message,
+          });
+        }
+      }
+    } catch {
+      // connection reset: handled as a lost manager below
+    }
+    this.#lost(m, "its connection closed");
+  }
+
+  #complete(m: ManagerConn, r: ResultMessage): void {
+    const task = m.inflight.get(r.task_id);
+    if (!task) return;
+    m.inflight.delete(r.task_id);
+    this.#tasks.delete(r.task_id);
+    r.task_statuses = [...task.statuses, ...(r.task_statuses ?? [])];
+    task.resolve(r);
+  }
+
+  #lost(m: ManagerConn, reason: string): void {
+    if (m.state === "lost") return;
+    m.state = "lost";
+    this.#managers.delete(m.id);
+    try {
+      m.conn.close();
+    } catch {
+      // already closed
+    }
+    if (this.#state !== "running") return;
+    log.error("Manager {id} (block {block}) lost: {reason}", {
+      id: m.id,
+      block: m.blockId,
+      reason,
+    });
+    const retry: Task[] = [];
+    for (const task of m.inflight.values()) {
+      task.manager = undefined;
+      if (task.retries < this.#o.maxRetries && !task.cancelRequested) {
+        task.retries++;
+        retry.push(task);
+        continue;
+      }
+      this.#tasks.delete(task.taskId);
+      task.resolve(failureResult(
+        task.taskId,
+        task.cancelRequested ? "TaskCancelled" : "ManagerLost",
+        `Manager "${m.id}" (block ${m.blockId}) was lost while holding task "${task.taskId}": ` +
+          reason,
+        task.statuses,
+        ActorName.INTERCHANGE,
+      ));
+    }
+    m.inflight.clear();
+    if (retry.length > 0) {
+      this.#queue = [...retry, ...this.#queue.slice(this.#queueHead)];
+      this.#queueHead = 0;
+    }
+    this.#o.onEvent?.({ type: "lost", managerId: m.id, blockId: m.blockId, reason });
+    this.#scheduleDispatch();
+  }
+
+  #onTick(): void {
+    const now = Date.now();
+    for (const m of [...this.#managers.values()]) {
+      if (now - m.lastHeard > this.#o.heartbeatThresholdS * 1000) {
+        this.#lost(m, `no heartbeat for over ${this.#o.heartbeatThresholdS} s`);
+      } else if (now - m.lastSent >= this.#o.heartbeatPeriodS * 1000) {
+        m.lastSent = now;
+        m.writer.send({ type: "heartbeat" });
+      }
+    }
+  }
+
+  #scheduleDispatch(): void {
+    if (this.#dispatchScheduled) return;
+    this.#dispatchScheduled = true;
+    queueMicrotask(() => {
+      this.#dispatchScheduled = false;
+      this.#dispatch();
+    });
+  }
+
+  #nextQueued(): Task | undefined {
+    while (this.#queueHead < this.#queue.length) {
+      const t = this.#queue[this.#queueHead++]!;
+      if (this.#tasks.get(t.taskId) === t && !t.manager) return t;
+    }
+    return undefined;
+  }
+
+  #dispatch(): void {
+    if (this.#state !== "running") return;
+    const ready = [...this.#managers.values()].filter((m) => m.state === "ready");
+    if (ready.length === 0 || this.#queueHead >= this.#queue.length) return;
+    const start = this.#rr++ % ready.length;
+    const order = [...ready.slice(start), ...ready.slice(0, start)];
+    const batches = new Map<ManagerConn, WireTask[]>();
+    // Free workers everywhere first, then prefetch slots, one task per manager per round.
+    for (const extra of [0, this.#o.prefetch]) {
+      let progress = true;
+      while (progress) {
+        progress = false;
+        for (const m of order) {
+          if (m.inflight.size >= m.capacity + extra) continue;
+          const t = this.#nextQueued();
+          if (!t) break;
+          t.manager = m;
+          m.inflight.set(t.taskId, t);
+          t.statuses.push({
+            timestamp: nowNs(),
+            state: TaskState.WAITING_FOR_LAUNCH,
+            actor: ActorName.INTERCHANGE,
+          });
+          let batch = batches.get(m);
+          if (!batch) batches.set(m, batch = []);
+          batch.push({ task_id: t.taskId, buffer: t.buffer });
+          progress = true;
+        }
+      }
+    }
+    for (const [m, tasks] of batches) m.writer.send({ type: "tasks", tasks });
+    if (this.#queueHead > 1024 && this.#queueHead * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#queueHead);
+      this.#queueHead = 0;
+    }
+  }
+
+  /**
+   * Stops taking tasks, waits up to `graceS` for tasks on managers, tells managers to shut down,
+   * and rejects what has not finished with {@linkcode PoolClosed}; idempotent.
+   */
+  async close(graceS = 5): Promise<void> {
+    if (this.#state !== "running") return;
+    this.#state = "draining";
+    this.#listener.close();
+    await this.#accepting;
+    const deadline = Date.now() + graceS * 1000;
+    const busy = () => [...this.#managers.values()].some((m) => m.inflight.size > 0);
+    while (busy() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    for (const task of this.#tasks.values()) task.reject(new PoolClosed(task.taskId));
+    this.#tasks.clear();
+    for (const m of this.#managers.values()) {
+      m.inflight.clear();
+      m.writer.send({ type: "shutdown" });
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const grace = new Promise<void>((r) => (timer = setTimeout(r, graceS * 1000)));
+    await Promise.race([Promise.all(this.#handlers), grace]);
+    clearTimeout(timer);
+    for (const m of this.#managers.values()) this.#lost(m, "interchange closed");
+    await Promise.all(this.#handlers);
+    clearInterval(this.#tick);
+    this.#state = "stopped";
+  }
+}

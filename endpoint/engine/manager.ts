@@ -1,0 +1,256 @@
+/**
+ * A manager: one per node or block. It connects to the endpoint's interchange over TCP, proves it
+ * knows the endpoint's secret, runs `worker_init`, starts its pool of worker subprocesses and
+ * advertises their number as its capacity. It then runs the tasks it is sent, returns results in
+ * batches and exchanges heartbeats; when the interchange goes silent past the threshold, it
+ * stops its workers and exits, so no orphan keeps running.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { hostname } from "node:os";
+import { join } from "node:path";
+import type { ResultMessage } from "../../sdk/protocol/mod.ts";
+import { engineCommand, permissionFlags, type WorkerPermissions } from "./command.ts";
+import { FrameWriter, readFrames } from "./frames.ts";
+import {
+  type FromManager,
+  MANAGER_PROTOCOL_VERSION,
+  proveSecret,
+  type ToManager,
+} from "./manager_protocol.ts";
+import { WorkerPool } from "./worker_pool.ts";
+
+const log = getLogger(["funcx", "endpoint", "manager"]);
+
+/** Environment variable that carries the per-endpoint secret to a manager. */
+export const SECRET_ENV = "FUNCX_MANAGER_SECRET";
+/** Environment variable that carries a manager's {@linkcode ManagerOptions} as JSON. */
+export const OPTIONS_ENV = "FUNCX_MANAGER_OPTIONS";
+
+/** Everything a manager needs, passed from the engine (JSON in {@linkcode OPTIONS_ENV}). */
+export interface ManagerOptions {
+  /** Interchange host. */
+  interchange_host: string;
+  /** Interchange port. */
+  interchange_port: number;
+  /** This manager's id; names its log folder. */
+  manager_id: string;
+  /** The block (provider job) it belongs to. */
+  block_id: string;
+  /** Upper bound on workers. */
+  max_workers_per_node: number;
+  /** Cores each worker takes. */
+  cores_per_worker: number;
+  /** GB of memory each worker may use, or `null` for no limit. */
+  mem_per_worker: number | null;
+  /** Accelerator ids; one worker per id when not empty. */
+  available_accelerators: string[];
+  /** Shell commands run before the workers start; their environment changes reach workers. */
+  worker_init: string;
+  /** Deno permissions of the workers. */
+  permissions: WorkerPermissions;
+  /** Seconds a task may run, or `null`. */
+  task_walltime_s: number | null;
+  /** Seconds between heartbeats. */
+  heartbeat_period: number;
+  /** Seconds of silence from the interchange before the manager gives up. */
+  heartbeat_threshold: number;
+  /** Root of the log folders. */
+  run_dir: string;
+  /** Worker command line override (tests). */
+  worker_command: string[] | null;
+}
+
+/** How many workers a node gets: the tightest of the count, cores, memory and accelerators. */
+export function workerCount(o: ManagerOptions, cores: number, memAvailableBytes: number): number {
+  let n = Math.min(o.max_workers_per_node, Math.floor(cores / o.cores_per_worker));
+  if (o.mem_per_worker !== null) {
+    n = Math.min(n, Math.floor(memAvailableBytes / (o.mem_per_worker * 1024 ** 3)));
+  }
+  if (o.available_accelerators.length > 0) n = o.available_accelerators.length;
+  if (n < 1) {
+    throw new RangeError(
+      `Cannot start a worker on this node: ${cores} cores, ` +
+        `${(memAvailableBytes / 1024 ** 3).toFixed(1)} GB available, cores_per_worker ` +
+        `${o.cores_per_worker}, mem_per_worker ${o.mem_per_worker ?? "unset"}`,
+    );
+  }
+  return n;
+}
+
+/** Runs `worker_init` in a shell and returns the environment it leaves. */
+export async function runWorkerInit(script: string): Promise<Record<string, string>> {
+  const env = Deno.env.toObject();
+  if (script.trim() === "") return env;
+  const marker = "__FUNCX_WORKER_INIT_ENV__";
+  const out = await new Deno.Command("/bin/sh", {
+    args: ["-c", `set -e\n${script}\nprintf '\\0${marker}\\0'\nenv -0`],
+    stdin: "null",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  const at = text.lastIndexOf(`\0${marker}\0`);
+  if (!out.success || at < 0) {
+    const err = new TextDecoder().decode(out.stderr).trim().slice(-1000);
+    throw new Error(`worker_init failed with exit code ${out.code}: ${err || "(no output)"}`);
+  }
+  const result: Record<string, string> = {};
+  for (const entry of text.slice(at + marker.length + 2).split("\0")) {
+    const eq = entry.indexOf("=");
+    if (eq > 0) result[entry.slice(0, eq)] = entry.slice(eq + 1);
+  }
+  return result;
+}
+
+/** Lifecycle of a manager. */
+export type ManagerState = "connecting" | "starting" | "running" | "draining" | "stopped";
+
+/** A manager process's work; {@linkcode Manager.run} returns when it is done. */
+export class Manager {
+  readonly #o: ManagerOptions;
+  #state: ManagerState = "connecting";
+  #pool: WorkerPool | undefined;
+  #batch: ResultMessage[] = [];
+  #lastHeard = Date.now();
+
+  private constructor(options: ManagerOptions) {
+    this.#o = options;
+  }
+
+  /** Connects, serves until told to stop (or `signal` aborts or the interchange is lost). */
+  static async run(options: ManagerOptions, secret: string, signal?: AbortSignal): Promise<void> {
+    await new Manager(options).#run(secret, signal);
+  }
+
+  async #run(secret: string, signal: AbortSignal | undefined): Promise<void> {
+    const o = this.#o;
+    const conn = await Deno.connect({ hostname: o.interchange_host, port: o.interchange_port });
+    conn.setNoDelay(true);
+    const writer = new FrameWriter<FromManager>(conn.writable);
+    const frames = readFrames<ToManager>(conn.readable);
+    const onAbort = () => this.#stop(conn);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    let heartbeat: ReturnType<typeof setInterval> | undefined;
+    try {
+      const hello = (await frames.next()).value;
+      if (hello?.type !== "hello" || hello.protocol !== MANAGER_PROTOCOL_VERSION) {
+        throw new Error(`Interchange failed the handshake (${JSON.stringify(hello?.type)})`);
+      }
+      writer.send({
+        type: "register",
+        protocol: MANAGER_PROTOCOL_VERSION,
+        manager_id: o.manager_id,
+        block_id: o.block_id,
+        hmac: await proveSecret(secret, hello.nonce),
+        hostname: hostname(),
+        pid: Deno.pid,
+      });
+      const answer = (await frames.next()).value;
+      if (answer?.type !== "welcome") {
+        const why = answer?.type === "refused" ? answer.reason : "connection closed";
+        throw new Error(`Interchange refused manager "${o.manager_id}": ${why}`);
+      }
+      this.#state = "starting";
+      try {
+        this.#pool = await this.#startPool();
+      } catch (err) {
+        writer.send({ type: "fatal", message: (err as Error).message });
+        await writer.drain();
+        throw err;
+      }
+      if (this.#state !== "starting") return;
+      this.#state = "running";
+      writer.send({ type: "ready", workers: this.#pool.workerCount });
+      log.info("Manager {id} ready with {n} workers", {
+        id: o.manager_id,
+        n: this.#pool.workerCount,
+      });
+      this.#lastHeard = Date.now();
+      heartbeat = setInterval(() => {
+        if (Date.now() - this.#lastHeard > o.heartbeat_threshold * 1000) {
+          log.error("Interchange silent for over {s} s; manager {id} stops", {
+            s: o.heartbeat_threshold,
+            id: o.manager_id,
+          });
+          this.#stop(conn);
+        } else {
+          writer.send({ type: "heartbeat" });
+        }
+      }, Math.min(o.heartbeat_period, o.heartbeat_threshold / 2) * 1000);
+      this.#writer = writer;
+      for await (const msg of frames) {
+        this.#lastHeard = Date.now();
+        if (msg.type === "tasks") {
+          for (const t of msg.tasks) this.#pool.submit({ ...t, statuses: [] });
+        } else if (msg.type === "cancel") {
+          this.#pool.cancel(msg.task_id);
+        } else if (msg.type === "shutdown") {
+          break;
+        }
+      }
+    } catch (err) {
+      if (this.#state !== "draining") throw err;
+    } finally {
+      clearInterval(heartbeat);
+      signal?.removeEventListener("abort", onAbort);
+      this.#state = "draining";
+      await this.#pool?.close();
+      this.#flush();
+      await writer.close();
+      try {
+        conn.close();
+      } catch {
+        // already closed by #stop
+      }
+      this.#state = "stopped";
+    }
+  }
+
+  #writer: FrameWriter<FromManager> | undefined;
+
+  #onResult(result: ResultMessage): void {
+    this.#batch.push(result);
+    if (this.#batch.length === 1) queueMicrotask(() => this.#flush());
+  }
+
+  #flush(): void {
+    if (this.#batch.length === 0) return;
+    const results = this.#batch;
+    this.#batch = [];
+    this.#writer?.send({ type: "results", results });
+  }
+
+  #stop(conn: Deno.Conn): void {
+    if (this.#state === "draining" || this.#state === "stopped") return;
+    this.#state = "draining";
+    // Closing the socket ends the read loop; `finally` then stops the workers.
+    try {
+      conn.close();
+    } catch {
+      // already closed
+    }
+  }
+
+  async #startPool(): Promise<WorkerPool> {
+    const o = this.#o;
+    const env = await runWorkerInit(o.worker_init);
+    const workers = workerCount(
+      o,
+      navigator.hardwareConcurrency,
+      Deno.systemMemoryInfo().available,
+    );
+    const memLimitMb = o.mem_per_worker === null ? null : Math.floor(o.mem_per_worker * 1024);
+    const flags = permissionFlags(o.permissions);
+    if (memLimitMb !== null) flags.push(`--v8-flags=--max-old-space-size=${memLimitMb}`);
+    return await WorkerPool.start({
+      workers,
+      command: o.worker_command ?? engineCommand("worker", flags),
+      logDir: join(o.run_dir, o.manager_id),
+      onResult: (r) => this.#onResult(r),
+      env,
+      accelerators: o.available_accelerators,
+      walltimeS: o.task_walltime_s,
+      memLimitMb,
+    });
+  }
+}

@@ -1,0 +1,310 @@
+/**
+ * The Slurm provider: each block is a batch job. `start` writes `<run_dir>/block_<id>.sbatch`
+ * (mode 0700: it carries the endpoint's secret for the manager) and submits it with
+ * `sbatch --parsable`; `status` asks `squeue` (then `sacct`) for all blocks at once; `stop` runs
+ * `scancel` and waits until the job has left. The job's output goes to `<run_dir>/block_<id>.log`.
+ * A scheduler command that fails is retried with backoff unless its error is permanent (a bad
+ * partition); the final error carries the command's stderr.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { join } from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
+import {
+  type BlockHandle,
+  type BlockState,
+  type BlockStatus,
+  type Provider,
+  TERMINAL_STATES,
+} from "./provider.ts";
+
+const log = getLogger(["funcx", "endpoint", "engine", "slurm"]);
+
+/** Options of {@linkcode SlurmProvider}. */
+export interface SlurmProviderOptions {
+  /** Folder of the batch scripts and job output (created). */
+  runDir: string;
+  /** `--partition`. @default null (the cluster's default) */
+  partition?: string | null;
+  /** `--account`. @default null */
+  account?: string | null;
+  /** `--qos`. @default null */
+  qos?: string | null;
+  /** `--time`, `HH:MM:SS` (or any Slurm time). @default null (the partition's limit) */
+  walltime?: string | null;
+  /** `--nodes`; one manager per node. @default 1 */
+  nodesPerBlock?: number;
+  /** `--exclusive`. @default false */
+  exclusive?: boolean;
+  /** Extra lines of the script header, with or without the `#SBATCH` prefix. @default [] */
+  schedulerOptions?: readonly string[];
+  /** Shell lines run in the job before the manager starts (`module load ...`). @default [] */
+  workerInit?: readonly string[];
+  /** How managers start: `srun` runs one per node; `none` runs one in the batch step. @default "srun" when nodesPerBlock > 1 */
+  launcher?: "srun" | "none";
+  /** Environment of the scheduler commands, added to this process's. @default {} */
+  commandEnv?: Record<string, string>;
+  /** Attempts of a scheduler command with a transient error. @default 3 */
+  attempts?: number;
+  /** Seconds a scheduler command may take. @default 30 */
+  commandTimeoutS?: number;
+  /** Seconds `stop` waits for a cancelled job to leave. @default 30 */
+  cancelWaitS?: number;
+}
+
+/** A failed scheduler command, with its stderr in the message. */
+export class SchedulerCommandError extends Error {
+  /** Always `"SchedulerCommandError"`. */
+  override name = "SchedulerCommandError";
+  /** Whether trying again cannot help (bad partition, bad option). */
+  readonly permanent: boolean;
+  /** Makes the error. */
+  constructor(message: string, permanent: boolean) {
+    super(message);
+    this.permanent = permanent;
+  }
+}
+
+const PERMANENT = /invalid|not permitted|unrecognized|denied|not exist|unknown|requested node/i;
+
+class SlurmBlock implements BlockHandle {
+  readonly blockId: string;
+  readonly jobId: string;
+  readonly logPath: string;
+  readonly ended: Promise<string>;
+  readonly #end: (reason: string) => void;
+  last: BlockStatus = { state: "pending" };
+  constructor(blockId: string, jobId: string, logPath: string) {
+    this.blockId = blockId;
+    this.jobId = jobId;
+    this.logPath = logPath;
+    const { promise, resolve } = Promise.withResolvers<string>();
+    this.ended = promise;
+    this.#end = resolve;
+  }
+  update(s: BlockStatus): void {
+    if (TERMINAL_STATES.has(this.last.state)) return;
+    this.last = s;
+    if (TERMINAL_STATES.has(s.state)) {
+      this.#end(`job ${this.jobId} ${s.state}${s.message ? ` (${s.message})` : ""}`);
+    }
+  }
+}
+
+/** Runs each block as a Slurm batch job. */
+export class SlurmProvider implements Provider {
+  /** Always `"slurm"`. */
+  readonly label = "slurm";
+  readonly #o: Required<SlurmProviderOptions>;
+
+  /** A provider with `options`. */
+  constructor(options: SlurmProviderOptions) {
+    const nodes = options.nodesPerBlock ?? 1;
+    this.#o = {
+      partition: null,
+      account: null,
+      qos: null,
+      walltime: null,
+      exclusive: false,
+      schedulerOptions: [],
+      workerInit: [],
+      commandEnv: {},
+      attempts: 3,
+      commandTimeoutS: 30,
+      cancelWaitS: 30,
+      ...options,
+      nodesPerBlock: nodes,
+      launcher: options.launcher ?? (nodes > 1 ? "srun" : "none"),
+    };
+  }
+
+  /** The batch script of a block (exported for tests and debugging). */
+  script(blockId: string, command: readonly string[], env: Record<string, string>): string {
+    const o = this.#o;
+    const header = [
+      `--job-name=funcx-block-${blockId}`,
+      `--output=${join(o.runDir, `block_${blockId}.log`)}`,
+      "--open-mode=append",
+      `--chdir=${o.runDir}`,
+      `--nodes=${o.nodesPerBlock}`,
+      "--ntasks-per-node=1",
+      ...(o.partition ? [`--partition=${o.partition}`] : []),
+      ...(o.account ? [`--account=${o.account}`] : []),
+      ...(o.qos ? [`--qos=${o.qos}`] : []),
+      ...(o.walltime ? [`--time=${o.walltime}`] : []),
+      ...(o.exclusive ? ["--exclusive"] : []),
+    ].map((l) => `#SBATCH ${l}`);
+    const extra = o.schedulerOptions.map((l) => l.startsWith("#SBATCH") ? l : `#SBATCH ${l}`);
+    const exports = Object.entries(env).map(([k, v]) => `export ${k}=${shellQuote(v)}`);
+    const cmd = command.map(shellQuote).join(" ");
+    const run = o.launcher === "srun"
+      ? `srun --nodes=${o.nodesPerBlock} --ntasks-per-node=1 --kill-on-bad-exit=0 bash -c ` +
+        `'export FUNCX_MANAGER_ID_SUFFIX=".$SLURM_PROCID"; exec "$@"' funcx-manager ${cmd}`
+      : `exec ${cmd}`;
+    return [
+      "#!/bin/bash",
+      ...header,
+      ...extra,
+      `# funcX endpoint block ${blockId}: written by the Slurm provider; holds a secret (mode 0700)`,
+      ...o.workerInit,
+      ...exports,
+      `echo "funcX block ${blockId}: job $SLURM_JOB_ID on $(hostname)" >&2`,
+      run,
+      "",
+    ].join("\n");
+  }
+
+  /** Writes the block's script and submits it with `sbatch --parsable`. */
+  async start(
+    blockId: string,
+    command: readonly string[],
+    env: Record<string, string>,
+  ): Promise<BlockHandle> {
+    await Deno.mkdir(this.#o.runDir, { recursive: true });
+    const path = join(this.#o.runDir, `block_${blockId}.sbatch`);
+    await Deno.remove(path).catch(() => {}); // mode applies only to a new file
+    await Deno.writeTextFile(path, this.script(blockId, command, env), { mode: 0o700 });
+    await Deno.chmod(path, 0o700);
+    const out = await this.#command("sbatch", ["--parsable", path], `submit block ${blockId}`);
+    const jobId = out.trim().split(";")[0]!.trim();
+    if (!/^\d+(_\d+)?$/.test(jobId)) {
+      throw new SchedulerCommandError(`Cannot submit block ${blockId}: sbatch said "${out}"`, true);
+    }
+    log.info("Block {block} submitted as Slurm job {job}", { block: blockId, job: jobId });
+    return new SlurmBlock(blockId, jobId, join(this.#o.runDir, `block_${blockId}.log`));
+  }
+
+  /** Asks `squeue` for all blocks at once; jobs it no longer lists are asked of `sacct`. */
+  async status(handles: readonly BlockHandle[]): Promise<BlockStatus[]> {
+    const blocks = handles.map((h) => {
+      if (!(h instanceof SlurmBlock)) throw new TypeError("Not a block of this provider");
+      return h;
+    });
+    const live = blocks.filter((b) => !TERMINAL_STATES.has(b.last.state));
+    if (live.length > 0) {
+      const states = await this.#squeue(live.map((b) => b.jobId));
+      for (const b of live) {
+        const s = states.get(b.jobId) ?? await this.#sacct(b.jobId);
+        b.update(s);
+      }
+    }
+    return blocks.map((b) => b.last);
+  }
+
+  /** `scancel`, then waits (bounded) until the job has left the node. */
+  async stop(handle: BlockHandle): Promise<void> {
+    if (!(handle instanceof SlurmBlock)) throw new TypeError("Not a block of this provider");
+    if (TERMINAL_STATES.has(handle.last.state)) return;
+    await this.#command("scancel", [handle.jobId], `cancel block ${handle.blockId}`);
+    const deadline = Date.now() + this.#o.cancelWaitS * 1000;
+    while (!TERMINAL_STATES.has(handle.last.state) && Date.now() < deadline) {
+      await delay(500);
+      await this.status([handle]).catch(() => {});
+    }
+    handle.update({ state: "cancelled", message: "cancelled by the endpoint" });
+  }
+
+  async #squeue(jobIds: string[]): Promise<Map<string, BlockStatus>> {
+    const states = new Map<string, BlockStatus>();
+    const ask = async (ids: string[]) => {
+      const out = await this.#command(
+        "squeue",
+        ["-h", "--states=all", "-j", ids.join(","), "-o", "%i|%T|%r"],
+        "poll blocks",
+      );
+      for (const line of out.split("\n")) {
+        const [id, state, reason] = line.trim().split("|");
+        if (id && state) states.set(id, slurmState(state, reason));
+      }
+    };
+    try {
+      await ask(jobIds);
+    } catch (err) {
+      // squeue refuses the whole list when one id has been purged: ask one at a time.
+      if (!(err instanceof SchedulerCommandError && /invalid job id/i.test(err.message))) throw err;
+      for (const id of jobIds) await ask([id]).catch(() => {});
+    }
+    return states;
+  }
+
+  async #sacct(jobId: string): Promise<BlockStatus> {
+    try {
+      const out = await this.#command(
+        "sacct",
+        ["-n", "-X", "-P", "-j", jobId, "-o", "JobID,State,ExitCode"],
+        "poll a finished block",
+        1,
+      );
+      const [, state, code] = out.trim().split("\n")[0]?.split("|") ?? [];
+      if (state) return slurmState(state.split(" ")[0]!, code ? `exit code ${code}` : "");
+    } catch {
+      // no accounting on this cluster
+    }
+    return { state: "completed", message: "no longer known to the scheduler" };
+  }
+
+  async #command(cmd: string, args: string[], what: string, attempts?: number): Promise<string> {
+    const max = attempts ?? this.#o.attempts;
+    for (let attempt = 1;; attempt++) {
+      let err: SchedulerCommandError;
+      try {
+        const out = await new Deno.Command(cmd, {
+          args,
+          env: this.#o.commandEnv,
+          stdin: "null",
+          signal: AbortSignal.timeout(this.#o.commandTimeoutS * 1000),
+        }).output();
+        const stderr = new TextDecoder().decode(out.stderr).trim();
+        if (out.code === 0) return new TextDecoder().decode(out.stdout);
+        err = new SchedulerCommandError(
+          `Cannot ${what}: "${cmd} ${args.join(" ")}" exited with code ${out.code}: ${stderr}`,
+          PERMANENT.test(stderr),
+        );
+      } catch (e) {
+        err = new SchedulerCommandError(
+          `Cannot ${what}: "${cmd}" failed: ${(e as Error).message}`,
+          e instanceof Deno.errors.NotFound,
+        );
+      }
+      if (err.permanent || attempt >= max) throw err;
+      log.warn("{message}; trying again", { message: err.message });
+      await delay(1000 * 2 ** (attempt - 1));
+    }
+  }
+}
+
+/** Maps a Slurm job state (`squeue %T`, `sacct State`) to a block state. */
+export function slurmState(state: string, reason = ""): BlockStatus {
+  const s = state.toUpperCase().replace(/\+$/, "");
+  const message = reason && reason !== "None" ? { message: reason } : {};
+  const map: Record<string, BlockState> = {
+    PENDING: "pending",
+    CONFIGURING: "pending",
+    REQUEUED: "pending",
+    REQUEUE_HOLD: "pending",
+    REQUEUE_FED: "pending",
+    RESIZING: "pending",
+    SUSPENDED: "pending",
+    RUNNING: "running",
+    COMPLETING: "running",
+    SIGNALING: "running",
+    STAGE_OUT: "running",
+    COMPLETED: "completed",
+    CANCELLED: "cancelled",
+    TIMEOUT: "timeout",
+    DEADLINE: "timeout",
+    FAILED: "failed",
+    NODE_FAIL: "failed",
+    BOOT_FAIL: "failed",
+    OUT_OF_MEMORY: "failed",
+    PREEMPTED: "failed",
+    REVOKED: "failed",
+    SPECIAL_EXIT: "failed",
+  };
+  return { state: map[s] ?? "unknown", ...message };
+}
+
+function shellQuote(s: string): string {
+  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replaceAll("'", `'\\''`)}'`;
+}

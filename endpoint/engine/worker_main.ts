@@ -1,0 +1,123 @@
+/**
+ * A worker subprocess: it says hello, then runs the tasks its manager sends on stdin one at a
+ * time and answers each with a result frame on stdout. User code's console output goes to
+ * stderr (the manager keeps it in the worker's log file) so it can never corrupt the frame
+ * stream. When stdin ends without a `shutdown` the manager is gone, and the worker exits at once
+ * rather than live on as an orphan.
+ *
+ * @module
+ */
+import {
+  ActorName,
+  errorToInfo,
+  nowNs,
+  type ResultMessage,
+  serialize,
+  TaskState,
+  unpackTask,
+} from "../../sdk/protocol/mod.ts";
+import { encodeFrame, readFrames, type ToWorker, WORKER_PROTOCOL_VERSION } from "./frames.ts";
+import { runShell, SHELL_FUNCTION_NAME, type ShellSpec } from "./shell.ts";
+
+/** Largest serialized result, in characters. */
+export const RESULT_SIZE_LIMIT = 10 * 1024 * 1024;
+
+type AnyFn = (...args: unknown[]) => unknown;
+const compiled = new Map<string, AnyFn>();
+
+/** Turns function source text into a callable (cached by source). */
+export function compileFunction(name: string, source: string): AnyFn {
+  let fn = compiled.get(source);
+  if (fn) return fn;
+  // The sourceURL names the function in remote stack traces instead of this file's eval site.
+  const url = `\n//# sourceURL=funcx-function:${encodeURIComponent(name || "anonymous")}`;
+  let value: unknown;
+  try {
+    value = (0, eval)(`(${source}\n)${url}`);
+  } catch (first) {
+    // Method shorthand (`name(a) { ... }`) is not an expression on its own.
+    try {
+      value = (0, eval)(`({${source}\n})${url}`)[name];
+    } catch {
+      throw first;
+    }
+  }
+  if (typeof value !== "function") {
+    throw new TypeError(`Function source of "${name}" does not evaluate to a function`);
+  }
+  fn = value as AnyFn;
+  if (compiled.size > 1024) compiled.clear();
+  compiled.set(source, fn);
+  return fn;
+}
+
+/** Runs one task buffer and builds its result message. */
+export async function runTask(taskId: string, buffer: string): Promise<ResultMessage> {
+  const statuses = [];
+  let data: string;
+  let errorDetails: ResultMessage["error_details"] = null;
+  const start = nowNs();
+  statuses.push({ timestamp: start, state: TaskState.EXECUTION_START, actor: ActorName.WORKER });
+  try {
+    const task = unpackTask(buffer);
+    const fn = compileFunction(task.fn.name, task.fn.source);
+    let value: unknown;
+    if (task.fn.name === SHELL_FUNCTION_NAME) {
+      value = await runShell(fn() as ShellSpec, task.args, task.kwargs);
+    } else {
+      const args = Object.keys(task.kwargs).length > 0 ? [...task.args, task.kwargs] : task.args;
+      value = await fn(...args);
+    }
+    data = serialize(value);
+    if (data.length > RESULT_SIZE_LIMIT) {
+      const err = new Error(
+        `Task result of ${data.length}B exceeded current limit of ${RESULT_SIZE_LIMIT}B`,
+      );
+      err.name = "MaxResultSizeExceeded";
+      data = serialize(errorToInfo(err));
+      errorDetails = {
+        code: "MaxResultSizeExceeded",
+        user_message: `remote error: ${err.message}`,
+      };
+    }
+  } catch (err) {
+    data = serialize(errorToInfo(err));
+    errorDetails = {
+      code: "RemoteExecutionError",
+      user_message: "An error occurred during the execution of this task",
+    };
+  }
+  statuses.push({ timestamp: nowNs(), state: TaskState.EXECUTION_END, actor: ActorName.WORKER });
+  return { task_id: taskId, data, error_details: errorDetails, task_statuses: statuses };
+}
+
+/** A worker process's main loop (the `__worker` entry of the compiled binary runs it too). */
+export async function workerMain(): Promise<void> {
+  for (const m of ["log", "info", "debug", "dir", "table", "trace"] as const) {
+    (console as unknown as Record<string, unknown>)[m] = console.error;
+  }
+  const writer = Deno.stdout.writable.getWriter();
+  await writer.write(
+    encodeFrame({ type: "hello", protocol: WORKER_PROTOCOL_VERSION, pid: Deno.pid }),
+  );
+  // Tasks run one at a time, but stdin is read all along so that its end is seen mid-task.
+  let chain: Promise<void> = Promise.resolve();
+  let shutdown = false;
+  for await (const msg of readFrames<ToWorker>(Deno.stdin.readable)) {
+    if (msg.type === "shutdown") {
+      shutdown = true;
+      break;
+    }
+    chain = chain.then(async () => {
+      const result = await runTask(msg.task_id, msg.buffer);
+      await writer.write(encodeFrame({ type: "result", result }));
+    });
+  }
+  if (shutdown) await chain;
+  await writer.close().catch(() => {});
+}
+
+if (import.meta.main) {
+  await workerMain();
+  Deno.exit(0);
+}

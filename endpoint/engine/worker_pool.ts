@@ -1,0 +1,419 @@
+/**
+ * A manager's pool of Deno worker subprocesses. Tasks wait in a FIFO queue until a worker is
+ * idle; each worker runs one task at a time. A worker that dies fails its task (`WorkerLost`, or
+ * `TaskWalltimeExceeded` / `TaskCancelled` when the pool killed it on purpose) and is replaced,
+ * and its accelerator goes back to the free list first so the replacement can have it.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { join } from "node:path";
+import {
+  ActorName,
+  nowNs,
+  type ResultMessage,
+  TaskState,
+  type TaskTransition,
+} from "../../sdk/protocol/mod.ts";
+import { type EngineFailure, failureResult } from "./failure.ts";
+import { FrameWriter, type FromWorker, readFrames, type ToWorker } from "./frames.ts";
+import { WORKER_PROTOCOL_VERSION } from "./frames.ts";
+
+const log = getLogger(["funcx", "endpoint", "pool"]);
+
+/** Options of {@linkcode WorkerPool.start}. */
+export interface WorkerPoolOptions {
+  /** Number of worker subprocesses. */
+  workers: number;
+  /** Command line that starts one worker. */
+  command: readonly string[];
+  /** Directory for the `worker_<n>.log` files (created). */
+  logDir: string;
+  /** Called with each finished task's result (failures included). */
+  onResult: (result: ResultMessage) => void;
+  /** Environment of the workers. @default this process's */
+  env?: Record<string, string>;
+  /** Accelerator ids; each worker is pinned to one. @default [] */
+  accelerators?: readonly string[];
+  /** Seconds a task may run before its worker is killed. @default null (no limit) */
+  walltimeS?: number | null;
+  /** Heap limit of each worker in MiB, to explain an out-of-memory death. @default null */
+  memLimitMb?: number | null;
+  /** Seconds a worker may take to say hello. @default 30 */
+  startTimeoutS?: number;
+  /** Seconds `close()` waits for running tasks before killing workers. @default 5 */
+  graceS?: number;
+}
+
+/** Lifecycle of the pool. */
+export type PoolState = "starting" | "running" | "draining" | "stopped";
+
+/** A task in the pool, with the transitions recorded so far. */
+export interface PoolTask {
+  /** The task's id. */
+  task_id: string;
+  /** The task buffer. */
+  buffer: string;
+  /** Transitions recorded before the pool (interchange); the pool adds `running`. */
+  statuses: TaskTransition[];
+}
+
+class WorkerProc {
+  readonly n: number;
+  readonly child: Deno.ChildProcess;
+  readonly writer: FrameWriter<ToWorker>;
+  readonly logPath: string;
+  readonly accelerator: string | undefined;
+  readonly ready: Promise<void>;
+  readonly exited: Promise<Deno.CommandStatus>;
+  current: PoolTask | undefined;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  killReason: { name: EngineFailure; message: string } | undefined;
+  settled: Promise<void> = Promise.resolve();
+  pid = 0;
+  isReady = false;
+
+  constructor(
+    n: number,
+    child: Deno.ChildProcess,
+    logFile: Deno.FsFile,
+    logPath: string,
+    accelerator: string | undefined,
+    onResult: (w: WorkerProc, r: ResultMessage) => void,
+  ) {
+    this.n = n;
+    this.child = child;
+    this.logPath = logPath;
+    this.accelerator = accelerator;
+    const writer = new FrameWriter<ToWorker>(child.stdin, () => this.kill());
+    this.writer = writer;
+    const logDone = child.stderr.pipeTo(logFile.writable).catch(() => {});
+    const { promise: ready, resolve, reject } = Promise.withResolvers<void>();
+    this.ready = ready;
+    ready.catch(() => {});
+    this.exited = (async () => {
+      try {
+        for await (const msg of readFrames<FromWorker>(child.stdout)) {
+          if (!this.isReady) {
+            if (msg.type !== "hello" || msg.protocol !== WORKER_PROTOCOL_VERSION) {
+              reject(new Error(`Worker ${n} failed its handshake (${JSON.stringify(msg.type)})`));
+              this.kill();
+              break;
+            }
+            this.pid = msg.pid;
+            this.isReady = true;
+            resolve();
+          } else if (msg.type === "result") {
+            onResult(this, msg.result);
+          }
+        }
+      } catch (err) {
+        reject(err);
+        this.kill();
+      }
+      const status = await child.status;
+      await writer.close();
+      await logDone;
+      reject(new Error(`Worker ${n} exited with code ${status.code} before its handshake`));
+      return status;
+    })();
+  }
+
+  kill(): void {
+    try {
+      this.child.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** Last `bytes` of a file, as text. */
+export async function fileTail(path: string, bytes = 2000): Promise<string> {
+  try {
+    using f = await Deno.open(path);
+    const size = (await f.stat()).size;
+    await f.seek(Math.max(0, size - bytes), Deno.SeekMode.Start);
+    const buf = new Uint8Array(Math.min(size, bytes));
+    let at = 0;
+    while (at < buf.length) {
+      const n = await f.read(buf.subarray(at));
+      if (n === null) break;
+      at += n;
+    }
+    return new TextDecoder().decode(buf.subarray(0, at));
+  } catch {
+    return "";
+  }
+}
+
+/** A pool of worker subprocesses, owned by one manager. */
+export class WorkerPool {
+  readonly #opts: Required<WorkerPoolOptions>;
+  readonly #queue: PoolTask[] = [];
+  #queueHead = 0;
+  readonly #idle: WorkerProc[] = [];
+  readonly #workers = new Set<WorkerProc>();
+  readonly #running = new Map<string, WorkerProc>();
+  readonly #freeAccelerators: string[];
+  #next = 0;
+  readonly #timers = new Set<ReturnType<typeof setTimeout>>();
+  #state: PoolState = "starting";
+
+  private constructor(options: WorkerPoolOptions) {
+    this.#opts = {
+      env: Deno.env.toObject(),
+      accelerators: [],
+      walltimeS: null,
+      memLimitMb: null,
+      startTimeoutS: 30,
+      graceS: 5,
+      ...options,
+    };
+    this.#freeAccelerators = [...this.#opts.accelerators];
+    if (!Number.isInteger(options.workers) || options.workers < 1) {
+      throw new RangeError(`Invalid worker count ${options.workers}: expected a whole number >= 1`);
+    }
+  }
+
+  /** Starts the pool and waits until every worker has said hello. */
+  static async start(options: WorkerPoolOptions): Promise<WorkerPool> {
+    const pool = new WorkerPool(options);
+    await Deno.mkdir(options.logDir, { recursive: true });
+    try {
+      await Promise.all(Array.from({ length: options.workers }, () => pool.#spawn()));
+    } catch (err) {
+      await pool.close();
+      throw err;
+    }
+    pool.#state = "running";
+    pool.#dispatch();
+    return pool;
+  }
+
+  /** Current lifecycle state. */
+  get state(): PoolState {
+    return this.#state;
+  }
+
+  /** Live workers. */
+  get workerCount(): number {
+    return this.#workers.size;
+  }
+
+  /** Idle workers. */
+  get idleCount(): number {
+    return this.#idle.length;
+  }
+
+  /** Tasks waiting for a worker. */
+  get pendingCount(): number {
+    return this.#queue.length - this.#queueHead;
+  }
+
+  async #spawn(): Promise<void> {
+    const n = this.#next++;
+    const accelerator = this.#opts.accelerators.length > 0
+      ? this.#freeAccelerators.shift()
+      : undefined;
+    if (this.#opts.accelerators.length > 0 && accelerator === undefined) {
+      throw new Error(`No free accelerator for worker ${n}`);
+    }
+    const env = { ...this.#opts.env };
+    if (accelerator !== undefined) {
+      env["CUDA_VISIBLE_DEVICES"] = accelerator;
+      env["ROCR_VISIBLE_DEVICES"] = accelerator;
+      env["SYCL_DEVICE_FILTER"] = `*:*:${accelerator}`;
+    }
+    const logPath = join(this.#opts.logDir, `worker_${n}.log`);
+    const logFile = await Deno.open(logPath, { create: true, append: true });
+    if (this.#state === "draining" || this.#state === "stopped") {
+      logFile.close();
+      if (accelerator !== undefined) this.#freeAccelerators.push(accelerator);
+      throw new Error(`Worker pool is ${this.#state}`);
+    }
+    const [cmd, ...args] = this.#opts.command;
+    let child: Deno.ChildProcess;
+    try {
+      child = new Deno.Command(cmd!, {
+        args,
+        env,
+        clearEnv: true,
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+    } catch (err) {
+      logFile.close();
+      if (accelerator !== undefined) this.#freeAccelerators.push(accelerator);
+      throw err;
+    }
+    const w = new WorkerProc(n, child, logFile, logPath, accelerator, (w, r) => this.#done(w, r));
+    this.#workers.add(w);
+    const startedAt = Date.now();
+    w.settled = w.exited.then((status) => this.#lost(w, status, Date.now() - startedAt));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await Promise.race([
+        w.ready,
+        new Promise((_, reject) => {
+          timer = setTimeout(
+            () =>
+              reject(new Error(`Worker ${n} did not start within ${this.#opts.startTimeoutS} s`)),
+            this.#opts.startTimeoutS * 1000,
+          );
+        }),
+      ]);
+    } catch (err) {
+      w.kill();
+      await w.exited;
+      const tail = await fileTail(logPath);
+      throw new Error(`${(err as Error).message}${tail ? `; its log ends:\n${tail}` : ""}`);
+    } finally {
+      clearTimeout(timer);
+    }
+    this.#idle.push(w);
+    this.#dispatch();
+  }
+
+  /** Queues a task; its result goes to `onResult`. */
+  submit(task: PoolTask): void {
+    if (this.#state === "draining" || this.#state === "stopped") {
+      this.#opts.onResult(
+        failureResult(task.task_id, "WorkerLost", "Manager is shutting down", task.statuses),
+      );
+      return;
+    }
+    this.#queue.push(task);
+    this.#dispatch();
+  }
+
+  /** Cancels a queued or running task; `false` when the pool does not have it. */
+  cancel(taskId: string): boolean {
+    const running = this.#running.get(taskId);
+    if (running) {
+      this.#kill(running, "TaskCancelled", `Task "${taskId}" was cancelled while running`);
+      return true;
+    }
+    for (let i = this.#queueHead; i < this.#queue.length; i++) {
+      const t = this.#queue[i]!;
+      if (t.task_id !== taskId) continue;
+      this.#queue.splice(i, 1);
+      this.#opts.onResult(
+        failureResult(taskId, "TaskCancelled", `Task "${taskId}" was cancelled`, t.statuses),
+      );
+      return true;
+    }
+    return false;
+  }
+
+  #dispatch(): void {
+    while (this.#idle.length > 0 && this.#queueHead < this.#queue.length) {
+      const task = this.#queue[this.#queueHead++]!;
+      if (this.#queueHead > 1024 && this.#queueHead * 2 > this.#queue.length) {
+        this.#queue.splice(0, this.#queueHead);
+        this.#queueHead = 0;
+      }
+      const w = this.#idle.pop()!;
+      w.current = task;
+      task.statuses.push({
+        timestamp: nowNs(),
+        state: TaskState.RUNNING,
+        actor: ActorName.MANAGER,
+      });
+      this.#running.set(task.task_id, w);
+      const walltime = this.#opts.walltimeS;
+      if (walltime !== null) {
+        w.timer = setTimeout(() =>
+          this.#kill(
+            w,
+            "TaskWalltimeExceeded",
+            `Task "${task.task_id}" exceeded its walltime of ${walltime} s; its worker was killed`,
+          ), walltime * 1000);
+      }
+      w.writer.send({ type: "task", task_id: task.task_id, buffer: task.buffer });
+    }
+  }
+
+  #kill(w: WorkerProc, name: EngineFailure, message: string): void {
+    w.killReason ??= { name, message };
+    w.kill();
+  }
+
+  #done(w: WorkerProc, result: ResultMessage): void {
+    const task = w.current;
+    if (!task || task.task_id !== result.task_id || w.killReason) return;
+    clearTimeout(w.timer);
+    w.current = undefined;
+    this.#running.delete(task.task_id);
+    result.task_statuses = [...task.statuses, ...(result.task_statuses ?? [])];
+    this.#opts.onResult(result);
+    this.#idle.push(w);
+    this.#dispatch();
+  }
+
+  async #lost(w: WorkerProc, status: Deno.CommandStatus, livedMs: number): Promise<void> {
+    clearTimeout(w.timer);
+    this.#workers.delete(w);
+    const i = this.#idle.indexOf(w);
+    if (i >= 0) this.#idle.splice(i, 1);
+    if (w.accelerator !== undefined) this.#freeAccelerators.push(w.accelerator);
+    const task = w.current;
+    w.current = undefined;
+    if (task) {
+      this.#running.delete(task.task_id);
+      let name: EngineFailure = "WorkerLost";
+      let message: string;
+      if (w.killReason) {
+        ({ name, message } = w.killReason);
+      } else {
+        const how = status.signal ? `signal ${status.signal}` : `exit code ${status.code}`;
+        message = `Worker ${w.n} (pid ${w.pid}) died with ${how} while running task ` +
+          `"${task.task_id}"`;
+        const tail = await fileTail(w.logPath);
+        if (/heap out of memory|Reached heap limit|out of memory/i.test(tail)) {
+          message += `: it ran out of memory (mem_per_worker limit ${
+            this.#opts.memLimitMb ?? "?"
+          } MiB)`;
+        } else if (tail) {
+          message += `; its log ends:\n${tail.slice(-500)}`;
+        }
+      }
+      this.#opts.onResult(failureResult(task.task_id, name, message, task.statuses));
+    }
+    if (this.#state === "running") {
+      if (!w.killReason) log.warn("Worker {n} exited; starting a replacement", { n: w.n });
+      // A worker that dies at start-up would otherwise be restarted in a tight loop.
+      const delay = w.isReady && livedMs > 1000 ? 0 : 1000;
+      const timer = setTimeout(() => {
+        this.#timers.delete(timer);
+        if (this.#state !== "running") return;
+        this.#spawn().catch((err) => log.error("Cannot replace a worker: {err}", { err }));
+      }, delay);
+      this.#timers.add(timer);
+    }
+  }
+
+  /** Stops the workers (after their running task, within the grace period); idempotent. */
+  async close(): Promise<void> {
+    if (this.#state === "stopped" || this.#state === "draining") return;
+    this.#state = "draining";
+    for (const t of this.#timers) clearTimeout(t);
+    const workers = [...this.#workers];
+    for (const w of workers) {
+      w.writer.send({ type: "shutdown" });
+      void w.writer.close();
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const grace = new Promise<void>((r) => (timer = setTimeout(r, this.#opts.graceS * 1000)));
+    await Promise.race([Promise.all(workers.map((w) => w.exited)), grace]);
+    clearTimeout(timer);
+    for (const w of workers) w.kill();
+    await Promise.all(workers.map((w) => w.settled));
+    while (this.#queueHead < this.#queue.length) {
+      const t = this.#queue[this.#queueHead++]!;
+      this.#opts.onResult(failureResult(t.task_id, "WorkerLost", "Manager shut down", t.statuses));
+    }
+    this.#state = "stopped";
+  }
+}

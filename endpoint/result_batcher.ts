@@ -1,0 +1,89 @@
+/**
+ * Results that finish together leave together: the batcher gathers results (up to a count and
+ * size limit) into one `result_batch` message, so the broker carries and confirms one message
+ * per batch instead of one per task. When nothing is on the wire a batch leaves at the end of the
+ * current turn; while one awaits its confirm the next one grows. Each caller's promise settles
+ * with its batch's publisher confirm.
+ *
+ * @module
+ */
+import { packMessage, type ResultMessage } from "../sdk/protocol/mod.ts";
+
+/** Options of {@linkcode ResultBatcher}. */
+export interface ResultBatcherOptions {
+  /** Most results in one message. @default 500 */
+  maxResults?: number;
+  /** Most result data (characters) in one message. @default 1 MiB */
+  maxChars?: number;
+}
+
+interface Waiting {
+  result: ResultMessage;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+/** Gathers results into batch messages for one broker session. */
+export class ResultBatcher {
+  readonly #publish: (body: Uint8Array) => Promise<void>;
+  readonly #maxResults: number;
+  readonly #maxChars: number;
+  #waiting: Waiting[] = [];
+  #chars = 0;
+  #timer: ReturnType<typeof setImmediate> | undefined;
+  #publishing = 0;
+
+  /** `publish` sends one packed message and resolves on its broker confirm. */
+  constructor(publish: (body: Uint8Array) => Promise<void>, options: ResultBatcherOptions = {}) {
+    this.#publish = publish;
+    this.#maxResults = options.maxResults ?? 500;
+    this.#maxChars = options.maxChars ?? 1024 * 1024;
+  }
+
+  /** Queues a result; resolves once the broker confirmed the message that carried it. */
+  add(result: ResultMessage): Promise<void> {
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    // A result bigger than a whole batch goes alone, after what is already waiting.
+    if (this.#chars + result.data.length > this.#maxChars) this.flush();
+    this.#waiting.push({ result, resolve, reject });
+    this.#chars += result.data.length;
+    if (this.#waiting.length >= this.#maxResults || this.#chars >= this.#maxChars) {
+      this.flush();
+    } else if (this.#publishing === 0) {
+      // Nothing on the wire: send at the end of this turn (setImmediate, not setTimeout(0),
+      // which waits a couple of milliseconds in Deno). Otherwise results wait for the batch on
+      // the wire to be confirmed, so batches grow with the load and latency stays low when idle.
+      this.#timer ??= setImmediate(() => this.flush());
+    }
+    return promise;
+  }
+
+  /** Sends what is waiting now. */
+  flush(): void {
+    if (this.#timer) clearImmediate(this.#timer);
+    this.#timer = undefined;
+    const batch = this.#waiting;
+    if (batch.length === 0) return;
+    this.#waiting = [];
+    this.#chars = 0;
+    let body: Uint8Array;
+    try {
+      body = batch.length === 1
+        ? packMessage({ message_type: "result", data: batch[0]!.result })
+        : packMessage({
+          message_type: "result_batch",
+          data: { results: batch.map((w) => w.result) },
+        });
+    } catch (err) {
+      for (const w of batch) w.reject(err);
+      return;
+    }
+    this.#publishing++;
+    this.#publish(body).then(
+      () => batch.forEach((w) => w.resolve()),
+      (err) => batch.forEach((w) => w.reject(err)),
+    ).finally(() => {
+      if (--this.#publishing === 0 && this.#waiting.length > 0) this.flush();
+    });
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * `Batch`: many tasks in one `POST /v2/submit`, the way to stay under the service's rate limit.
+ *
+ * @module
+ */
+import { type DataMethod, packArgs } from "./protocol/mod.ts";
+
+/** Options of {@linkcode Batch}. */
+export interface BatchOptions {
+  /** Task group the batch is submitted into. @default the client's session task group */
+  taskGroupId?: string;
+  /** Ask the service for a result queue for the group (the executor's result stream). @default false */
+  createQueue?: boolean;
+  /** Largest request the batch may grow to, in bytes. @default 5 MiB (the service's default limit) */
+  maxBytes?: number;
+  /** Data encoding of arguments. @default "cbor" */
+  method?: DataMethod;
+}
+
+/** A batch of tasks to submit in one request. */
+export class Batch {
+  /** Task group of the batch, if set. */
+  readonly taskGroupId: string | undefined;
+  /** Whether the service creates a result queue for the group. */
+  readonly createQueue: boolean;
+  readonly #maxBytes: number;
+  readonly #method: DataMethod;
+  readonly #tasks: Array<[string, string, string]> = [];
+  #bytes = 64;
+
+  /**
+   * Builds an empty batch.
+   *
+   * @example
+   * ```ts
+   * import { Batch } from "./batch.ts";
+   * const batch = new Batch();
+   * batch.add("6f1b8e64-5b9a-4b1e-9d55-2f4f3f9c1a01", "0c7a5c7e-4a55-4d43-9f0e-3f3c2b1a9d88", [1, 2]);
+   * console.assert(batch.size === 1);
+   * ```
+   */
+  constructor(options: BatchOptions = {}) {
+    this.taskGroupId = options.taskGroupId;
+    this.createQueue = options.createQueue ?? false;
+    this.#maxBytes = options.maxBytes ?? 5 * 1024 * 1024;
+    this.#method = options.method ?? "cbor";
+  }
+
+  /**
+   * Adds a task. Throws a `RangeError` if the batch would outgrow the request size limit, so
+   * the caller can submit it and start a new one.
+   */
+  add(
+    functionId: string,
+    endpointId: string,
+    args: readonly unknown[] = [],
+    kwargs: Record<string, unknown> = {},
+  ): void {
+    const payload = packArgs(args, kwargs, { method: this.#method });
+    // JSON quoting can grow a payload; 1.1x plus the ids is a safe estimate of its request bytes.
+    const bytes = Math.ceil(payload.length * 1.1) + functionId.length + endpointId.length + 12;
+    if (this.#bytes + bytes > this.#maxBytes) {
+      throw new RangeError(
+        `Batch would be ${this.#bytes + bytes} bytes, over the ${this.#maxBytes}-byte limit: ` +
+          `submit it (${this.#tasks.length} tasks) and start another`,
+      );
+    }
+    this.#bytes += bytes;
+    this.#tasks.push([functionId, endpointId, payload]);
+  }
+
+  /** Number of tasks in the batch. */
+  get size(): number {
+    return this.#tasks.length;
+  }
+
+  /** Estimated request size in bytes. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /** The tasks as `[function_id, endpoint_id, payload]`. */
+  tasks(): ReadonlyArray<[string, string, string]> {
+    return this.#tasks;
+  }
+}

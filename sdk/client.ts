@@ -1,0 +1,677 @@
+/**
+ * `FuncXClient`: the SDK's REST client of the service. It registers functions, submits tasks and
+ * reads their results; it is also what the endpoint uses to register itself. Credentials are API
+ * client credentials (`FUNCX_SDK_CLIENT_ID`, `FUNCX_SDK_CLIENT_SECRET`) traded for a bearer token,
+ * or a bearer token given directly.
+ *
+ * @module
+ */
+import ky, { type KyInstance } from "ky";
+import { getLogger } from "@logtape/logtape";
+import { Batch, type BatchOptions } from "./batch.ts";
+import { resolveEnvironment } from "./environment.ts";
+import { LoginManager } from "./login_manager.ts";
+import { SHELL_FUNCTION_NAME, type ShellFunction } from "./shell_function.ts";
+import {
+  FuncxAPIError,
+  type RemoteErrorInfo,
+  type TaskExecutionFailed,
+  taskFailure,
+  TaskPending,
+} from "./errors.ts";
+import {
+  deserialize,
+  isTerminalState,
+  packArgs,
+  packBuffers,
+  serialize,
+  SerializerMethod,
+} from "./protocol/mod.ts";
+
+const log = getLogger(["funcx", "sdk", "client"]);
+
+/** Options of {@linkcode FuncXClient}. */
+export interface FuncXClientOptions {
+  /** Base address of the service. @default env `FUNCX_SERVICE_ADDRESS`, else the environment's */
+  serviceAddress?: string;
+  /** API client id. @default env `FUNCX_SDK_CLIENT_ID` */
+  clientId?: string;
+  /** API client secret. @default env `FUNCX_SDK_CLIENT_SECRET` */
+  clientSecret?: string;
+  /** A bearer token to use instead of client credentials. @default env `FUNCX_SDK_ACCESS_TOKEN` */
+  accessToken?: string;
+  /** Per-request timeout in milliseconds. @default 30000 */
+  timeoutMs?: number;
+  /** Environment name, when no address is given. @default env `FUNCX_SDK_ENVIRONMENT`, else "local" */
+  environment?: string;
+  /** Stored logins to use when there are no client credentials. @default one for the environment */
+  loginManager?: LoginManager;
+  /** Check the service's minimum SDK version on the first request. @default true */
+  checkVersion?: boolean;
+}
+
+/** Options of {@linkcode FuncXClient.registerFunction}. */
+export interface RegisterFunctionOptions {
+  /** Name to register under. @default the function's own name */
+  name?: string;
+  /** Free-text description. @default "" */
+  description?: string;
+  /** Whether other users may run it. @default false */
+  public?: boolean;
+}
+
+/** Options of {@linkcode FuncXClient.run}. */
+export interface RunOptions {
+  /** Positional arguments. @default [] */
+  args?: readonly unknown[];
+  /** Keyword arguments, passed to the function as a last argument when not empty. @default {} */
+  kwargs?: Record<string, unknown>;
+  /** Task group to submit into. @default the client's session task group */
+  taskGroupId?: string;
+}
+
+/** Options of {@linkcode FuncXClient.registerEndpoint}. */
+export interface RegisterEndpointOptions {
+  /** The endpoint's id, for re-registration. @default a new one */
+  endpointId?: string;
+  /** Facts about the endpoint (host, user, version, config). @default {} */
+  metadata?: Record<string, unknown>;
+}
+
+/** Where an endpoint consumes tasks and publishes results, as registration returns it. */
+export interface EndpointRegistration {
+  /** The endpoint's id. */
+  endpoint_id: string;
+  /** Where to consume tasks. */
+  task_queue_info: { connection_url: string; exchange: string; queue: string };
+  /** Where to publish results and status reports. */
+  result_queue_info: {
+    connection_url: string;
+    exchange: string;
+    queue: string;
+    queue_publish_kwargs: {
+      exchange: string;
+      routing_key: string;
+      mandatory: boolean;
+      properties: { delivery_mode: number };
+    };
+  };
+}
+
+/** A task's state as the service reports it. */
+export interface TaskInfo {
+  /** The task id. */
+  task_id: string;
+  /** The task's state, for example `"running"` or `"success"`. */
+  status: string;
+  /** Whether the task has not finished. */
+  pending: boolean;
+  /** The serialized result, once successful. */
+  result?: string;
+  /** The serialized remote error, once failed. */
+  exception?: string;
+  /** The error code of a failed task, for example `"RemoteExecutionError"`. */
+  error_code?: string;
+  /** When the task completed, in seconds since the epoch. */
+  completion_t?: number;
+}
+
+/** One task of a submit batch: `[function_id, endpoint_id, payload]`. */
+export type SubmitEntry = [string, string, string];
+
+/** The service's answer to a submit. */
+export interface SubmitResponse {
+  /** Always `"batch"`. */
+  response: "batch";
+  /** The task group the tasks went into. */
+  task_group_id: string;
+  /** One entry per submitted task, in order: its id, or the error that refused it. */
+  results: Array<
+    { status: "Success"; task_uuid: string; http_status_code: number } | {
+      status?: undefined;
+      code: string;
+      reason: string;
+      http_status_code: number;
+      error_args: unknown[];
+      task_uuid: string | null;
+    }
+  >;
+}
+
+interface CachedToken {
+  token: string;
+  expiresAt: number;
+}
+
+/**
+ * REST client of the funcX service.
+ *
+ * @example Run a function and wait for its result
+ * ```ts ignore
+ * import { FuncXClient, TaskPending } from "@funcx/sdk";
+ * const fx = new FuncXClient();
+ * const fnId = await fx.registerFunction((a: number, b: number) => a + b);
+ * const taskId = await fx.run(fnId, Deno.env.get("FUNCX_ENDPOINT_ID")!, { args: [1, 2] });
+ * for (;;) {
+ *   try {
+ *     console.log(await fx.getResult(taskId));
+ *     break;
+ *   } catch (e) {
+ *     if (!(e instanceof TaskPending)) throw e;
+ *     await new Promise((r) => setTimeout(r, 200));
+ *   }
+ * }
+ * ```
+ */
+export class FuncXClient {
+  /** Base address of the service. */
+  readonly serviceAddress: string;
+  /** The task group `run` submits into unless told otherwise. */
+  readonly sessionTaskGroupId: string = crypto.randomUUID();
+  readonly #clientId: string | undefined;
+  readonly #clientSecret: string | undefined;
+  readonly #http: KyInstance;
+  readonly #loginManager: LoginManager | undefined;
+  readonly #checkVersion: boolean;
+  #versionChecked: Promise<void> | undefined;
+  #token: CachedToken | undefined;
+  #tokenRequest: Promise<string> | undefined;
+
+  /** Builds a client; options fall back to the `FUNCX_*` environment variables. */
+  constructor(options: FuncXClientOptions = {}) {
+    const env = resolveEnvironment({
+      ...(options.serviceAddress ? { serviceAddress: options.serviceAddress } : {}),
+      ...(options.environment ? { environment: options.environment } : {}),
+    });
+    this.serviceAddress = env.serviceAddress;
+    this.#checkVersion = options.checkVersion ?? true;
+    this.#clientId = options.clientId ?? Deno.env.get("FUNCX_SDK_CLIENT_ID");
+    this.#clientSecret = options.clientSecret ?? Deno.env.get("FUNCX_SDK_CLIENT_SECRET");
+    const token = options.accessToken ?? Deno.env.get("FUNCX_SDK_ACCESS_TOKEN");
+    if (token) this.#token = { token, expiresAt: Infinity };
+    this.#loginManager = options.loginManager ??
+      (token || (this.#clientId && this.#clientSecret)
+        ? undefined
+        : new LoginManager({ serviceAddress: env.serviceAddress, environment: env.environment }));
+    this.#http = ky.create({
+      prefix: this.serviceAddress,
+      timeout: options.timeoutMs ?? 30_000,
+      throwHttpErrors: false,
+      retry: { limit: 2, methods: ["get"], statusCodes: [502, 503, 504] },
+    });
+  }
+
+  async #accessToken(): Promise<string> {
+    if (this.#token && this.#token.expiresAt > Date.now()) return this.#token.token;
+    this.#tokenRequest ??= this.#login().finally(() => (this.#tokenRequest = undefined));
+    return await this.#tokenRequest;
+  }
+
+  async #login(): Promise<string> {
+    if (!this.#clientId || !this.#clientSecret) {
+      const stored = await this.#loginManager?.accessToken();
+      if (stored) return stored;
+      throw new FuncxAPIError(
+        401,
+        "unauthorized",
+        "Not logged in: set FUNCX_SDK_CLIENT_ID and FUNCX_SDK_CLIENT_SECRET (create them with " +
+          "`funcx-service client create`), or log in with `new LoginManager().login()`",
+      );
+    }
+    const res = await this.#http.post("v2/oauth/token", {
+      body: new URLSearchParams({
+        grant_type: "client_credentials",
+        client_id: this.#clientId,
+        client_secret: this.#clientSecret,
+      }),
+    });
+    const body = await readBody(res);
+    if (!res.ok) throw apiError(res, body, "Cannot log in with client credentials");
+    const t = body as { access_token: string; expires_in: number };
+    // Renew a minute early so a request never carries a token that expires in flight.
+    this.#token = { token: t.access_token, expiresAt: Date.now() + (t.expires_in - 60) * 1000 };
+    log.debug("Logged in as client {id}", { id: this.#clientId });
+    return t.access_token;
+  }
+
+  /**
+   * Sends an authenticated request. On a 401 it logs in again once; on a 429 it waits as long as
+   * `Retry-After` says (at most 30 s, three times), since a rate-limited request did nothing.
+   */
+  async #request<T>(method: "get" | "post" | "delete", path: string, json?: unknown): Promise<T> {
+    if (this.#checkVersion) {
+      this.#versionChecked ??= this.checkVersion();
+      await this.#versionChecked;
+    }
+    let relogged = false;
+    for (let limited = 0;;) {
+      const token = await this.#accessToken();
+      const res = await this.#http(path, {
+        method,
+        headers: { authorization: `Bearer ${token}` },
+        ...(json === undefined ? {} : { json }),
+      });
+      const body = await readBody(res);
+      if (res.status === 401 && !relogged && this.#clientId) {
+        relogged = true;
+        this.#token = undefined;
+        continue;
+      }
+      if (res.status === 429 && limited++ < 3) {
+        const wait = Math.min(30, Number(res.headers.get("retry-after") ?? "1") || 1);
+        log.warn("Rate limited by the service; retrying in {wait} s", { wait });
+        await new Promise((r) => setTimeout(r, wait * 1000));
+        continue;
+      }
+      if (!res.ok && res.status !== 207) {
+        throw apiError(res, body, `${method.toUpperCase()} /${path} failed`);
+      }
+      return body as T;
+    }
+  }
+
+  /**
+   * Checks that this SDK is at least the service's minimum SDK version; throws a
+   * {@linkcode FuncxAPIError} (`sdk_outdated`) naming both versions otherwise.
+   */
+  async checkVersion(): Promise<void> {
+    const v = await this.version();
+    const min = String(v["min_sdk_version"] ?? "0.0.0");
+    if (compareVersions(SDK_VERSION, min) < 0) {
+      throw new FuncxAPIError(
+        426,
+        "sdk_outdated",
+        `This SDK is version ${SDK_VERSION} but the service at ${this.serviceAddress} needs ` +
+          `${min} or newer: upgrade @funcx/sdk`,
+        [SDK_VERSION, min],
+      );
+    }
+  }
+
+  /** The service's version info. */
+  async version(): Promise<Record<string, unknown>> {
+    const res = await this.#http.get("v2/version", { searchParams: { service: "all" } });
+    const body = await readBody(res);
+    if (!res.ok) throw apiError(res, body, "Cannot read the service version");
+    return body as Record<string, unknown>;
+  }
+
+  /** Registers a function (sent as its source text) and returns its id. */
+  async registerFunction(
+    fn: (...args: never[]) => unknown,
+    options: RegisterFunctionOptions = {},
+  ): Promise<string> {
+    const body = await this.#request<{ function_uuid: string }>("post", "v2/functions", {
+      function_name: options.name ?? fn.name ?? "",
+      function_code: packBuffers([serialize(fn)]),
+      description: options.description ?? "",
+      public: options.public ?? false,
+    });
+    return body.function_uuid;
+  }
+
+  /** Registers a {@linkcode ShellFunction}; run it with `kwargs` for its `{name}` placeholders. */
+  async registerShellFunction(
+    shell: ShellFunction,
+    options: Omit<RegisterFunctionOptions, "name"> = {},
+  ): Promise<string> {
+    return await this.registerFunctionSource(SHELL_FUNCTION_NAME, shell.source(), options);
+  }
+
+  /** Who the service says this client is. */
+  async whoami(): Promise<{ id: string; username: string; client_id: string | null }> {
+    return await this.#request("get", "v2/whoami");
+  }
+
+  /**
+   * Submits tasks in one request. With `createQueue` the service also makes the task group's
+   * result queue (the executor's result stream).
+   */
+  async submit(
+    tasks: readonly SubmitEntry[],
+    taskGroupId?: string,
+    options: { createQueue?: boolean } = {},
+  ): Promise<SubmitResponse> {
+    return await this.#request<SubmitResponse>("post", "v2/submit", {
+      task_group_id: taskGroupId ?? this.sessionTaskGroupId,
+      create_websocket_queue: options.createQueue ?? false,
+      tasks,
+    });
+  }
+
+  /**
+   * Registers a function given as source text (JavaScript that evaluates to a function); the
+   * way to register code built at run time without `eval` here.
+   */
+  async registerFunctionSource(
+    name: string,
+    source: string,
+    options: Omit<RegisterFunctionOptions, "name"> = {},
+  ): Promise<string> {
+    const body = await this.#request<{ function_uuid: string }>("post", "v2/functions", {
+      function_name: name,
+      function_code: packBuffers([`${SerializerMethod.SOURCE}\n${name}:${source}`]),
+      description: options.description ?? "",
+      public: options.public ?? false,
+    });
+    return body.function_uuid;
+  }
+
+  /** Runs a registered function on an endpoint; returns the task id. */
+  async run(functionId: string, endpointId: string, options: RunOptions = {}): Promise<string> {
+    const payload = packArgs(options.args ?? [], options.kwargs ?? {});
+    const res = await this.submit([[functionId, endpointId, payload]], options.taskGroupId);
+    const r = res.results[0];
+    if (!r) {
+      throw new FuncxAPIError(500, "internal_error", "Service answered a submit with no result");
+    }
+    if (r.status !== "Success") {
+      throw new FuncxAPIError(r.http_status_code, r.code, r.reason, r.error_args);
+    }
+    return r.task_uuid;
+  }
+
+  /**
+   * Cancels a task: it fails with `TaskCancelled`, a queued one never runs and a running one is
+   * stopped on the endpoint. Returns whether it was cancelled (false once it had finished).
+   */
+  async cancelTask(taskId: string): Promise<boolean> {
+    const res = await this.#request<{ cancelled: boolean }>(
+      "post",
+      `v2/tasks/${taskId}/cancel`,
+      {},
+    );
+    return res.cancelled;
+  }
+
+  /** A task's state; `result`/`exception` are still serialized. */
+  async getTask(taskId: string): Promise<TaskInfo> {
+    const t = await this.#request<Omit<TaskInfo, "pending">>("get", `v2/tasks/${taskId}`);
+    return { ...t, pending: !isTerminalState(t.status) };
+  }
+
+  /**
+   * A task's result. Throws {@linkcode TaskPending} while it runs and
+   * {@linkcode TaskExecutionFailed} (with the remote error's name, message and stack) if it failed.
+   */
+  async getResult(taskId: string): Promise<unknown> {
+    const t = await this.getTask(taskId);
+    if (t.pending) throw new TaskPending(taskId, t.status);
+    if (t.status === "success") return deserialize(t.result ?? "");
+    throw taskFailure(
+      taskId,
+      t.error_code ?? "RemoteExecutionError",
+      remoteErrorOf(t.exception),
+      t.completion_t,
+    );
+  }
+
+  /** A new {@linkcode Batch} for this client's session task group (unless told otherwise). */
+  createBatch(options: BatchOptions = {}): Batch {
+    return new Batch({ taskGroupId: this.sessionTaskGroupId, ...options });
+  }
+
+  /**
+   * Submits a batch in one request; returns the task ids in order. Throws a
+   * {@linkcode FuncxAPIError} naming the first refused task if any was refused (the others were
+   * still submitted: their ids are in `errorArgs[1]`).
+   */
+  async batchRun(batch: Batch): Promise<string[]> {
+    const res = await this.#request<SubmitResponse>("post", "v2/submit", {
+      task_group_id: batch.taskGroupId ?? this.sessionTaskGroupId,
+      create_websocket_queue: batch.createQueue,
+      tasks: batch.tasks(),
+    });
+    const ids = res.results.map((r) => (r.status === "Success" ? r.task_uuid : null));
+    const bad = res.results.findIndex((r) => r.status !== "Success");
+    if (bad >= 0) {
+      const r = res.results[bad]!;
+      if (r.status !== "Success") {
+        throw new FuncxAPIError(
+          r.http_status_code,
+          r.code,
+          `Task ${bad} of the batch was refused: ${r.reason}`,
+          [bad, ids],
+        );
+      }
+    }
+    return ids as string[];
+  }
+
+  /**
+   * Results of many tasks (1,024 per request). Every id gets an entry: finished ones with their
+   * result or error, pending ones with their state, unknown ones with a `task_not_found` error.
+   */
+  async getBatchResult(taskIds: readonly string[]): Promise<Map<string, BatchResult>> {
+    const out = new Map<string, BatchResult>();
+    for (let i = 0; i < taskIds.length; i += 1024) {
+      const chunk = taskIds.slice(i, i + 1024);
+      const res = await this.#request<{ results: Record<string, Record<string, unknown>> }>(
+        "post",
+        "v2/batch_status",
+        { task_ids: chunk },
+      );
+      for (const id of chunk) {
+        const t = res.results[id];
+        out.set(id, batchEntry(id, t));
+      }
+    }
+    return out;
+  }
+
+  /** The ids of a task group's tasks (to reattach to it from another process). */
+  async getTaskGroup(taskGroupId: string): Promise<string[]> {
+    const res = await this.#request<{ tasks: Array<{ id: string }> }>(
+      "get",
+      `v2/taskgroup/${taskGroupId}`,
+    );
+    return res.tasks.map((t) => t.id);
+  }
+
+  /** Where this user's result stream is: an AMQP URL with a login of its own, and the prefix. */
+  async getResultAmqpUrl(): Promise<{ connection_url: string; queue_prefix: string }> {
+    return await this.#request("get", "v2/get_amqp_result_connection_url");
+  }
+
+  /** Functions an endpoint allows (empty: all). */
+  async getWhitelist(endpointId: string): Promise<string[]> {
+    const res = await this.#request<{ functions: string[] }>(
+      "get",
+      `v2/endpoints/${endpointId}/whitelist`,
+    );
+    return res.functions;
+  }
+
+  /** Allows functions on an endpoint; returns the allow-list. */
+  async addToWhitelist(endpointId: string, functionIds: readonly string[]): Promise<string[]> {
+    const res = await this.#request<{ functions: string[] }>(
+      "post",
+      `v2/endpoints/${endpointId}/whitelist`,
+      { func: functionIds },
+    );
+    return res.functions;
+  }
+
+  /** Removes a function from an endpoint's allow-list; returns the allow-list. */
+  async deleteFromWhitelist(endpointId: string, functionId: string): Promise<string[]> {
+    const res = await this.#request<{ functions: string[] }>(
+      "delete",
+      `v2/endpoints/${endpointId}/whitelist/${functionId}`,
+    );
+    return res.functions;
+  }
+
+  /** Registers (or re-registers) an endpoint; used by the endpoint daemon. */
+  async registerEndpoint(
+    name: string,
+    options: RegisterEndpointOptions = {},
+  ): Promise<EndpointRegistration> {
+    return await this.#request<EndpointRegistration>("post", "v2/endpoints", {
+      endpoint_name: name,
+      endpoint_uuid: options.endpointId ?? null,
+      metadata: options.metadata ?? {},
+    });
+  }
+
+  /** The user's endpoints. */
+  async getEndpoints(): Promise<
+    Array<{ endpoint_id: string; name: string; status: "online" | "offline" }>
+  > {
+    return await this.#request("get", "v2/endpoints");
+  }
+
+  /** An endpoint's record (name, metadata, registration times). */
+  async getEndpoint(endpointId: string): Promise<Record<string, unknown>> {
+    return await this.#request("get", `v2/endpoints/${endpointId}`);
+  }
+
+  /**
+   * Locks an endpoint for `seconds` (`stop --remote`): every process running it is told to shut
+   * down, and registrations with its id are refused (423) until the lock expires.
+   */
+  async lockEndpoint(
+    endpointId: string,
+    options: { seconds?: number } = {},
+  ): Promise<{ endpoint_id: string; locked_until: number }> {
+    return await this.#request("post", `v2/endpoints/${endpointId}/lock`, {
+      ...(options.seconds ? { seconds: options.seconds } : {}),
+    });
+  }
+
+  /** Stops an endpoint everywhere it runs (funcX's `stop_endpoint`): a lock of 60 s. */
+  async stopEndpoint(endpointId: string): Promise<{ endpoint_id: string; locked_until: number }> {
+    return await this.lockEndpoint(endpointId);
+  }
+
+  /** Deletes an endpoint at the service; its id can not be registered again. */
+  async deleteEndpoint(endpointId: string): Promise<Record<string, unknown>> {
+    return await this.#request("delete", `v2/endpoints/${endpointId}`);
+  }
+
+  /** An endpoint's status: `online` while its heartbeats arrive. */
+  async getEndpointStatus(
+    endpointId: string,
+  ): Promise<{ status: "online" | "offline"; logs: Record<string, unknown>[] }> {
+    return await this.#request("get", `v2/endpoints/${endpointId}/status`);
+  }
+}
+
+/** One task's entry in {@linkcode FuncXClient.getBatchResult}. */
+export interface BatchResult {
+  /** The task id. */
+  taskId: string;
+  /** The task's state; `"unknown"` when the service does not know it (or it is not yours). */
+  status: string;
+  /** Whether it has not finished. */
+  pending: boolean;
+  /** The result, when it succeeded. */
+  result?: unknown;
+  /** Why it has no result: the remote failure, or `task_not_found`. */
+  error?: TaskExecutionFailed | FuncxAPIError;
+}
+
+function batchEntry(id: string, t: Record<string, unknown> | undefined): BatchResult {
+  if (!t || t["reason"] === "Unknown task id") {
+    return {
+      taskId: id,
+      status: "unknown",
+      pending: false,
+      error: new FuncxAPIError(404, "task_not_found", `Task "${id}" was not found`, [id]),
+    };
+  }
+  const status = String(t["status"]);
+  if (!isTerminalState(status)) return { taskId: id, status, pending: true };
+  if (status === "success") {
+    return { taskId: id, status, pending: false, result: deserialize(String(t["result"] ?? "")) };
+  }
+  return {
+    taskId: id,
+    status,
+    pending: false,
+    error: taskFailure(
+      id,
+      typeof t["error_code"] === "string" ? t["error_code"] : "RemoteExecutionError",
+      remoteErrorOf(typeof t["exception"] === "string" ? t["exception"] : undefined),
+      typeof t["completion_t"] === "number" ? t["completion_t"] : undefined,
+    ),
+  };
+}
+
+/**
+ * This SDK's version.
+ *
+ * @example
+ * ```ts
+ * import { SDK_VERSION } from "./client.ts";
+ * console.assert(/^\d+\.\d+\.\d+/.test(SDK_VERSION));
+ * ```
+ */
+export const SDK_VERSION = "0.1.0";
+
+/**
+ * Compares dotted versions numerically: negative, zero or positive.
+ *
+ * @example
+ * ```ts
+ * import { compareVersions } from "./client.ts";
+ * console.assert(compareVersions("0.10.0", "0.9.9") > 0);
+ * ```
+ */
+export function compareVersions(a: string, b: string): number {
+  const pa = a.split(/[.-]/).map((x) => parseInt(x, 10) || 0);
+  const pb = b.split(/[.-]/).map((x) => parseInt(x, 10) || 0);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+/**
+ * Decodes the serialized remote error of a failed task.
+ *
+ * @example
+ * ```ts
+ * import { remoteErrorOf } from "./client.ts";
+ * import { serialize } from "./protocol/mod.ts";
+ * const info = remoteErrorOf(serialize({ name: "TypeError", message: "bad", stack: "..." }));
+ * console.assert(info.name === "TypeError");
+ * ```
+ */
+export function remoteErrorOf(exception: string | undefined): RemoteErrorInfo {
+  if (!exception) return { name: "Error", message: "Task failed with no error details", stack: "" };
+  try {
+    const v = deserialize(exception) as Partial<RemoteErrorInfo> | null;
+    if (v && typeof v === "object" && typeof v.message === "string") {
+      return {
+        name: typeof v.name === "string" ? v.name : "Error",
+        message: v.message,
+        stack: typeof v.stack === "string" ? v.stack : "",
+      };
+    }
+  } catch {
+    // Not serialized data: a plain text reason from the service or endpoint.
+  }
+  return { name: "Error", message: exception, stack: exception };
+}
+
+async function readBody(res: Response): Promise<unknown> {
+  const text = await res.text();
+  try {
+    return text ? JSON.parse(text) : null;
+  } catch {
+    return text;
+  }
+}
+
+function apiError(res: Response, body: unknown, doing: string): FuncxAPIError {
+  const b = (body && typeof body === "object" ? body : {}) as Record<string, unknown>;
+  const code = typeof b["code"] === "string" ? b["code"] : `http_${res.status}`;
+  const reason = typeof b["reason"] === "string" ? b["reason"] : String(body ?? res.statusText);
+  return new FuncxAPIError(
+    res.status,
+    code,
+    `${doing}: service answered ${res.status} (${code}): ${reason}`,
+    Array.isArray(b["error_args"]) ? b["error_args"] : [],
+  );
+}

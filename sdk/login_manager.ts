@@ -1,0 +1,219 @@
+/**
+ * `LoginManager`: logs a person in with the service's device flow (a code to approve on the
+ * service's login page, from any browser: nothing to paste on the login node), keeps the tokens
+ * in the token store, renews them with the refresh token before they expire, and logs out.
+ * Scripts and cron jobs use client credentials instead and never need it.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { FuncxAPIError } from "./errors.ts";
+import { defaultTokenStorePath, type StoredTokens, TokenStore } from "./token_store.ts";
+import { resolveEnvironment } from "./environment.ts";
+
+const log = getLogger(["funcx", "sdk", "login"]);
+
+/** What the user must do to approve a device login. */
+export interface DeviceCodePrompt {
+  /** The code to check on the login page. */
+  userCode: string;
+  /** The login page. */
+  verificationUri: string;
+  /** The login page with the code filled in. */
+  verificationUriComplete: string;
+  /** Seconds until the code expires. */
+  expiresIn: number;
+}
+
+/** Options of {@linkcode LoginManager}. */
+export interface LoginManagerOptions {
+  /** Service address. @default from `FUNCX_SERVICE_ADDRESS` or the environment */
+  serviceAddress?: string;
+  /** Environment name (keys the token store). @default `FUNCX_SDK_ENVIRONMENT`, else "local" */
+  environment?: string;
+  /** Token store file. @default `~/.funcx/storage.db` */
+  storePath?: string;
+  /** Shows the device code to the user. @default prints to stderr */
+  onDeviceCode?: (prompt: DeviceCodePrompt) => void;
+}
+
+/** Renew tokens this long before they expire. */
+const EARLY_MS = 60_000;
+
+async function postForm(
+  url: string,
+  form: Record<string, string>,
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(url, { method: "POST", body: new URLSearchParams(form) });
+  const text = await res.text();
+  let body: Record<string, unknown> = {};
+  try {
+    body = text ? JSON.parse(text) : {};
+  } catch {
+    body = { reason: text };
+  }
+  return { status: res.status, body };
+}
+
+/** Device-flow login and the stored tokens of one environment. */
+export class LoginManager {
+  /** The service address. */
+  readonly serviceAddress: string;
+  /** The environment name the tokens are kept under. */
+  readonly environment: string;
+  readonly #storePath: string;
+  readonly #onDeviceCode: (prompt: DeviceCodePrompt) => void;
+  #store: Promise<TokenStore> | undefined;
+  #renewing: Promise<string | undefined> | undefined;
+
+  /**
+   * Builds a login manager; nothing is read until a token is needed.
+   *
+   * @example
+   * ```ts ignore
+   * import { LoginManager } from "@funcx/sdk";
+   * const login = new LoginManager({ serviceAddress: "http://127.0.0.1:8000" });
+   * if (!(await login.accessToken())) await login.login();
+   * ```
+   */
+  constructor(options: LoginManagerOptions = {}) {
+    const env = resolveEnvironment(options);
+    this.serviceAddress = env.serviceAddress;
+    this.environment = env.environment;
+    this.#storePath = options.storePath ?? defaultTokenStorePath();
+    this.#onDeviceCode = options.onDeviceCode ?? ((p) => {
+      console.error(
+        `To log in to funcX, open ${p.verificationUriComplete}\n` +
+          `and approve code ${p.userCode} (it expires in ${Math.round(p.expiresIn / 60)} min).`,
+      );
+    });
+  }
+
+  #open(): Promise<TokenStore> {
+    this.#store ??= TokenStore.open(this.#storePath);
+    return this.#store;
+  }
+
+  /**
+   * A valid access token from the store, renewed with the refresh token when it is about to
+   * expire; undefined when there is none (log in first).
+   */
+  async accessToken(): Promise<string | undefined> {
+    // Asking must not create an empty token file: only a login does.
+    if (!this.#store && !(await Deno.stat(this.#storePath).then(() => true, () => false))) {
+      return undefined;
+    }
+    const store = await this.#open();
+    const t = store.get(this.environment);
+    if (!t || t.serviceAddress !== this.serviceAddress) return undefined;
+    if (t.expiresAt - EARLY_MS > Date.now()) return t.accessToken;
+    if (!t.refreshToken) return undefined;
+    this.#renewing ??= this.#renew(store).finally(() => (this.#renewing = undefined));
+    return await this.#renewing;
+  }
+
+  async #renew(store: TokenStore): Promise<string | undefined> {
+    return await store.exclusive(async () => {
+      // Another process may have renewed while we waited for the lock.
+      const t = store.get(this.environment);
+      if (!t?.refreshToken) return undefined;
+      if (t.expiresAt - EARLY_MS > Date.now()) return t.accessToken;
+      const res = await postForm(`${this.serviceAddress}/v2/oauth/token`, {
+        grant_type: "refresh_token",
+        refresh_token: t.refreshToken,
+      });
+      if (res.status !== 200) {
+        log.warn("Cannot renew the login ({error}): log in again", {
+          error: String(res.body["error"] ?? res.status),
+        });
+        store.delete(this.environment);
+        return undefined;
+      }
+      this.#save(store, res.body);
+      return String(res.body["access_token"]);
+    });
+  }
+
+  #save(store: TokenStore, body: Record<string, unknown>): StoredTokens {
+    const tokens: StoredTokens = {
+      serviceAddress: this.serviceAddress,
+      accessToken: String(body["access_token"]),
+      expiresAt: Date.now() + Number(body["expires_in"] ?? 3600) * 1000,
+      refreshToken: typeof body["refresh_token"] === "string" ? body["refresh_token"] : null,
+    };
+    store.set(this.environment, tokens);
+    return tokens;
+  }
+
+  /** Runs the device flow: shows the code, waits for approval, stores the tokens. */
+  async login(options: { signal?: AbortSignal } = {}): Promise<void> {
+    const start = await postForm(`${this.serviceAddress}/v2/oauth/device`, {
+      client_id: "funcx-cli",
+    });
+    if (start.status !== 200) {
+      throw new FuncxAPIError(
+        start.status,
+        String(start.body["code"] ?? "login_failed"),
+        `Cannot start a login at ${this.serviceAddress}: ${String(start.body["reason"] ?? "")}`,
+      );
+    }
+    const b = start.body;
+    this.#onDeviceCode({
+      userCode: String(b["user_code"]),
+      verificationUri: String(b["verification_uri"]),
+      verificationUriComplete: String(b["verification_uri_complete"]),
+      expiresIn: Number(b["expires_in"]),
+    });
+    let interval = Number(b["interval"] ?? 5);
+    const deadline = Date.now() + Number(b["expires_in"] ?? 600) * 1000;
+    while (Date.now() < deadline) {
+      options.signal?.throwIfAborted();
+      await new Promise((r) => setTimeout(r, interval * 1000));
+      const res = await postForm(`${this.serviceAddress}/v2/oauth/token`, {
+        grant_type: "urn:ietf:params:oauth:grant-type:device_code",
+        device_code: String(b["device_code"]),
+      });
+      if (res.status === 200) {
+        this.#save(await this.#open(), res.body);
+        return;
+      }
+      const error = String(res.body["error"] ?? "");
+      if (error === "authorization_pending") continue;
+      if (error === "slow_down") {
+        interval += 1;
+        continue;
+      }
+      throw new FuncxAPIError(
+        res.status,
+        error || "login_failed",
+        `Login failed: ${String(res.body["error_description"] ?? res.body["reason"] ?? error)}`,
+      );
+    }
+    throw new FuncxAPIError(400, "expired_token", "Login not approved in time: run it again");
+  }
+
+  /** Revokes the stored tokens at the service and forgets them; whether there were any. */
+  async logout(): Promise<boolean> {
+    if (!this.#store && !(await Deno.stat(this.#storePath).then(() => true, () => false))) {
+      return false;
+    }
+    const store = await this.#open();
+    const t = store.get(this.environment);
+    if (!t) return false;
+    for (const token of [t.accessToken, t.refreshToken]) {
+      if (!token) continue;
+      await postForm(`${t.serviceAddress}/v2/oauth/revoke`, { token }).catch((err) =>
+        log.warn("Cannot revoke a token: {err}", { err: String(err) })
+      );
+    }
+    store.delete(this.environment);
+    return true;
+  }
+
+  /** Closes the token store. */
+  async close(): Promise<void> {
+    const s = this.#store;
+    this.#store = undefined;
+    (await s)?.close();
+  }
+}

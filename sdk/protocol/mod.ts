@@ -1,0 +1,73 @@
+/**
+ * The wire protocol every part of funcX for Deno shares: task states, the header-tagged
+ * serializer, and the service <-> endpoint messages.
+ *
+ * Where it sits in the data flow:
+ * - the SDK {@linkcode serialize}s a function once (registration, `st` payload) and
+ *   {@linkcode packArgs} for every submit (`cb` payloads);
+ * - the service appends the arguments to the function's packed code, making a task buffer, and
+ *   publishes it in a `task` message made by {@linkcode packMessage};
+ * - the endpoint {@linkcode unpackMessage}s it and hands the task buffer to a worker, which calls
+ *   {@linkcode unpackTask}, runs the function and {@linkcode serialize}s the result (or
+ *   {@linkcode errorToInfo} of what it threw);
+ * - the endpoint publishes a `result` message with the task's {@linkcode TaskTransition}s
+ *   (nanosecond timestamps from {@linkcode nowNs}); the service stores it and the SDK
+ *   {@linkcode deserialize}s the data.
+ *
+ * ```ts
+ * import { deserialize, packArgs, packBuffers, serialize, unpackTask } from "./mod.ts";
+ *
+ * const taskBuffer = packBuffers([serialize(function add(a: number, b: number) {
+ *   return a + b;
+ * })]) + packArgs([1n, 2n]);
+ * const task = unpackTask(taskBuffer);
+ * console.assert(task.fn.name === "add" && task.args[1] === 2n);
+ * console.assert(deserialize(serialize(new Date(0))) instanceof Date);
+ * ```
+ *
+ * @module
+ */
+export {
+  ActorName,
+  isActorName,
+  isTaskState,
+  isTerminalState,
+  nowNs,
+  TaskState,
+} from "./task_state.ts";
+export {
+  type DataMethod,
+  DeserializationError,
+  deserialize,
+  deserializeFunction,
+  errorToInfo,
+  type FunctionSource,
+  packArgs,
+  packBuffers,
+  type RemoteErrorInfo,
+  serialize,
+  type SerializeOptions,
+  SerializerMethod,
+  type TaskPayload,
+  unpackBuffers,
+  unpackTask,
+} from "./serializer.ts";
+export {
+  type CommandMessage,
+  type EPStatusReport,
+  InvalidMessageError,
+  type Message,
+  type MessageType,
+  packMessage,
+  PROTOCOL_VERSION,
+  type ResultBatchMessage,
+  type ResultErrorDetails,
+  type ResultMessage,
+  type TaskCancelMessage,
+  type TaskMessage,
+  type TaskTransition,
+  type TaskTransitionMessage,
+  unpackMessage,
+  UnrecognizedProtocolVersion,
+} from "./messages.ts";
+export { decodeCbor, encodeCbor } from "./_cbor.ts";

@@ -1,0 +1,89 @@
+/**
+ * `ShellFunction`: a command line run on the endpoint instead of a JavaScript function. It
+ * travels as an ordinary registered function named `__funcx_shell__` whose body returns the
+ * {@linkcode ShellSpec}; the endpoint's worker recognises the name, fills the command's `{name}`
+ * and `{0}` placeholders from the task's arguments, runs it and returns a
+ * {@linkcode ShellResult}. A non-zero exit is a result, not an error, unless asked.
+ *
+ * @module
+ */
+
+/**
+ * The name that marks a ShellFunction.
+ *
+ * @example
+ * ```ts
+ * import { SHELL_FUNCTION_NAME, shellFunctionSource } from "./shell_function.ts";
+ * console.assert(shellFunctionSource({ cmd: "true" }).includes(SHELL_FUNCTION_NAME));
+ * ```
+ */
+export const SHELL_FUNCTION_NAME = "__funcx_shell__";
+
+/** What a ShellFunction runs. */
+export interface ShellSpec {
+  /** Command line; `{name}` and `{0}` are replaced from the arguments; `{{` and `}}` are braces. */
+  cmd: string;
+  /** Seconds before the command is killed (return code 124). @default no limit */
+  timeout_s?: number;
+  /** Alias of `timeout_s`. */
+  walltime_s?: number;
+  /** Fail the task when the command exits non-zero. @default false */
+  fail_on_nonzero?: boolean;
+  /** Keep only the last N lines of stdout and stderr. @default 1000 */
+  snippet_lines?: number;
+}
+
+/** What a ShellFunction returns. */
+export interface ShellResult {
+  /** Exit code (124 when it timed out, 128+N when killed by signal N). */
+  returncode: number;
+  /** Last lines of standard output. */
+  stdout: string;
+  /** Last lines of standard error. */
+  stderr: string;
+  /** The command line that ran, placeholders filled. */
+  cmd: string;
+}
+
+/**
+ * Source text of a ShellFunction for `spec`, to register as a function.
+ *
+ * @example
+ * ```ts
+ * import { shellFunctionSource } from "./shell_function.ts";
+ * const source = shellFunctionSource({ cmd: "echo {x}" });
+ * console.assert(source.startsWith("function __funcx_shell__"));
+ * ```
+ */
+export function shellFunctionSource(spec: ShellSpec): string {
+  if (typeof spec.cmd !== "string" || spec.cmd === "") {
+    throw new TypeError("Cannot make a ShellFunction: cmd must be a non-empty string");
+  }
+  return `function ${SHELL_FUNCTION_NAME}() { return ${JSON.stringify(spec)}; }`;
+}
+
+/** A command line to run on an endpoint; register it with `FuncXClient.registerShellFunction`. */
+export class ShellFunction {
+  /** What it runs. */
+  readonly spec: ShellSpec;
+
+  /**
+   * Builds a shell function from a command line and options.
+   *
+   * @example
+   * ```ts
+   * import { ShellFunction } from "./shell_function.ts";
+   * const sf = new ShellFunction("wc -l {path}", { timeout_s: 60 });
+   * console.assert(sf.spec.cmd === "wc -l {path}");
+   * ```
+   */
+  constructor(cmd: string, options: Omit<ShellSpec, "cmd"> = {}) {
+    this.spec = { cmd, ...options };
+    shellFunctionSource(this.spec);
+  }
+
+  /** The source text that is registered. */
+  source(): string {
+    return shellFunctionSource(this.spec);
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * Per-endpoint and per-user broker credentials, created through the RabbitMQ management API.
+ * An endpoint's user may consume only its own task queue and publish only to `results` with its
+ * own routing key; an SDK user's may only read its own result queues (`<prefix><task_group_id>`).
+ * Each call makes a new password, so re-registration rotates an endpoint's credentials.
+ *
+ * @module
+ */
+import { randomSecret } from "./auth.ts";
+import { resultRoutingKey, RESULTS_EXCHANGE, taskQueueName } from "./broker.ts";
+
+/** Where the management API is and how to log in to it. */
+export interface ManagementAccess {
+  /** Base URL, for example `http://127.0.0.1:15672`. */
+  url: string;
+  user: string;
+  password: string;
+}
+
+/** Parses `http://user:pass@host:port` into {@linkcode ManagementAccess}. */
+export function parseManagementUrl(url: string): ManagementAccess {
+  const u = new URL(url);
+  if (!u.username) {
+    throw new TypeError(
+      `Management URL "${u.origin}" needs credentials: http://user:pass@host:port`,
+    );
+  }
+  const access = {
+    url: u.origin,
+    user: decodeURIComponent(u.username),
+    password: decodeURIComponent(u.password),
+  };
+  return access;
+}
+
+function escapeRe(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+/** The result queue name prefix of a user. */
+export function userQueuePrefix(userId: string): string {
+  return `user-${userId}.`;
+}
+
+/** A broker login. */
+export interface BrokerLogin {
+  username: string;
+  password: string;
+}
+
+/** Creates and scopes broker users. */
+export class BrokerCredentials {
+  readonly #access: ManagementAccess;
+  readonly #vhost: string;
+
+  /** `vhost` is the one the service's own AMQP URL names. */
+  constructor(access: ManagementAccess, vhost: string) {
+    this.#access = access;
+    this.#vhost = vhost;
+  }
+
+  async #api(method: string, path: string, body?: unknown): Promise<void> {
+    const res = await fetch(`${this.#access.url}/api/${path}`, {
+      method,
+      headers: {
+        authorization: `Basic ${btoa(`${this.#access.user}:${this.#access.password}`)}`,
+        "content-type": "application/json",
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await res.text();
+    if (!res.ok && !(method === "DELETE" && res.status === 404)) {
+      throw new Error(`Broker management ${method} /api/${path} answered ${res.status}: ${text}`);
+    }
+  }
+
+  async #user(
+    username: string,
+    perms: { configure: string; write: string; read: string },
+  ): Promise<BrokerLogin> {
+    const password = randomSecret(24);
+    const u = encodeURIComponent(username);
+    const v = encodeURIComponent(this.#vhost);
+    await this.#api("PUT", `users/${u}`, { password, tags: "" });
+    await this.#api("PUT", `permissions/${v}/${u}`, perms);
+    return { username, password };
+  }
+
+  /** A fresh login for an endpoint (rotates any earlier password). */
+  async forEndpoint(endpointId: string): Promise<BrokerLogin> {
+    const login = await this.#user(`endpoint-${endpointId}`, {
+      configure: "^$",
+      write: `^${escapeRe(RESULTS_EXCHANGE)}$`,
+      read: `^${escapeRe(taskQueueName(endpointId))}$`,
+    });
+    // Topic permissions pin the routing key it may publish results with.
+    await this.#api(
+      "PUT",
+      `topic-permissions/${encodeURIComponent(this.#vhost)}/${encodeURIComponent(login.username)}`,
+      {
+        exchange: RESULTS_EXCHANGE,
+        write: `^${escapeRe(resultRoutingKey(endpointId))}$`,
+        read: "^$",
+      },
+    );
+    return login;
+  }
+
+  /** A fresh login for an SDK user, able to read only its own result queues. */
+  async forUser(userId: string): Promise<BrokerLogin> {
+    return await this.#user(`user-${userId}`, {
+      configure: "^$",
+      write: "^$",
+      read: `^${escapeRe(userQueuePrefix(userId))}.*`,
+    });
+  }
+
+  /** Removes an endpoint's broker user. */
+  async removeEndpoint(endpointId: string): Promise<void> {
+    await this.#api("DELETE", `users/${encodeURIComponent(`endpoint-${endpointId}`)}`);
+  }
+}
+
+/** `amqpUrl` with its credentials replaced by `login`. */
+export function withLogin(amqpUrl: string, login: BrokerLogin): string {
+  const u = new URL(amqpUrl);
+  u.username = encodeURIComponent(login.username);
+  u.password = encodeURIComponent(login.password);
+  return u.toString();
+}
+
+/** The vhost an AMQP URL names (`/` when none). */
+export function vhostOf(amqpUrl: string): string {
+  const path = new URL(amqpUrl).pathname;
+  return path.length > 1 ? decodeURIComponent(path.slice(1)) : "/";
+}

@@ -1,0 +1,170 @@
+/**
+ * The result processor: turns batches of messages from the `results` queue into store writes
+ * (task results, intermediate task states) and endpoint status reports. One transaction per batch;
+ * a task that already has a result keeps it, so redelivered results are harmless.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import {
+  type EPStatusReport,
+  isTaskState,
+  type Message,
+  packMessage,
+  type ResultMessage,
+  serialize,
+  TaskState,
+  unpackMessage,
+} from "../sdk/protocol/mod.ts";
+import type { IncomingResult, ServiceBroker } from "./broker.ts";
+import type { Store, TaskCompletion } from "./store.ts";
+
+const log = getLogger(["funcx", "service", "results"]);
+
+/** The newest status report of each endpoint, alive for its heartbeat period. */
+export class EndpointStatusBook {
+  readonly #reports = new Map<string, { report: EPStatusReport; expiresAt: number }>();
+
+  /** Records a report received now. */
+  record(report: EPStatusReport, now: number = Date.now()): void {
+    const period = Number(report.global_state["heartbeat_period"] ?? 30);
+    // A period of 0 is an endpoint saying goodbye: it is offline from now on.
+    const ttlMs = Number.isFinite(period) && period > 0 ? period * 1000 * 2 : 0;
+    this.#reports.set(report.endpoint_id, { report, expiresAt: now + ttlMs });
+  }
+
+  /** The live report of an endpoint, or undefined when it is offline. */
+  live(endpointId: string, now: number = Date.now()): EPStatusReport | undefined {
+    const entry = this.#reports.get(endpointId);
+    return entry && entry.expiresAt > now ? entry.report : undefined;
+  }
+}
+
+/** Counters of what the processor has handled. */
+export interface ResultProcessorStats {
+  results: number;
+  duplicates: number;
+  invalid: number;
+  reports: number;
+}
+
+/** Applies batches from `results` to the store. */
+export class ResultProcessor {
+  readonly #store: Store;
+  readonly #statuses: EndpointStatusBook;
+  readonly #broker: Pick<ServiceBroker, "forward"> | undefined;
+  readonly #maxResultBytes: number;
+  readonly stats: ResultProcessorStats = { results: 0, duplicates: 0, invalid: 0, reports: 0 };
+
+  /**
+   * `broker`, when given, receives results to forward to users' task group queues; results over
+   * `maxResultBytes` characters are stored as `MaxResultSizeExceeded` failures instead.
+   */
+  constructor(
+    store: Store,
+    statuses: EndpointStatusBook,
+    broker?: Pick<ServiceBroker, "forward">,
+    maxResultBytes: number = 10 * 1024 * 1024,
+  ) {
+    this.#store = store;
+    this.#statuses = statuses;
+    this.#broker = broker;
+    this.#maxResultBytes = maxResultBytes;
+  }
+
+  #oversized(r: ResultMessage): ResultMessage {
+    const message = `Task result of ${r.data.length}B exceeded the service's limit of ` +
+      `${this.#maxResultBytes}B: write large results to shared storage and return their path`;
+    log.warn("Task {id}: {message}", { id: r.task_id, message });
+    return {
+      ...r,
+      data: serialize({ name: "MaxResultSizeExceeded", message, stack: "" }),
+      error_details: { code: "MaxResultSizeExceeded", user_message: `remote error: ${message}` },
+    };
+  }
+
+  /**
+   * Handles one batch: stores it, then forwards results to their task groups' queues. Throws if
+   * either fails, and the batch is redelivered; a redelivered result is stored once but forwarded
+   * again, and the SDK drops the repeat by task id.
+   */
+  async handle(batch: readonly IncomingResult[]): Promise<void> {
+    const forwards = new Map<string, ResultMessage[]>();
+    const completions: TaskCompletion[] = [];
+    const updates: { taskId: string; status: string }[] = [];
+    const now = Date.now() / 1000;
+    for (const item of batch) {
+      let msg: Message;
+      try {
+        msg = unpackMessage(item.body);
+      } catch (err) {
+        this.stats.invalid++;
+        log.error("Dropping an unreadable message from {key}: {err}", {
+          key: item.routingKey,
+          err: String(err),
+        });
+        continue;
+      }
+      switch (msg.message_type) {
+        case "result":
+        case "result_batch": {
+          const results = msg.message_type === "result" ? [msg.data] : msg.data.results;
+          for (const raw of results) {
+            const r = raw.data.length > this.#maxResultBytes ? this.#oversized(raw) : raw;
+            const queue = this.#store.resultQueueOf(r.task_id);
+            if (queue) {
+              const list = forwards.get(queue);
+              if (list) list.push(r);
+              else forwards.set(queue, [r]);
+            }
+            completions.push({
+              taskId: r.task_id,
+              status: r.error_details ? "failed" : "success",
+              data: r.data,
+              errorCode: r.error_details?.code ?? null,
+              completionT: now,
+              transitions: r.task_statuses,
+            });
+          }
+          break;
+        }
+        case "task_transition": {
+          const last = msg.data.transitions[msg.data.transitions.length - 1];
+          if (last && isTaskState(last.state)) {
+            updates.push({ taskId: msg.data.task_id, status: last.state });
+          }
+          break;
+        }
+        case "ep_status_report": {
+          this.stats.reports++;
+          this.#statuses.record(msg.data);
+          for (const [taskId, transitions] of Object.entries(msg.data.task_statuses)) {
+            const last = transitions[transitions.length - 1];
+            if (last && last.state !== TaskState.SUCCESS && last.state !== TaskState.FAILED) {
+              updates.push({ taskId, status: last.state });
+            }
+          }
+          break;
+        }
+        default:
+          this.stats.invalid++;
+          log.warn("Ignoring a {type} message on the results queue", { type: msg.message_type });
+      }
+    }
+    this.#store.updateStatuses(updates);
+    const changed = this.#store.completeTasks(completions);
+    this.stats.results += changed;
+    this.stats.duplicates += completions.length - changed;
+    if (forwards.size > 0 && this.#broker) {
+      // One message per task group queue and batch: the user's stream gets them together too.
+      await this.#broker.forward(
+        [...forwards].map(([queue, results]) => ({
+          queue,
+          body: results.length === 1
+            ? packMessage({ message_type: "result", data: results[0]! })
+            : packMessage({ message_type: "result_batch", data: { results } }),
+        })),
+      );
+    }
+  }
+}

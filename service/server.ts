@@ -1,0 +1,135 @@
+/**
+ * The running service: opens the store, connects to the broker, starts the result processor and
+ * serves the HTTP app. Lifecycle `"starting" | "running" | "draining" | "stopped"`.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { type AppSettings, createApp } from "./app.ts";
+import { BrokerCredentials, parseManagementUrl, vhostOf } from "./broker_credentials.ts";
+import { ServiceBroker } from "./broker.ts";
+import { EndpointStatusBook, ResultProcessor } from "./result_processor.ts";
+import { Store } from "./store.ts";
+
+const log = getLogger(["funcx", "service"]);
+
+/** Settings of a service process. */
+export interface ServiceConfig extends AppSettings {
+  /** SQLite file of the store. */
+  dbPath: string;
+  /** AMQP URL the service itself uses (it declares the topology). */
+  amqpUrl: string;
+  /** Address to listen on. */
+  hostname: string;
+  /** Port to listen on; 0 picks a free one. */
+  port: number;
+  /** Management API URL with admin credentials, for scoped broker logins; none: shared login. */
+  managementUrl: string | undefined;
+}
+
+/** Lifecycle states of {@linkcode FuncxService}. */
+export type ServiceState = "starting" | "running" | "draining" | "stopped";
+
+/** A running service. */
+export class FuncxService {
+  #state: ServiceState = "starting";
+  readonly #store: Store;
+  readonly #broker: ServiceBroker;
+  readonly #server: Deno.HttpServer<Deno.NetAddr>;
+  readonly #purge: ReturnType<typeof setInterval>;
+  readonly processor: ResultProcessor;
+
+  private constructor(
+    store: Store,
+    broker: ServiceBroker,
+    server: Deno.HttpServer<Deno.NetAddr>,
+    processor: ResultProcessor,
+  ) {
+    this.#store = store;
+    this.#broker = broker;
+    this.#server = server;
+    this.processor = processor;
+    this.#purge = setInterval(() => {
+      try {
+        const n = store.purgeExpired();
+        if (n > 0) log.info("Purged {n} expired tasks", { n });
+      } catch (err) {
+        log.error("Purge failed: {err}", { err });
+      }
+    }, 60_000);
+    this.#state = "running";
+  }
+
+  /** Starts a service with `config`. */
+  static async start(config: ServiceConfig): Promise<FuncxService> {
+    const store = Store.open(config.dbPath, { taskTtlS: config.taskTtlS });
+    let broker: ServiceBroker;
+    try {
+      broker = await ServiceBroker.connect(config.amqpUrl);
+    } catch (err) {
+      store.close();
+      throw new Error(
+        `Cannot connect to the broker at "${redactUrl(config.amqpUrl)}": ${String(err)}`,
+        { cause: err },
+      );
+    }
+    const statuses = new EndpointStatusBook();
+    const processor = new ResultProcessor(store, statuses, broker, config.maxResultBytes);
+    const credentials = config.managementUrl
+      ? new BrokerCredentials(parseManagementUrl(config.managementUrl), vhostOf(config.amqpUrl))
+      : undefined;
+    if (!credentials) {
+      log.warn(
+        "No broker management URL: endpoints and users get the service's own broker login",
+      );
+    }
+    await broker.consumeResults((batch) => processor.handle(batch));
+    const app = createApp({
+      store,
+      broker,
+      statuses,
+      credentials,
+      settings: config,
+    });
+    const { promise: listening, resolve } = Promise.withResolvers<void>();
+    const server = Deno.serve({
+      hostname: config.hostname,
+      port: config.port,
+      onListen: () => resolve(),
+    }, app.fetch);
+    await listening;
+    return new FuncxService(store, broker, server, processor);
+  }
+
+  /** Current lifecycle state. */
+  get state(): ServiceState {
+    return this.#state;
+  }
+
+  /** The address the HTTP server listens on. */
+  get address(): string {
+    const a = this.#server.addr;
+    return `http://${a.hostname}:${a.port}`;
+  }
+
+  /** Resolves when the broker connection is lost. */
+  brokerLost(): Promise<Error> {
+    return new Promise((resolve) => this.#broker.onConnectionLost(resolve));
+  }
+
+  /** Stops serving, closes the broker and the store; idempotent. */
+  async stop(): Promise<void> {
+    if (this.#state === "draining" || this.#state === "stopped") return;
+    this.#state = "draining";
+    clearInterval(this.#purge);
+    await this.#server.shutdown();
+    await this.#broker.close();
+    this.#store.close();
+    this.#state = "stopped";
+  }
+}
+
+/** Hides the password of a URL for logs. */
+export function redactUrl(url: string): string {
+  return url.replace(/:\/\/([^:/@]+):[^@]+@/, "://$1:***@");
+}

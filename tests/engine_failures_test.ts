@@ -1,0 +1,159 @@
+/**
+ * The engine when things go wrong, with real processes: a worker killed mid-task, a manager
+ * that hangs or dies, walltime, cancellation, and a manager with the wrong secret.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { engineCommand } from "../endpoint/engine/command.ts";
+import { OPTIONS_ENV, SECRET_ENV } from "../endpoint/engine/manager.ts";
+import { createEngine } from "../endpoint/engine/mod.ts";
+import { errorOf, taskBuffer, until, valueOf } from "../endpoint/engine/_test_helpers.ts";
+
+/** Writes "<worker pid> <manager pid>" to `<dir>/<name>`, then waits for `<dir>/gate`. */
+const gated = async (dir: string, name: string) => {
+  await Deno.writeTextFile(`${dir}/${name}`, `${Deno.pid} ${Deno.ppid}`);
+  while (!(await Deno.stat(`${dir}/gate`).then(() => true, () => false))) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return Deno.pid;
+};
+
+async function pidsOf(dir: string, name: string): Promise<[number, number]> {
+  await until(() => {
+    try {
+      return Deno.readTextFileSync(join(dir, name)).includes(" ");
+    } catch {
+      return false;
+    }
+  }, `task ${name} to start`);
+  const [w, m] = (await Deno.readTextFile(join(dir, name))).split(" ").map(Number);
+  return [w!, m!];
+}
+
+Deno.test("engine: a worker killed mid-task fails that task with WorkerLost; others go on", async () => {
+  const dir = await Deno.makeTempDir();
+  await using engine = await createEngine({ max_workers_per_node: 2, cores_per_worker: 0.1 }, {
+    graceS: 2,
+  });
+  const a = engine.submit("a", taskBuffer(gated, [dir, "a"]));
+  const b = engine.submit("b", taskBuffer(gated, [dir, "b"]));
+  const [victim] = await pidsOf(dir, "a");
+  await pidsOf(dir, "b");
+  Deno.kill(victim, "SIGKILL");
+  const lost = errorOf(await a);
+  assert.equal(lost.name, "WorkerLost");
+  assert.equal(lost.code, "WorkerLost");
+  assert.match(lost.message, /died with signal SIGKILL while running task "a"/);
+  await Deno.writeTextFile(join(dir, "gate"), "");
+  assert.equal(typeof valueOf(await b), "number");
+  // The replacement joins the pool and runs tasks.
+  await until(() => engine.status().total_workers === 2, "a replacement worker");
+  const pids = await Promise.all(
+    [1, 2, 3, 4].map(async (i) =>
+      valueOf(await engine.submit(`c${i}`, taskBuffer(gated, [dir, `c${i}`])))
+    ),
+  );
+  assert.ok(!pids.includes(victim));
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("engine: a task over its walltime fails with TaskWalltimeExceeded and the worker is replaced", async () => {
+  await using engine = await createEngine({ max_workers_per_node: 1, task_walltime_s: 0.5 }, {
+    graceS: 2,
+  });
+  const r = await engine.submit("slow", taskBuffer(() => new Promise(() => {})));
+  const err = errorOf(r);
+  assert.equal(err.name, "TaskWalltimeExceeded");
+  assert.match(err.message, /exceeded its walltime of 0.5 s/);
+  assert.equal(valueOf(await engine.submit("fast", taskBuffer(() => "ok"))), "ok");
+});
+
+Deno.test("engine: cancel of a queued and a running task resolves both with TaskCancelled", async () => {
+  const dir = await Deno.makeTempDir();
+  await using engine = await createEngine({ max_workers_per_node: 1, prefetch_capacity: 0 }, {
+    graceS: 2,
+  });
+  const running = engine.submit("run", taskBuffer(gated, [dir, "run"]));
+  const queued = engine.submit("queued", taskBuffer(gated, [dir, "queued"]));
+  await pidsOf(dir, "run");
+  assert.equal(engine.status().pending_tasks, 1);
+  assert.equal(engine.cancel("queued"), true);
+  const q = errorOf(await queued);
+  assert.equal(q.name, "TaskCancelled");
+  assert.match(q.message, /before it started/);
+  assert.equal(engine.cancel("run"), true);
+  const r = errorOf(await running);
+  assert.equal(r.name, "TaskCancelled");
+  assert.match(r.message, /while running/);
+  assert.equal(engine.cancel("run"), false);
+  assert.equal(engine.cancel("never-submitted"), false);
+  // The queued task never ran, and the pool goes on.
+  await Deno.writeTextFile(join(dir, "gate"), "");
+  assert.equal(
+    typeof valueOf(await engine.submit("next", taskBuffer(gated, [dir, "next"]))),
+    "number",
+  );
+  assert.equal(await Deno.stat(join(dir, "queued")).then(() => true, () => false), false);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("engine: a hung manager is lost after heartbeat_threshold; its tasks fail with ManagerLost", async () => {
+  const dir = await Deno.makeTempDir();
+  await using engine = await createEngine({
+    max_workers_per_node: 1,
+    heartbeat_period: 0.2,
+    heartbeat_threshold: 1.5,
+  }, { graceS: 2 });
+  const task = engine.submit("t", taskBuffer(gated, [dir, "t"]));
+  const [, manager] = await pidsOf(dir, "t");
+  Deno.kill(manager, "SIGSTOP");
+  const err = errorOf(await task);
+  assert.equal(err.name, "ManagerLost");
+  assert.equal(err.code, "ManagerLost");
+  assert.match(err.message, /no heartbeat for over 1.5 s/);
+  // The lost block is stopped and replaced; work goes on on the new manager.
+  await Deno.writeTextFile(join(dir, "gate"), "");
+  await until(() => engine.status().managers === 1, "a replacement manager");
+  const r = await engine.submit("after", taskBuffer(() => Deno.ppid));
+  assert.notEqual(valueOf(r), manager);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("engine: a killed manager's task is retried on a new manager when max_retries_on_manager_lost allows", async () => {
+  const dir = await Deno.makeTempDir();
+  await using engine = await createEngine({
+    max_workers_per_node: 1,
+    max_retries_on_manager_lost: 1,
+  }, { graceS: 2 });
+  const task = engine.submit("t", taskBuffer(gated, [dir, "t"]));
+  const [, manager] = await pidsOf(dir, "t");
+  Deno.kill(manager, "SIGKILL");
+  // The task starts again on the replacement manager.
+  await until(() => {
+    try {
+      const text = Deno.readTextFileSync(join(dir, "t"));
+      return text.includes(" ") && Number(text.split(" ")[1]) !== manager;
+    } catch {
+      return false;
+    }
+  }, "the task to start on a new manager");
+  await Deno.writeTextFile(join(dir, "gate"), "");
+  const r = await task;
+  assert.equal(typeof valueOf(r), "number");
+  const launches = (r.task_statuses ?? []).filter((s) => s.state === "waiting-for-launch");
+  assert.equal(launches.length, 2);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("engine: a manager with the wrong secret is refused", async () => {
+  await using engine = await createEngine({ max_workers_per_node: 1 }, { graceS: 2 });
+  const options = engine.managerOptions("99", "intruder");
+  const out = await new Deno.Command(engineCommand("manager", ["--allow-all"])[0]!, {
+    args: engineCommand("manager", ["--allow-all"]).slice(1),
+    env: { [SECRET_ENV]: "not-the-secret", [OPTIONS_ENV]: JSON.stringify(options) },
+    stdin: "null",
+  }).output();
+  assert.equal(out.code, 1);
+  assert.match(new TextDecoder().decode(out.stderr), /refused manager "intruder": wrong secret/);
+  assert.equal(engine.status().managers, 1);
+});

@@ -1,0 +1,148 @@
+/**
+ * Tests of the private RabbitMQ node against the real server: messages go through it, a vhost
+ * is usable and removable, and no process of the node outlives `stop()` or its owner.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import amqp from "amqplib";
+import { type BrokerInfo, RabbitBroker } from "./rabbitmq.ts";
+
+Deno.test("RabbitBroker.start serves a new vhost and stop() leaves no process, port or dir", async () => {
+  const started = performance.now();
+  const broker = await RabbitBroker.start();
+  console.error(`  node ready in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  const { info } = broker;
+  try {
+    assert.equal(broker.state, "running");
+    assert.match(info.nodeName, /^funcx-[0-9a-f]+@localhost$/);
+    assert.ok((await pgrep(info.nodeName)).length > 0, "pgrep finds the running node");
+
+    const url = await broker.createVhost("harness-test");
+    assert.equal(url, `${info.amqpUrl}/harness-test`);
+    const conn = await amqp.connect(url);
+    const ch = await conn.createConfirmChannel();
+    await ch.assertQueue("greetings", { durable: false });
+    await new Promise<void>((resolve, reject) =>
+      ch.sendToQueue("greetings", Buffer.from("hello, broker"), {}, (err) => {
+        if (err) reject(err);
+        else resolve();
+      })
+    );
+    const body = await new Promise<string>((resolve) => {
+      void ch.consume("greetings", (msg) => {
+        if (msg === null) return;
+        ch.ack(msg);
+        resolve(msg.content.toString());
+      });
+    });
+    assert.equal(body, "hello, broker");
+    await conn.close();
+
+    await broker.deleteVhost("harness-test");
+    await assert.rejects(amqp.connect(url), "the deleted vhost refuses logins");
+    await broker.deleteVhost("harness-test"); // already gone: not an error
+
+    // A client still connected at stop() learns at once that the server went away.
+    const idle = await amqp.connect(info.amqpUrl);
+    const closed = new Promise<string>((resolve) => {
+      idle.on("error", () => {});
+      idle.on("close", (err?: Error) => resolve(String(err?.message)));
+    });
+    await broker.stop();
+    assert.match(await closed, /ECONNRESET|CONNECTION_FORCED/);
+  } finally {
+    await broker.stop();
+  }
+  await broker.stop(); // idempotent
+  assert.equal(broker.state, "stopped");
+  await assertGone(info);
+});
+
+Deno.test("RabbitBroker.start rejects with the abort reason and stops the half-started node", async () => {
+  const reason = new Error("test gave up");
+  const controller = new AbortController();
+  let launched: BrokerInfo | undefined;
+  const start = RabbitBroker.start({
+    signal: controller.signal,
+    onLaunch: (info) => {
+      launched = info;
+      controller.abort(reason);
+    },
+  });
+  await assert.rejects(start, reason);
+  assert.ok(launched, "the node was launched before the abort");
+  await assertGone(launched);
+});
+
+Deno.test("RabbitBroker node dies with the process that started it, even on SIGKILL", async () => {
+  const harness = new URL("./rabbitmq.ts", import.meta.url).href;
+  const owner = new Deno.Command(Deno.execPath(), {
+    args: [
+      "eval",
+      `import { RabbitBroker } from "${harness}";
+       const b = await RabbitBroker.start();
+       console.log(JSON.stringify(b.info));
+       setInterval(() => {}, 1000);`,
+    ],
+    cwd: new URL("../../", import.meta.url).pathname,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const line = await firstLine(owner.stdout);
+  const info = JSON.parse(line) as BrokerInfo;
+  assert.ok((await pgrep(info.nodeName)).length > 0, "pgrep finds the running node");
+  owner.kill("SIGKILL");
+  await owner.status;
+  // The watcher's grace period is 5 s before it kills what is left and removes the directory.
+  for (let i = 0; i < 150 && (await markedPids(info.nodeName)).length > 0; i++) await sleep(100);
+  await assertGone(info);
+});
+
+async function assertGone(info: BrokerInfo): Promise<void> {
+  await assert.rejects(
+    Deno.connect({ hostname: "127.0.0.1", port: info.amqpPort }),
+    Deno.errors.ConnectionRefused,
+  );
+  assert.deepEqual(await pgrep(info.nodeName), [], "no process has the node name");
+  assert.deepEqual(await markedPids(info.nodeName), [], "no process carries the node's env");
+  // The watcher removes the directory as its last act.
+  for (let i = 0; i < 20 && (await exists(info.dir)); i++) await sleep(100);
+  assert.equal(await exists(info.dir), false, `directory "${info.dir}" is removed`);
+}
+
+async function pgrep(pattern: string): Promise<string[]> {
+  const out = await new Deno.Command("pgrep", { args: ["-f", pattern] }).output();
+  return new TextDecoder().decode(out.stdout).split("\n").filter((l) => l !== "");
+}
+
+/** Every live process of the node (epmd, erl_child_setup, ... too) has its name in its env. */
+async function markedPids(nodeName: string): Promise<number[]> {
+  const pids: number[] = [];
+  for await (const e of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    const environ = await Deno.readTextFile(`/proc/${e.name}/environ`).catch(() => "");
+    if (`\0${environ}`.includes(`\0RABBITMQ_NODENAME=${nodeName}\0`)) pids.push(Number(e.name));
+  }
+  return pids;
+}
+
+async function firstLine(stream: ReadableStream<Uint8Array>): Promise<string> {
+  let text = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    text += chunk;
+    const nl = text.indexOf("\n");
+    if (nl >= 0) return text.slice(0, nl);
+  }
+  throw new Error(`Owner process ended before printing its broker info (got "${text}")`);
+}
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

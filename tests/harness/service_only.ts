@@ -1,0 +1,141 @@
+/**
+ * A service process on its own vhost, without an endpoint, for the service's API tests: tests
+ * act as users (several API clients) and, with the broker logins the service hands out, as
+ * endpoints speaking AMQP themselves.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { FuncXClient } from "../../mod.ts";
+import { runDeno } from "./process.ts";
+import {
+  type BrokerAccess,
+  clientOf,
+  createVhost,
+  deleteVhost,
+  type ServiceHandle,
+  sharedBroker,
+  startService,
+} from "./stack.ts";
+
+/** A running service for API tests. */
+export interface ServiceFixture extends AsyncDisposable {
+  broker: BrokerAccess;
+  dir: string;
+  vhost: string;
+  service: ServiceHandle;
+  /** The first user's client. */
+  client: FuncXClient;
+  /** Makes an API client (and its user) with the service's admin command. */
+  newUser(name: string): Promise<{ client: FuncXClient; clientId: string; clientSecret: string }>;
+  /** Runs `funcx-service` with `args` on this service's database. */
+  admin(args: string[], stdin?: string): Promise<string>;
+  /** Restarts the service process on the same database and broker. */
+  restart(): Promise<void>;
+  /** An access token of the first user. */
+  token(): Promise<string>;
+}
+
+/** Options of {@linkcode startServiceOnly}. */
+export interface ServiceOnlyOptions {
+  /** Extra `serve` flags. */
+  args?: string[];
+  /** Requests per client per window. @default 0 (off) */
+  rateLimit?: number;
+}
+
+/** Starts a service (no endpoint) in a fresh vhost. */
+export async function startServiceOnly(options: ServiceOnlyOptions = {}): Promise<ServiceFixture> {
+  const broker = await sharedBroker();
+  const dir = await Deno.makeTempDir({ prefix: "funcx-svc-" });
+  const vhost = `svc-${crypto.randomUUID().slice(0, 8)}`;
+  const amqpUrl = await createVhost(broker, vhost);
+  const start = () =>
+    startService({
+      dir,
+      amqpUrl,
+      broker,
+      rateLimit: options.rateLimit ?? 0,
+      args: ["--device-interval", "1", ...(options.args ?? [])],
+    });
+  let service = await start();
+  const client = clientOf(service);
+  const admin = async (args: string[], stdin?: string) => {
+    if (stdin === undefined) {
+      return await runDeno("cli/funcx_service.ts", [...args, "--db", service.dbPath]);
+    }
+    const root = new URL("../../", import.meta.url).pathname;
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--quiet",
+        "-A",
+        join(root, "cli/funcx_service.ts"),
+        ...args,
+        "--db",
+        service.dbPath,
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(stdin));
+    await w.close();
+    const out = await child.output();
+    if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
+    return new TextDecoder().decode(out.stdout);
+  };
+  const fixture: ServiceFixture = {
+    broker,
+    dir,
+    vhost,
+    get service() {
+      return service;
+    },
+    client,
+    admin,
+    async newUser(name) {
+      const creds = JSON.parse(await admin(["client", "create", "--user", name]));
+      return {
+        client: new FuncXClient({
+          serviceAddress: service.address,
+          clientId: creds.client_id,
+          clientSecret: creds.client_secret,
+        }),
+        clientId: creds.client_id,
+        clientSecret: creds.client_secret,
+      };
+    },
+    async restart() {
+      const port = new URL(service.address).port;
+      await service.process.stop();
+      service = await startService({
+        dir,
+        amqpUrl,
+        broker,
+        port: Number(port),
+        rateLimit: options.rateLimit ?? 0,
+        args: ["--device-interval", "1", ...(options.args ?? [])],
+        existingClient: { clientId: service.clientId, clientSecret: service.clientSecret },
+      });
+    },
+    async token() {
+      const res = await fetch(`${service.address}/v2/oauth/token`, {
+        method: "POST",
+        body: new URLSearchParams({
+          grant_type: "client_credentials",
+          client_id: service.clientId,
+          client_secret: service.clientSecret,
+        }),
+      });
+      return (await res.json()).access_token;
+    },
+    async [Symbol.asyncDispose]() {
+      await service.process.stop();
+      await deleteVhost(broker, vhost).catch(() => {});
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
+  return fixture;
+}

@@ -1,0 +1,283 @@
+/**
+ * A whole funcX stack of real processes: a private RabbitMQ node (shared by a test run and given
+ * to each stack as its own vhost), a `funcx-service` process with its own SQLite file and API
+ * client, and `funcx-endpoint` processes. Used by the end-to-end tests, the demo and `dev`.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { FuncXClient } from "../../mod.ts";
+import { type ChildHandle, runDeno, spawnDeno } from "./process.ts";
+import { RabbitBroker } from "./rabbitmq.ts";
+
+/** How to reach a broker and its management API. */
+export interface BrokerAccess {
+  amqpUrl: string;
+  managementUrl: string;
+  user: string;
+  password: string;
+}
+
+let shared: Promise<{ access: BrokerAccess; broker?: RabbitBroker }> | undefined;
+
+/**
+ * The test run's broker: from `FUNCX_TEST_AMQP_URL` and `FUNCX_TEST_MANAGEMENT_URL` when the
+ * test runner started one, else a private node started now and stopped when this process exits.
+ */
+export function sharedBroker(): Promise<BrokerAccess> {
+  shared ??= (async () => {
+    const amqpUrl = Deno.env.get("FUNCX_TEST_AMQP_URL");
+    const managementUrl = Deno.env.get("FUNCX_TEST_MANAGEMENT_URL");
+    if (amqpUrl && managementUrl) {
+      const u = new URL(amqpUrl);
+      return {
+        access: {
+          amqpUrl,
+          managementUrl,
+          user: decodeURIComponent(u.username),
+          password: decodeURIComponent(u.password),
+        },
+      };
+    }
+    const broker = await RabbitBroker.start();
+    globalThis.addEventListener("unload", () => void broker.stop());
+    return { access: brokerAccess(broker), broker };
+  })();
+  return shared.then((s) => s.access);
+}
+
+/** Access details of a started broker. */
+export function brokerAccess(broker: RabbitBroker): BrokerAccess {
+  return {
+    amqpUrl: broker.info.amqpUrl,
+    managementUrl: broker.info.managementUrl,
+    user: broker.info.adminUser,
+    password: broker.info.adminPassword,
+  };
+}
+
+async function mgmt(access: BrokerAccess, method: string, path: string, body?: unknown) {
+  const res = await fetch(`${access.managementUrl}/api/${path}`, {
+    method,
+    headers: {
+      authorization: `Basic ${btoa(`${access.user}:${access.password}`)}`,
+      "content-type": "application/json",
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await res.text();
+  if (!res.ok && !(method === "DELETE" && res.status === 404)) {
+    throw new Error(`Broker management ${method} /api/${path} answered ${res.status}: ${text}`);
+  }
+}
+
+/** Creates a vhost with full rights for the admin user; returns its AMQP URL. */
+export async function createVhost(access: BrokerAccess, name: string): Promise<string> {
+  const v = encodeURIComponent(name);
+  await mgmt(access, "PUT", `vhosts/${v}`, {});
+  await mgmt(access, "PUT", `permissions/${v}/${encodeURIComponent(access.user)}`, {
+    configure: ".*",
+    write: ".*",
+    read: ".*",
+  });
+  const u = new URL(access.amqpUrl);
+  u.pathname = `/${v}`;
+  return u.toString();
+}
+
+/** Deletes a vhost and everything in it. */
+export async function deleteVhost(access: BrokerAccess, name: string): Promise<void> {
+  await mgmt(access, "DELETE", `vhosts/${encodeURIComponent(name)}`);
+}
+
+/** A running service process. */
+export interface ServiceHandle {
+  process: ChildHandle;
+  address: string;
+  clientId: string;
+  clientSecret: string;
+  dbPath: string;
+  amqpUrl: string;
+  /** Environment a script needs to use this service. */
+  env: Record<string, string>;
+}
+
+/** Options of {@linkcode startService}. */
+export interface StartServiceOptions {
+  /** Directory for the database and logs. */
+  dir: string;
+  /** AMQP URL (with vhost) the service uses. */
+  amqpUrl: string;
+  /** Copy logs to stderr. @default false */
+  echo?: boolean;
+  /** Port. @default 0 */
+  port?: number;
+  /** Extra `serve` flags. */
+  args?: string[];
+  /** Broker whose management API the service uses for scoped logins. */
+  broker?: BrokerAccess;
+  /** Requests per client per 10 s; tests poll a lot, so off unless a test sets it. @default 0 */
+  rateLimit?: number;
+  /** Reuse this API client instead of creating one (for restarts). */
+  existingClient?: { clientId: string; clientSecret: string };
+}
+
+/** The management URL with admin login of a broker. */
+export function managementUrlOf(access: BrokerAccess): string {
+  const u = new URL(access.managementUrl);
+  u.username = encodeURIComponent(access.user);
+  u.password = encodeURIComponent(access.password);
+  return u.toString().replace(/\/$/, "");
+}
+
+/** An SDK client logged in as a service's API client. */
+export function clientOf(service: ServiceHandle): FuncXClient {
+  return new FuncXClient({
+    serviceAddress: service.address,
+    clientId: service.clientId,
+    clientSecret: service.clientSecret,
+  });
+}
+
+/** Creates an API client and starts `funcx-service serve`. */
+export async function startService(options: StartServiceOptions): Promise<ServiceHandle> {
+  const dbPath = join(options.dir, "service.db");
+  const creds = options.existingClient
+    ? {
+      client_id: options.existingClient.clientId,
+      client_secret: options.existingClient.clientSecret,
+    }
+    : JSON.parse(
+      await runDeno("cli/funcx_service.ts", ["client", "create", "--db", dbPath, "--user", "dev"]),
+    );
+  const process = await spawnDeno("cli/funcx_service.ts", [
+    "serve",
+    "--db",
+    dbPath,
+    "--port",
+    String(options.port ?? 0),
+    "--amqp-url",
+    options.amqpUrl,
+    ...(options.broker ? ["--management-url", managementUrlOf(options.broker)] : []),
+    "--rate-limit",
+    String(options.rateLimit ?? 0),
+    ...(options.args ?? []),
+  ], {
+    logFile: join(options.dir, "service.log"),
+    readyEvent: "listening",
+    echo: options.echo ?? false,
+  });
+  const address = String(process.ready["address"]);
+  return {
+    process,
+    address,
+    clientId: creds.client_id,
+    clientSecret: creds.client_secret,
+    dbPath,
+    amqpUrl: options.amqpUrl,
+    env: {
+      FUNCX_SERVICE_ADDRESS: address,
+      FUNCX_SDK_CLIENT_ID: creds.client_id,
+      FUNCX_SDK_CLIENT_SECRET: creds.client_secret,
+    },
+  };
+}
+
+/** A running endpoint process. */
+export interface EndpointHandle {
+  process: ChildHandle;
+  endpointId: string;
+}
+
+/** Options of {@linkcode startEndpoint}. */
+export interface StartEndpointOptions {
+  service: ServiceHandle;
+  /** Directory for the endpoint's config dir and log. */
+  dir: string;
+  /** Endpoint name. @default "default" */
+  name?: string;
+  /** Worker subprocesses. @default 2 */
+  workers?: number;
+  /** Copy logs to stderr. @default false */
+  echo?: boolean;
+  /** Extra `start` flags. */
+  args?: string[];
+}
+
+/**
+ * Runs `funcx-endpoint configure` (unless the endpoint is configured already) and then
+ * `funcx-endpoint start --foreground` against a service; resolves once it consumes tasks.
+ */
+export async function startEndpoint(options: StartEndpointOptions): Promise<EndpointHandle> {
+  const name = options.name ?? "default";
+  const env = { ...options.service.env, FUNCX_CONFIG_DIR: join(options.dir, "config") };
+  try {
+    await Deno.stat(join(options.dir, "config", name, "config.yaml"));
+  } catch {
+    await runDeno("cli/funcx_endpoint.ts", ["configure", name], env);
+  }
+  const process = await spawnDeno("cli/funcx_endpoint.ts", [
+    "start",
+    name,
+    "--foreground",
+    "--workers",
+    String(options.workers ?? 2),
+    ...(options.args ?? []),
+  ], {
+    env,
+    logFile: join(options.dir, `endpoint-${name}.log`),
+    readyEvent: "started",
+    echo: options.echo ?? false,
+  });
+  return { process, endpointId: String(process.ready["endpoint_id"]) };
+}
+
+/** A broker vhost, a service and one endpoint. */
+export interface Stack extends AsyncDisposable {
+  dir: string;
+  vhost: string;
+  service: ServiceHandle;
+  endpoint: EndpointHandle;
+  stop(): Promise<void>;
+}
+
+/** Options of {@linkcode startStack}. */
+export interface StartStackOptions {
+  /** Worker subprocesses of the endpoint. @default 2 */
+  workers?: number;
+  /** Copy logs to stderr. @default false */
+  echo?: boolean;
+  /** Broker to use. @default {@linkcode sharedBroker} */
+  broker?: BrokerAccess;
+}
+
+/** Starts a service and an endpoint in a fresh vhost; `stop()` tears all of it down. */
+export async function startStack(options: StartStackOptions = {}): Promise<Stack> {
+  const access = options.broker ?? await sharedBroker();
+  const dir = await Deno.makeTempDir({ prefix: "funcx-stack-" });
+  const vhost = `funcx-${crypto.randomUUID().slice(0, 8)}`;
+  const amqpUrl = await createVhost(access, vhost);
+  let service: ServiceHandle | undefined;
+  try {
+    service = await startService({ dir, amqpUrl, echo: options.echo ?? false, broker: access });
+    const endpoint = await startEndpoint({
+      service,
+      dir,
+      workers: options.workers ?? 2,
+      echo: options.echo ?? false,
+    });
+    const svc = service;
+    const stop = async () => {
+      await endpoint.process.stop();
+      await svc.process.stop();
+      await deleteVhost(access, vhost).catch(() => {});
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    };
+    return { dir, vhost, service: svc, endpoint, stop, [Symbol.asyncDispose]: stop };
+  } catch (err) {
+    await service?.process.stop();
+    await deleteVhost(access, vhost).catch(() => {});
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    throw err;
+  }
+}
