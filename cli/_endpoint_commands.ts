@@ -7,7 +7,7 @@
 import { join } from "node:path";
 import { FuncxAPIError } from "../sdk/errors.ts";
 import type { FuncXClient } from "../sdk/client.ts";
-import { envOverrides, loadConfig } from "../endpoint/config.ts";
+import { ConfigError, envOverrides, fillConfigTemplate, loadConfig } from "../endpoint/config.ts";
 import {
   configPath,
   configureEndpoint,
@@ -22,10 +22,15 @@ import { LoginManager } from "../sdk/login_manager.ts";
 import { TokenStore } from "../sdk/token_store.ts";
 
 /** `configure [NAME]`. */
-export async function configureCommand(name: string, common: CommonOptions): Promise<number> {
+export async function configureCommand(
+  name: string,
+  common: CommonOptions,
+  template?: string,
+): Promise<number> {
   let file: string;
   try {
-    file = await configureEndpoint(common.configDir, name);
+    const text = template === undefined ? undefined : await readTemplate(template, name);
+    file = await configureEndpoint(common.configDir, name, text);
   } catch (err) {
     if (err instanceof Deno.errors.AlreadyExists) throw new CliExit(EXIT.ERROR, err.message);
     throw err;
@@ -33,6 +38,27 @@ export async function configureCommand(name: string, common: CommonOptions): Pro
   console.log(`Created profile for endpoint "${name}"\n\n    Configuration file: ${file}\n`);
   console.log(`Use the "start" subcommand to run it:\n\n    $ funcx-endpoint start ${name}`);
   return EXIT.OK;
+}
+
+/** Reads and fills a `--endpoint-config` template; exits 65 naming the bad field. */
+async function readTemplate(path: string, name: string): Promise<string> {
+  let template: string;
+  try {
+    template = await Deno.readTextFile(path);
+  } catch (err) {
+    throw new CliExit(
+      EXIT.ERROR,
+      `Cannot read the config template "${path}": ${(err as Error).message}`,
+    );
+  }
+  try {
+    return fillConfigTemplate(path, template, name);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      throw new CliExit(EXIT.DATAERR, `${err.message}\nNothing was created; fix the template.`);
+    }
+    throw err;
+  }
 }
 
 /** Renders rows as a bordered text table (as funcX's texttable). */

@@ -24,7 +24,14 @@ import {
 } from "../endpoint/endpoint_dir.ts";
 import { claimPidFile, readPidFile, releasePidFile, removePidFile } from "../endpoint/pid_file.ts";
 import { registerEndpoint, RegistrationError } from "../endpoint/registration.ts";
-import { DaemonFailed, readRegistrationFromStdin, spawnDaemon } from "../endpoint/daemon.ts";
+import {
+  DaemonFailed,
+  type ProcessIdentity,
+  processIdentity,
+  readRegistrationFromStdin,
+  spawnDaemon,
+  watchParent,
+} from "../endpoint/daemon.ts";
 import { BrokerUnreachable, Endpoint, EndpointRefused } from "../endpoint/endpoint.ts";
 import type { EndpointRegistration, FuncXClient } from "../sdk/client.ts";
 import { configureEndpointLogging } from "./_endpoint_logging.ts";
@@ -66,6 +73,10 @@ export interface StartFlags {
   foreground?: boolean;
   workers?: string;
   heartbeat?: string;
+  /** Stop when the process that ran `start` exits. */
+  dieWithParent?: boolean;
+  /** (`__daemon` only) the `pid:ticks` identity of that process. */
+  parent?: string;
 }
 
 function numberFlag(flag: string, value: string, min: number, integer: boolean): number {
@@ -114,7 +125,12 @@ export async function loadEndpointConfig(
   }
 }
 
-function daemonCommand(name: string, common: CommonOptions, flags: StartFlags): string[] {
+function daemonCommand(
+  name: string,
+  common: CommonOptions,
+  flags: StartFlags,
+  parent: ProcessIdentity | undefined,
+): string[] {
   const exe = Deno.execPath();
   const extra = [
     "-c",
@@ -122,6 +138,7 @@ function daemonCommand(name: string, common: CommonOptions, flags: StartFlags): 
     ...(flags.workers !== undefined ? ["--workers", flags.workers] : []),
     ...(flags.heartbeat !== undefined ? ["--heartbeat", flags.heartbeat] : []),
     ...(common.debug ? ["--debug"] : []),
+    ...(parent ? ["--parent", `${parent.pid}:${parent.startTicks}`] : []),
   ];
   if (!/^deno(\.exe)?$/.test(exe.split("/").pop() ?? "")) {
     return [exe, "__daemon", name, ...extra]; // a `deno compile` binary
@@ -140,6 +157,8 @@ export async function startCommand(
   const dir = endpointDir(common.configDir, name);
   const config = await loadEndpointConfig(name, dir, flags);
   const foreground = !config.detach_endpoint;
+  // The process that ran `start` (a shell, a job script, a supervisor).
+  const parent = flags.dieWithParent ? processIdentity(Deno.ppid) : undefined;
   await configureEndpointLogging({
     debug: common.debug,
     console: foreground || common.logToConsole,
@@ -176,12 +195,12 @@ export async function startCommand(
     throw new CliExit(code, err.message);
   }
   await writeEndpointId(dir, registration.endpoint_id);
-  if (foreground) return await runEndpoint(name, dir, config, registration, true);
+  if (foreground) return await runEndpoint(name, dir, config, registration, true, parent);
   try {
     await spawnDaemon({
       endpointDir: dir,
       logFile: logPath(dir),
-      command: daemonCommand(name, common, flags),
+      command: daemonCommand(name, common, flags, parent),
       registration,
     });
   } catch (err) {
@@ -218,7 +237,7 @@ export async function daemonCommandMain(
   await configureEndpointLogging({ debug: common.debug, file: logPath(dir) });
   const registration = await readRegistrationFromStdin();
   const config = await loadEndpointConfig(name, dir, flags);
-  return await runEndpoint(name, dir, config, registration, false);
+  return await runEndpoint(name, dir, config, registration, false, parseParent(flags.parent));
 }
 
 /** Runs a registered endpoint in this process until it stops; returns the exit code. */
@@ -228,7 +247,15 @@ async function runEndpoint(
   config: EndpointConfig,
   registration: EndpointRegistration,
   foreground: boolean,
+  parent: ProcessIdentity | undefined,
 ): Promise<number> {
+  if (parent && processIdentity(parent.pid)?.startTicks !== parent.startTicks) {
+    throw new CliExit(
+      EXIT.ERROR,
+      `Endpoint "${name}" not started: the process it should die with (pid ${parent.pid}) ` +
+        "has already exited (--die-with-parent)",
+    );
+  }
   try {
     await claimPidFile(dir);
   } catch (err) {
@@ -239,6 +266,7 @@ async function runEndpoint(
   }
   const signals: Deno.Signal[] = ["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT"];
   const handlers = new Map<Deno.Signal, () => void>();
+  let unwatch = () => {};
   try {
     let ep: Endpoint;
     try {
@@ -254,6 +282,11 @@ async function runEndpoint(
       handlers.set(sig, h);
       Deno.addSignalListener(sig, h);
     }
+    if (parent) {
+      unwatch = watchParent(parent, () => {
+        void ep.stop(`its parent process ${parent.pid} exited (--die-with-parent)`);
+      });
+    }
     console.log(JSON.stringify({ event: "started", endpoint_id: ep.id, name, pid: Deno.pid }));
     if (foreground) console.error(`Starting endpoint; registered ID: ${ep.id}`);
     const end = await ep.ended;
@@ -264,9 +297,18 @@ async function runEndpoint(
     console.error(`Endpoint "${name}" failed: ${end.error.message}`);
     return exitCodeOf(end.error);
   } finally {
+    unwatch();
     for (const [sig, h] of handlers) Deno.removeSignalListener(sig, h);
     await releasePidFile(dir);
   }
+}
+
+/** Parses `--parent pid:ticks`. */
+function parseParent(text: string | undefined): ProcessIdentity | undefined {
+  if (text === undefined) return undefined;
+  const m = /^(\d+):(\d+)$/.exec(text);
+  if (!m) throw new CliExit(EXIT.ERROR, `Invalid --parent "${text}": expected PID:TICKS`);
+  return { pid: Number(m[1]), startTicks: m[2]! };
 }
 
 function exitCodeOf(err: Error): number {

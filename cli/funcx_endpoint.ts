@@ -72,6 +72,8 @@ function startFlags(o: Record<string, unknown>): StartFlags {
   if (o["foreground"]) f.foreground = true;
   if (typeof o["workers"] === "string") f.workers = o["workers"];
   if (typeof o["heartbeat"] === "string") f.heartbeat = o["heartbeat"];
+  if (o["dieWithParent"]) f.dieWithParent = true;
+  if (typeof o["parent"] === "string") f.parent = o["parent"];
   return f;
 }
 
@@ -80,7 +82,11 @@ function withStartFlags(cmd: Command): Command {
     .option("--endpoint-uuid <uuid>", "id to register with when endpoint.json does not exist yet")
     .option("--foreground", "run in the foreground (as detach_endpoint: false)")
     .option("--workers <n>", "worker subprocesses (overrides engine.max_workers_per_node)")
-    .option("--heartbeat <seconds>", "seconds between status reports (overrides heartbeat_period)");
+    .option("--heartbeat <seconds>", "seconds between status reports (overrides heartbeat_period)")
+    .option(
+      "--die-with-parent",
+      "stop the endpoint when the process that ran this command exits (job scripts, supervisors)",
+    );
 }
 
 const program = withCommon(new Command("funcx-endpoint"))
@@ -108,7 +114,15 @@ withCommon(program.command("version")).description("Print the version").action((
 
 withCommon(program.command("configure [name]"))
   .description("Create <config-dir>/NAME/config.yaml from a commented template")
-  .action(run((name, _o, cmd) => configureCommand(name, common(cmd))));
+  .option(
+    "--endpoint-config <file>",
+    "start from this config.yaml template instead ($name is replaced by the endpoint's name)",
+  )
+  .action(
+    run((name, o, cmd) =>
+      configureCommand(name, common(cmd), o.endpointConfig as string | undefined)
+    ),
+  );
 
 withStartFlags(withCommon(program.command("start [name]")))
   .option("--endpoint-id <uuid>", "same as --endpoint-uuid")
@@ -116,6 +130,7 @@ withStartFlags(withCommon(program.command("start [name]")))
   .action(run((name, o, cmd) => startCommand(name, startFlags(o), common(cmd))));
 
 withStartFlags(withCommon(program.command("__daemon <name>", { hidden: true })))
+  .option("--parent <pid:ticks>", "the process to die with")
   .action(run((name, o, cmd) => daemonCommandMain(name, startFlags(o), common(cmd))));
 
 // The engine's processes, for a `deno compile`d binary (under `deno run` they are separate files).

@@ -142,6 +142,15 @@ export async function loadConfig(
       cause: err,
     });
   }
+  return parseConfig(file, text, ...overrides);
+}
+
+/** Parses and validates the text of a config file; `file` names it in errors. */
+export function parseConfig(
+  file: string,
+  text: string,
+  ...overrides: ConfigOverrides[]
+): EndpointConfig {
   let raw: unknown;
   try {
     raw = parseYaml(text);
@@ -151,6 +160,24 @@ export async function loadConfig(
     });
   }
   return validateConfig(file, raw, ...overrides);
+}
+
+/**
+ * Fills a user's config template for endpoint `name`: `$name` and `${name}` become the name (as
+ * funcX's templates), `$$` a dollar sign. The result is checked like a config file, so a template
+ * with a typo is refused before anything is written.
+ *
+ * @example
+ * ```ts
+ * import { fillConfigTemplate } from "./config.ts";
+ * const text = fillConfigTemplate("site.yaml", "display_name: $name-gpu\n", "alpha");
+ * console.assert(text === "display_name: alpha-gpu\n");
+ * ```
+ */
+export function fillConfigTemplate(file: string, template: string, name: string): string {
+  const text = template.replace(/\$(\$|\{name\}|name\b)/g, (_m, what) => what === "$" ? "$" : name);
+  parseConfig(file, text);
+  return text;
 }
 
 /** The commented `config.yaml` that `configure` writes. */

@@ -120,3 +120,56 @@ export async function readRegistrationFromStdin(): Promise<EndpointRegistration>
     });
   }
 }
+
+/**
+ * Identity of a live process: its pid and its start time in clock ticks since boot (field 22 of
+ * `/proc/<pid>/stat`), so a pid reused by another process is not taken for the first one.
+ * `undefined` when the process is gone or a zombie.
+ *
+ * @example
+ * ```ts
+ * import { processIdentity } from "./daemon.ts";
+ * console.assert(processIdentity(Deno.pid)?.pid === Deno.pid);
+ * ```
+ */
+export function processIdentity(pid: number): { pid: number; startTicks: string } | undefined {
+  let stat: string;
+  try {
+    stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  } catch {
+    return undefined;
+  }
+  // Fields after the command name (which may hold spaces) start at the last ")".
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  if (fields[0] === "Z" || fields[0] === "X") return undefined;
+  return { pid, startTicks: fields[19] ?? "" };
+}
+
+/** What {@linkcode watchParent} watches; see {@linkcode processIdentity}. */
+export type ProcessIdentity = NonNullable<ReturnType<typeof processIdentity>>;
+
+/**
+ * Calls `onGone` once when the process `parent` has exited (checked every `intervalMs`); returns
+ * a function that stops watching. This is `start --die-with-parent`: an endpoint started by a job
+ * script or a supervisor ends with it instead of living on unattended.
+ *
+ * @example
+ * ```ts
+ * import { processIdentity, watchParent } from "./daemon.ts";
+ * const stop = watchParent(processIdentity(Deno.pid)!, () => console.log("gone"));
+ * stop();
+ * ```
+ */
+export function watchParent(
+  parent: ProcessIdentity,
+  onGone: () => void,
+  intervalMs = 1_000,
+): () => void {
+  const timer = setInterval(() => {
+    if (processIdentity(parent.pid)?.startTicks === parent.startTicks) return;
+    clearInterval(timer);
+    onGone();
+  }, intervalMs);
+  Deno.unrefTimer(timer);
+  return () => clearInterval(timer);
+}

@@ -83,16 +83,21 @@ export async function writeEndpointId(dir: string, endpointId: string): Promise<
 }
 
 /**
- * Creates `<configDir>/<name>/config.yaml` from the commented template; directories are private
+ * Creates `<configDir>/<name>/config.yaml` from the commented template (or `text`, for example a
+ * filled user template from `fillConfigTemplate`); directories are private
  * (0700). Throws `Deno.errors.AlreadyExists` rather than overwrite a config. Returns the file.
  */
-export async function configureEndpoint(configDir: string, name: string): Promise<string> {
+export async function configureEndpoint(
+  configDir: string,
+  name: string,
+  text: string = configTemplate(name),
+): Promise<string> {
   const dir = endpointDir(configDir, name);
   await Deno.mkdir(configDir, { recursive: true, mode: 0o700 });
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   const file = configPath(dir);
   try {
-    await Deno.writeTextFile(file, configTemplate(name), { createNew: true, mode: 0o600 });
+    await Deno.writeTextFile(file, text, { createNew: true, mode: 0o600 });
   } catch (err) {
     if (err instanceof Deno.errors.AlreadyExists) {
       throw new Deno.errors.AlreadyExists(

@@ -70,7 +70,7 @@ export async function registerEndpoint(
       if (s === 401 || s === 403) {
         throw new RegistrationError("unauthorized", `${what}: ${err.message}`, { cause: err });
       }
-      if (s >= 500) {
+      if (s >= 500 || err.codeName === "network_error") {
         throw new RegistrationError("unreachable", `${what}: ${err.message}`, { cause: err });
       }
       throw new RegistrationError("bad_response", `${what}: ${err.message}`, { cause: err });

@@ -48,6 +48,13 @@ export interface FuncXClientOptions {
   loginManager?: LoginManager;
   /** Check the service's minimum SDK version on the first request. @default true */
   checkVersion?: boolean;
+  /**
+   * How many times a request is sent again after a network error, a timeout or a 502/503/504
+   * (with jittered exponential backoff, 0.25 s doubling up to 8 s). A POST carries an
+   * `Idempotency-Key` that stays the same across its attempts, so the service does it once.
+   * @default 4
+   */
+  retries?: number;
 }
 
 /** Options of {@linkcode FuncXClient.registerFunction}. */
@@ -173,6 +180,7 @@ export class FuncXClient {
   readonly #http: KyInstance;
   readonly #loginManager: LoginManager | undefined;
   readonly #checkVersion: boolean;
+  readonly #retries: number;
   #versionChecked: Promise<void> | undefined;
   #token: CachedToken | undefined;
   #tokenRequest: Promise<string> | undefined;
@@ -185,6 +193,7 @@ export class FuncXClient {
     });
     this.serviceAddress = env.serviceAddress;
     this.#checkVersion = options.checkVersion ?? true;
+    this.#retries = options.retries ?? 4;
     this.#clientId = options.clientId ?? Deno.env.get("FUNCX_SDK_CLIENT_ID");
     this.#clientSecret = options.clientSecret ?? Deno.env.get("FUNCX_SDK_CLIENT_SECRET");
     const token = options.accessToken ?? Deno.env.get("FUNCX_SDK_ACCESS_TOKEN");
@@ -197,7 +206,7 @@ export class FuncXClient {
       prefix: this.serviceAddress,
       timeout: options.timeoutMs ?? 30_000,
       throwHttpErrors: false,
-      retry: { limit: 2, methods: ["get"], statusCodes: [502, 503, 504] },
+      retry: { limit: 0 },
     });
   }
 
@@ -218,13 +227,17 @@ export class FuncXClient {
           "`funcx-service client create`), or log in with `new LoginManager().login()`",
       );
     }
-    const res = await this.#http.post("v2/oauth/token", {
-      body: new URLSearchParams({
-        grant_type: "client_credentials",
-        client_id: this.#clientId,
-        client_secret: this.#clientSecret,
-      }),
-    });
+    const form = {
+      grant_type: "client_credentials",
+      client_id: this.#clientId,
+      client_secret: this.#clientSecret,
+    };
+    // Asking for a token twice does no harm, so it is retried like a GET.
+    const res = await this.#send(
+      "post",
+      "v2/oauth/token",
+      () => this.#http.post("v2/oauth/token", { body: new URLSearchParams(form) }),
+    );
     const body = await readBody(res);
     if (!res.ok) throw apiError(res, body, "Cannot log in with client credentials");
     const t = body as { access_token: string; expires_in: number };
@@ -235,31 +248,43 @@ export class FuncXClient {
   }
 
   /**
-   * Sends an authenticated request. On a 401 it logs in again once; on a 429 it waits as long as
-   * `Retry-After` says (at most 30 s, three times), since a rate-limited request did nothing.
+   * Sends an authenticated request. On a 401 it logs in again once; on a 429 (or a 409 saying the
+   * same idempotent request is still in progress) it waits as long as `Retry-After` says (at most
+   * 30 s, three times), since such a request did nothing. Network errors, timeouts and 502/503/504
+   * are retried with backoff; a POST keeps one `Idempotency-Key` across its attempts, so the
+   * service carries it out once even when an answer was lost on the way back.
    */
   async #request<T>(method: "get" | "post" | "delete", path: string, json?: unknown): Promise<T> {
     if (this.#checkVersion) {
       this.#versionChecked ??= this.checkVersion();
       await this.#versionChecked;
     }
+    const headers: Record<string, string> = method === "post"
+      ? { "idempotency-key": crypto.randomUUID() }
+      : {};
     let relogged = false;
     for (let limited = 0;;) {
       const token = await this.#accessToken();
-      const res = await this.#http(path, {
-        method,
-        headers: { authorization: `Bearer ${token}` },
-        ...(json === undefined ? {} : { json }),
-      });
+      const res = await this.#send(method, path, () =>
+        this.#http(path, {
+          method,
+          headers: { ...headers, authorization: `Bearer ${token}` },
+          ...(json === undefined ? {} : { json }),
+        }));
       const body = await readBody(res);
       if (res.status === 401 && !relogged && this.#clientId) {
         relogged = true;
         this.#token = undefined;
         continue;
       }
-      if (res.status === 429 && limited++ < 3) {
+      const inProgress = res.status === 409 &&
+        (body as { code?: unknown } | undefined)?.code === "idempotency_key_in_progress";
+      if ((res.status === 429 || inProgress) && limited++ < 3) {
         const wait = Math.min(30, Number(res.headers.get("retry-after") ?? "1") || 1);
-        log.warn("Rate limited by the service; retrying in {wait} s", { wait });
+        log.warn("The service asks to wait ({status}); retrying in {wait} s", {
+          status: res.status,
+          wait,
+        });
         await new Promise((r) => setTimeout(r, wait * 1000));
         continue;
       }
@@ -267,6 +292,35 @@ export class FuncXClient {
         throw apiError(res, body, `${method.toUpperCase()} /${path} failed`);
       }
       return body as T;
+    }
+  }
+
+  /**
+   * Sends one request, again after a network error, a timeout or a 502/503/504 (up to the
+   * `retries` option); the last such failure is a {@linkcode FuncxAPIError} `network_error`
+   * (status 0) or the last response.
+   */
+  async #send(method: string, path: string, call: () => Promise<Response>): Promise<Response> {
+    const what = `${method.toUpperCase()} /${path}`;
+    for (let failures = 0;; failures++) {
+      let res: Response;
+      try {
+        res = await call();
+      } catch (err) {
+        if (!isTransient(err) || failures >= this.#retries) {
+          throw new FuncxAPIError(
+            0,
+            "network_error",
+            `${what} failed after ${failures + 1} attempt(s): ${errorText(err)}. ` +
+              `Check that the service at ${this.serviceAddress} is reachable`,
+          );
+        }
+        await backoff(failures + 1, `${what}: ${errorText(err)}`);
+        continue;
+      }
+      if (!RETRY_STATUSES.has(res.status) || failures >= this.#retries) return res;
+      await res.body?.cancel();
+      await backoff(failures + 1, `${what}: HTTP ${res.status}`);
     }
   }
 
@@ -290,7 +344,11 @@ export class FuncXClient {
 
   /** The service's version info. */
   async version(): Promise<Record<string, unknown>> {
-    const res = await this.#http.get("v2/version", { searchParams: { service: "all" } });
+    const res = await this.#send(
+      "get",
+      "v2/version",
+      () => this.#http.get("v2/version", { searchParams: { service: "all" } }),
+    );
     const body = await readBody(res);
     if (!res.ok) throw apiError(res, body, "Cannot read the service version");
     return body as Record<string, unknown>;
@@ -674,4 +732,24 @@ function apiError(res: Response, body: unknown, doing: string): FuncxAPIError {
     `${doing}: service answered ${res.status} (${code}): ${reason}`,
     Array.isArray(b["error_args"]) ? b["error_args"] : [],
   );
+}
+
+/** Statuses that mean "the service or a proxy in front of it could not answer now". */
+const RETRY_STATUSES = new Set([502, 503, 504]);
+
+/** A failure of the connection or a timeout, as opposed to a bug or an abort by the caller. */
+function isTransient(err: unknown): boolean {
+  const name = (err as { name?: unknown } | null)?.name;
+  return err instanceof TypeError || name === "NetworkError" || name === "TimeoutError";
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Sleeps before retry `attempt` (1, 2, ...): full jitter over 0.25 s doubling, capped at 8 s. */
+async function backoff(attempt: number, why: string): Promise<void> {
+  const ms = Math.random() * Math.min(8_000, 250 * 2 ** (attempt - 1));
+  log.warn("{why}; retry {attempt} in {ms} ms", { why, attempt, ms: Math.round(ms) });
+  await new Promise((r) => setTimeout(r, ms));
 }
