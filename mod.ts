@@ -15,6 +15,7 @@
 export {
   type BatchResult,
   compareVersions,
+  type ContainerInfo,
   type EndpointRegistration,
   FuncXClient,
   type FuncXClientOptions,

@@ -65,6 +65,22 @@ export interface RegisterFunctionOptions {
   description?: string;
   /** Whether other users may run it. @default false */
   public?: boolean;
+  /** Container it runs in (from {@linkcode FuncXClient.registerContainer}). @default none */
+  containerId?: string;
+}
+
+/** A container image registered with {@linkcode FuncXClient.registerContainer}. */
+export interface ContainerInfo {
+  /** The container's id. */
+  container_id: string;
+  /** Its name. */
+  name: string;
+  /** Free-text description. */
+  description: string;
+  /** The runtime the image is for: `docker`, `podman`, `apptainer`, `singularity` or `custom`. */
+  container_type: string;
+  /** Where the runtime finds the image (a registry name, a `.sif` path, ...). */
+  location: string;
 }
 
 /** Options of {@linkcode FuncXClient.run}. */
@@ -364,6 +380,7 @@ export class FuncXClient {
       function_code: packBuffers([serialize(fn)]),
       description: options.description ?? "",
       public: options.public ?? false,
+      container_uuid: options.containerId ?? null,
     });
     return body.function_uuid;
   }
@@ -374,6 +391,35 @@ export class FuncXClient {
     options: Omit<RegisterFunctionOptions, "name"> = {},
   ): Promise<string> {
     return await this.registerFunctionSource(SHELL_FUNCTION_NAME, shell.source(), options);
+  }
+
+  /**
+   * Registers a container image that functions can run in: `location` is what the endpoint's
+   * container runtime of `type` starts (an image name for `docker`/`podman`, a `.sif` file for
+   * `apptainer`/`singularity`). The image must have `funcx-endpoint` on its `PATH`. Returns the
+   * container's id, for `registerFunction`'s `containerId` or the executor's.
+   */
+  async registerContainer(
+    location: string,
+    type: string,
+    options: { name?: string; description?: string } = {},
+  ): Promise<string> {
+    const body = await this.#request<{ container_id: string }>("post", "v2/containers", {
+      name: options.name ?? "",
+      location,
+      description: options.description ?? "",
+      type,
+    });
+    return body.container_id;
+  }
+
+  /** A registered container, by id and type. */
+  async getContainer(containerId: string, type: string): Promise<ContainerInfo> {
+    const body = await this.#request<{ container: ContainerInfo }>(
+      "get",
+      `v2/containers/${encodeURIComponent(containerId)}/${encodeURIComponent(type)}`,
+    );
+    return body.container;
   }
 
   /** Who the service says this client is. */
@@ -411,6 +457,7 @@ export class FuncXClient {
       function_code: packBuffers([`${SerializerMethod.SOURCE}\n${name}:${source}`]),
       description: options.description ?? "",
       public: options.public ?? false,
+      container_uuid: options.containerId ?? null,
     });
     return body.function_uuid;
   }

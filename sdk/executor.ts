@@ -31,6 +31,11 @@ export interface FuncXExecutorOptions {
   batchSize?: number;
   /** A name for logs. @default "FuncXExecutor" */
   label?: string;
+  /**
+   * Container (from {@linkcode FuncXClient.registerContainer}) that functions run in; functions
+   * are registered with it. @default none: the endpoint's plain workers
+   */
+  containerId?: string;
 }
 
 /** Options of {@linkcode FuncXExecutor.shutdown}. */
@@ -78,8 +83,14 @@ export class FuncXExecutor implements AsyncDisposable {
   readonly taskGroupId: string;
   /** Name for logs. */
   readonly label: string;
+  /**
+   * Container that functions submitted from now on run in (`undefined`: none). It may be changed
+   * between submissions; a function is registered once per container it is used with.
+   */
+  containerId: string | undefined;
   readonly #batchSize: number;
-  readonly #functions = new Map<AnyFn | string, Promise<string>>();
+  /** Registered function ids by function (or map key), then by container id ("" for none). */
+  readonly #functions = new Map<AnyFn | string, Map<string, Promise<string>>>();
   readonly #queue: Pending[] = [];
   readonly #open = new Map<string, FuncXFuture<unknown>>();
   readonly #early = new Map<string, ResultMessage>();
@@ -98,6 +109,7 @@ export class FuncXExecutor implements AsyncDisposable {
     this.client = options.client ?? new FuncXClient();
     this.taskGroupId = options.taskGroupId ?? crypto.randomUUID();
     this.label = options.label ?? "FuncXExecutor";
+    this.containerId = options.containerId;
     this.#batchSize = options.batchSize ?? 128;
     if (!Number.isInteger(this.#batchSize) || this.#batchSize < 1) {
       throw new RangeError(`Invalid batchSize ${this.#batchSize}: expected a whole number >= 1`);
@@ -117,7 +129,7 @@ export class FuncXExecutor implements AsyncDisposable {
     fn: AnyFn,
     options: { functionId?: string; description?: string; public?: boolean } = {},
   ): Promise<string> {
-    if (this.#functions.has(fn)) {
+    if (this.#cached(fn)) {
       throw new TypeError(`Function "${fn.name || "anonymous"}" is already registered`);
     }
     const id = options.functionId
@@ -125,19 +137,34 @@ export class FuncXExecutor implements AsyncDisposable {
       : this.client.registerFunction(fn, {
         ...(options.description ? { description: options.description } : {}),
         ...(options.public ? { public: options.public } : {}),
+        ...(this.containerId ? { containerId: this.containerId } : {}),
       });
-    this.#functions.set(fn, id);
-    id.catch(() => this.#functions.delete(fn));
-    return await id;
+    return await this.#remember(fn, id);
   }
 
   #functionId(fn: AnyFn): Promise<string> {
-    let id = this.#functions.get(fn);
-    if (!id) {
-      id = this.client.registerFunction(fn);
-      this.#functions.set(fn, id);
-      id.catch(() => this.#functions.delete(fn));
-    }
+    return this.#cached(fn) ??
+      this.#remember(
+        fn,
+        this.client.registerFunction(
+          fn,
+          this.containerId ? { containerId: this.containerId } : {},
+        ),
+      );
+  }
+
+  /** The id registered for `key` with the current container, if any. */
+  #cached(key: AnyFn | string): Promise<string> | undefined {
+    return this.#functions.get(key)?.get(this.containerId ?? "");
+  }
+
+  /** Caches `id` for `key` and the current container; a failed registration is forgotten. */
+  #remember(key: AnyFn | string, id: Promise<string>): Promise<string> {
+    const container = this.containerId ?? "";
+    let byContainer = this.#functions.get(key);
+    if (!byContainer) this.#functions.set(key, byContainer = new Map());
+    byContainer.set(container, id);
+    id.catch(() => byContainer.delete(container));
     return id;
   }
 
@@ -307,12 +334,15 @@ export class FuncXExecutor implements AsyncDisposable {
       if (chunks.length === 0 || chunks[chunks.length - 1]!.length >= size) chunks.push([]);
       chunks[chunks.length - 1]!.push(item);
     }
-    const id = this.#functions.get(mapKey(fn)) ?? this.client.registerFunctionSource(
-      "__funcx_map__",
-      `async function __funcx_map__(items) {\n  const f = (${fn.toString()});\n  const out = [];\n` +
-        `  for (const x of items) out.push(await f(x));\n  return out;\n}`,
+    const id = this.#cached(mapKey(fn)) ?? this.#remember(
+      mapKey(fn),
+      this.client.registerFunctionSource(
+        "__funcx_map__",
+        `async function __funcx_map__(items) {\n  const f = (${fn.toString()});\n  const out = [];\n` +
+          `  for (const x of items) out.push(await f(x));\n  return out;\n}`,
+        this.containerId ? { containerId: this.containerId } : {},
+      ),
     );
-    this.#functions.set(mapKey(fn), id);
     const futures = chunks.map((c) => this.#enqueue(id, [c]));
     for (const f of futures) {
       for (const r of await f as Awaited<R>[]) yield r;

@@ -58,8 +58,29 @@ export interface TaskMessage {
   task_id: string;
   /** Container to run in, or `null` for none. */
   container_id: string | null;
+  /** What the endpoint needs to start that container; absent or `null` for none. */
+  container?: TaskContainer | null;
   /** The function's packed code followed by the packed arguments. */
   task_buffer: string;
+}
+
+/**
+ * The container a task runs in, as the service sends it with the task.
+ *
+ * @example
+ * ```ts
+ * import type { TaskContainer } from "./messages.ts";
+ * const c: TaskContainer = { container_id: "c1", container_type: "apptainer", location: "/s/a.sif" };
+ * console.assert(c.container_type === "apptainer");
+ * ```
+ */
+export interface TaskContainer {
+  /** The container's id. */
+  container_id: string;
+  /** The runtime its image is for (`docker`, `podman`, `apptainer`, `singularity`, `custom`). */
+  container_type: string;
+  /** The image, as the runtime names it. */
+  location: string;
 }
 
 /**
@@ -409,15 +430,23 @@ function resultData(data: Record<string, unknown>, prefix: string, fail: Fail): 
 function validateData(type: string, data: unknown, fail: Fail): Message {
   if (!isRecord(data)) fail("data", "an object");
   switch (type) {
-    case "task":
-      return {
-        message_type: "task",
-        data: {
-          task_id: str(data, "task_id", "", fail),
-          container_id: nullableStr(data, "container_id", "", fail),
-          task_buffer: str(data, "task_buffer", "", fail),
-        },
+    case "task": {
+      const task: TaskMessage = {
+        task_id: str(data, "task_id", "", fail),
+        container_id: nullableStr(data, "container_id", "", fail),
+        task_buffer: str(data, "task_buffer", "", fail),
       };
+      const c = data.container;
+      if (c !== null && c !== undefined) {
+        if (!isRecord(c)) fail("container", "an object or null");
+        task.container = {
+          container_id: str(c, "container_id", "container.", fail),
+          container_type: str(c, "container_type", "container.", fail),
+          location: str(c, "location", "container.", fail),
+        };
+      }
+      return { message_type: "task", data: task };
+    }
     case "result":
       return { message_type: "result", data: resultData(data, "", fail) };
     case "result_batch": {

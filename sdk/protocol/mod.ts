@@ -64,6 +64,7 @@ export {
   type ResultErrorDetails,
   type ResultMessage,
   type TaskCancelMessage,
+  type TaskContainer,
   type TaskMessage,
   type TaskTransition,
   type TaskTransitionMessage,
