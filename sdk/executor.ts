@@ -12,7 +12,7 @@ import { FuncXClient, remoteErrorOf } from "./client.ts";
 import { FuncxAPIError, taskFailure } from "./errors.ts";
 import { FuncXFuture } from "./future.ts";
 import { deserialize, packArgs, type ResultMessage } from "./protocol/mod.ts";
-import { ResultWatcher } from "./result_watcher.ts";
+import { type ResultSubscriber, SharedResultStream } from "./_result_hub.ts";
 
 const log = getLogger(["funcx", "sdk", "executor"]);
 
@@ -93,10 +93,18 @@ export class FuncXExecutor implements AsyncDisposable {
   readonly #functions = new Map<AnyFn | string, Map<string, Promise<string>>>();
   readonly #queue: Pending[] = [];
   readonly #open = new Map<string, FuncXFuture<unknown>>();
-  readonly #early = new Map<string, ResultMessage>();
   #unsent = 0;
   #flushing: Promise<void> | undefined;
-  #watcher: ResultWatcher | undefined;
+  #stream: SharedResultStream | undefined;
+  readonly #subscriber: ResultSubscriber = {
+    offer: (r) => this.#deliver(r),
+    awaitingIds: () => this.#unsent > 0,
+    fail: (err) => {
+      this.#stream = undefined;
+      for (const f of this.#open.values()) f.setException(err);
+      this.#open.clear();
+    },
+  };
   #closed = false;
   #submitted = 0;
   #idle: Array<() => void> = [];
@@ -244,11 +252,8 @@ export class FuncXExecutor implements AsyncDisposable {
           f.setTaskId(r.task_uuid);
           if (f.done) return; // cancelled while in flight
           this.#open.set(r.task_uuid, f);
-          const early = this.#early.get(r.task_uuid);
-          if (early) {
-            this.#early.delete(r.task_uuid);
-            this.#deliver(early);
-          }
+          const early = this.#stream?.claim(r.task_uuid);
+          if (early) this.#deliver(early);
         } else {
           f.setException(new FuncxAPIError(r.http_status_code, r.code, r.reason, r.error_args));
         }
@@ -268,52 +273,55 @@ export class FuncXExecutor implements AsyncDisposable {
   }
 
   #ensureWatcher(): void {
-    if (this.#watcher || this.#open.size === 0) return;
-    // One broker login per executor: asking again would make (and rotate) another.
-    this.#resultUrl ??= this.client.getResultAmqpUrl();
-    this.#resultUrl.catch(() => (this.#resultUrl = undefined));
-    this.#watcher = new ResultWatcher(this.#resultUrl, this.taskGroupId, {
-      onResult: (r) => this.#deliver(r),
-      onGiveUp: (err) => {
-        this.#watcher = undefined;
-        for (const f of this.#open.values()) f.setException(err);
-        this.#open.clear();
+    if (this.#stream || this.#open.size === 0) return;
+    // Executors of one task group in this process share one stream (and one broker login:
+    // asking again would make, and rotate, another).
+    this.#stream = SharedResultStream.join(
+      this.client.serviceAddress,
+      this.taskGroupId,
+      () => {
+        this.#resultUrl ??= this.client.getResultAmqpUrl();
+        this.#resultUrl.catch(() => (this.#resultUrl = undefined));
+        return this.#resultUrl;
       },
-    });
+      this.#subscriber,
+    );
   }
 
-  #deliver(r: ResultMessage): void {
+  /** Settles the future of `r`'s task; `false` when this executor does not have it open. */
+  #deliver(r: ResultMessage): boolean {
     const f = this.#open.get(r.task_id);
-    if (!f) {
-      // Its submit answer has not arrived yet (or it was cancelled): keep it for a while.
-      if (this.#unsent > 0) this.#early.set(r.task_id, r);
-      return;
-    }
+    if (!f) return false;
     this.#open.delete(r.task_id);
     if (r.error_details) {
       f.setException(
         taskFailure(r.task_id, r.error_details.code, remoteErrorOf(r.data)),
       );
-      return;
+      return true;
     }
     try {
       f.setResult(deserialize(r.data));
     } catch (err) {
       f.setException(err);
     }
+    return true;
+  }
+
+  /** Leaves the result stream (the last executor out closes it). */
+  async #closeStream(): Promise<void> {
+    const s = this.#stream;
+    this.#stream = undefined;
+    await s?.leave(this.#subscriber);
   }
 
   #checkIdle(): void {
     if (this.#unsent > 0 || this.#open.size > 0) return;
-    this.#early.clear();
     // Keep the stream a moment for the next submit (a loop of submit-and-await), then close it
     // so that nothing keeps the process alive.
     clearTimeout(this.#linger);
     this.#linger = setTimeout(() => {
       if (this.#unsent > 0 || this.#open.size > 0) return;
-      const w = this.#watcher;
-      this.#watcher = undefined;
-      void w?.close();
+      void this.#closeStream();
     }, this.#closed ? 0 : IDLE_LINGER_MS);
     const waiters = this.#idle;
     this.#idle = [];
@@ -418,14 +426,8 @@ export class FuncXExecutor implements AsyncDisposable {
     if (options.wait ?? true) {
       await this.#whenIdle();
       clearTimeout(this.#linger);
-      const w = this.#watcher;
-      this.#watcher = undefined;
-      await w?.close();
-    } else {
-      const w = this.#watcher;
-      this.#watcher = undefined;
-      await w?.close();
     }
+    await this.#closeStream();
   }
 
   /** `await using` support: shuts down and waits for outstanding futures. */

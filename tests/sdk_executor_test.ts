@@ -158,6 +158,29 @@ Deno.test("FuncXExecutor through the real system", async (t) => {
     assert.equal(new Set(futures.map((f) => f.taskId)).size, 10_000);
   });
 
+  await t.step("two executors of one task group in one process both get every result", async () => {
+    const taskGroupId = crypto.randomUUID();
+    const a = new FuncXExecutor({ endpointId, client, taskGroupId, batchSize: 7 });
+    const b = new FuncXExecutor({ endpointId, client, taskGroupId, batchSize: 5 });
+    const fa = Array.from({ length: 60 }, (_, i) => a.submit((x: number) => x * 2, i));
+    const fb = Array.from({ length: 60 }, (_, i) => b.submit((x: number) => -x, i));
+    // A future left waiting would hang the step; bound it so the failure is a clear message.
+    const all = Promise.all([Promise.all(fa), Promise.all(fb)]);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const limit = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("some futures never settled")), 60_000);
+    });
+    try {
+      const [ra, rb] = await Promise.race([all, limit]);
+      assert.deepEqual(ra, Array.from({ length: 60 }, (_, i) => i * 2));
+      assert.deepEqual(rb, Array.from({ length: 60 }, (_, i) => -i));
+    } finally {
+      clearTimeout(timer);
+      // Not `await using`: waiting on a future that never settles would hang the test.
+      await Promise.all([a.shutdown({ wait: false }), b.shutdown({ wait: false })]);
+    }
+  });
+
   await t.step("getBatchResult reports results, failures and unknown ids", async () => {
     const ok = await client.run(await client.registerFunction(() => "fine"), endpointId);
     const bad = await client.run(
