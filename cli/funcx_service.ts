@@ -4,20 +4,43 @@
  *
  * @module
  */
-import { Command } from "commander";
+import { Command, Option } from "commander";
 import { configureLogging } from "./_logging.ts";
 import { FuncxService, redactUrl } from "../service/server.ts";
-import { Store } from "../service/store.ts";
+import { openStore, type Store } from "../service/store.ts";
 import { createClient, hashPassword } from "../service/auth.ts";
 
 const env = (name: string, fallback: string): string => Deno.env.get(name) ?? fallback;
 
+const DEFAULT_DATABASE = "funcx-service.db";
+
 function dbOption(cmd: Command): Command {
-  return cmd.option(
-    "--db <path>",
-    "SQLite file of the store (env FUNCX_SERVICE_DB)",
-    env("FUNCX_SERVICE_DB", "funcx-service.db"),
-  );
+  return cmd
+    .option(
+      "--database <url-or-path>",
+      "the store: a postgres:// or postgresql:// URL (PostgreSQL, for several replicas) or a " +
+        `SQLite file path (env FUNCX_DATABASE_URL; default ${DEFAULT_DATABASE})`,
+    )
+    .addOption(new Option("--db <path>", "same as --database").hideHelp());
+}
+
+/** Where the store is: `--database`, `--db`, then `FUNCX_DATABASE_URL`, `FUNCX_SERVICE_DB`. */
+function databaseOf(o: { database?: string; db?: string }): string {
+  return o.database ?? o.db ?? Deno.env.get("FUNCX_DATABASE_URL") ??
+    env("FUNCX_SERVICE_DB", DEFAULT_DATABASE);
+}
+
+/** Runs `fn` on the store named by the options, closing it afterwards. */
+async function withStore<T>(
+  o: { database?: string; db?: string },
+  fn: (store: Store) => Promise<T>,
+): Promise<T> {
+  const store = await openStore(databaseOf(o));
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
 }
 
 const program = new Command("funcx-service")
@@ -109,8 +132,9 @@ dbOption(program.command("serve").description("Run the service in the foreground
     if (!Number.isInteger(port) || port < 0 || port > 65535) {
       throw new Error(`Invalid --port "${o.port}": expected 0-65535`);
     }
+    const database = databaseOf(o);
     const service = await FuncxService.start({
-      dbPath: o.db,
+      database,
       amqpUrl: o.amqpUrl,
       publicAmqpUrl: o.publicAmqpUrl ?? o.amqpUrl,
       hostname: o.host,
@@ -128,7 +152,10 @@ dbOption(program.command("serve").description("Run the service in the foreground
     });
     // One machine-readable line so supervisors and tests know where the service is.
     console.log(JSON.stringify({ event: "listening", address: service.address }));
-    console.error(`funcx-service listening on ${service.address} (broker ${redactUrl(o.amqpUrl)})`);
+    console.error(
+      `funcx-service listening on ${service.address} (broker ${redactUrl(o.amqpUrl)}, ` +
+        `database ${redactUrl(database)})`,
+    );
     const stop = async (why: string, code = 0) => {
       console.error(`funcx-service stopping: ${why}`);
       await service.stop();
@@ -155,19 +182,16 @@ dbOption(user.command("add <name>").description("Add a user (or set its password
     if (password !== undefined && password.length < 8) {
       throw new Error("Password too short: use at least 8 characters");
     }
-    const store = Store.open(o.db);
-    try {
-      const u = store.ensureUser(name);
-      if (password !== undefined) store.setPassword(u.id, await hashPassword(password));
+    await withStore(o, async (store) => {
+      const u = await store.ensureUser(name);
+      if (password !== undefined) await store.setPassword(u.id, await hashPassword(password));
       console.log(JSON.stringify({ ...u, can_sign_in: password !== undefined }));
-    } finally {
-      store.close();
-    }
+    });
   });
-dbOption(user.command("list").description("List users")).action((o) => {
-  const store = Store.open(o.db);
-  for (const u of store.listUsers()) console.log(`${u.id}  ${u.name}`);
-  store.close();
+dbOption(user.command("list").description("List users")).action(async (o) => {
+  await withStore(o, async (store) => {
+    for (const u of await store.listUsers()) console.log(`${u.id}  ${u.name}`);
+  });
 });
 
 dbOption(
@@ -178,9 +202,7 @@ dbOption(
   .requiredOption("--user <name>", "user the client acts for (created if missing)")
   .option("--name <name>", "label of the client", "default")
   .action(async (o) => {
-    const store = Store.open(o.db);
-    const creds = await createClient(store, o.user, o.name);
-    store.close();
+    const creds = await withStore(o, (store) => createClient(store, o.user, o.name));
     console.log(JSON.stringify(creds));
   });
 

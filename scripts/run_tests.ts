@@ -1,25 +1,49 @@
 /**
- * The test command (`deno task test`): makes sure RabbitMQ is installed, starts one private broker
- * for the whole run, runs `deno test` (with the JSDoc examples, `--doc`) against it, tears the broker down (also on failure or
- * Ctrl-C) and ends with one plain line `N passed, N failed`.
+ * The test command (`deno task test`): makes sure RabbitMQ and PostgreSQL are installed, starts
+ * one private broker and one private PostgreSQL node for the whole run (at the same time), runs
+ * `deno test` (with the JSDoc examples, `--doc`) against them, tears both down (also on failure
+ * or Ctrl-C) and ends with one plain line `N passed, N failed`. Tests reach the broker through
+ * `FUNCX_TEST_AMQP_URL` and `FUNCX_TEST_MANAGEMENT_URL`, and PostgreSQL through
+ * `FUNCX_TEST_POSTGRES_URL` (the maintenance database; each test creates a database of its own).
  *
  * Extra arguments go to `deno test` (for example a file or `--filter`).
  *
  * @module
  */
 import { ensureRabbitInstalled, RabbitBroker } from "../tests/harness/rabbitmq.ts";
+import { ensurePostgresInstalled, PostgresNode } from "../tests/harness/postgres.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const DEFAULT_TARGETS = ["mod.ts", "sdk/", "service/", "endpoint/", "tests/"];
 
 await ensureRabbitInstalled();
+await ensurePostgresInstalled();
 const started = performance.now();
-const broker = await RabbitBroker.start();
-console.error(
-  `Private RabbitMQ node ${broker.info.nodeName} ready in ${
-    ((performance.now() - started) / 1000).toFixed(1)
-  } s (amqp ${broker.info.amqpPort}, management ${broker.info.managementPort})`,
-);
+const seconds = () => ((performance.now() - started) / 1000).toFixed(1);
+const [brokerStart, postgresStart] = await Promise.allSettled([
+  RabbitBroker.start().then((b) => {
+    console.error(
+      `Private RabbitMQ node ${b.info.nodeName} ready in ${seconds()} s ` +
+        `(amqp ${b.info.amqpPort}, management ${b.info.managementPort})`,
+    );
+    return b;
+  }),
+  PostgresNode.start().then((p) => {
+    console.error(
+      `Private PostgreSQL node ${p.info.name} ready in ${seconds()} s (port ${p.info.port})`,
+    );
+    return p;
+  }),
+]);
+if (brokerStart.status === "rejected" || postgresStart.status === "rejected") {
+  if (brokerStart.status === "fulfilled") await brokerStart.value.stop();
+  if (postgresStart.status === "fulfilled") await postgresStart.value.stop();
+  throw brokerStart.status === "rejected"
+    ? brokerStart.reason
+    : (postgresStart as PromiseRejectedResult).reason;
+}
+const broker = brokerStart.value;
+const pg = postgresStart.value;
 let child: Deno.ChildProcess | undefined;
 const onSignal = () => {
   child?.kill("SIGTERM");
@@ -39,6 +63,7 @@ try {
     env: {
       FUNCX_TEST_AMQP_URL: broker.info.amqpUrl,
       FUNCX_TEST_MANAGEMENT_URL: broker.info.managementUrl,
+      FUNCX_TEST_POSTGRES_URL: pg.info.url,
       DENO_JOBS: Deno.env.get("DENO_JOBS") ?? "2",
       NO_COLOR: "1",
     },
@@ -62,7 +87,7 @@ try {
     failed = 1;
   }
 } finally {
-  await broker.stop();
+  await Promise.all([broker.stop(), pg.stop()]);
 }
 if (code !== 0 && failed === 0) failed = 1;
 console.log(`${passed} passed, ${failed} failed`);

@@ -8,11 +8,11 @@ import { Hono } from "hono";
 import type { z } from "zod";
 import { getLogger } from "@logtape/logtape";
 import { authenticate } from "./auth.ts";
+import { idempotency } from "./idempotency.ts";
 import { HttpError } from "./http_error.ts";
 import { RateLimiter } from "./rate_limiter.ts";
 import type { ServiceBroker } from "./broker.ts";
 import type { BrokerCredentials } from "./broker_credentials.ts";
-import type { EndpointStatusBook } from "./result_processor.ts";
 import type { Store, UserRecord } from "./store.ts";
 import { authRoutes } from "./routes/auth.ts";
 import { loginRoutes } from "./routes/login.ts";
@@ -24,6 +24,9 @@ const log = getLogger(["funcx", "service", "http"]);
 
 /** The service version reported at `/v2/version`. */
 export const API_VERSION = "0.1.0";
+
+/** The routes whose POSTs honour an `Idempotency-Key` header. */
+export const IDEMPOTENT_PATHS: readonly string[] = ["/v2/submit", "/v2/functions", "/v2/endpoints"];
 
 /** Settings the routes need. */
 export interface AppSettings {
@@ -53,7 +56,6 @@ export interface AppSettings {
 export interface AppDeps {
   store: Store;
   broker: ServiceBroker;
-  statuses: EndpointStatusBook;
   settings: AppSettings;
   /** Scoped broker logins; without it everyone gets the service's own broker URL. */
   credentials?: BrokerCredentials | undefined;
@@ -130,6 +132,14 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     c.set("user", user);
     await next();
   });
+  // After authentication: keys are per user. Only the POSTs that create something take part.
+  app.use(
+    "/v2/*",
+    idempotency(deps.store, {
+      paths: IDEMPOTENT_PATHS,
+      maxBodyBytes: deps.settings.maxRequestBytes,
+    }),
+  );
   app.get("/v2/whoami", (c) => {
     const u = c.get("user");
     return c.json({ id: u.id, username: u.name, client_id: u.clientId });

@@ -34,10 +34,10 @@ export async function createClient(
   userName: string,
   name = "default",
 ): Promise<ClientCredentials> {
-  const user = store.ensureUser(userName);
+  const user = await store.ensureUser(userName);
   const clientId = crypto.randomUUID();
   const secret = randomSecret();
-  store.addClient(clientId, user.id, await sha256Hex(secret), name);
+  await store.addClient(clientId, user.id, await sha256Hex(secret), name);
   return { client_id: clientId, client_secret: secret, user: user.name };
 }
 
@@ -67,7 +67,7 @@ async function issue(
 ): Promise<AccessToken> {
   const token = randomSecret();
   const now = Date.now() / 1000;
-  store.addToken(await sha256Hex(token), userId, clientId, now + ttl.accessTtlS);
+  await store.addToken(await sha256Hex(token), userId, clientId, now + ttl.accessTtlS);
   const out: AccessToken = {
     access_token: token,
     token_type: "Bearer",
@@ -75,7 +75,13 @@ async function issue(
   };
   if (withRefresh) {
     const refresh = randomSecret();
-    store.addToken(await sha256Hex(refresh), userId, clientId, now + ttl.refreshTtlS, "refresh");
+    await store.addToken(
+      await sha256Hex(refresh),
+      userId,
+      clientId,
+      now + ttl.refreshTtlS,
+      "refresh",
+    );
     out.refresh_token = refresh;
   }
   return out;
@@ -102,7 +108,7 @@ export async function issueClientToken(
   clientSecret: string,
   ttl: TokenLifetimes,
 ): Promise<AccessToken> {
-  const client = store.getClient(clientId);
+  const client = await store.getClient(clientId);
   if (!client || client.secretHash !== await sha256Hex(clientSecret)) {
     throw oauthError(401, "invalid_client", "Invalid client credentials");
   }
@@ -116,21 +122,22 @@ export async function refreshToken(
   ttl: TokenLifetimes,
 ): Promise<AccessToken> {
   const hash = await sha256Hex(refresh);
-  const user = store.userForToken(hash, Date.now() / 1000, "refresh");
-  if (!user) {
+  const user = await store.userForToken(hash, Date.now() / 1000, "refresh");
+  // Deleting decides who rotates it: of two requests racing with one token (two replicas, a
+  // retried request), only the one whose delete removed it gets a new pair.
+  if (!user || !await store.deleteToken(hash)) {
     throw oauthError(
       400,
       "invalid_grant",
       "Refresh token is invalid, expired or revoked: log in again",
     );
   }
-  store.deleteToken(hash);
   return await issue(store, user.id, user.clientId ?? PUBLIC_CLIENT_ID, ttl, true);
 }
 
 /** Revokes an access or refresh token (RFC 7009: unknown tokens are not an error). */
 export async function revokeToken(store: Store, token: string): Promise<void> {
-  store.deleteToken(await sha256Hex(token));
+  await store.deleteToken(await sha256Hex(token));
 }
 
 /** What `POST /v2/oauth/device` answers. */
@@ -160,7 +167,7 @@ export async function startDeviceAuthorization(
 ): Promise<DeviceAuthorization> {
   const device = randomSecret();
   const code = userCode();
-  store.addDeviceCode(
+  await store.addDeviceCode(
     await sha256Hex(device),
     code,
     clientId,
@@ -184,26 +191,33 @@ export async function pollDeviceToken(
   intervalS: number,
 ): Promise<AccessToken> {
   const hash = await sha256Hex(deviceCode);
-  const rec = store.deviceCode(hash);
+  const rec = await store.deviceCode(hash);
   const now = Date.now() / 1000;
   if (!rec) throw oauthError(400, "invalid_grant", "Unknown device code: start the login again");
   if (rec.expiresAt <= now) {
-    store.deleteDeviceCode(hash);
+    await store.deleteDeviceCode(hash);
     throw oauthError(400, "expired_token", "The device code expired: start the login again");
   }
   if (rec.status === "denied") {
-    store.deleteDeviceCode(hash);
+    await store.deleteDeviceCode(hash);
     throw oauthError(400, "access_denied", "The login was denied on the login page");
   }
   if (rec.status === "pending") {
-    const last = store.pollDeviceCode(hash, now);
+    const last = await store.pollDeviceCode(hash, now);
     // Polling faster than the interval asks for is answered with slow_down (RFC 8628 §3.5).
     if (now - last < intervalS * 0.8) {
       throw oauthError(400, "slow_down", `Poll at most every ${intervalS} s`);
     }
     throw oauthError(400, "authorization_pending", "Waiting for the user to approve the login");
   }
-  store.deleteDeviceCode(hash);
+  // As with refresh tokens, the delete decides which of two racing polls gets the tokens.
+  if (!await store.deleteDeviceCode(hash)) {
+    throw oauthError(
+      400,
+      "invalid_grant",
+      "The device code was already used: start the login again",
+    );
+  }
   return await issue(store, rec.userId!, rec.clientId, ttl, true);
 }
 
@@ -257,7 +271,7 @@ export async function authenticate(
       "Missing bearer token: send 'Authorization: Bearer <token>' (get one at POST /v2/oauth/token)",
     );
   }
-  const user = store.userForToken(await sha256Hex(m[1]!), Date.now() / 1000);
+  const user = await store.userForToken(await sha256Hex(m[1]!), Date.now() / 1000);
   if (!user) {
     throw new HttpError(401, "unauthorized", "Invalid or expired token: log in again");
   }

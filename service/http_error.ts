@@ -17,6 +17,7 @@ export type ErrorStatus =
   | 410
   | 413
   | 415
+  | 422
   | 423
   | 429
   | 500
@@ -44,6 +45,9 @@ export type ErrorCode =
   | "endpoint_deleted"
   | "request_too_large"
   | "rate_limited"
+  | "invalid_idempotency_key"
+  | "idempotency_key_reused"
+  | "idempotency_key_in_progress"
   | "broker_unavailable"
   | "internal_error";
 

@@ -1,7 +1,10 @@
 /**
  * The result processor: turns batches of messages from the `results` queue into store writes
- * (task results, intermediate task states) and endpoint status reports. One transaction per batch;
- * a task that already has a result keeps it, so redelivered results are harmless.
+ * (task results, intermediate task states, endpoint status reports). One transaction per batch;
+ * a task that already has a result keeps it, so redelivered results are harmless. Endpoint status
+ * lives in the store too, not in this process: with several service replicas consuming the
+ * shared `results` queue, each sees only some of an endpoint's reports, and every replica must
+ * still answer `/status` the same way.
  *
  * @module
  */
@@ -17,27 +20,18 @@ import {
   unpackMessage,
 } from "../sdk/protocol/mod.ts";
 import type { IncomingResult, ServiceBroker } from "./broker.ts";
-import type { Store, TaskCompletion } from "./store.ts";
+import type { EndpointStatus, Store, TaskCompletion } from "./store.ts";
 
 const log = getLogger(["funcx", "service", "results"]);
 
-/** The newest status report of each endpoint, alive for its heartbeat period. */
-export class EndpointStatusBook {
-  readonly #reports = new Map<string, { report: EPStatusReport; expiresAt: number }>();
-
-  /** Records a report received now. */
-  record(report: EPStatusReport, now: number = Date.now()): void {
-    const period = Number(report.global_state["heartbeat_period"] ?? 30);
-    // A period of 0 is an endpoint saying goodbye: it is offline from now on.
-    const ttlMs = Number.isFinite(period) && period > 0 ? period * 1000 * 2 : 0;
-    this.#reports.set(report.endpoint_id, { report, expiresAt: now + ttlMs });
-  }
-
-  /** The live report of an endpoint, or undefined when it is offline. */
-  live(endpointId: string, now: number = Date.now()): EPStatusReport | undefined {
-    const entry = this.#reports.get(endpointId);
-    return entry && entry.expiresAt > now ? entry.report : undefined;
-  }
+/**
+ * The status an endpoint's report gives it: online for two heartbeat periods from `now` (epoch
+ * seconds). A period of 0 is an endpoint saying goodbye: offline from now on.
+ */
+export function endpointStatusOf(report: EPStatusReport, now: number): EndpointStatus {
+  const period = Number(report.global_state["heartbeat_period"] ?? 30);
+  const ttlS = Number.isFinite(period) && period > 0 ? period * 2 : 0;
+  return { endpointId: report.endpoint_id, state: report.global_state, expiresAt: now + ttlS };
 }
 
 /** Counters of what the processor has handled. */
@@ -51,7 +45,6 @@ export interface ResultProcessorStats {
 /** Applies batches from `results` to the store. */
 export class ResultProcessor {
   readonly #store: Store;
-  readonly #statuses: EndpointStatusBook;
   readonly #broker: Pick<ServiceBroker, "forward"> | undefined;
   readonly #maxResultBytes: number;
   readonly stats: ResultProcessorStats = { results: 0, duplicates: 0, invalid: 0, reports: 0 };
@@ -62,12 +55,10 @@ export class ResultProcessor {
    */
   constructor(
     store: Store,
-    statuses: EndpointStatusBook,
     broker?: Pick<ServiceBroker, "forward">,
     maxResultBytes: number = 10 * 1024 * 1024,
   ) {
     this.#store = store;
-    this.#statuses = statuses;
     this.#broker = broker;
     this.#maxResultBytes = maxResultBytes;
   }
@@ -83,15 +74,31 @@ export class ResultProcessor {
     };
   }
 
+  /** Results grouped by the task group queue they go to (one lookup for the batch). */
+  async #forwards(results: readonly ResultMessage[]): Promise<Map<string, ResultMessage[]>> {
+    const forwards = new Map<string, ResultMessage[]>();
+    if (results.length === 0 || !this.#broker) return forwards;
+    const queues = await this.#store.resultQueuesOf(results.map((r) => r.task_id));
+    for (const r of results) {
+      const queue = queues.get(r.task_id);
+      if (queue === undefined) continue;
+      const list = forwards.get(queue);
+      if (list) list.push(r);
+      else forwards.set(queue, [r]);
+    }
+    return forwards;
+  }
+
   /**
    * Handles one batch: stores it, then forwards results to their task groups' queues. Throws if
    * either fails, and the batch is redelivered; a redelivered result is stored once but forwarded
    * again, and the SDK drops the repeat by task id.
    */
   async handle(batch: readonly IncomingResult[]): Promise<void> {
-    const forwards = new Map<string, ResultMessage[]>();
+    const results: ResultMessage[] = [];
     const completions: TaskCompletion[] = [];
     const updates: { taskId: string; status: string }[] = [];
+    const statuses: EndpointStatus[] = [];
     const now = Date.now() / 1000;
     for (const item of batch) {
       let msg: Message;
@@ -108,15 +115,10 @@ export class ResultProcessor {
       switch (msg.message_type) {
         case "result":
         case "result_batch": {
-          const results = msg.message_type === "result" ? [msg.data] : msg.data.results;
-          for (const raw of results) {
+          const list = msg.message_type === "result" ? [msg.data] : msg.data.results;
+          for (const raw of list) {
             const r = raw.data.length > this.#maxResultBytes ? this.#oversized(raw) : raw;
-            const queue = this.#store.resultQueueOf(r.task_id);
-            if (queue) {
-              const list = forwards.get(queue);
-              if (list) list.push(r);
-              else forwards.set(queue, [r]);
-            }
+            results.push(r);
             completions.push({
               taskId: r.task_id,
               status: r.error_details ? "failed" : "success",
@@ -137,7 +139,7 @@ export class ResultProcessor {
         }
         case "ep_status_report": {
           this.stats.reports++;
-          this.#statuses.record(msg.data);
+          statuses.push(endpointStatusOf(msg.data, now));
           for (const [taskId, transitions] of Object.entries(msg.data.task_statuses)) {
             const last = transitions[transitions.length - 1];
             if (last && last.state !== TaskState.SUCCESS && last.state !== TaskState.FAILED) {
@@ -151,10 +153,10 @@ export class ResultProcessor {
           log.warn("Ignoring a {type} message on the results queue", { type: msg.message_type });
       }
     }
-    this.#store.updateStatuses(updates);
-    const changed = this.#store.completeTasks(completions);
+    const changed = await this.#store.applyResults({ updates, completions, statuses });
     this.stats.results += changed;
     this.stats.duplicates += completions.length - changed;
+    const forwards = await this.#forwards(results);
     if (forwards.size > 0 && this.#broker) {
       // One message per task group queue and batch: the user's stream gets them together too.
       await this.#broker.forward(

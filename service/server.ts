@@ -2,21 +2,28 @@
  * The running service: opens the store, connects to the broker, starts the result processor and
  * serves the HTTP app. Lifecycle `"starting" | "running" | "draining" | "stopped"`.
  *
+ * Several processes may serve one address with a PostgreSQL store and one broker: everything they
+ * must agree on (tokens, tasks, endpoint status, idempotency keys) is in the database, and each
+ * consumes its share of the `results` queue. Only the rate limiter counts per process.
+ *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
 import { type AppSettings, createApp } from "./app.ts";
 import { BrokerCredentials, parseManagementUrl, vhostOf } from "./broker_credentials.ts";
 import { ServiceBroker } from "./broker.ts";
-import { EndpointStatusBook, ResultProcessor } from "./result_processor.ts";
-import { Store } from "./store.ts";
+import { ResultProcessor } from "./result_processor.ts";
+import { openStore, type Store } from "./store.ts";
+import { redactUrl } from "./_url.ts";
+
+export { redactUrl };
 
 const log = getLogger(["funcx", "service"]);
 
 /** Settings of a service process. */
 export interface ServiceConfig extends AppSettings {
-  /** SQLite file of the store. */
-  dbPath: string;
+  /** The store: a `postgres://` or `postgresql://` URL, or a SQLite file path. */
+  database: string;
   /** AMQP URL the service itself uses (it declares the topology). */
   amqpUrl: string;
   /** Address to listen on. */
@@ -50,31 +57,33 @@ export class FuncxService {
     this.#server = server;
     this.processor = processor;
     this.#purge = setInterval(() => {
-      try {
-        const n = store.purgeExpired();
-        if (n > 0) log.info("Purged {n} expired tasks", { n });
-      } catch (err) {
-        log.error("Purge failed: {err}", { err });
-      }
+      store.purgeExpired().then((n) => {
+        if (n.tasks + n.tokens + n.deviceCodes + n.idempotencyKeys > 0) {
+          log.info(
+            "Purged {tasks} tasks, {tokens} tokens, {deviceCodes} device codes and " +
+              "{idempotencyKeys} idempotency keys past their expiry",
+            { ...n },
+          );
+        }
+      }, (err) => log.error("Purge failed: {err}", { err }));
     }, 60_000);
     this.#state = "running";
   }
 
   /** Starts a service with `config`. */
   static async start(config: ServiceConfig): Promise<FuncxService> {
-    const store = Store.open(config.dbPath, { taskTtlS: config.taskTtlS });
+    const store = await openStore(config.database, { taskTtlS: config.taskTtlS });
     let broker: ServiceBroker;
     try {
       broker = await ServiceBroker.connect(config.amqpUrl);
     } catch (err) {
-      store.close();
+      await store.close();
       throw new Error(
         `Cannot connect to the broker at "${redactUrl(config.amqpUrl)}": ${String(err)}`,
         { cause: err },
       );
     }
-    const statuses = new EndpointStatusBook();
-    const processor = new ResultProcessor(store, statuses, broker, config.maxResultBytes);
+    const processor = new ResultProcessor(store, broker, config.maxResultBytes);
     const credentials = config.managementUrl
       ? new BrokerCredentials(parseManagementUrl(config.managementUrl), vhostOf(config.amqpUrl))
       : undefined;
@@ -87,7 +96,6 @@ export class FuncxService {
     const app = createApp({
       store,
       broker,
-      statuses,
       credentials,
       settings: config,
     });
@@ -124,12 +132,7 @@ export class FuncxService {
     clearInterval(this.#purge);
     await this.#server.shutdown();
     await this.#broker.close();
-    this.#store.close();
+    await this.#store.close();
     this.#state = "stopped";
   }
-}
-
-/** Hides the password of a URL for logs. */
-export function redactUrl(url: string): string {
-  return url.replace(/:\/\/([^:/@]+):[^@]+@/, "://$1:***@");
 }

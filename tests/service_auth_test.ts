@@ -4,13 +4,21 @@
  * token rotation, revocation, and the per-client rate limit.
  */
 import assert from "node:assert/strict";
+import postgres from "postgres";
 import { api, envelopeCode } from "./harness/http.ts";
 import { startServiceOnly } from "./harness/service_only.ts";
 
 const DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code";
 
-Deno.test("service auth: client credentials, device flow, refresh, revoke", async (t) => {
-  await using fx = await startServiceOnly();
+for (const store of ["sqlite", "postgres"] as const) {
+  Deno.test(
+    `service auth (${store}): client credentials, device flow, refresh, revoke`,
+    (t) => auth(t, store),
+  );
+}
+
+async function auth(t: Deno.TestContext, store: "sqlite" | "postgres"): Promise<void> {
+  await using fx = await startServiceOnly({ store });
   const base = fx.service.address;
   await fx.admin(["user", "add", "carol", "--password-stdin"], "correct horse battery\n");
 
@@ -46,13 +54,7 @@ Deno.test("service auth: client credentials, device flow, refresh, revoke", asyn
   );
 
   await t.step("the database keeps only hashes of secrets and tokens", async () => {
-    // WAL mode: recent writes may still be in the -wal file, so read both.
-    let text = "";
-    for (const path of [fx.service.dbPath, `${fx.service.dbPath}-wal`]) {
-      text += new TextDecoder("latin1").decode(
-        await Deno.readFile(path).catch(() => new Uint8Array()),
-      );
-    }
+    const text = await databaseText(fx.service.dbPath);
     assert.ok(text.includes("carol"), "the database files were not read");
     assert.ok(!text.includes(fx.service.clientSecret), "client secret stored in clear");
     assert.ok(!text.includes("correct horse battery"), "password stored in clear");
@@ -169,7 +171,31 @@ Deno.test("service auth: client credentials, device flow, refresh, revoke", asyn
     assert.match(out, /carol/);
     assert.match(out, /dev/);
   });
-});
+}
+
+/** Everything a store holds, as text: its SQLite files, or a dump of its PostgreSQL tables. */
+async function databaseText(location: string): Promise<string> {
+  if (location.startsWith("postgres")) {
+    const sql = postgres(location, { max: 1, onnotice: () => {} });
+    try {
+      let text = "";
+      for (const table of ["users", "clients", "tokens", "device_codes"]) {
+        text += JSON.stringify(await sql`SELECT * FROM ${sql(table)}`);
+      }
+      return text;
+    } finally {
+      await sql.end();
+    }
+  }
+  // WAL mode: recent writes may still be in the -wal file, so read both.
+  let text = "";
+  for (const path of [location, `${location}-wal`]) {
+    text += new TextDecoder("latin1").decode(
+      await Deno.readFile(path).catch(() => new Uint8Array()),
+    );
+  }
+  return text;
+}
 
 Deno.test("service rate limit: 429 rate_limited with Retry-After past the limit", async () => {
   await using fx = await startServiceOnly({ rateLimit: 3 });

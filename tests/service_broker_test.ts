@@ -7,53 +7,11 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import amqp from "amqplib";
-import { type EndpointRegistration, packArgs, serialize, TaskState } from "../mod.ts";
-import { type Message, nowNs, packMessage, unpackMessage } from "../sdk/protocol/mod.ts";
+import { packArgs } from "../mod.ts";
+import { type Message, packMessage } from "../sdk/protocol/mod.ts";
 import { api } from "./harness/http.ts";
+import { publishAs, resultFor, take, until } from "./harness/endpoint_peer.ts";
 import { startServiceOnly } from "./harness/service_only.ts";
-
-/** Takes up to `n` messages from a queue with the given login. */
-async function take(url: string, queue: string, n: number, timeoutMs = 10_000): Promise<Message[]> {
-  const conn = await amqp.connect(url);
-  try {
-    const ch = await conn.createChannel();
-    const out: Message[] = [];
-    const deadline = Date.now() + timeoutMs;
-    while (out.length < n && Date.now() < deadline) {
-      const msg = await ch.get(queue, { noAck: true });
-      if (!msg) {
-        await new Promise((r) => setTimeout(r, 50));
-        continue;
-      }
-      out.push(unpackMessage(new Uint8Array(msg.content)));
-    }
-    return out;
-  } finally {
-    await conn.close().catch(() => {});
-  }
-}
-
-/** Publishes messages to `results` as an endpoint, waiting for confirms. */
-async function publishAs(reg: EndpointRegistration, messages: Message[], routingKey?: string) {
-  const conn = await amqp.connect(reg.result_queue_info.connection_url);
-  try {
-    const ch = await conn.createConfirmChannel();
-    for (const m of messages) {
-      const body = packMessage(m);
-      ch.publish(
-        "results",
-        routingKey ?? reg.result_queue_info.queue_publish_kwargs.routing_key,
-        Buffer.from(body),
-        {
-          persistent: true,
-        },
-      );
-    }
-    await ch.waitForConfirms();
-  } finally {
-    await conn.close().catch(() => {});
-  }
-}
 
 /** Expects a broker operation to be refused with ACCESS_REFUSED. */
 async function refused(url: string, op: (ch: amqp.ConfirmChannel) => Promise<unknown>) {
@@ -70,28 +28,6 @@ async function refused(url: string, op: (ch: amqp.ConfirmChannel) => Promise<unk
     assert.match(`${String(err.message ?? err)} ${channelError}`, /ACCESS_REFUSED/);
   } finally {
     await conn.close().catch(() => {});
-  }
-}
-
-function resultFor(taskId: string, value: unknown): Message {
-  return {
-    message_type: "result",
-    data: {
-      task_id: taskId,
-      data: serialize(value),
-      error_details: null,
-      task_statuses: [{ timestamp: nowNs(), state: TaskState.EXECUTION_END, actor: "worker" }],
-    },
-  };
-}
-
-async function until<T>(fn: () => Promise<T | undefined>, what: string): Promise<T> {
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
   }
 }
 

@@ -1,14 +1,19 @@
 /**
  * The service's REST routes against a real service process and broker: success shapes, the
- * error envelope for bad input, and a second user refused everywhere it should be.
+ * error envelope for bad input, and a second user refused everywhere it should be. The same
+ * steps run with each store: SQLite and PostgreSQL.
  */
 import assert from "node:assert/strict";
 import { FuncxAPIError, packArgs, packBuffers, serialize } from "../mod.ts";
 import { api, envelopeCode } from "./harness/http.ts";
 import { startServiceOnly } from "./harness/service_only.ts";
 
-Deno.test("service routes: shapes, errors and authorization", async (t) => {
-  await using fx = await startServiceOnly({ args: ["--max-request-bytes", "65536"] });
+for (const store of ["sqlite", "postgres"] as const) {
+  Deno.test(`service routes (${store}): shapes, errors and authorization`, (t) => routes(t, store));
+}
+
+async function routes(t: Deno.TestContext, store: "sqlite" | "postgres"): Promise<void> {
+  await using fx = await startServiceOnly({ args: ["--max-request-bytes", "65536"], store });
   const base = fx.service.address;
   const alice = fx.client;
   const token = await fx.token();
@@ -282,7 +287,7 @@ Deno.test("service routes: shapes, errors and authorization", async (t) => {
     assert.equal(gone.codeName, "endpoint_deleted");
     assert.deepEqual(await alice.getEndpoints(), []);
   });
-});
+}
 
 async function tokenFor(base: string, id: string, secret: string): Promise<string> {
   const res = await api(base, "POST", "/v2/oauth/token", {

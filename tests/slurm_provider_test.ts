@@ -110,7 +110,13 @@ Deno.test("SlurmProvider: blocks scale from zero to two under load and back to m
   await until(() => engine.blocks.length === 0, "scale in to min_blocks (0)", 60_000);
   clearInterval(watch);
   await until(() => engine.status().blocks?.completed === 2, "two blocks counted completed");
-  const left = await squeue();
+  // A stopped block leaves the engine once scancel is sent; Slurm ends its job a moment later
+  // (later still on a busy machine), so poll, with a bound.
+  let left = await squeue();
+  for (let i = 0; i < 300 && [...jobs].some((id) => left.includes(`${id} RUNNING`)); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    left = await squeue();
+  }
   for (const id of jobs) assert.ok(!left.includes(`${id} RUNNING`), left);
   await engine.close();
   await Deno.remove(dir, { recursive: true });

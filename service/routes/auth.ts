@@ -83,7 +83,7 @@ export function authRoutes(deps: AppDeps): Hono<AppEnv> {
     .post("/device", async (c) => {
       const p = await readParams(c.req.raw);
       const clientId = p["client_id"] ?? PUBLIC_CLIENT_ID;
-      if (clientId !== PUBLIC_CLIENT_ID && !deps.store.getClient(clientId)) {
+      if (clientId !== PUBLIC_CLIENT_ID && !await deps.store.getClient(clientId)) {
         throw oauthError(401, "invalid_client", `Unknown client_id "${clientId}"`);
       }
       const origin = deps.settings.publicAddress ?? new URL(c.req.url).origin;

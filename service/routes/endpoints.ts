@@ -39,8 +39,12 @@ const RegisterEndpoint = z.object({
 const ShareEndpoint = z.object({ users: z.array(z.string().min(1)).min(1) }).strict();
 
 /** Loads an endpoint owned by the user, or throws the matching 4xx. */
-export function ownedEndpoint(deps: AppDeps, user: UserRecord, id: string): EndpointRecord {
-  const ep = deps.store.getEndpoint(id);
+export async function ownedEndpoint(
+  deps: AppDeps,
+  user: UserRecord,
+  id: string,
+): Promise<EndpointRecord> {
+  const ep = await deps.store.getEndpoint(id);
   if (!ep) throw new HttpError(404, "endpoint_not_found", `Endpoint "${id}" was not found`, [id]);
   if (ep.ownerId !== user.id || ep.deleted) {
     if (ep.deleted && ep.ownerId === user.id) {
@@ -59,12 +63,34 @@ export function ownedEndpoint(deps: AppDeps, user: UserRecord, id: string): Endp
 /**
  * Loads an endpoint the user may submit to: its own, or one whose owner shared it with them.
  */
-export function usableEndpoint(deps: AppDeps, user: UserRecord, id: string): EndpointRecord {
-  const ep = deps.store.getEndpoint(id);
-  if (ep && !ep.deleted && ep.ownerId !== user.id && deps.store.isSharedWith(id, user.id)) {
+export async function usableEndpoint(
+  deps: AppDeps,
+  user: UserRecord,
+  id: string,
+): Promise<EndpointRecord> {
+  const ep = await deps.store.getEndpoint(id);
+  if (ep && !ep.deleted && ep.ownerId !== user.id && await deps.store.isSharedWith(id, user.id)) {
     return ep;
   }
-  return ownedEndpoint(deps, user, id);
+  return await ownedEndpoint(deps, user, id);
+}
+
+function alreadyRegistered(id: string): HttpError {
+  return new HttpError(
+    409,
+    "endpoint_already_registered",
+    `Endpoint "${id}" is registered to another user`,
+    [id],
+  );
+}
+
+function deletedError(id: string): HttpError {
+  return new HttpError(
+    410,
+    "endpoint_deleted",
+    `Endpoint "${id}" was deleted; configure a new endpoint instead`,
+    [id],
+  );
 }
 
 /** Endpoint routes. */
@@ -82,23 +108,11 @@ export function endpointRoutes(deps: AppDeps): Hono<AppEnv> {
       const id = body.endpoint_uuid
         ? requireUuid(body.endpoint_uuid, "endpoint")
         : crypto.randomUUID();
-      const existing = deps.store.getEndpoint(id);
+      const existing = await deps.store.getEndpoint(id);
       if (existing && existing.ownerId !== user.id) {
-        throw new HttpError(
-          409,
-          "endpoint_already_registered",
-          `Endpoint "${id}" is registered to another user`,
-          [id],
-        );
+        throw alreadyRegistered(id);
       }
-      if (existing?.deleted) {
-        throw new HttpError(
-          410,
-          "endpoint_deleted",
-          `Endpoint "${id}" was deleted; configure a new endpoint instead`,
-          [id],
-        );
-      }
+      if (existing?.deleted) throw deletedError(id);
       const now = Date.now() / 1000;
       if (existing && existing.lockedUntil > now) {
         const wait = Math.ceil(existing.lockedUntil - now);
@@ -114,13 +128,19 @@ export function endpointRoutes(deps: AppDeps): Hono<AppEnv> {
       const allowed = Array.isArray(listed)
         ? listed.map((f) => requireUuid(f, "allowed function"))
         : undefined;
-      deps.store.upsertEndpoint({
+      const written = await deps.store.upsertEndpoint({
         id,
         ownerId: user.id,
         name: body.endpoint_name,
         metadata: body.metadata ?? {},
       });
-      if (allowed) deps.store.replaceWhitelist(id, allowed);
+      // Another user (or a delete) got there between the check above and the write.
+      if (!written) {
+        throw (await deps.store.getEndpoint(id))?.deleted
+          ? deletedError(id)
+          : alreadyRegistered(id);
+      }
+      if (allowed) await deps.store.replaceWhitelist(id, allowed);
       let queue: string;
       try {
         queue = await deps.broker.ensureEndpointQueue(id);
@@ -168,20 +188,21 @@ export function endpointRoutes(deps: AppDeps): Hono<AppEnv> {
         },
       });
     })
-    .get("/", (c) => {
-      return c.json(
-        deps.store.listEndpoints(c.get("user").id).map((ep) => ({
-          endpoint_id: ep.id,
-          name: ep.name,
-          status: deps.statuses.live(ep.id) ? "online" : "offline",
-          created_at: ep.createdAt,
-          last_registered_at: ep.lastRegisteredAt,
-        })),
-      );
+    .get("/", async (c) => {
+      const now = Date.now() / 1000;
+      const eps = await deps.store.listEndpoints(c.get("user").id);
+      const live = await Promise.all(eps.map((ep) => deps.store.endpointStatus(ep.id, now)));
+      return c.json(eps.map((ep, i) => ({
+        endpoint_id: ep.id,
+        name: ep.name,
+        status: live[i] ? "online" : "offline",
+        created_at: ep.createdAt,
+        last_registered_at: ep.lastRegisteredAt,
+      })));
     })
     .delete("/:id", async (c) => {
-      const ep = owned(c);
-      deps.store.deleteEndpoint(ep.id);
+      const ep = await owned(c);
+      await deps.store.deleteEndpoint(ep.id);
       // A running endpoint is told to stop, then its queue (and any tasks still in it) go away.
       await deps.broker.publishToEndpoint(ep.id, shutdownCommand("endpoint deleted"))
         .catch(() => {});
@@ -191,37 +212,38 @@ export function endpointRoutes(deps: AppDeps): Hono<AppEnv> {
       return c.json({ result: 302, endpoint_id: ep.id, deleted: true });
     })
     .post("/:id/lock", async (c) => {
-      const ep = owned(c);
+      const ep = await owned(c);
       const body = await readJson(c.req.raw, deps.settings.maxRequestBytes, {});
       const seconds = parseBody(LockEndpoint, body).seconds ?? DEFAULT_LOCK_S;
       const until = Date.now() / 1000 + seconds;
-      deps.store.lockEndpoint(ep.id, until);
+      await deps.store.lockEndpoint(ep.id, until);
       await deps.broker.publishToEndpoint(ep.id, shutdownCommand("stopped remotely (lock)"));
       return c.json({ endpoint_id: ep.id, locked_until: until });
     })
-    .get("/:id/users", (c) => {
-      const ep = owned(c);
-      return c.json({ endpoint_id: ep.id, users: deps.store.sharedWith(ep.id) });
+    .get("/:id/users", async (c) => {
+      const ep = await owned(c);
+      return c.json({ endpoint_id: ep.id, users: await deps.store.sharedWith(ep.id) });
     })
     .post("/:id/users", async (c) => {
-      const ep = owned(c);
+      const ep = await owned(c);
       const body = parseBody(
         ShareEndpoint,
         await readJson(c.req.raw, deps.settings.maxRequestBytes),
       );
-      const ids = body.users.map((name) => {
-        const u = deps.store.userByName(name);
+      const ids: string[] = [];
+      for (const name of body.users) {
+        const u = await deps.store.userByName(name);
         if (!u) throw new HttpError(404, "user_not_found", `User "${name}" was not found`, [name]);
-        return u.id;
-      });
-      deps.store.shareEndpoint(ep.id, ids);
-      return c.json({ endpoint_id: ep.id, users: deps.store.sharedWith(ep.id) });
+        ids.push(u.id);
+      }
+      await deps.store.shareEndpoint(ep.id, ids);
+      return c.json({ endpoint_id: ep.id, users: await deps.store.sharedWith(ep.id) });
     })
-    .delete("/:id/users/:name", (c) => {
-      const ep = owned(c);
+    .delete("/:id/users/:name", async (c) => {
+      const ep = await owned(c);
       const name = c.req.param("name");
-      const u = deps.store.userByName(name);
-      if (!u || !deps.store.unshareEndpoint(ep.id, u.id)) {
+      const u = await deps.store.userByName(name);
+      if (!u || !await deps.store.unshareEndpoint(ep.id, u.id)) {
         throw new HttpError(
           404,
           "user_not_found",
@@ -229,27 +251,27 @@ export function endpointRoutes(deps: AppDeps): Hono<AppEnv> {
           [name],
         );
       }
-      return c.json({ endpoint_id: ep.id, users: deps.store.sharedWith(ep.id) });
+      return c.json({ endpoint_id: ep.id, users: await deps.store.sharedWith(ep.id) });
     })
-    .get("/:id/whitelist", (c) => {
-      const ep = owned(c);
-      return c.json({ endpoint_id: ep.id, functions: deps.store.whitelist(ep.id) });
+    .get("/:id/whitelist", async (c) => {
+      const ep = await owned(c);
+      return c.json({ endpoint_id: ep.id, functions: await deps.store.whitelist(ep.id) });
     })
     .post("/:id/whitelist", async (c) => {
-      const ep = owned(c);
+      const ep = await owned(c);
       const body = parseBody(
         Whitelist,
         await readJson(c.req.raw, deps.settings.maxRequestBytes),
       );
       const ids = body.func.map((f) => requireUuid(f, "function"));
-      for (const f of ids) usableFunction(deps, c.get("user"), f);
-      deps.store.addToWhitelist(ep.id, ids);
-      return c.json({ endpoint_id: ep.id, functions: deps.store.whitelist(ep.id) });
+      for (const f of ids) await usableFunction(deps, c.get("user"), f);
+      await deps.store.addToWhitelist(ep.id, ids);
+      return c.json({ endpoint_id: ep.id, functions: await deps.store.whitelist(ep.id) });
     })
-    .delete("/:id/whitelist/:fid", (c) => {
-      const ep = owned(c);
+    .delete("/:id/whitelist/:fid", async (c) => {
+      const ep = await owned(c);
       const fid = requireUuid(c.req.param("fid"), "function");
-      if (!deps.store.removeFromWhitelist(ep.id, fid)) {
+      if (!await deps.store.removeFromWhitelist(ep.id, fid)) {
         throw new HttpError(
           404,
           "function_not_found",
@@ -257,10 +279,10 @@ export function endpointRoutes(deps: AppDeps): Hono<AppEnv> {
           [fid],
         );
       }
-      return c.json({ endpoint_id: ep.id, functions: deps.store.whitelist(ep.id) });
+      return c.json({ endpoint_id: ep.id, functions: await deps.store.whitelist(ep.id) });
     })
-    .get("/:id", (c) => {
-      const ep = owned(c);
+    .get("/:id", async (c) => {
+      const ep = await owned(c);
       return c.json({
         endpoint_id: ep.id,
         name: ep.name,
@@ -269,12 +291,12 @@ export function endpointRoutes(deps: AppDeps): Hono<AppEnv> {
         last_registered_at: ep.lastRegisteredAt,
       });
     })
-    .get("/:id/status", (c) => {
-      const ep = owned(c);
-      const report = deps.statuses.live(ep.id);
+    .get("/:id/status", async (c) => {
+      const ep = await owned(c);
+      const live = await deps.store.endpointStatus(ep.id, Date.now() / 1000);
       return c.json({
-        status: report ? "online" : "offline",
-        logs: report ? [report.global_state] : [],
+        status: live ? "online" : "offline",
+        logs: live ? [live.state] : [],
       });
     });
 }

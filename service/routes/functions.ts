@@ -25,8 +25,12 @@ const RegisterFunction = z.object({
 }).strict();
 
 /** Loads a function the user may run, or throws the matching 4xx. */
-export function usableFunction(deps: AppDeps, user: UserRecord, id: string): FunctionRecord {
-  const fn = deps.store.getFunction(id);
+export async function usableFunction(
+  deps: AppDeps,
+  user: UserRecord,
+  id: string,
+): Promise<FunctionRecord> {
+  const fn = await deps.store.getFunction(id);
   if (!fn) throw new HttpError(404, "function_not_found", `Function "${id}" was not found`, [id]);
   if (fn.ownerId !== user.id && !fn.public) {
     throw new HttpError(
@@ -62,7 +66,7 @@ export function functionRoutes(deps: AppDeps): Hono<AppEnv> {
         );
       }
       const id = crypto.randomUUID();
-      deps.store.addFunction({
+      await deps.store.addFunction({
         id,
         ownerId: c.get("user").id,
         name: body.function_name,
@@ -73,8 +77,12 @@ export function functionRoutes(deps: AppDeps): Hono<AppEnv> {
       });
       return c.json({ function_uuid: id });
     })
-    .get("/:id", (c) => {
-      const fn = usableFunction(deps, c.get("user"), requireUuid(c.req.param("id"), "function"));
+    .get("/:id", async (c) => {
+      const fn = await usableFunction(
+        deps,
+        c.get("user"),
+        requireUuid(c.req.param("id"), "function"),
+      );
       return c.json({
         function_uuid: fn.id,
         function_name: fn.name,

@@ -43,16 +43,16 @@ export function loginRoutes(deps: AppDeps): Hono<AppEnv> {
     .post("/", async (c) => {
       const f = new URLSearchParams(await c.req.text());
       const code = (f.get("user_code") ?? "").trim().toUpperCase();
-      const rec = deps.store.deviceCodeByUserCode(code);
+      const rec = await deps.store.deviceCodeByUserCode(code);
       if (!rec || rec.status !== "pending" || rec.expiresAt <= Date.now() / 1000) {
         return page("Sign in", form(code, "That code is unknown or expired."), 400);
       }
-      const user = deps.store.userByName(f.get("username") ?? "");
+      const user = await deps.store.userByName(f.get("username") ?? "");
       const ok = user?.passwordHash &&
         await verifyPassword(f.get("password") ?? "", user.passwordHash);
       if (!user || !ok) return page("Sign in", form(code, "Wrong user name or password."), 401);
       const approve = f.get("decision") !== "deny";
-      deps.store.decideDeviceCode(rec.hash, approve ? "approved" : "denied", user.id);
+      await deps.store.decideDeviceCode(rec.hash, approve ? "approved" : "denied", user.id);
       return page(
         approve ? "Approved" : "Denied",
         `<p>${

@@ -59,6 +59,15 @@ function parseSubmit(
   };
 }
 
+function groupForbidden(groupId: string): HttpError {
+  return new HttpError(
+    403,
+    "task_group_access_forbidden",
+    `Task group "${groupId}" belongs to another user`,
+    [groupId],
+  );
+}
+
 /** Task routes. */
 export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
   return new Hono<AppEnv>()
@@ -68,21 +77,14 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
         await readJson(c.req.raw, deps.settings.maxRequestBytes),
       );
       const groupId = requested ?? crypto.randomUUID();
-      const owner = deps.store.taskGroupOwner(groupId);
-      if (owner !== undefined && owner !== user.id) {
-        throw new HttpError(
-          403,
-          "task_group_access_forbidden",
-          `Task group "${groupId}" belongs to another user`,
-          [groupId],
-        );
-      }
+      const owner = await deps.store.taskGroupOwner(groupId);
+      if (owner !== undefined && owner !== user.id) throw groupForbidden(groupId);
       const results: SubmitResult[] = [];
       const accepted: NewTask[] = [];
       const outgoing: OutgoingTask[] = [];
       const fnCache = new Map<string, FunctionRecord>();
       const allowed = new Map<string, Set<string>>();
-      tasks.forEach((entry, i) => {
+      for (const [i, entry] of tasks.entries()) {
         const taskId = crypto.randomUUID();
         try {
           if (!Array.isArray(entry) || entry.length !== 3 || typeof entry[2] !== "string") {
@@ -100,13 +102,13 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
           const endpointId = (eid as string).toLowerCase();
           let fn = fnCache.get(functionId);
           if (!fn) {
-            fn = usableFunction(deps, user, functionId);
+            fn = await usableFunction(deps, user, functionId);
             fnCache.set(functionId, fn);
           }
           let allow = allowed.get(endpointId);
           if (!allow) {
-            usableEndpoint(deps, user, endpointId);
-            allow = new Set(deps.store.whitelist(endpointId));
+            await usableEndpoint(deps, user, endpointId);
+            allow = new Set(await deps.store.whitelist(endpointId));
             allowed.set(endpointId, allow);
           }
           if (allow.size > 0 && !allow.has(functionId)) {
@@ -131,16 +133,22 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
           if (!(err instanceof HttpError)) throw err;
           results.push({ ...err.toJSON(), task_uuid: null });
         }
-      });
+      }
       if (accepted.length > 0) {
-        deps.store.addTasks(user.id, groupId, accepted);
+        // The group may have been created by another user since the check above (the store
+        // decides, in the same transaction as the insert).
+        if (!await deps.store.addTasks(user.id, groupId, accepted)) throw groupForbidden(groupId);
         if (createQueue) {
           const queue = `${userQueuePrefix(user.id)}${groupId}`;
           try {
             await deps.broker.declareResultQueue(queue, deps.settings.taskTtlS * 1000);
-            deps.store.setResultQueue(groupId, queue);
+            await deps.store.setResultQueue(groupId, queue);
           } catch (err) {
-            deps.store.failTasks(accepted.map((t) => t.id), "broker_unavailable", String(err));
+            await deps.store.failTasks(
+              accepted.map((t) => t.id),
+              "broker_unavailable",
+              String(err),
+            );
             throw new HttpError(
               503,
               "broker_unavailable",
@@ -154,7 +162,7 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
           await deps.broker.publishTasks(outgoing);
         } catch (err) {
           const reason = `Task could not be queued: the broker is unavailable (${String(err)})`;
-          deps.store.failTasks(accepted.map((t) => t.id), "broker_unavailable", reason);
+          await deps.store.failTasks(accepted.map((t) => t.id), "broker_unavailable", reason);
           const failed = new Set(accepted.map((t) => t.id));
           for (let i = 0; i < results.length; i++) {
             const r = results[i]!;
@@ -208,7 +216,7 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
       const results: Record<string, unknown> = {};
       for (const raw of ids) {
         const id = isUuid(raw) ? raw.toLowerCase() : undefined;
-        const task = id ? deps.store.getTask(id) : undefined;
+        const task = id ? await deps.store.getTask(id) : undefined;
         if (task && task.ownerId === user.id) {
           results[task.id] = taskView(task);
         } else {
@@ -218,19 +226,19 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
       }
       return c.json({ response: "batch", results });
     })
-    .get("/taskgroup/:id", (c) => {
+    .get("/taskgroup/:id", async (c) => {
       const id = requireUuid(c.req.param("id"), "task_group");
-      if (deps.store.taskGroupOwner(id) !== c.get("user").id) {
+      if (await deps.store.taskGroupOwner(id) !== c.get("user").id) {
         throw new HttpError(404, "task_group_not_found", `Task group "${id}" was not found`, [id]);
       }
       return c.json({
         taskgroup_id: id,
-        tasks: deps.store.taskGroupTasks(id).map((t) => ({ id: t })),
+        tasks: (await deps.store.taskGroupTasks(id)).map((t) => ({ id: t })),
       });
     })
     .post("/tasks/:id/cancel", async (c) => {
       const id = requireUuid(c.req.param("id"), "task");
-      const task = deps.store.getTask(id);
+      const task = await deps.store.getTask(id);
       if (!task || task.ownerId !== c.get("user").id) {
         throw new HttpError(404, "task_not_found", `Task "${id}" was not found`, [id]);
       }
@@ -238,7 +246,7 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
         return c.json({ task_id: id, cancelled: false, status: task.status });
       }
       const reason = "Task was cancelled by its owner";
-      deps.store.failTasks(
+      await deps.store.failTasks(
         [id],
         "TaskCancelled",
         serialize({ name: "TaskCancelled", message: reason, stack: "" }),
@@ -250,9 +258,9 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
       ).catch(() => {});
       return c.json({ task_id: id, cancelled: true, status: "failed" });
     })
-    .get("/tasks/:id", (c) => {
+    .get("/tasks/:id", async (c) => {
       const id = requireUuid(c.req.param("id"), "task");
-      const task = deps.store.getTask(id);
+      const task = await deps.store.getTask(id);
       if (!task || task.ownerId !== c.get("user").id) {
         throw new HttpError(404, "task_not_found", `Task "${id}" was not found`, [id]);
       }

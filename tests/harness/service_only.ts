@@ -8,6 +8,7 @@
 import { join } from "node:path";
 import { FuncXClient } from "../../mod.ts";
 import { runDeno } from "./process.ts";
+import { type TestDatabase, testDatabase } from "./postgres.ts";
 import {
   type BrokerAccess,
   clientOf,
@@ -42,6 +43,8 @@ export interface ServiceOnlyOptions {
   args?: string[];
   /** Requests per client per window. @default 0 (off) */
   rateLimit?: number;
+  /** The store: a SQLite file, or a fresh database on the test run's PostgreSQL. @default "sqlite" */
+  store?: "sqlite" | "postgres";
 }
 
 /** Starts a service (no endpoint) in a fresh vhost. */
@@ -50,19 +53,29 @@ export async function startServiceOnly(options: ServiceOnlyOptions = {}): Promis
   const dir = await Deno.makeTempDir({ prefix: "funcx-svc-" });
   const vhost = `svc-${crypto.randomUUID().slice(0, 8)}`;
   const amqpUrl = await createVhost(broker, vhost);
+  const pg: TestDatabase | undefined = options.store === "postgres"
+    ? await testDatabase()
+    : undefined;
+  const database = pg?.url ?? join(dir, "service.db");
   const start = () =>
     startService({
       dir,
       amqpUrl,
       broker,
+      database,
       rateLimit: options.rateLimit ?? 0,
       args: ["--device-interval", "1", ...(options.args ?? [])],
     });
-  let service = await start();
+  let service = await start().catch(async (err) => {
+    await deleteVhost(broker, vhost).catch(() => {});
+    await pg?.drop().catch(() => {});
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    throw err;
+  });
   const client = clientOf(service);
   const admin = async (args: string[], stdin?: string) => {
     if (stdin === undefined) {
-      return await runDeno("cli/funcx_service.ts", [...args, "--db", service.dbPath]);
+      return await runDeno("cli/funcx_service.ts", [...args, "--database", service.dbPath]);
     }
     const root = new URL("../../", import.meta.url).pathname;
     const child = new Deno.Command(Deno.execPath(), {
@@ -72,7 +85,7 @@ export async function startServiceOnly(options: ServiceOnlyOptions = {}): Promis
         "-A",
         join(root, "cli/funcx_service.ts"),
         ...args,
-        "--db",
+        "--database",
         service.dbPath,
       ],
       stdin: "piped",
@@ -114,6 +127,7 @@ export async function startServiceOnly(options: ServiceOnlyOptions = {}): Promis
         dir,
         amqpUrl,
         broker,
+        database,
         port: Number(port),
         rateLimit: options.rateLimit ?? 0,
         args: ["--device-interval", "1", ...(options.args ?? [])],
@@ -134,6 +148,7 @@ export async function startServiceOnly(options: ServiceOnlyOptions = {}): Promis
     async [Symbol.asyncDispose]() {
       await service.process.stop();
       await deleteVhost(broker, vhost).catch(() => {});
+      await pg?.drop().catch(() => {});
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     },
   };

@@ -96,6 +96,7 @@ export interface ServiceHandle {
   address: string;
   clientId: string;
   clientSecret: string;
+  /** The store: its SQLite file, or its PostgreSQL URL. */
   dbPath: string;
   amqpUrl: string;
   /** Environment a script needs to use this service. */
@@ -118,8 +119,10 @@ export interface StartServiceOptions {
   broker?: BrokerAccess;
   /** Requests per client per 10 s; tests poll a lot, so off unless a test sets it. @default 0 */
   rateLimit?: number;
-  /** Reuse this API client instead of creating one (for restarts). */
+  /** Reuse this API client instead of creating one (for restarts and replicas). */
   existingClient?: { clientId: string; clientSecret: string };
+  /** The store: a PostgreSQL URL or a SQLite file. @default `<dir>/service.db` */
+  database?: string;
 }
 
 /** The management URL with admin login of a broker. */
@@ -141,18 +144,25 @@ export function clientOf(service: ServiceHandle): FuncXClient {
 
 /** Creates an API client and starts `funcx-service serve`. */
 export async function startService(options: StartServiceOptions): Promise<ServiceHandle> {
-  const dbPath = join(options.dir, "service.db");
+  const dbPath = options.database ?? join(options.dir, "service.db");
   const creds = options.existingClient
     ? {
       client_id: options.existingClient.clientId,
       client_secret: options.existingClient.clientSecret,
     }
     : JSON.parse(
-      await runDeno("cli/funcx_service.ts", ["client", "create", "--db", dbPath, "--user", "dev"]),
+      await runDeno("cli/funcx_service.ts", [
+        "client",
+        "create",
+        "--database",
+        dbPath,
+        "--user",
+        "dev",
+      ]),
     );
   const process = await spawnDeno("cli/funcx_service.ts", [
     "serve",
-    "--db",
+    "--database",
     dbPath,
     "--port",
     String(options.port ?? 0),

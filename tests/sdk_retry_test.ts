@@ -1,0 +1,115 @@
+/**
+ * The SDK's retries against the real service, with a fault-injecting proxy in front of it: a
+ * 503 is retried; an answer lost after the service did the work is retried with the same
+ * `Idempotency-Key`, so the task is created once; a service that cannot be reached is a clear
+ * `network_error` after the configured retries.
+ */
+import assert from "node:assert/strict";
+import { FuncxAPIError, FuncXClient } from "../mod.ts";
+import { startServiceOnly } from "./harness/service_only.ts";
+
+/** What the proxy does with the next requests whose path ends with a given suffix. */
+type Fault = "unavailable" | "lose-answer";
+
+/** A proxy to `target` that applies queued faults, and records what reached it. */
+function faultyProxy(target: string) {
+  const faults: Array<{ path: string; fault: Fault }> = [];
+  const seen: Array<{ method: string; path: string; key: string | null; fault?: Fault }> = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    const url = new URL(req.url);
+    const i = faults.findIndex((f) => url.pathname.endsWith(f.path));
+    const fault = i >= 0 ? faults.splice(i, 1)[0]!.fault : undefined;
+    seen.push({
+      method: req.method,
+      path: url.pathname,
+      key: req.headers.get("idempotency-key"),
+      ...(fault ? { fault } : {}),
+    });
+    if (fault === "unavailable") return new Response("down for a moment", { status: 503 });
+    const res = await fetch(target + url.pathname + url.search, {
+      method: req.method,
+      headers: req.headers,
+      ...(req.body ? { body: await req.arrayBuffer() } : {}),
+    });
+    if (fault === "lose-answer") {
+      await res.body?.cancel();
+      return new Response("bad gateway", { status: 502 });
+    }
+    return new Response(res.body, { status: res.status, headers: res.headers });
+  });
+  return {
+    address: `http://127.0.0.1:${server.addr.port}`,
+    faults,
+    seen,
+    close: () => server.shutdown(),
+  };
+}
+
+Deno.test("FuncXClient retries: 503, lost answers with one idempotency key, unreachable", async (t) => {
+  await using svc = await startServiceOnly();
+  const user = await svc.newUser("retry-user");
+  const proxy = faultyProxy(svc.service.address);
+  try {
+    const client = new FuncXClient({
+      serviceAddress: proxy.address,
+      clientId: user.clientId,
+      clientSecret: user.clientSecret,
+    });
+    const endpointId = (await client.registerEndpoint("retry-ep")).endpoint_id;
+    const fn = await client.registerFunction((x: number) => x + 1);
+
+    await t.step("a 503 is retried and the call succeeds", async () => {
+      proxy.faults.push({ path: "/v2/functions", fault: "unavailable" });
+      const before = proxy.seen.length;
+      const id = await client.registerFunction((x: number) => x * 2);
+      assert.match(id, /^[0-9a-f-]{36}$/);
+      const calls = proxy.seen.slice(before).filter((s) => s.path === "/v2/functions");
+      assert.equal(calls.length, 2, JSON.stringify(calls));
+      assert.equal(calls[0]!.fault, "unavailable");
+      assert.ok(calls[0]!.key, "a POST carries an Idempotency-Key");
+      assert.equal(calls[1]!.key, calls[0]!.key, "the retry carries the same key");
+    });
+
+    await t.step("a submit whose answer was lost creates its task once", async () => {
+      const group = crypto.randomUUID();
+      proxy.faults.push({ path: "/v2/submit", fault: "lose-answer" });
+      const before = proxy.seen.length;
+      const taskId = await client.run(fn, endpointId, { args: [1], taskGroupId: group });
+      const calls = proxy.seen.slice(before).filter((s) => s.path === "/v2/submit");
+      assert.equal(calls.length, 2, "the submit was sent twice");
+      assert.equal(calls[0]!.fault, "lose-answer");
+      // The service did the first one; the second got its stored answer.
+      assert.deepEqual(await client.getTaskGroup(group), [taskId]);
+    });
+
+    await t.step("two submits with their own keys are two tasks", async () => {
+      const group = crypto.randomUUID();
+      const a = await client.run(fn, endpointId, { args: [1], taskGroupId: group });
+      const b = await client.run(fn, endpointId, { args: [1], taskGroupId: group });
+      assert.notEqual(a, b);
+      assert.deepEqual((await client.getTaskGroup(group)).sort(), [a, b].sort());
+    });
+  } finally {
+    await proxy.close();
+  }
+
+  await t.step("an unreachable service is a network_error after the retries", async () => {
+    const dead = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (dead.addr as Deno.NetAddr).port;
+    dead.close();
+    const client = new FuncXClient({
+      serviceAddress: `http://127.0.0.1:${port}`,
+      accessToken: "unused",
+      checkVersion: false,
+      retries: 2,
+    });
+    const err = await client.getTask(crypto.randomUUID()).then(
+      () => assert.fail("no service answered"),
+      (e) => e,
+    );
+    assert.ok(err instanceof FuncxAPIError, String(err));
+    assert.equal(err.codeName, "network_error");
+    assert.match(err.message, /after 3 attempt\(s\)/);
+    assert.match(err.message, new RegExp(`127\\.0\\.0\\.1:${port}`));
+  });
+});
