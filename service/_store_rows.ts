@@ -6,6 +6,7 @@
  */
 import type { TaskTransition } from "../sdk/protocol/mod.ts";
 import type {
+  ContainerRecord,
   DeviceCodeRecord,
   EndpointRecord,
   FunctionRecord,
@@ -36,7 +37,11 @@ CREATE TABLE IF NOT EXISTS device_codes (
   last_poll ${real} NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS functions (
   id TEXT PRIMARY KEY, owner_id TEXT NOT NULL, name TEXT NOT NULL, code TEXT NOT NULL,
-  description TEXT NOT NULL, public INTEGER NOT NULL, created_at ${real} NOT NULL);
+  description TEXT NOT NULL, public INTEGER NOT NULL, container_id TEXT,
+  created_at ${real} NOT NULL);
+CREATE TABLE IF NOT EXISTS containers (
+  id TEXT PRIMARY KEY, owner_id TEXT NOT NULL, name TEXT NOT NULL, description TEXT NOT NULL,
+  type TEXT NOT NULL, location TEXT NOT NULL, created_at ${real} NOT NULL);
 CREATE TABLE IF NOT EXISTS endpoints (
   id TEXT PRIMARY KEY, owner_id TEXT NOT NULL, name TEXT NOT NULL, metadata TEXT NOT NULL,
   created_at ${real} NOT NULL, last_registered_at ${real} NOT NULL,
@@ -151,6 +156,20 @@ export function toFunction(row: Row): FunctionRecord {
     code: str(row, "code"),
     description: str(row, "description"),
     public: num(row, "public") === 1,
+    containerId: strOrNull(row, "container_id"),
+    createdAt: num(row, "created_at"),
+  };
+}
+
+/** A `containers` row as a record. */
+export function toContainer(row: Row): ContainerRecord {
+  return {
+    id: str(row, "id"),
+    ownerId: str(row, "owner_id"),
+    name: str(row, "name"),
+    description: str(row, "description"),
+    type: str(row, "type"),
+    location: str(row, "location"),
     createdAt: num(row, "created_at"),
   };
 }

@@ -16,6 +16,7 @@ import type { BrokerCredentials } from "./broker_credentials.ts";
 import type { Store, UserRecord } from "./store.ts";
 import { authRoutes } from "./routes/auth.ts";
 import { loginRoutes } from "./routes/login.ts";
+import { containerRoutes } from "./routes/containers.ts";
 import { functionRoutes } from "./routes/functions.ts";
 import { endpointRoutes } from "./routes/endpoints.ts";
 import { taskRoutes } from "./routes/tasks.ts";
@@ -26,7 +27,12 @@ const log = getLogger(["funcx", "service", "http"]);
 export const API_VERSION = "0.1.0";
 
 /** The routes whose POSTs honour an `Idempotency-Key` header. */
-export const IDEMPOTENT_PATHS: readonly string[] = ["/v2/submit", "/v2/functions", "/v2/endpoints"];
+export const IDEMPOTENT_PATHS: readonly string[] = [
+  "/v2/submit",
+  "/v2/functions",
+  "/v2/endpoints",
+  "/v2/containers",
+];
 
 /** Settings the routes need. */
 export interface AppSettings {
@@ -145,6 +151,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     return c.json({ id: u.id, username: u.name, client_id: u.clientId });
   });
   app.route("/v2/functions", functionRoutes(deps));
+  app.route("/v2/containers", containerRoutes(deps));
   app.route("/v2/endpoints", endpointRoutes(deps));
   app.route("/v2", taskRoutes(deps));
   return app;

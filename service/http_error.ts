@@ -32,6 +32,7 @@ export type ErrorCode =
   | "forbidden"
   | "not_found"
   | "task_not_found"
+  | "container_not_found"
   | "task_group_not_found"
   | "task_group_access_forbidden"
   | "function_not_found"

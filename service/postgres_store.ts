@@ -17,6 +17,7 @@ import {
   schema,
   str,
   strOrNull,
+  toContainer,
   toDeviceCode,
   toEndpoint,
   toFunction,
@@ -25,6 +26,7 @@ import {
   transitionsJson,
 } from "./_store_rows.ts";
 import type {
+  ContainerRecord,
   DeviceCodeRecord,
   EndpointRecord,
   EndpointStatus,
@@ -235,14 +237,28 @@ export class PostgresStore implements Store {
 
   async addFunction(fn: FunctionRecord): Promise<void> {
     await this.#sql`INSERT INTO functions
-      (id, owner_id, name, code, description, public, created_at)
+      (id, owner_id, name, code, description, public, container_id, created_at)
       VALUES (${fn.id}, ${fn.ownerId}, ${fn.name}, ${fn.code}, ${fn.description},
-        ${fn.public ? 1 : 0}, ${fn.createdAt})`;
+        ${fn.public ? 1 : 0}, ${fn.containerId}, ${fn.createdAt})`;
   }
 
   async getFunction(id: string): Promise<FunctionRecord | undefined> {
     const row = await this.#one(this.#sql`SELECT * FROM functions WHERE id = ${id}`);
     return row ? toFunction(row) : undefined;
+  }
+
+  // ---- containers ----
+
+  async addContainer(c: ContainerRecord): Promise<void> {
+    await this.#sql`INSERT INTO containers
+      (id, owner_id, name, description, type, location, created_at)
+      VALUES (${c.id}, ${c.ownerId}, ${c.name}, ${c.description}, ${c.type}, ${c.location},
+        ${c.createdAt})`;
+  }
+
+  async getContainer(id: string): Promise<ContainerRecord | undefined> {
+    const row = await this.#one(this.#sql`SELECT * FROM containers WHERE id = ${id}`);
+    return row ? toContainer(row) : undefined;
   }
 
   // ---- endpoints ----

@@ -17,6 +17,7 @@ import {
   schema,
   str,
   strOrNull,
+  toContainer,
   toDeviceCode,
   toEndpoint,
   toFunction,
@@ -25,6 +26,7 @@ import {
   transitionsJson,
 } from "./_store_rows.ts";
 import type {
+  ContainerRecord,
   DeviceCodeRecord,
   EndpointRecord,
   EndpointStatus,
@@ -225,14 +227,37 @@ export class SqliteStore implements Store {
 
   async addFunction(fn: FunctionRecord): Promise<void> {
     this.#stmt(
-      "INSERT INTO functions (id, owner_id, name, code, description, public, created_at) " +
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-    ).run(fn.id, fn.ownerId, fn.name, fn.code, fn.description, fn.public ? 1 : 0, fn.createdAt);
+      "INSERT INTO functions (id, owner_id, name, code, description, public, container_id, " +
+        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    ).run(
+      fn.id,
+      fn.ownerId,
+      fn.name,
+      fn.code,
+      fn.description,
+      fn.public ? 1 : 0,
+      fn.containerId,
+      fn.createdAt,
+    );
   }
 
   async getFunction(id: string): Promise<FunctionRecord | undefined> {
     const row = this.#stmt("SELECT * FROM functions WHERE id = ?").get(id);
     return row ? toFunction(row) : undefined;
+  }
+
+  // ---- containers ----
+
+  async addContainer(c: ContainerRecord): Promise<void> {
+    this.#stmt(
+      "INSERT INTO containers (id, owner_id, name, description, type, location, created_at) " +
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+    ).run(c.id, c.ownerId, c.name, c.description, c.type, c.location, c.createdAt);
+  }
+
+  async getContainer(id: string): Promise<ContainerRecord | undefined> {
+    const row = this.#stmt("SELECT * FROM containers WHERE id = ?").get(id);
+    return row ? toContainer(row) : undefined;
   }
 
   // ---- endpoints ----

@@ -31,6 +31,21 @@ export interface FunctionRecord {
   code: string;
   description: string;
   public: boolean;
+  /** The container it runs in; null for the endpoint's plain workers. */
+  containerId: string | null;
+  createdAt: number;
+}
+
+/** A registered container image. */
+export interface ContainerRecord {
+  id: string;
+  ownerId: string;
+  name: string;
+  description: string;
+  /** The runtime the image is for (`docker`, `podman`, `apptainer`, `singularity`, `custom`). */
+  type: string;
+  /** The image, as that runtime names it. */
+  location: string;
   createdAt: number;
 }
 
@@ -234,6 +249,13 @@ export interface Store {
   addFunction(fn: FunctionRecord): Promise<void>;
   /** A function by id. */
   getFunction(id: string): Promise<FunctionRecord | undefined>;
+
+  // ---- containers ----
+
+  /** Registers a container image. */
+  addContainer(container: ContainerRecord): Promise<void>;
+  /** A container by id. */
+  getContainer(id: string): Promise<ContainerRecord | undefined>;
 
   // ---- endpoints ----
 

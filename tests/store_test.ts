@@ -127,7 +127,19 @@ async function contract(t: Deno.TestContext, store: Store): Promise<void> {
     assert.equal(await store.deviceCode(hash), undefined);
   });
 
-  await t.step("functions: stored and read back", async () => {
+  await t.step("functions and containers: stored and read back", async () => {
+    const container = {
+      id: crypto.randomUUID(),
+      ownerId: alice.user.id,
+      name: "py",
+      description: "an image",
+      type: "apptainer",
+      location: "/images/py.sif",
+      createdAt: 1_700_000_000.5,
+    };
+    await store.addContainer(container);
+    assert.deepEqual(await store.getContainer(container.id), container);
+    assert.equal(await store.getContainer(crypto.randomUUID()), undefined);
     const fn = {
       id: crypto.randomUUID(),
       ownerId: alice.user.id,
@@ -135,11 +147,15 @@ async function contract(t: Deno.TestContext, store: Store): Promise<void> {
       code: "00\nx => 2 * x",
       description: "doubles",
       public: true,
+      containerId: null,
       createdAt: 1_700_000_000.123456,
     };
     await store.addFunction(fn);
     assert.deepEqual(await store.getFunction(fn.id), fn);
     assert.equal(await store.getFunction(crypto.randomUUID()), undefined);
+    const inImage = { ...fn, id: crypto.randomUUID(), containerId: container.id };
+    await store.addFunction(inImage);
+    assert.deepEqual(await store.getFunction(inImage.id), inImage);
   });
 
   const epId = crypto.randomUUID();

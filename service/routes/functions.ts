@@ -10,6 +10,7 @@ import { deserializeFunction, unpackBuffers } from "../../sdk/protocol/mod.ts";
 import { HttpError, requireUuid } from "../http_error.ts";
 import { type AppDeps, type AppEnv, parseBody, readJson } from "../app.ts";
 import type { FunctionRecord, UserRecord } from "../store.ts";
+import { usableContainer } from "./containers.ts";
 
 const RegisterFunction = z.object({
   function_name: z.string().max(512),
@@ -65,6 +66,13 @@ export function functionRoutes(deps: AppDeps): Hono<AppEnv> {
           ["function_code"],
         );
       }
+      const containerId = body.container_uuid
+        ? (await usableContainer(
+          deps,
+          c.get("user"),
+          requireUuid(body.container_uuid, "container"),
+        )).id
+        : null;
       const id = crypto.randomUUID();
       await deps.store.addFunction({
         id,
@@ -73,6 +81,7 @@ export function functionRoutes(deps: AppDeps): Hono<AppEnv> {
         code: body.function_code,
         description: body.description ?? "",
         public: body.public ?? false,
+        containerId,
         createdAt: Date.now() / 1000,
       });
       return c.json({ function_uuid: id });
@@ -89,6 +98,7 @@ export function functionRoutes(deps: AppDeps): Hono<AppEnv> {
         function_code: fn.code,
         description: fn.description,
         public: fn.public,
+        container_uuid: fn.containerId,
       });
     });
 }

@@ -5,7 +5,7 @@
  * @module
  */
 import { Hono } from "hono";
-import { packMessage, serialize } from "../../sdk/protocol/mod.ts";
+import { packMessage, serialize, type TaskContainer } from "../../sdk/protocol/mod.ts";
 import { HttpError, isUuid, requireUuid } from "../http_error.ts";
 import { type AppDeps, type AppEnv, readJson } from "../app.ts";
 import type { OutgoingTask } from "../broker.ts";
@@ -84,6 +84,19 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
       const outgoing: OutgoingTask[] = [];
       const fnCache = new Map<string, FunctionRecord>();
       const allowed = new Map<string, Set<string>>();
+      // The image of a function's container goes with each of its tasks (looked up once).
+      const containers = new Map<string, Promise<TaskContainer | null>>();
+      const containerOf = (id: string | null): Promise<TaskContainer | null> => {
+        if (id === null) return Promise.resolve(null);
+        let c = containers.get(id);
+        if (!c) {
+          c = deps.store.getContainer(id).then((r) =>
+            r ? { container_id: r.id, container_type: r.type, location: r.location } : null
+          );
+          containers.set(id, c);
+        }
+        return c;
+      };
       for (const [i, entry] of tasks.entries()) {
         const taskId = crypto.randomUUID();
         try {
@@ -125,7 +138,12 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
             taskId,
             body: packMessage({
               message_type: "task",
-              data: { task_id: taskId, container_id: null, task_buffer: fn.code + payload },
+              data: {
+                task_id: taskId,
+                container_id: fn.containerId,
+                container: await containerOf(fn.containerId),
+                task_buffer: fn.code + payload,
+              },
             }),
           });
           results.push({ status: "Success", task_uuid: taskId, http_status_code: 200 });
