@@ -4,8 +4,10 @@
  * stream. It measures
  * - endpoint start: from launching `funcx-endpoint start` to the first result;
  * - one task's round trip (submit, run, result on the stream), sequentially, p50/p99;
- * - throughput of no-op tasks through the executor;
- * - memory (RSS) of the idle endpoint daemon and of one worker.
+ * - throughput of no-op tasks through the executor, and the CPU each process (client, broker,
+ *   service, daemon, manager, workers) spends per task meanwhile;
+ * - memory (RSS) of the idle endpoint daemon, one worker and the manager, and the private part
+ *   (USS) of the daemon's and a worker's.
  * It prints a table and writes `bench/results/roundtrip.json`.
  *
  * Usage: `deno task bench [--tasks 20000] [--workers 2] [--rounds 300] [--batch 1000]`
@@ -48,6 +50,21 @@ function rssMiB(pid: number): number {
   return Math.round(kb / 1024 * 10) / 10;
 }
 
+/**
+ * Memory only this process holds (USS: private pages). RSS also counts the pages of the `deno`
+ * executable that every Deno process on the machine shares (~30-40 MiB once the JIT is warm).
+ */
+function ussMiB(pid: number): number {
+  try {
+    const rollup = Deno.readTextFileSync(`/proc/${pid}/smaps_rollup`);
+    const kb = [...rollup.matchAll(/^Private_(?:Clean|Dirty):\s+(\d+)/gm)]
+      .reduce((n, m) => n + Number(m[1]), 0);
+    return Math.round(kb / 1024 * 10) / 10;
+  } catch {
+    return 0;
+  }
+}
+
 /** Pids of the processes below `pid`. */
 function descendants(pid: number): number[] {
   const children = new Map<number, number[]>();
@@ -70,6 +87,17 @@ function descendants(pid: number): number[] {
   };
   walk(pid);
   return out;
+}
+
+/** CPU seconds (user + system) a process has used so far; 0 once it is gone. */
+function cpuS(pid: number): number {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100; // clock ticks (USER_HZ = 100 on Linux)
+  } catch {
+    return 0;
+  }
 }
 
 function cmdline(pid: number): string {
@@ -109,17 +137,45 @@ for (let i = 0; i < rounds; i++) {
 }
 latencies.sort((a, b) => a - b);
 
-// Throughput: all tasks submitted at once, drained in batches.
+// Throughput: all tasks submitted at once, drained in batches. The CPU each process spends on
+// them says where the time goes (on a machine with few cores, CPU is what bounds throughput).
+const brokerPids = [...Deno.readDirSync("/proc")].map((e) => Number(e.name))
+  .filter((p) => p > 0 && cmdline(p).includes("beam.smp") && cmdline(p).includes(broker.info.dir));
+const endpointPids = descendants(daemonPid);
+const parts: Record<string, number[]> = {
+  client: [Deno.pid],
+  broker: brokerPids,
+  service: [service.process.child.pid],
+  daemon: [daemonPid],
+  manager: endpointPids.filter((p) => cmdline(p).includes("manager_main")),
+  workers: endpointPids.filter((p) => cmdline(p).includes("worker_main")),
+};
+const cpuNow = () =>
+  Object.fromEntries(
+    Object.entries(parts).map(([k, pids]) => [k, pids.reduce((n, p) => n + cpuS(p), 0)]),
+  );
+const cpuBefore = cpuNow();
 const s = performance.now();
 const futures = Array.from({ length: tasks }, () => fx.submitToRegisteredFunction(noop));
 await Promise.all(futures);
 const totalS = (performance.now() - s) / 1000;
+const cpuAfter = cpuNow();
+/** Microseconds of CPU per task, by process. */
+const cpuPerTaskUs = Object.fromEntries(
+  Object.keys(parts).map((k) => [k, Math.round((cpuAfter[k]! - cpuBefore[k]!) / tasks * 1e6)]),
+);
 
 // Memory: let the endpoint go idle, then read the daemon and its workers.
 await new Promise((r) => setTimeout(r, 2000));
 const workerPids = descendants(daemonPid).filter((p) => cmdline(p).includes("worker_main"));
+const managerPids = descendants(daemonPid).filter((p) => cmdline(p).includes("manager_main"));
 const daemonRss = rssMiB(daemonPid);
-const workerRss = workerPids.length ? Math.max(...workerPids.map(rssMiB)) : 0;
+const daemonUss = ussMiB(daemonPid);
+const maxOf = (pids: number[], f: (pid: number) => number) =>
+  pids.length ? Math.max(...pids.map(f)) : 0;
+const workerRss = maxOf(workerPids, rssMiB);
+const workerUss = maxOf(workerPids, ussMiB);
+const managerRss = maxOf(managerPids, rssMiB);
 
 await fx.shutdown();
 await endpoint.process.stop();
@@ -144,11 +200,15 @@ const result = {
     batch: batchSize,
     tasks_per_s: Math.round(tasks / totalS),
     total_s: Number(totalS.toFixed(2)),
+    cpu_us_per_task: cpuPerTaskUs,
   },
   memory_mib: {
     idle_daemon_fresh: daemonFreshRss,
     idle_daemon_after_load: daemonRss,
+    idle_daemon_after_load_uss: daemonUss,
     worker: workerRss,
+    worker_uss: workerUss,
+    manager: managerRss,
   },
 };
 console.log("\nfuncX end-to-end benchmark (FuncXExecutor, result stream)\n");
@@ -162,9 +222,16 @@ console.log(`| round trip p99 | ${result.roundtrip_ms.p99} ms | <= 10 ms |`);
 console.log(
   `| throughput (${tasks} no-op tasks, ${workers} workers) | ${result.throughput.tasks_per_s}/s | >= 5,000/s |`,
 );
+console.log(
+  `| CPU per task (µs) | ${
+    Object.entries(cpuPerTaskUs).map(([k, v]) => `${k} ${v}`).join(", ")
+  } | |`,
+);
 console.log(`| idle endpoint daemon RSS, fresh | ${daemonFreshRss} MiB | < 80 MiB |`);
 console.log(`| idle endpoint daemon RSS, after the load | ${daemonRss} MiB | < 80 MiB |`);
 console.log(`| worker RSS | ${workerRss} MiB | < 50 MiB |`);
+console.log(`| idle daemon / worker private memory (USS) | ${daemonUss} / ${workerUss} MiB | |`);
+console.log(`| manager RSS | ${managerRss} MiB | |`);
 const outDir = new URL("./results/", import.meta.url).pathname;
 await Deno.mkdir(outDir, { recursive: true });
 await Deno.writeTextFile(join(outDir, "roundtrip.json"), JSON.stringify(result, null, 2) + "\n");

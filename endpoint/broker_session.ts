@@ -4,11 +4,15 @@
  * used until it is lost, then thrown away; the {@linkcode Endpoint} opens a new one to reconnect.
  * Only passive declares: the service owns the topology.
  *
+ * Acks go through an {@linkcode AckCoalescer}: a confirmed result batch releases hundreds of tasks
+ * at once, and their acks leave as one frame. Nacks and rejects are sent at once.
+ *
  * @module
  */
 import amqp from "amqplib";
 import { Buffer } from "node:buffer";
 import type { EndpointRegistration } from "../sdk/client.ts";
+import { AckCoalescer } from "./ack_coalescer.ts";
 
 /** Another process consumes this endpoint's task queue; the broker refused this one. */
 export class EndpointRefused extends Error {
@@ -72,6 +76,14 @@ export async function openSession(
   conn.on("error", ignore);
   let results: amqp.ConfirmChannel | undefined;
   let tasks: amqp.Channel | undefined;
+  const acks = new AckCoalescer<amqp.ConsumeMessage>((msg, multiple) => {
+    if (isLost || !tasks) return;
+    try {
+      tasks.ack(msg, multiple);
+    } catch {
+      // Channel closing: the broker requeues the message.
+    }
+  });
 
   const session: BrokerSession = {
     publish(body) {
@@ -93,14 +105,11 @@ export async function openSession(
     },
     ack(msg) {
       if (isLost || !tasks) return;
-      try {
-        tasks.ack(msg);
-      } catch {
-        // Channel closing: the broker requeues the message.
-      }
+      acks.ack(msg);
     },
     nack(msg) {
       if (isLost || !tasks) return;
+      acks.settled(msg);
       try {
         tasks.nack(msg, false, true);
       } catch {
@@ -109,6 +118,7 @@ export async function openSession(
     },
     reject(msg) {
       if (isLost || !tasks) return;
+      acks.settled(msg);
       try {
         tasks.reject(msg, false);
       } catch {
@@ -127,6 +137,7 @@ export async function openSession(
     },
     async close() {
       if (closing) return;
+      acks.flush();
       closing = true;
       await conn.close().catch(() => {});
     },
@@ -153,7 +164,9 @@ export async function openSession(
     const queue = registration.task_queue_info.queue;
     try {
       const reply = await tasks.consume(queue, (msg) => {
-        if (msg) hooks.onMessage(session, msg);
+        if (!msg) return;
+        acks.delivered(msg);
+        hooks.onMessage(session, msg);
       }, { exclusive: true, noAck: false });
       consumerTag = reply.consumerTag;
     } catch (err) {

@@ -22,6 +22,7 @@ import {
   unpackMessage,
 } from "../sdk/protocol/mod.ts";
 import { createEngine, type Engine, PoolClosed } from "./engine/mod.ts";
+import { IdleReclaimer } from "./engine/idle_reclaimer.ts";
 import type { EndpointConfig } from "./config.ts";
 import { ResultBatcher } from "./result_batcher.ts";
 import { ResultStore } from "./result_store.ts";
@@ -78,7 +79,13 @@ interface InFlight {
   session: BrokerSession;
 }
 
-const RECENT_LIMIT = 50_000;
+/**
+ * Task ids remembered per unit of `prefetch`. A finished task comes back only when its ack was
+ * lost with the connection, and at most `prefetch` deliveries are unacked at a time, so a few
+ * times that covers several losses in a row; more would only keep memory (~90 bytes an id).
+ */
+const RECENT_PER_PREFETCH = 4;
+const RECENT_MIN = 10_000;
 
 /** A running endpoint. */
 export class Endpoint {
@@ -99,7 +106,10 @@ export class Endpoint {
   readonly #batchers = new WeakMap<BrokerSession, ResultBatcher>();
   /** Tasks whose result is confirmed or on disk: a redelivery of one is acked, not rerun. */
   readonly #recent = new Set<string>();
+  readonly #recentLimit: number;
   readonly #idle: IdleTracker;
+  /** Gives back the memory that start-up and each burst of tasks grew, once they are over. */
+  readonly #reclaimer = new IdleReclaimer({ baselineBytes: 0 });
   #state: EndpointState = "starting";
   #session: BrokerSession | undefined;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
@@ -118,6 +128,7 @@ export class Endpoint {
     this.#engine = engine;
     this.#store = store;
     this.#stored = new Set(stored);
+    this.#recentLimit = Math.max(RECENT_MIN, RECENT_PER_PREFETCH * options.config.prefetch);
     this.#idle = new IdleTracker(
       options.config.idle_heartbeats_soft,
       options.config.idle_heartbeats_hard,
@@ -147,6 +158,7 @@ export class Endpoint {
     }
     const period = options.config.heartbeat_period;
     ep.#heartbeat = setInterval(() => ep.#onHeartbeat(), period * 1000);
+    ep.#reclaimer.touch(); // start-up's garbage goes once it has settled
     return ep;
   }
 
@@ -243,6 +255,7 @@ export class Endpoint {
   }
 
   #onMessage(session: BrokerSession, msg: import("amqplib").ConsumeMessage): void {
+    this.#reclaimer.touch();
     let decoded: Message;
     try {
       decoded = unpackMessage(
@@ -330,6 +343,7 @@ export class Endpoint {
 
   /** Publishes a result, or stores it on disk; then acks (safe) or requeues (not safe) the task. */
   async #deliver(taskId: string, result: ResultMessage): Promise<void> {
+    this.#reclaimer.touch();
     if (this.#state === "draining" && result.error_details?.code === "WorkerLost") {
       // Lost to our own shutdown, not to the task: let the broker give it to the next run.
       this.#release(taskId, false);
@@ -389,7 +403,7 @@ export class Endpoint {
 
   #remember(taskId: string): void {
     this.#recent.add(taskId);
-    if (this.#recent.size > RECENT_LIMIT) {
+    if (this.#recent.size > this.#recentLimit) {
       const oldest = this.#recent.values().next().value;
       if (oldest !== undefined) this.#recent.delete(oldest);
     }
@@ -451,6 +465,7 @@ export class Endpoint {
     if (this.#state === "draining" || this.#state === "stopped") return await this.#stopped();
     this.#state = "draining";
     clearInterval(this.#heartbeat);
+    this.#reclaimer.close();
     this.#wake?.();
     await this.#session?.cancelConsumer();
     await this.#engine.close();

@@ -34,45 +34,107 @@ export function encodeFrame(message: unknown): Uint8Array {
   return out;
 }
 
-/** Reads frames from a byte stream until it ends. */
-export async function* readFrames<T>(stream: ReadableStream<Uint8Array>): AsyncGenerator<T> {
-  let buf: Uint8Array = new Uint8Array(0);
-  for await (const chunk of stream) {
-    if (buf.byteLength === 0) {
-      buf = chunk;
-    } else {
-      const next = new Uint8Array(buf.byteLength + chunk.byteLength);
-      next.set(buf);
-      next.set(chunk, buf.byteLength);
-      buf = next;
-    }
-    let offset = 0;
-    while (buf.byteLength - offset >= 4) {
-      const len = new DataView(buf.buffer, buf.byteOffset + offset, 4).getUint32(0);
-      if (len > MAX_FRAME) throw new Error(`Frame of ${len} bytes is over the ${MAX_FRAME} limit`);
-      if (buf.byteLength - offset - 4 < len) break;
-      yield decodeCbor(buf.subarray(offset + 4, offset + 4 + len)) as T;
-      offset += 4 + len;
-    }
-    buf = offset === buf.byteLength ? new Uint8Array(0) : buf.slice(offset);
+/** Something frames can be read from: a byte stream, or a resource with `read` (stdin, a conn). */
+export type FrameSource = ReadableStream<Uint8Array> | {
+  read(p: Uint8Array): Promise<number | null>;
+};
+
+const READ_SIZE = 64 * 1024;
+
+async function* chunksOf(source: FrameSource): AsyncGenerator<Uint8Array> {
+  if (source instanceof ReadableStream) {
+    yield* source;
+    return;
+  }
+  // Read straight into one buffer: no stream machinery (queues, promises, BYOB requests) per
+  // read; what was read is copied out, as the reader may keep it past the next read.
+  const buf = new Uint8Array(READ_SIZE);
+  for (;;) {
+    const n = await source.read(buf);
+    if (n === null) return;
+    yield buf.slice(0, n);
   }
 }
+
+/** Reads frames from a byte stream (or a readable resource) until it ends. */
+export async function* readFrames<T>(source: FrameSource): AsyncGenerator<T> {
+  // Bytes not yet framed: a list of chunks, joined only once a whole frame is there, so a large
+  // frame arriving in many chunks is copied once rather than once per chunk.
+  let parts: Uint8Array[] = [];
+  let have = 0;
+  let need = 4; // bytes before the next step: a length prefix, then a frame
+  let frameLen = -1;
+  for await (const chunk of chunksOf(source)) {
+    parts.push(chunk);
+    have += chunk.byteLength;
+    if (have < need) continue;
+    let buf = parts.length === 1 ? parts[0]! : concat(parts, have);
+    let offset = 0;
+    for (;;) {
+      if (frameLen < 0) {
+        if (buf.byteLength - offset < 4) break;
+        frameLen = new DataView(buf.buffer, buf.byteOffset + offset, 4).getUint32(0);
+        if (frameLen > MAX_FRAME) {
+          throw new Error(`Frame of ${frameLen} bytes is over the ${MAX_FRAME} limit`);
+        }
+        offset += 4;
+      }
+      if (buf.byteLength - offset < frameLen) break;
+      const body = buf.subarray(offset, offset + frameLen);
+      offset += frameLen;
+      frameLen = -1;
+      yield decodeCbor(body) as T;
+    }
+    buf = buf.subarray(offset);
+    parts = buf.byteLength === 0 ? [] : [buf];
+    have = buf.byteLength;
+    need = frameLen < 0 ? 4 : frameLen;
+  }
+}
+
+function concat(parts: Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}
+
+/** Where frames can be written: a byte stream, or a resource with `write` (a conn). */
+export type FrameSink = WritableStream<Uint8Array> | {
+  write(p: Uint8Array): Promise<number>;
+};
 
 /**
  * Writes frames to a stream, coalescing the frames sent in one tick into one write so a burst of
  * tasks or results costs one syscall, not one per frame. Errors are reported once to `onError`.
+ * A resource sink (a `Deno.Conn`) is written to directly, without stream machinery, and is left
+ * open by {@linkcode FrameWriter.close}: its owner closes it.
  */
 export class FrameWriter<T> {
-  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #write: (bytes: Uint8Array) => Promise<void>;
+  readonly #close: () => Promise<void>;
   readonly #onError: (err: unknown) => void;
   #pending: Uint8Array[] = [];
   #flushing: Promise<void> | undefined;
   #failed = false;
   #closed = false;
 
-  /** Wraps `stream`; `onError` hears about the first failed write. */
-  constructor(stream: WritableStream<Uint8Array>, onError: (err: unknown) => void = () => {}) {
-    this.#writer = stream.getWriter();
+  /** Wraps `sink`; `onError` hears about the first failed write. */
+  constructor(sink: FrameSink, onError: (err: unknown) => void = () => {}) {
+    if (sink instanceof WritableStream) {
+      const writer = sink.getWriter();
+      this.#write = (bytes) => writer.write(bytes);
+      this.#close = () => writer.close().catch(() => {});
+    } else {
+      this.#write = async (bytes) => {
+        let at = 0;
+        while (at < bytes.byteLength) at += await sink.write(bytes.subarray(at));
+      };
+      this.#close = () => Promise.resolve();
+    }
     this.#onError = onError;
   }
 
@@ -99,7 +161,7 @@ export class FrameWriter<T> {
         }
       }
       try {
-        await this.#writer.write(bytes);
+        await this.#write(bytes);
       } catch (err) {
         this.#failed = true;
         this.#onError(err);
@@ -118,6 +180,6 @@ export class FrameWriter<T> {
     if (this.#closed) return;
     await this.drain();
     this.#closed = true;
-    await this.#writer.close().catch(() => {});
+    await this.#close();
   }
 }

@@ -210,8 +210,8 @@ export class Interchange {
 
   async #serve(conn: Deno.Conn): Promise<void> {
     (conn as Deno.TcpConn).setNoDelay(true);
-    const writer = new FrameWriter<ToManager>(conn.writable);
-    const frames = readFrames<FromManager>(conn.readable);
+    const writer = new FrameWriter<ToManager>(conn);
+    const frames = readFrames<FromManager>(conn);
     const nonce = randomHex(16);
     writer.send({ type: "hello", protocol: MANAGER_PROTOCOL_VERSION, nonce });
     const peer = `${(conn.remoteAddr as Deno.NetAddr).hostname}:${
@@ -406,7 +406,11 @@ export class Interchange {
       }
     }
     for (const [m, tasks] of batches) m.writer.send({ type: "tasks", tasks });
-    if (this.#queueHead > 1024 && this.#queueHead * 2 > this.#queue.length) {
+    if (this.#queueHead >= this.#queue.length) {
+      // Drained: drop the handed-out tasks (buffers, statuses) the array still points to.
+      this.#queue = [];
+      this.#queueHead = 0;
+    } else if (this.#queueHead > 1024 && this.#queueHead * 2 > this.#queue.length) {
       this.#queue = this.#queue.slice(this.#queueHead);
       this.#queueHead = 0;
     }

@@ -13,6 +13,7 @@ import { join } from "node:path";
 import type { ResultMessage } from "../../sdk/protocol/mod.ts";
 import { engineCommand, permissionFlags, type WorkerPermissions } from "./command.ts";
 import { FrameWriter, readFrames } from "./frames.ts";
+import { IdleReclaimer } from "./idle_reclaimer.ts";
 import {
   type FromManager,
   MANAGER_PROTOCOL_VERSION,
@@ -112,6 +113,7 @@ export class Manager {
   #pool: WorkerPool | undefined;
   #batch: ResultMessage[] = [];
   #lastHeard = Date.now();
+  readonly #reclaimer = new IdleReclaimer();
 
   private constructor(options: ManagerOptions) {
     this.#o = options;
@@ -126,8 +128,8 @@ export class Manager {
     const o = this.#o;
     const conn = await Deno.connect({ hostname: o.interchange_host, port: o.interchange_port });
     conn.setNoDelay(true);
-    const writer = new FrameWriter<FromManager>(conn.writable);
-    const frames = readFrames<ToManager>(conn.readable);
+    const writer = new FrameWriter<FromManager>(conn);
+    const frames = readFrames<ToManager>(conn);
     const onAbort = () => this.#stop(conn);
     signal?.addEventListener("abort", onAbort, { once: true });
     let heartbeat: ReturnType<typeof setInterval> | undefined;
@@ -181,6 +183,7 @@ export class Manager {
       for await (const msg of frames) {
         this.#lastHeard = Date.now();
         if (msg.type === "tasks") {
+          this.#reclaimer.touch();
           for (const t of msg.tasks) this.#pool.submit({ ...t, statuses: [] });
         } else if (msg.type === "cancel") {
           this.#pool.cancel(msg.task_id);
@@ -192,6 +195,7 @@ export class Manager {
       if (this.#state !== "draining") throw err;
     } finally {
       clearInterval(heartbeat);
+      this.#reclaimer.close();
       signal?.removeEventListener("abort", onAbort);
       this.#state = "draining";
       await this.#pool?.close();
@@ -217,6 +221,7 @@ export class Manager {
     if (this.#batch.length === 0) return;
     const results = this.#batch;
     this.#batch = [];
+    this.#reclaimer.touch();
     this.#writer?.send({ type: "results", results });
   }
 

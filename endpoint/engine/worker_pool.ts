@@ -310,7 +310,11 @@ export class WorkerPool {
   #dispatch(): void {
     while (this.#idle.length > 0 && this.#queueHead < this.#queue.length) {
       const task = this.#queue[this.#queueHead++]!;
-      if (this.#queueHead > 1024 && this.#queueHead * 2 > this.#queue.length) {
+      if (this.#queueHead === this.#queue.length) {
+        // Drained: drop the handed-out tasks the array still points to.
+        this.#queue.length = 0;
+        this.#queueHead = 0;
+      } else if (this.#queueHead > 1024 && this.#queueHead * 2 > this.#queue.length) {
         this.#queue.splice(0, this.#queueHead);
         this.#queueHead = 0;
       }
