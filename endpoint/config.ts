@@ -217,5 +217,10 @@ display_name: ${JSON.stringify(name)}
 engine:
   # Worker subprocesses per node (default: the number of CPU cores).
   # max_workers_per_node: 4
+
+  # Run functions registered with a container in that image (docker, podman, apptainer,
+  # singularity or custom). The image needs funcx-endpoint on its PATH.
+  # container_type: apptainer
+  # container_cmd_options: "--bind /scratch"
 `;
 }

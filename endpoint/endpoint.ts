@@ -18,11 +18,14 @@ import {
   nowNs,
   packMessage,
   type ResultMessage,
+  type TaskContainer,
   TaskState,
   unpackMessage,
 } from "../sdk/protocol/mod.ts";
 import { createEngine, type Engine, PoolClosed } from "./engine/mod.ts";
 import { IdleReclaimer } from "./engine/idle_reclaimer.ts";
+import { failureResult } from "./engine/failure.ts";
+import type { ContainerConfig } from "./engine/container.ts";
 import type { EndpointConfig } from "./config.ts";
 import { ResultBatcher } from "./result_batcher.ts";
 import { ResultStore } from "./result_store.ts";
@@ -288,7 +291,7 @@ export class Endpoint {
       session.ack(msg);
       return;
     }
-    const { task_id: taskId, task_buffer: buffer } = decoded.data;
+    const { task_id: taskId, task_buffer: buffer, container } = decoded.data;
     const running = this.#inFlight.get(taskId);
     if (running) {
       // A redelivery (after a reconnect) of a task we are running: the run acks the newest copy.
@@ -309,7 +312,13 @@ export class Endpoint {
     this.#inFlight.set(taskId, { msg, session });
     this.stats.tasksReceived++;
     const received = nowNs();
-    this.#engine.submit(taskId, buffer).then(
+    const refusal = container ? containerRefusal(this.#config.engine, container) : undefined;
+    const run = refusal
+      ? Promise.resolve(
+        failureResult(taskId, "ContainerUnavailable", refusal, [], ActorName.ENDPOINT),
+      )
+      : this.#engine.submit(taskId, buffer, container?.location);
+    run.then(
       (result) => {
         result.task_statuses = [
           { timestamp: received, state: TaskState.RECEIVED, actor: ActorName.ENDPOINT },
@@ -487,4 +496,27 @@ export class Endpoint {
   async #stopped(): Promise<void> {
     await this.#ended.promise;
   }
+}
+
+/**
+ * Why this endpoint cannot run a task in `container`, or `undefined` when it can: it needs a
+ * container runtime, and one that starts images of the container's type (`custom` takes any;
+ * apptainer and singularity read each other's images).
+ */
+export function containerRefusal(
+  engine: ContainerConfig,
+  container: TaskContainer,
+): string | undefined {
+  const what = `container ${container.container_id} (${container.container_type} image ` +
+    `"${container.location}")`;
+  const runtime = engine.container_type;
+  if (runtime === null) {
+    return `The task must run in ${what}, but this endpoint runs no containers: set ` +
+      "engine.container_type in its config.yaml";
+  }
+  const family = (t: string) => t === "singularity" ? "apptainer" : t;
+  if (runtime !== "custom" && family(runtime) !== family(container.container_type)) {
+    return `The task must run in ${what}, but this endpoint's container runtime is ${runtime}`;
+  }
+  return undefined;
 }

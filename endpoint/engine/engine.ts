@@ -43,7 +43,7 @@ export interface Engine {
    * Runs a task. Resolves with its result; rejects (with {@linkcode PoolClosed}) only when the
    * engine closed before the task finished (the daemon then returns the task to the broker).
    */
-  submit(taskId: string, buffer: string): Promise<ResultMessage>;
+  submit(taskId: string, buffer: string, container?: string): Promise<ResultMessage>;
   /**
    * Cancels a task: a queued one never runs, a running one has its worker killed; either way its
    * `submit` resolves with a `TaskCancelled` failure. Returns `false` when the task is unknown or

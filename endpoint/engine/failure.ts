@@ -20,7 +20,8 @@ export type EngineFailure =
   | "WorkerLost"
   | "ManagerLost"
   | "TaskCancelled"
-  | "TaskWalltimeExceeded";
+  | "TaskWalltimeExceeded"
+  | "ContainerUnavailable";
 
 /** A failed result named `name`, with `statuses` followed by a `failed` transition. */
 export function failureResult(

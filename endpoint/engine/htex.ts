@@ -183,9 +183,9 @@ export class HighThroughputEngine implements Engine, AsyncDisposable {
     return [...this.#blocks.values()].flatMap((b) => (b.handle ? [b.handle] : []));
   }
 
-  /** Runs a task; resolves with its result. */
-  submit(taskId: string, buffer: string): Promise<ResultMessage> {
-    return this.#interchange.submit(taskId, buffer);
+  /** Runs a task (in the container image `container`, if given); resolves with its result. */
+  submit(taskId: string, buffer: string, container?: string): Promise<ResultMessage> {
+    return this.#interchange.submit(taskId, buffer, container);
   }
 
   /** Cancels a queued or running task. */
@@ -228,6 +228,12 @@ export class HighThroughputEngine implements Engine, AsyncDisposable {
       heartbeat_threshold: c.heartbeat_threshold,
       run_dir: this.#runDir,
       worker_command: this.#options.workerCommand ? [...this.#options.workerCommand] : null,
+      container: {
+        container_type: c.container_type,
+        container_cmd_options: c.container_cmd_options,
+        container_launch_cmd: c.container_launch_cmd,
+        container_worker_cmd: c.container_worker_cmd,
+      },
     };
   }
 

@@ -58,6 +58,7 @@ export type ManagerEvent =
 interface Task {
   readonly taskId: string;
   readonly buffer: string;
+  readonly container: string | undefined;
   readonly promise: Promise<ResultMessage>;
   readonly resolve: (r: ResultMessage) => void;
   readonly reject: (err: Error) => void;
@@ -121,8 +122,8 @@ export class Interchange {
     return this.#state;
   }
 
-  /** Queues a task; resolves with its result. */
-  submit(taskId: string, buffer: string): Promise<ResultMessage> {
+  /** Queues a task (to run in the container image `container`, if given); resolves with its result. */
+  submit(taskId: string, buffer: string, container?: string): Promise<ResultMessage> {
     if (this.#state !== "running") return Promise.reject(new PoolClosed(taskId));
     const known = this.#tasks.get(taskId);
     if (known) return known.promise;
@@ -130,6 +131,7 @@ export class Interchange {
     const task: Task = {
       taskId,
       buffer,
+      container,
       promise,
       resolve,
       reject,
@@ -400,7 +402,11 @@ export class Interchange {
           });
           let batch = batches.get(m);
           if (!batch) batches.set(m, batch = []);
-          batch.push({ task_id: t.taskId, buffer: t.buffer });
+          batch.push(
+            t.container === undefined
+              ? { task_id: t.taskId, buffer: t.buffer }
+              : { task_id: t.taskId, buffer: t.buffer, container: t.container },
+          );
           progress = true;
         }
       }

@@ -21,6 +21,7 @@ import {
   type ToManager,
 } from "./manager_protocol.ts";
 import { WorkerPool } from "./worker_pool.ts";
+import { containerCommand, type ContainerConfig } from "./container.ts";
 
 const log = getLogger(["funcx", "endpoint", "manager"]);
 
@@ -61,6 +62,8 @@ export interface ManagerOptions {
   run_dir: string;
   /** Worker command line override (tests). */
   worker_command: string[] | null;
+  /** How workers in containers start; absent or `container_type: null` for none. */
+  container?: ContainerConfig | undefined;
 }
 
 /** How many workers a node gets: the tightest of the count, cores, memory and accelerators. */
@@ -256,6 +259,9 @@ export class Manager {
       accelerators: o.available_accelerators,
       walltimeS: o.task_walltime_s,
       memLimitMb,
+      containerCommand: o.container?.container_type
+        ? (location: string) => containerCommand(o.container!, location)
+        : undefined,
     });
   }
 }

@@ -20,6 +20,8 @@ export interface WireTask {
   task_id: string;
   /** The task buffer (packed function and arguments). */
   buffer: string;
+  /** The container image it runs in; absent for a plain worker. */
+  container?: string;
 }
 
 /** What the interchange sends a manager. */

@@ -7,6 +7,7 @@
  */
 import { z } from "zod";
 import { type EngineOptions, HighThroughputEngine } from "./htex.ts";
+import { containerConfigProblem, ContainerConfigSchema } from "./container.ts";
 
 export type { BlockCounts, Engine, EngineStatus } from "./engine.ts";
 export { PoolClosed } from "./engine.ts";
@@ -141,7 +142,16 @@ export const EngineConfigSchema = z.object({
   task_walltime_s: z.number().positive().nullable().default(null),
   /** Folder of manager and worker logs; null for a temporary one removed on close. */
   run_dir: z.string().min(1).nullable().default(null),
+  ...ContainerConfigSchema.shape,
 }).strict().transform((c, ctx) => {
+  const problem = containerConfigProblem(c);
+  if (problem) {
+    ctx.addIssue({
+      code: "custom",
+      path: [c.container_launch_cmd ? "container_launch_cmd" : "container_type"],
+      message: problem,
+    });
+  }
   const init = c.init_blocks ?? c.managers ?? 1;
   const min = c.min_blocks ?? c.managers ?? (c.provider.type === "local" ? init : 0);
   const max = c.max_blocks ?? c.managers ?? Math.max(1, init, min);

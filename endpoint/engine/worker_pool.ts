@@ -43,6 +43,13 @@ export interface WorkerPoolOptions {
   startTimeoutS?: number;
   /** Seconds `close()` waits for running tasks before killing workers. @default 5 */
   graceS?: number;
+  /**
+   * Command line that starts a worker inside the container image `location`; without it, tasks
+   * that need a container fail with `ContainerUnavailable`. @default undefined
+   */
+  containerCommand?: ((location: string) => string[]) | undefined;
+  /** Seconds a worker in a container may take to say hello (an image may be pulled). @default 300 */
+  containerStartTimeoutS?: number;
 }
 
 /** Lifecycle of the pool. */
@@ -56,10 +63,54 @@ export interface PoolTask {
   buffer: string;
   /** Transitions recorded before the pool (interchange); the pool adds `running`. */
   statuses: TaskTransition[];
+  /** The container image it runs in; absent for a plain worker. */
+  container?: string | undefined;
+}
+
+/** A FIFO of tasks of one kind (plain, or one container image). */
+class TaskQueue {
+  items: PoolTask[] = [];
+  head = 0;
+
+  get size(): number {
+    return this.items.length - this.head;
+  }
+
+  push(t: PoolTask): void {
+    this.items.push(t);
+  }
+
+  shift(): PoolTask | undefined {
+    if (this.head >= this.items.length) return undefined;
+    const t = this.items[this.head++]!;
+    if (this.head === this.items.length) {
+      // Drained: drop the handed-out tasks the array still points to.
+      this.items.length = 0;
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items.splice(0, this.head);
+      this.head = 0;
+    }
+    return t;
+  }
+
+  remove(taskId: string): PoolTask | undefined {
+    for (let i = this.head; i < this.items.length; i++) {
+      const t = this.items[i]!;
+      if (t.task_id !== taskId) continue;
+      this.items.splice(i, 1);
+      return t;
+    }
+    return undefined;
+  }
 }
 
 class WorkerProc {
   readonly n: number;
+  /** `""` for a plain worker, else the container image it runs in. */
+  readonly kind: string;
+  /** Asked to exit so a worker of this kind can take its place. */
+  switchTo: string | undefined;
   readonly child: Deno.ChildProcess;
   readonly writer: FrameWriter<ToWorker>;
   readonly logPath: string;
@@ -75,6 +126,7 @@ class WorkerProc {
 
   constructor(
     n: number,
+    kind: string,
     child: Deno.ChildProcess,
     logFile: Deno.FsFile,
     logPath: string,
@@ -82,6 +134,7 @@ class WorkerProc {
     onResult: (w: WorkerProc, r: ResultMessage) => void,
   ) {
     this.n = n;
+    this.kind = kind;
     this.child = child;
     this.logPath = logPath;
     this.accelerator = accelerator;
@@ -150,9 +203,12 @@ export async function fileTail(path: string, bytes = 2000): Promise<string> {
 /** A pool of worker subprocesses, owned by one manager. */
 export class WorkerPool {
   readonly #opts: Required<WorkerPoolOptions>;
-  readonly #queue: PoolTask[] = [];
-  #queueHead = 0;
-  readonly #idle: WorkerProc[] = [];
+  /** Waiting tasks by kind: `""` for plain workers, else a container image. */
+  readonly #queues = new Map<string, TaskQueue>([["", new TaskQueue()]]);
+  /** Idle workers by kind. */
+  readonly #idle = new Map<string, WorkerProc[]>([["", []]]);
+  /** Workers starting (or about to, in place of a switching one), by kind. */
+  readonly #coming = new Map<string, number>();
   readonly #workers = new Set<WorkerProc>();
   readonly #running = new Map<string, WorkerProc>();
   readonly #freeAccelerators: string[];
@@ -162,6 +218,8 @@ export class WorkerPool {
 
   private constructor(options: WorkerPoolOptions) {
     this.#opts = {
+      containerCommand: undefined,
+      containerStartTimeoutS: 300,
       env: Deno.env.toObject(),
       accelerators: [],
       walltimeS: null,
@@ -181,7 +239,7 @@ export class WorkerPool {
     const pool = new WorkerPool(options);
     await Deno.mkdir(options.logDir, { recursive: true });
     try {
-      await Promise.all(Array.from({ length: options.workers }, () => pool.#spawn()));
+      await Promise.all(Array.from({ length: options.workers }, () => pool.#spawn("")));
     } catch (err) {
       await pool.close();
       throw err;
@@ -203,15 +261,59 @@ export class WorkerPool {
 
   /** Idle workers. */
   get idleCount(): number {
-    return this.#idle.length;
+    let n = 0;
+    for (const list of this.#idle.values()) n += list.length;
+    return n;
   }
 
   /** Tasks waiting for a worker. */
   get pendingCount(): number {
-    return this.#queue.length - this.#queueHead;
+    let n = 0;
+    for (const q of this.#queues.values()) n += q.size;
+    return n;
   }
 
-  async #spawn(): Promise<void> {
+  /** Live workers by kind (`""`: plain; else the container image). */
+  get workerKinds(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const w of this.#workers) out.set(w.kind, (out.get(w.kind) ?? 0) + 1);
+    return out;
+  }
+
+  #queueOf(kind: string): TaskQueue {
+    let q = this.#queues.get(kind);
+    if (!q) this.#queues.set(kind, q = new TaskQueue());
+    return q;
+  }
+
+  #idleOf(kind: string): WorkerProc[] {
+    let list = this.#idle.get(kind);
+    if (!list) this.#idle.set(kind, list = []);
+    return list;
+  }
+
+  /** Starts a worker of `kind`; a container worker that cannot start fails its kind's tasks. */
+  async #spawn(kind: string): Promise<void> {
+    this.#coming.set(kind, (this.#coming.get(kind) ?? 0) + 1);
+    try {
+      await this.#startWorker(kind);
+    } catch (err) {
+      if (kind === "") throw err;
+      // The image could not start a worker: say why to every task waiting for it, and keep the
+      // pool at full strength with a plain worker instead.
+      const message = `Cannot start a worker in container "${kind}": ${(err as Error).message}`;
+      log.error("{message}", { message });
+      const q = this.#queues.get(kind);
+      for (let t = q?.shift(); t; t = q?.shift()) {
+        this.#opts.onResult(failureResult(t.task_id, "ContainerUnavailable", message, t.statuses));
+      }
+      if (this.#state === "running") await this.#startWorker("");
+    } finally {
+      this.#coming.set(kind, (this.#coming.get(kind) ?? 1) - 1);
+    }
+  }
+
+  async #startWorker(kind: string): Promise<void> {
     const n = this.#next++;
     const accelerator = this.#opts.accelerators.length > 0
       ? this.#freeAccelerators.shift()
@@ -232,7 +334,13 @@ export class WorkerPool {
       if (accelerator !== undefined) this.#freeAccelerators.push(accelerator);
       throw new Error(`Worker pool is ${this.#state}`);
     }
-    const [cmd, ...args] = this.#opts.command;
+    const command = kind === "" ? this.#opts.command : this.#opts.containerCommand?.(kind);
+    if (!command) {
+      logFile.close();
+      if (accelerator !== undefined) this.#freeAccelerators.push(accelerator);
+      throw new Error("this endpoint runs no containers (engine.container_type is unset)");
+    }
+    const [cmd, ...args] = command;
     let child: Deno.ChildProcess;
     try {
       child = new Deno.Command(cmd!, {
@@ -248,19 +356,29 @@ export class WorkerPool {
       if (accelerator !== undefined) this.#freeAccelerators.push(accelerator);
       throw err;
     }
-    const w = new WorkerProc(n, child, logFile, logPath, accelerator, (w, r) => this.#done(w, r));
+    const w = new WorkerProc(
+      n,
+      kind,
+      child,
+      logFile,
+      logPath,
+      accelerator,
+      (w, r) => this.#done(w, r),
+    );
     this.#workers.add(w);
     const startedAt = Date.now();
     w.settled = w.exited.then((status) => this.#lost(w, status, Date.now() - startedAt));
     let timer: ReturnType<typeof setTimeout> | undefined;
+    const startTimeoutS = kind === ""
+      ? this.#opts.startTimeoutS
+      : Math.max(this.#opts.startTimeoutS, this.#opts.containerStartTimeoutS);
     try {
       await Promise.race([
         w.ready,
         new Promise((_, reject) => {
           timer = setTimeout(
-            () =>
-              reject(new Error(`Worker ${n} did not start within ${this.#opts.startTimeoutS} s`)),
-            this.#opts.startTimeoutS * 1000,
+            () => reject(new Error(`Worker ${n} did not start within ${startTimeoutS} s`)),
+            startTimeoutS * 1000,
           );
         }),
       ]);
@@ -272,7 +390,7 @@ export class WorkerPool {
     } finally {
       clearTimeout(timer);
     }
-    this.#idle.push(w);
+    this.#idleOf(kind).push(w);
     this.#dispatch();
   }
 
@@ -284,7 +402,20 @@ export class WorkerPool {
       );
       return;
     }
-    this.#queue.push(task);
+    const kind = task.container ?? "";
+    if (kind !== "" && !this.#opts.containerCommand) {
+      this.#opts.onResult(
+        failureResult(
+          task.task_id,
+          "ContainerUnavailable",
+          `Task "${task.task_id}" must run in container "${kind}", but this endpoint runs no ` +
+            "containers: set engine.container_type in its config.yaml",
+          task.statuses,
+        ),
+      );
+      return;
+    }
+    this.#queueOf(kind).push(task);
     this.#dispatch();
   }
 
@@ -295,10 +426,9 @@ export class WorkerPool {
       this.#kill(running, "TaskCancelled", `Task "${taskId}" was cancelled while running`);
       return true;
     }
-    for (let i = this.#queueHead; i < this.#queue.length; i++) {
-      const t = this.#queue[i]!;
-      if (t.task_id !== taskId) continue;
-      this.#queue.splice(i, 1);
+    for (const q of this.#queues.values()) {
+      const t = q.remove(taskId);
+      if (!t) continue;
       this.#opts.onResult(
         failureResult(taskId, "TaskCancelled", `Task "${taskId}" was cancelled`, t.statuses),
       );
@@ -308,35 +438,65 @@ export class WorkerPool {
   }
 
   #dispatch(): void {
-    while (this.#idle.length > 0 && this.#queueHead < this.#queue.length) {
-      const task = this.#queue[this.#queueHead++]!;
-      if (this.#queueHead === this.#queue.length) {
-        // Drained: drop the handed-out tasks the array still points to.
-        this.#queue.length = 0;
-        this.#queueHead = 0;
-      } else if (this.#queueHead > 1024 && this.#queueHead * 2 > this.#queue.length) {
-        this.#queue.splice(0, this.#queueHead);
-        this.#queueHead = 0;
-      }
-      const w = this.#idle.pop()!;
-      w.current = task;
-      task.statuses.push({
-        timestamp: nowNs(),
-        state: TaskState.RUNNING,
-        actor: ActorName.MANAGER,
-      });
-      this.#running.set(task.task_id, w);
-      const walltime = this.#opts.walltimeS;
-      if (walltime !== null) {
-        w.timer = setTimeout(() =>
-          this.#kill(
-            w,
-            "TaskWalltimeExceeded",
-            `Task "${task.task_id}" exceeded its walltime of ${walltime} s; its worker was killed`,
-          ), walltime * 1000);
-      }
-      w.writer.send({ type: "task", task_id: task.task_id, buffer: task.buffer });
+    for (const [kind, queue] of this.#queues) {
+      const idle = this.#idle.get(kind);
+      while (idle && idle.length > 0 && queue.size > 0) this.#run(idle.pop()!, queue.shift()!);
     }
+    this.#switchWorkers();
+  }
+
+  /**
+   * When tasks of one kind wait with no worker of that kind free or coming, an idle worker of a
+   * kind nobody is waiting for exits and a worker of the wanted kind starts in its place.
+   */
+  #switchWorkers(): void {
+    if (this.#state !== "running") return;
+    for (const [kind, queue] of this.#queues) {
+      while (queue.size > (this.#coming.get(kind) ?? 0)) {
+        const spare = this.#spareWorker(kind);
+        if (!spare) break;
+        spare.switchTo = kind;
+        this.#coming.set(kind, (this.#coming.get(kind) ?? 0) + 1);
+        log.info("Worker {n} ({from}) makes way for a worker in {to}", {
+          n: spare.n,
+          from: spare.kind || "plain",
+          to: kind || "plain",
+        });
+        spare.writer.send({ type: "shutdown" });
+        void spare.writer.close();
+      }
+    }
+  }
+
+  /** An idle worker of another kind whose own queue is empty, taken out of the idle lists. */
+  #spareWorker(kind: string): WorkerProc | undefined {
+    for (const [other, idle] of this.#idle) {
+      if (other === kind || idle.length === 0 || (this.#queues.get(other)?.size ?? 0) > 0) {
+        continue;
+      }
+      return idle.pop();
+    }
+    return undefined;
+  }
+
+  #run(w: WorkerProc, task: PoolTask): void {
+    w.current = task;
+    task.statuses.push({
+      timestamp: nowNs(),
+      state: TaskState.RUNNING,
+      actor: ActorName.MANAGER,
+    });
+    this.#running.set(task.task_id, w);
+    const walltime = this.#opts.walltimeS;
+    if (walltime !== null) {
+      w.timer = setTimeout(() =>
+        this.#kill(
+          w,
+          "TaskWalltimeExceeded",
+          `Task "${task.task_id}" exceeded its walltime of ${walltime} s; its worker was killed`,
+        ), walltime * 1000);
+    }
+    w.writer.send({ type: "task", task_id: task.task_id, buffer: task.buffer });
   }
 
   #kill(w: WorkerProc, name: EngineFailure, message: string): void {
@@ -352,15 +512,16 @@ export class WorkerPool {
     this.#running.delete(task.task_id);
     result.task_statuses = [...task.statuses, ...(result.task_statuses ?? [])];
     this.#opts.onResult(result);
-    this.#idle.push(w);
+    this.#idleOf(w.kind).push(w);
     this.#dispatch();
   }
 
   async #lost(w: WorkerProc, status: Deno.CommandStatus, livedMs: number): Promise<void> {
     clearTimeout(w.timer);
     this.#workers.delete(w);
-    const i = this.#idle.indexOf(w);
-    if (i >= 0) this.#idle.splice(i, 1);
+    const idle = this.#idleOf(w.kind);
+    const i = idle.indexOf(w);
+    if (i >= 0) idle.splice(i, 1);
     if (w.accelerator !== undefined) this.#freeAccelerators.push(w.accelerator);
     const task = w.current;
     w.current = undefined;
@@ -385,14 +546,19 @@ export class WorkerPool {
       }
       this.#opts.onResult(failureResult(task.task_id, name, message, task.statuses));
     }
-    if (this.#state === "running") {
+    if (this.#state === "running" && w.switchTo !== undefined) {
+      // It made way for a worker of another kind (counted as coming since the switch).
+      const kind = w.switchTo;
+      this.#coming.set(kind, (this.#coming.get(kind) ?? 1) - 1);
+      this.#spawn(kind).catch((err) => log.error("Cannot start a worker: {err}", { err }));
+    } else if (this.#state === "running") {
       if (!w.killReason) log.warn("Worker {n} exited; starting a replacement", { n: w.n });
       // A worker that dies at start-up would otherwise be restarted in a tight loop.
       const delay = w.isReady && livedMs > 1000 ? 0 : 1000;
       const timer = setTimeout(() => {
         this.#timers.delete(timer);
         if (this.#state !== "running") return;
-        this.#spawn().catch((err) => log.error("Cannot replace a worker: {err}", { err }));
+        this.#spawn(w.kind).catch((err) => log.error("Cannot replace a worker: {err}", { err }));
       }, delay);
       this.#timers.add(timer);
     }
@@ -414,9 +580,12 @@ export class WorkerPool {
     clearTimeout(timer);
     for (const w of workers) w.kill();
     await Promise.all(workers.map((w) => w.settled));
-    while (this.#queueHead < this.#queue.length) {
-      const t = this.#queue[this.#queueHead++]!;
-      this.#opts.onResult(failureResult(t.task_id, "WorkerLost", "Manager shut down", t.statuses));
+    for (const q of this.#queues.values()) {
+      for (let t = q.shift(); t; t = q.shift()) {
+        this.#opts.onResult(
+          failureResult(t.task_id, "WorkerLost", "Manager shut down", t.statuses),
+        );
+      }
     }
     this.#state = "stopped";
   }
