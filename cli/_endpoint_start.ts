@@ -37,35 +37,8 @@ import type { EndpointRegistration, FuncXClient } from "../sdk/client.ts";
 import { configureEndpointLogging } from "./_endpoint_logging.ts";
 import { loginClient, NotLoggedIn } from "./_endpoint_login.ts";
 
-/** Exit codes of funcX (sysexits.h), so supervisors can tell a retryable failure from a final one. */
-export const EXIT = {
-  OK: 0,
-  ERROR: 1,
-  DATAERR: 65,
-  UNAVAILABLE: 69,
-  SOFTWARE: 70,
-  TEMPFAIL: 75,
-} as const;
-
-/** Ends the command with a message and an exit code. */
-export class CliExit extends Error {
-  /** The exit code. */
-  readonly code: number;
-  /** Builds the error. */
-  constructor(code: number, message: string) {
-    super(message);
-    this.name = "CliExit";
-    this.code = code;
-  }
-}
-
-/** Options every command takes. */
-export interface CommonOptions {
-  configDir: string;
-  debug: boolean;
-  logToConsole: boolean;
-  color: boolean;
-}
+export { CliExit, type CommonOptions, EXIT } from "./_endpoint_exit.ts";
+import { CliExit, type CommonOptions, EXIT } from "./_endpoint_exit.ts";
 
 /** Flags of `start`. */
 export interface StartFlags {

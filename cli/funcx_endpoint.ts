@@ -8,30 +8,15 @@
  */
 import { Command } from "commander";
 import { join } from "node:path";
-import { ENDPOINT_VERSION } from "../endpoint/endpoint.ts";
-import {
-  CliExit,
-  type CommonOptions,
-  daemonCommandMain,
-  EXIT,
-  startCommand,
-  type StartFlags,
-} from "./_endpoint_start.ts";
-import {
-  configureCommand,
-  deleteCommand,
-  listCommand,
-  logoutCommand,
-  stopCommand,
-  whoamiCommand,
-} from "./_endpoint_commands.ts";
-import {
-  completionScript,
-  detectShell,
-  installCompletion,
-  type Shell,
-  SHELLS,
-} from "./_endpoint_completion.ts";
+import { ENDPOINT_VERSION } from "../endpoint/version.ts";
+import { CliExit, type CommonOptions, EXIT } from "./_endpoint_exit.ts";
+import type { StartFlags } from "./_endpoint_start.ts";
+
+// Each command loads its modules when it runs, so the engine's `__worker` and `__manager` (in a
+// compiled binary) and the daemon do not carry the code of the commands they never use.
+const startModule = () => import("./_endpoint_start.ts");
+const commandsModule = () => import("./_endpoint_commands.ts");
+const completionModule = () => import("./_endpoint_completion.ts");
 
 function withCommon(cmd: Command): Command {
   return cmd
@@ -95,6 +80,7 @@ const program = withCommon(new Command("funcx-endpoint"))
   .showHelpAfterError()
   .action(async (o: Record<string, unknown>, cmd: Command) => {
     if (o["installCompletion"] === undefined) return cmd.help();
+    const { detectShell, installCompletion, SHELLS } = await completionModule();
     const shell = typeof o["installCompletion"] === "string"
       ? o["installCompletion"]
       : detectShell();
@@ -104,7 +90,7 @@ const program = withCommon(new Command("funcx-endpoint"))
         `Cannot install completion for shell "${shell ?? "?"}": use bash, zsh or fish`,
       );
     }
-    const file = await installCompletion(shell as Shell, program.name());
+    const file = await installCompletion(shell as typeof SHELLS[number], program.name());
     console.log(`Completion for ${shell} installed in "${file}"; open a new shell to use it`);
   });
 
@@ -120,18 +106,28 @@ withCommon(program.command("configure [name]"))
   )
   .action(
     run((name, o, cmd) =>
-      configureCommand(name, common(cmd), o.endpointConfig as string | undefined)
+      commandsModule().then((m) =>
+        m.configureCommand(name, common(cmd), o.endpointConfig as string | undefined)
+      )
     ),
   );
 
 withStartFlags(withCommon(program.command("start [name]")))
   .option("--endpoint-id <uuid>", "same as --endpoint-uuid")
   .description("Register the endpoint and run it (in the background unless --foreground)")
-  .action(run((name, o, cmd) => startCommand(name, startFlags(o), common(cmd))));
+  .action(
+    run(async (name, o, cmd) =>
+      (await startModule()).startCommand(name, startFlags(o), common(cmd))
+    ),
+  );
 
 withStartFlags(withCommon(program.command("__daemon <name>", { hidden: true })))
   .option("--parent <pid:ticks>", "the process to die with")
-  .action(run((name, o, cmd) => daemonCommandMain(name, startFlags(o), common(cmd))));
+  .action(
+    run(async (name, o, cmd) =>
+      (await startModule()).daemonCommandMain(name, startFlags(o), common(cmd))
+    ),
+  );
 
 // The engine's processes, for a `deno compile`d binary (under `deno run` they are separate files).
 program.command("__manager", { hidden: true }).action(async () => {
@@ -147,18 +143,22 @@ program.command("__worker", { hidden: true }).action(async () => {
 withCommon(program.command("stop [name]"))
   .description("Stop the endpoint and all its processes")
   .option("--remote", "also lock it on the service, so every process using its id stops")
-  .action(run((name, o, cmd) => stopCommand(name, { remote: Boolean(o["remote"]) }, common(cmd))));
+  .action(
+    run(async (name, o, cmd) =>
+      (await commandsModule()).stopCommand(name, { remote: Boolean(o["remote"]) }, common(cmd))
+    ),
+  );
 
 withStartFlags(withCommon(program.command("restart [name]")))
   .description("Stop, then start the endpoint")
   .action(run(async (name, o, cmd) => {
-    await stopCommand(name, {}, common(cmd));
-    return await startCommand(name, startFlags(o), common(cmd));
+    await (await commandsModule()).stopCommand(name, {}, common(cmd));
+    return await (await startModule()).startCommand(name, startFlags(o), common(cmd));
   }));
 
 withCommon(program.command("list"))
   .description("List endpoints with their local status")
-  .action(run((_n, _o, cmd) => listCommand(common(cmd))));
+  .action(run(async (_n, _o, cmd) => (await commandsModule()).listCommand(common(cmd))));
 
 withCommon(program.command("delete [name]"))
   .description("Delete the endpoint on the service and here")
@@ -166,26 +166,33 @@ withCommon(program.command("delete [name]"))
   .option("--force", "delete it here even if the service cannot")
   .action(
     run((name, o, cmd) =>
-      deleteCommand(name, { yes: Boolean(o["yes"]), force: Boolean(o["force"]) }, common(cmd))
+      commandsModule().then((m) =>
+        m.deleteCommand(name, { yes: Boolean(o["yes"]), force: Boolean(o["force"]) }, common(cmd))
+      )
     ),
   );
 
 withCommon(program.command("logout"))
   .description("Remove stored tokens")
   .option("--force", "even while endpoints are running")
-  .action(run((_n, o, cmd) => logoutCommand({ force: Boolean(o["force"]) }, common(cmd))));
+  .action(
+    run(async (_n, o, cmd) =>
+      (await commandsModule()).logoutCommand({ force: Boolean(o["force"]) }, common(cmd))
+    ),
+  );
 
 withCommon(program.command("whoami"))
   .description("Show which service and identity this uses")
-  .action(run((_n, _o, cmd) => whoamiCommand(common(cmd))));
+  .action(run(async (_n, _o, cmd) => (await commandsModule()).whoamiCommand(common(cmd))));
 
 withCommon(program.command("completion <shell>"))
   .description("Print the completion script for bash, zsh or fish")
-  .action((shell: string) => {
+  .action(async (shell: string) => {
+    const { completionScript, SHELLS } = await completionModule();
     if (!(SHELLS as readonly string[]).includes(shell)) {
       throw new CliExit(EXIT.ERROR, `Unknown shell "${shell}": use bash, zsh or fish`);
     }
-    console.log(completionScript(program, shell as Shell));
+    console.log(completionScript(program, shell as typeof SHELLS[number]));
   });
 
 try {

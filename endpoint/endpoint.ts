@@ -36,8 +36,7 @@ export { EndpointRefused } from "./broker_session.ts";
 
 const log = getLogger(["funcx", "endpoint"]);
 
-/** Version of the endpoint software. */
-export const ENDPOINT_VERSION = "0.2.0";
+export { ENDPOINT_VERSION } from "./version.ts";
 
 /** The daemon gave up reaching the broker after `max_consecutive_failures` attempts. */
 export class BrokerUnreachable extends Error {

@@ -9,7 +9,7 @@ import { hostname } from "node:os";
 import type { EndpointRegistration, FuncXClient } from "../sdk/client.ts";
 import { FuncxAPIError } from "../sdk/errors.ts";
 import type { EndpointConfig } from "./config.ts";
-import { ENDPOINT_VERSION } from "./endpoint.ts";
+import { ENDPOINT_VERSION } from "./version.ts";
 
 /** Why a registration failed. */
 export type RegistrationFailure = "blocked" | "unreachable" | "unauthorized" | "bad_response";
