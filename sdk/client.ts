@@ -613,7 +613,8 @@ export class FuncXClient {
   ): Promise<EndpointRegistration> {
     return await this.#request<EndpointRegistration>("post", "v2/endpoints", {
       endpoint_name: name,
-      endpoint_uuid: options.endpointId ?? null,
+      // Always an id, so that a retry after a lost answer registers the same endpoint.
+      endpoint_uuid: options.endpointId ?? crypto.randomUUID(),
       metadata: options.metadata ?? {},
     });
   }

@@ -30,7 +30,6 @@ export const API_VERSION = "0.1.0";
 export const IDEMPOTENT_PATHS: readonly string[] = [
   "/v2/submit",
   "/v2/functions",
-  "/v2/endpoints",
   "/v2/containers",
 ];
 

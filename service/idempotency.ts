@@ -1,6 +1,6 @@
 /**
  * Idempotent POSTs: a request to one of the creating routes (`/v2/submit`, `/v2/functions`,
- * `/v2/endpoints`) that carries an `Idempotency-Key` header is carried out once per user and
+ * `/v2/containers`) that carries an `Idempotency-Key` header is carried out once per user and
  * key. The key is reserved in the store before the route runs (an insert that conflicts, so two
  * replicas cannot both win) and the answer is stored after it; a repeat of the same request gets
  * the stored answer with `Idempotent-Replayed: true`. The SDK sends a fresh key per logical
@@ -13,9 +13,9 @@
  * - keys are kept 24 h; an attempt that has not finished after its lease (its replica died) may be
  *   taken over by a retry of the same request.
  *
- * A stored endpoint registration answer holds the endpoint's broker login: replaying it is the
- * point (the client that lost the first answer gets working credentials), so the table is as
- * sensitive as those credentials until the key expires.
+ * Endpoint registration is not among them: its answer holds the endpoint's broker login, which
+ * must not be kept at rest. It is idempotent by its id instead (the SDK always sends one), and a
+ * repeat rotates the login, so the last answer is the one that works.
  *
  * @module
  */

@@ -227,13 +227,19 @@ Deno.test("service replicas: two services share one PostgreSQL and one broker", 
       assert.equal(f1.body["function_uuid"], f2.body["function_uuid"]);
       const f3 = await post(B, "/v2/functions", token, fnBody, crypto.randomUUID());
       assert.notEqual(f3.body["function_uuid"], f1.body["function_uuid"]);
+      // Registration is idempotent by its id, not by key: no broker login is kept to replay.
       const epKey = crypto.randomUUID();
-      const e1 = await post(A, "/v2/endpoints", token, { endpoint_name: "new-ep" }, epKey);
-      const e2 = await post(B, "/v2/endpoints", token, { endpoint_name: "new-ep" }, epKey);
-      assert.equal(e2.headers.get("idempotent-replayed"), "true");
-      assert.equal(e1.body["endpoint_id"], e2.body["endpoint_id"]);
+      const newEp = { endpoint_name: "new-ep", endpoint_uuid: crypto.randomUUID() };
+      const e1 = await post(A, "/v2/endpoints", token, newEp, epKey);
+      const e2 = await post(B, "/v2/endpoints", token, newEp, epKey);
+      assert.equal(e2.headers.get("idempotent-replayed"), null);
+      assert.equal(e1.body["endpoint_id"], newEp.endpoint_uuid);
+      assert.equal(e2.body["endpoint_id"], newEp.endpoint_uuid);
+      const login = (r: typeof e1) =>
+        (r.body["task_queue_info"] as { connection_url: string }).connection_url;
+      assert.notEqual(login(e1), login(e2), "the repeat rotated the broker login");
       const list = await api(A, "GET", "/v2/endpoints", { token });
-      assert.equal((list.body as unknown as unknown[]).length, 2, "a second endpoint was made");
+      assert.equal((list.body as unknown as unknown[]).length, 2, "no third endpoint was made");
     });
 
     await t.step("a key whose first request is still running is 409 with Retry-After", async () => {
