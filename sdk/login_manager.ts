@@ -44,7 +44,16 @@ async function postForm(
   url: string,
   form: Record<string, string>,
 ): Promise<{ status: number; body: Record<string, unknown> }> {
-  const res = await fetch(url, { method: "POST", body: new URLSearchParams(form) });
+  let res: Response;
+  try {
+    res = await fetch(url, { method: "POST", body: new URLSearchParams(form) });
+  } catch (err) {
+    throw new FuncxAPIError(
+      0,
+      "network_error",
+      `Cannot reach the service at ${new URL(url).origin}: ${(err as Error).message}`,
+    );
+  }
   const text = await res.text();
   let body: Record<string, unknown> = {};
   try {
@@ -122,12 +131,23 @@ export class LoginManager {
         grant_type: "refresh_token",
         refresh_token: t.refreshToken,
       });
-      if (res.status !== 200) {
+      if (res.status === 400 || res.status === 401) {
+        // The refresh token itself was refused (expired, revoked, rotated away): only a new
+        // login helps, and the stale one is dropped.
         log.warn("Cannot renew the login ({error}): log in again", {
           error: String(res.body["error"] ?? res.status),
         });
         store.delete(this.environment);
         return undefined;
+      }
+      if (res.status !== 200) {
+        // The service could not answer now: the login itself may be fine, so it is kept.
+        throw new FuncxAPIError(
+          res.status,
+          "login_renewal_failed",
+          `Cannot renew the login: the service at ${this.serviceAddress} answered HTTP ` +
+            `${res.status}; the login is kept, try again later`,
+        );
       }
       this.#save(store, res.body);
       return String(res.body["access_token"]);

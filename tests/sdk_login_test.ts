@@ -98,6 +98,33 @@ await lm.close();
     }
   });
 
+  await t.step("a renewal the service cannot answer keeps the login", async () => {
+    await new Promise((r) => setTimeout(r, 2500)); // the stored token is due for renewal
+    const port = Number(new URL(base).port);
+    await fx.service.process.stop();
+    // Something answering 503 where the service was (a proxy in front of a service down).
+    const down = Deno.serve(
+      { hostname: "127.0.0.1", port, onListen: () => {} },
+      () => new Response("maintenance", { status: 503 }),
+    );
+    try {
+      const lm = manager();
+      const err = await lm.accessToken().then(() => undefined, (e) => e);
+      assert.ok(err instanceof FuncxAPIError, String(err));
+      assert.equal(err.codeName, "login_renewal_failed");
+      assert.match(err.message, /HTTP 503; the login is kept/);
+      await lm.close();
+    } finally {
+      await down.shutdown();
+    }
+    await fx.restart();
+    const lm = manager();
+    const token = await lm.accessToken();
+    assert.ok(token, "the kept login renews once the service is back");
+    assert.equal((await api(base, "GET", "/v2/whoami", { token })).body["username"], "dana");
+    await lm.close();
+  });
+
   await t.step("logout revokes the tokens and empties the store", async () => {
     const lm = manager();
     const token = (await lm.accessToken())!;
