@@ -163,8 +163,8 @@ dbOption(program.command("serve").description("Run the service in the foreground
     };
     Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
     Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
-    const lost = await service.brokerLost();
-    await stop(`broker connection lost (${lost.message})`, 75);
+    // A lost broker connection is re-established by the service itself (see its log); it keeps
+    // answering meanwhile, with 503 broker_unavailable where a request needs the broker.
   });
 
 const user = program.command("user").description("Manage users");

@@ -11,7 +11,7 @@ import { authenticate } from "./auth.ts";
 import { idempotency } from "./idempotency.ts";
 import { HttpError } from "./http_error.ts";
 import { RateLimiter } from "./rate_limiter.ts";
-import type { ServiceBroker } from "./broker.ts";
+import { BrokerUnavailable, type ServiceBroker } from "./broker.ts";
 import type { BrokerCredentials } from "./broker_credentials.ts";
 import type { Store, UserRecord } from "./store.ts";
 import { authRoutes } from "./routes/auth.ts";
@@ -114,6 +114,17 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 
   app.onError((err) => {
     if (err instanceof HttpError) return err.toResponse();
+    if (err instanceof BrokerUnavailable) {
+      return new HttpError(
+        503,
+        "broker_unavailable",
+        `${err.message}: try again in a few seconds`,
+        [],
+        { cause: err },
+        {},
+        { "retry-after": "2" },
+      ).toResponse();
+    }
     log.error("Unhandled error: {err}", { err });
     return new HttpError(500, "internal_error", "Internal error; see the service log").toResponse();
   });

@@ -54,39 +54,64 @@ export interface ServiceBrokerOptions {
   maxBatch?: number;
 }
 
-/** The service's broker connection: topology, task publishing, result consumption. */
+/** The broker connection is down (the service is reconnecting); the request can be retried. */
+export class BrokerUnavailable extends Error {
+  /** Builds the error. */
+  constructor(message = "The broker connection is down; the service is reconnecting") {
+    super(message);
+    this.name = "BrokerUnavailable";
+  }
+}
+
+/** One live connection with its channels. */
+interface Link {
+  conn: amqp.ChannelModel;
+  pub: amqp.ConfirmChannel;
+  admin: amqp.Channel;
+}
+
+/**
+ * The service's broker connection: topology, task publishing, result consumption. When the
+ * connection drops it reconnects with jittered backoff (0.5 s doubling up to 10 s) for as long
+ * as the service runs, declares the topology again and resumes consuming results; meanwhile
+ * publishing fails at once with {@linkcode BrokerUnavailable}, which routes answer as 503.
+ */
 export class ServiceBroker {
-  readonly #conn: amqp.ChannelModel;
-  readonly #pub: amqp.ConfirmChannel;
-  readonly #admin: amqp.Channel;
+  readonly #url: string;
   readonly #options: Required<ServiceBrokerOptions>;
-  #consumer: amqp.Channel | undefined;
+  #link: Link | undefined;
+  #handler: ResultBatchHandler | undefined;
   #declared = new Set<string>();
   #closed = false;
+  #reconnecting: Promise<void> | undefined;
   #onLost: ((err: Error) => void) | undefined;
+  #onRestored: (() => void) | undefined;
 
-  private constructor(
-    conn: amqp.ChannelModel,
-    pub: amqp.ConfirmChannel,
-    admin: amqp.Channel,
-    options: Required<ServiceBrokerOptions>,
-  ) {
-    this.#conn = conn;
-    this.#pub = pub;
-    this.#admin = admin;
+  private constructor(url: string, options: Required<ServiceBrokerOptions>) {
+    this.#url = url;
     this.#options = options;
-    conn.on("error", (err: Error) => log.error("Broker connection error: {err}", { err }));
-    conn.on("close", (err?: Error) => {
-      if (this.#closed) return;
-      const e = err ?? new Error("Broker connection closed");
-      log.error("Broker connection lost: {message}", { message: e.message });
-      this.#onLost?.(e);
-    });
   }
 
-  /** Connects and declares the shared part of the topology. */
+  /** Connects and declares the shared part of the topology; the first connection must work. */
   static async connect(url: string, options: ServiceBrokerOptions = {}): Promise<ServiceBroker> {
-    const conn = await amqp.connect(url, { noDelay: true });
+    const broker = new ServiceBroker(url, {
+      resultPrefetch: options.resultPrefetch ?? 200,
+      maxBatch: options.maxBatch ?? 100,
+    });
+    await broker.#open();
+    return broker;
+  }
+
+  /** Whether the connection is up now. */
+  get connected(): boolean {
+    return this.#link !== undefined;
+  }
+
+  async #open(): Promise<void> {
+    const conn = await amqp.connect(this.#url, {
+      noDelay: true,
+      clientProperties: { connection_name: `funcx-service ${Deno.pid}` },
+    });
     try {
       const pub = await conn.createConfirmChannel();
       const admin = await conn.createChannel();
@@ -94,27 +119,71 @@ export class ServiceBroker {
       await admin.assertExchange(RESULTS_EXCHANGE, "topic", { durable: true });
       await admin.assertQueue(RESULTS_QUEUE, { durable: true });
       await admin.bindQueue(RESULTS_QUEUE, RESULTS_EXCHANGE, "*.results");
-      return new ServiceBroker(conn, pub, admin, {
-        resultPrefetch: options.resultPrefetch ?? 200,
-        maxBatch: options.maxBatch ?? 100,
+      const link: Link = { conn, pub, admin };
+      conn.on("error", (err: Error) => log.error("Broker connection error: {err}", { err }));
+      conn.on("close", (err?: Error) => {
+        if (this.#link !== link) return;
+        this.#link = undefined;
+        this.#declared.clear();
+        if (this.#closed) return;
+        const e = err ?? new Error("Broker connection closed");
+        log.error("Broker connection lost ({message}); reconnecting", { message: e.message });
+        this.#onLost?.(e);
+        this.#reconnect();
       });
+      this.#link = link;
+      if (this.#handler) await this.#consume(link, this.#handler);
     } catch (e) {
       await conn.close().catch(() => {});
       throw e;
     }
   }
 
-  /** Called once if the connection drops while open (the service then exits to be restarted). */
+  #reconnect(): void {
+    if (this.#reconnecting || this.#closed) return;
+    this.#reconnecting = (async () => {
+      for (let attempt = 1; !this.#closed; attempt++) {
+        const delay = Math.min(10_000, 500 * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
+        await new Promise((r) => setTimeout(r, delay));
+        if (this.#closed) return;
+        try {
+          await this.#open();
+          log.info("Broker connection restored (attempt {attempt})", { attempt });
+          this.#onRestored?.();
+          return;
+        } catch (err) {
+          log.warn("Broker reconnect attempt {attempt} failed: {err}", {
+            attempt,
+            err: String(err),
+          });
+        }
+      }
+    })().finally(() => (this.#reconnecting = undefined));
+  }
+
+  /** The live connection, or {@linkcode BrokerUnavailable}. */
+  #live(): Link {
+    if (!this.#link) throw new BrokerUnavailable();
+    return this.#link;
+  }
+
+  /** Called each time the connection drops (the service goes on and reconnects). */
   onConnectionLost(fn: (err: Error) => void): void {
     this.#onLost = fn;
+  }
+
+  /** Called each time the connection is back after a loss. */
+  onConnectionRestored(fn: () => void): void {
+    this.#onRestored = fn;
   }
 
   /** Declares an endpoint's durable task queue and binds it to `tasks`. */
   async ensureEndpointQueue(endpointId: string): Promise<string> {
     const queue = taskQueueName(endpointId);
     if (this.#declared.has(queue)) return queue;
-    await this.#admin.assertQueue(queue, { durable: true });
-    await this.#admin.bindQueue(queue, TASKS_EXCHANGE, queue);
+    const { admin } = this.#live();
+    await admin.assertQueue(queue, { durable: true });
+    await admin.bindQueue(queue, TASKS_EXCHANGE, queue);
     this.#declared.add(queue);
     return queue;
   }
@@ -122,8 +191,9 @@ export class ServiceBroker {
   /** Puts a control message (for example a shutdown command) on an endpoint's task queue. */
   async publishToEndpoint(endpointId: string, body: Uint8Array): Promise<void> {
     await this.ensureEndpointQueue(endpointId);
+    const { pub } = this.#live();
     await new Promise<void>((resolve, reject) => {
-      this.#pub.publish(
+      pub.publish(
         TASKS_EXCHANGE,
         taskQueueName(endpointId),
         Buffer.from(body.buffer, body.byteOffset, body.byteLength),
@@ -138,15 +208,19 @@ export class ServiceBroker {
   /** Declares a user's result queue for a task group; it expires after `idleMs` unused. */
   async declareResultQueue(queue: string, idleMs: number): Promise<void> {
     if (this.#declared.has(queue)) return;
-    await this.#admin.assertQueue(queue, { durable: true, arguments: { "x-expires": idleMs } });
+    await this.#live().admin.assertQueue(queue, {
+      durable: true,
+      arguments: { "x-expires": idleMs },
+    });
     this.#declared.add(queue);
   }
 
   /** Publishes messages straight to queues (default exchange) and waits for the confirms. */
   async forward(messages: ReadonlyArray<{ queue: string; body: Uint8Array }>): Promise<void> {
+    const { pub } = this.#live();
     await Promise.all(messages.map((m) =>
       new Promise<void>((resolve, reject) => {
-        this.#pub.publish(
+        pub.publish(
           "",
           m.queue,
           Buffer.from(m.body.buffer, m.body.byteOffset, m.body.byteLength),
@@ -163,7 +237,7 @@ export class ServiceBroker {
   async deleteEndpointQueue(endpointId: string): Promise<void> {
     const queue = taskQueueName(endpointId);
     this.#declared.delete(queue);
-    await this.#admin.deleteQueue(queue);
+    await this.#live().admin.deleteQueue(queue);
   }
 
   /** Publishes tasks as persistent, mandatory messages and waits for every broker confirm. */
@@ -171,9 +245,10 @@ export class ServiceBroker {
     const confirms: Promise<void>[] = [];
     for (const t of tasks) {
       await this.ensureEndpointQueue(t.endpointId);
+      const { pub } = this.#live();
       confirms.push(
         new Promise<void>((resolve, reject) => {
-          this.#pub.publish(
+          pub.publish(
             TASKS_EXCHANGE,
             taskQueueName(t.endpointId),
             Buffer.from(t.body.buffer, t.body.byteOffset, t.body.byteLength),
@@ -194,11 +269,26 @@ export class ServiceBroker {
    * multiple-ack) after the handler resolves, so a crash before that redelivers it.
    */
   async consumeResults(handler: ResultBatchHandler): Promise<void> {
-    const ch = await this.#conn.createChannel();
-    this.#consumer = ch;
+    this.#handler = handler;
+    await this.#consume(this.#live(), handler);
+  }
+
+  /** Starts consuming `results` on `link` (again after each reconnect). */
+  async #consume(link: Link, handler: ResultBatchHandler): Promise<void> {
+    const ch = await link.conn.createChannel();
     await ch.prefetch(this.#options.resultPrefetch);
     const pending: amqp.ConsumeMessage[] = [];
     let running = false;
+    // On a channel that closed meanwhile, an ack is moot: the broker redelivers those messages
+    // on the next connection, and the store takes each result once.
+    const settle = (fn: () => void) => {
+      try {
+        fn();
+      } catch (err) {
+        log.warn("Cannot settle a result batch on a closed channel: {err}", { err: String(err) });
+        pending.length = 0;
+      }
+    };
     const drain = async () => {
       if (running) return;
       running = true;
@@ -212,16 +302,17 @@ export class ServiceBroker {
               body: new Uint8Array(m.content.buffer, m.content.byteOffset, m.content.byteLength),
               deliveryTag: m.fields.deliveryTag,
             })));
-            ch.ack(last, true);
           } catch (err) {
             // The store could not take the batch: give it back to the broker to retry later.
             log.error("Result batch failed, requeueing {n} messages: {err}", {
               n: batch.length,
               err,
             });
-            ch.nack(last, true, true);
+            settle(() => ch.nack(last, true, true));
             await new Promise((r) => setTimeout(r, 500));
+            continue;
           }
+          settle(() => ch.ack(last, true));
         }
       } finally {
         running = false;
@@ -240,8 +331,10 @@ export class ServiceBroker {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    const link = this.#link;
+    this.#link = undefined;
     try {
-      await this.#conn.close();
+      await link?.conn.close();
     } catch {
       // already closed
     }

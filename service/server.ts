@@ -120,9 +120,9 @@ export class FuncxService {
     return `http://${a.hostname}:${a.port}`;
   }
 
-  /** Resolves when the broker connection is lost. */
-  brokerLost(): Promise<Error> {
-    return new Promise((resolve) => this.#broker.onConnectionLost(resolve));
+  /** Whether the broker connection is up now (it is re-established by itself when lost). */
+  get brokerConnected(): boolean {
+    return this.#broker.connected;
   }
 
   /** Stops serving, closes the broker and the store; idempotent. */

@@ -125,6 +125,15 @@ export async function dropEndpointConnections(
   access: BrokerAccess,
   vhost: string,
 ): Promise<number> {
+  return await dropConnections(access, vhost, "funcx-endpoint");
+}
+
+/** Closes every broker connection on `vhost` whose name starts with `prefix`; returns how many. */
+export async function dropConnections(
+  access: BrokerAccess,
+  vhost: string,
+  prefix: string,
+): Promise<number> {
   const auth = { authorization: `Basic ${btoa(`${access.user}:${access.password}`)}` };
   const res = await fetch(
     `${access.managementUrl}/api/vhosts/${encodeURIComponent(vhost)}/connections`,
@@ -135,7 +144,7 @@ export async function dropEndpointConnections(
   >;
   let n = 0;
   for (const c of conns) {
-    if (!c.client_properties?.connection_name?.startsWith("funcx-endpoint")) continue;
+    if (!c.client_properties?.connection_name?.startsWith(prefix)) continue;
     const del = await fetch(
       `${access.managementUrl}/api/connections/${encodeURIComponent(c.name)}`,
       { method: "DELETE", headers: auth },
