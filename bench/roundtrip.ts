@@ -128,14 +128,34 @@ const daemonPid = endpoint.process.child.pid;
 await new Promise((r) => setTimeout(r, 1000));
 const daemonFreshRss = rssMiB(daemonPid);
 
-// Sequential round trips: one task in flight at a time.
+// Sequential round trips: one task in flight at a time. Each task's transitions (recorded by
+// the endpoint, interchange, manager and worker on this same clock) say where the time went.
 const latencies: number[] = [];
+const trips: Array<{ start: number; end: number; taskId: string }> = [];
+const wallNow = () => performance.timeOrigin + performance.now();
 for (let i = 0; i < rounds; i++) {
   const s = performance.now();
-  await fx.submitToRegisteredFunction(noop);
+  const start = wallNow();
+  const f = fx.submitToRegisteredFunction(noop);
+  await f;
   latencies.push(performance.now() - s);
+  trips.push({ start, end: wallNow(), taskId: f.taskId! });
 }
 latencies.sort((a, b) => a - b);
+/** Median milliseconds from the submit call to each state, then to the result in hand. */
+const hops: Record<string, number[]> = {};
+for (const trip of trips.slice(-100)) {
+  const info = await client.getTask(trip.taskId) as unknown as {
+    task_transitions?: Array<{ state: string; timestamp: string }>;
+  };
+  for (const t of info.task_transitions ?? []) {
+    (hops[t.state] ??= []).push(Number(BigInt(t.timestamp) / 1000n) / 1000 - trip.start);
+  }
+  (hops["result in hand"] ??= []).push(trip.end - trip.start);
+}
+const hopMs = Object.fromEntries(
+  Object.entries(hops).map(([k, v]) => [k, Number(pct(v.sort((a, b) => a - b), 0.5).toFixed(2))]),
+);
 
 // Throughput: all tasks submitted at once, drained in batches. The CPU each process spends on
 // them says where the time goes (on a machine with few cores, CPU is what bounds throughput).
@@ -194,6 +214,7 @@ const result = {
     p50: Number(pct(latencies, 0.5).toFixed(2)),
     p99: Number(pct(latencies, 0.99).toFixed(2)),
     max: Number(latencies[latencies.length - 1]!.toFixed(2)),
+    hops_p50_ms: hopMs,
   },
   throughput: {
     tasks,
@@ -219,6 +240,11 @@ console.log(
 );
 console.log(`| round trip p50 (${rounds} sequential) | ${result.roundtrip_ms.p50} ms | <= 3 ms |`);
 console.log(`| round trip p99 | ${result.roundtrip_ms.p99} ms | <= 10 ms |`);
+console.log(
+  `| round trip by hop, p50 ms from submit | ${
+    Object.entries(hopMs).map(([k, v]) => `${k} ${v}`).join(", ")
+  } | |`,
+);
 console.log(
   `| throughput (${tasks} no-op tasks, ${workers} workers) | ${result.throughput.tasks_per_s}/s | >= 5,000/s |`,
 );
