@@ -82,6 +82,22 @@ FUNCX_TEST_IMAGE="$image" exec "$@"
     });
 
     await t.step(
+      "a mixed burst of plain and container tasks all finish in the right place",
+      async () => {
+        await using fx = new FuncXExecutor({ endpointId: boxed.endpointId, client: s.client });
+        const kinds = Array.from({ length: 40 }, (_, i) => [undefined, imageA, imageB][i % 3]);
+        const futures = kinds.map((containerId) => {
+          fx.containerId = containerId;
+          return fx.submit(whereAmI);
+        });
+        const want = kinds.map((k) =>
+          k === imageA ? "image-a" : k === imageB ? "image-b" : "plain"
+        );
+        assert.deepEqual(await Promise.all(futures), want);
+      },
+    );
+
+    await t.step(
       "an image that cannot start fails its tasks with the runtime's words",
       async () => {
         const missing = await s.client.registerContainer("missing-image", "apptainer");
