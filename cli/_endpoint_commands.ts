@@ -17,7 +17,8 @@ import {
   readEndpointId,
 } from "../endpoint/endpoint_dir.ts";
 import { readPidFile, removePidFile, terminateProcessTree } from "../endpoint/pid_file.ts";
-import { cliClient, CliExit, type CommonOptions, EXIT } from "./_endpoint_start.ts";
+import { cliClient } from "./_endpoint_start.ts";
+import { CliExit, type CommonOptions, EXIT } from "./_endpoint_exit.ts";
 import { LoginManager } from "../sdk/login_manager.ts";
 import { TokenStore } from "../sdk/token_store.ts";
 

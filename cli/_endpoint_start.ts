@@ -37,7 +37,6 @@ import type { EndpointRegistration, FuncXClient } from "../sdk/client.ts";
 import { configureEndpointLogging } from "./_endpoint_logging.ts";
 import { loginClient, NotLoggedIn } from "./_endpoint_login.ts";
 
-export { CliExit, type CommonOptions, EXIT } from "./_endpoint_exit.ts";
 import { CliExit, type CommonOptions, EXIT } from "./_endpoint_exit.ts";
 
 /** Flags of `start`. */

@@ -17,6 +17,16 @@
 import postgres from "postgres";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
+import {
+  aptInstall,
+  freePorts,
+  isFile,
+  markedPids,
+  PortTaken,
+  randomHex,
+  run,
+  signal,
+} from "./_os.ts";
 
 const LIB_DIR = "/usr/lib/postgresql";
 const ADMIN_USER = "funcx";
@@ -148,7 +158,7 @@ export class PostgresNode implements AsyncDisposable {
   }
 
   static async #launch(bin: string, verbose: boolean): Promise<PostgresNode> {
-    const port = freePort();
+    const [port] = freePorts(1) as [number];
     const name = `funcx-pg-${randomHex(12)}`;
     const dir = await Deno.makeTempDir({ prefix: "funcx-postgres-" });
     const socketDir = join(dir, "socket");
@@ -307,14 +317,14 @@ export async function dropDatabase(adminUrl: string, name: string): Promise<void
   await query(adminUrl, (sql) => sql`DROP DATABASE IF EXISTS ${sql(name)} WITH (FORCE)`);
 }
 
+/** Processes of node `name` (their environment carries `FUNCX_POSTGRES=<name>`). */
+export function nodePids(name: string): Promise<number[]> {
+  return markedPids(`FUNCX_POSTGRES=${name}`);
+}
+
 /** The last lines of the server's log. */
 function logTail(log: string): string {
   return log.trimEnd().split("\n").slice(-25).join("\n");
-}
-
-/** The port picked as free was bound by someone else before the server could bind it. */
-class PortTaken extends Error {
-  override name = "PortTaken";
 }
 
 /**
@@ -331,8 +341,7 @@ export async function ensurePostgresInstalled(): Promise<void> {
     );
   }
   console.error("PostgreSQL is not installed; installing the postgresql package with apt-get");
-  const apt = "apt-get update >&2 && apt-get install -y postgresql >&2";
-  await run("sh", ["-c", apt], { DEBIAN_FRONTEND: "noninteractive" });
+  await aptInstall(["postgresql"]);
   if (await findBinDir() === undefined) {
     throw new Error(`Cannot find PostgreSQL under ${LIB_DIR} after installing "postgresql"`);
   }
@@ -353,46 +362,6 @@ async function findBinDir(): Promise<string | undefined> {
     if (await isFile(join(bin, "initdb")) && await isFile(join(bin, "postgres"))) return bin;
   }
   return undefined;
-}
-
-async function isFile(path: string): Promise<boolean> {
-  return await Deno.stat(path).then((s) => s.isFile, () => false);
-}
-
-async function run(cmd: string, args: string[], env: Record<string, string> = {}): Promise<void> {
-  const opts = { args, env, stdin: "null", stdout: "null", stderr: "inherit" } as const;
-  const { code } = await new Deno.Command(cmd, opts).output();
-  if (code !== 0) throw new Error(`Command "${cmd} ${args.join(" ")}" exited with code ${code}`);
-}
-
-/** Processes whose environment carries the node's marker, wherever they moved in the tree. */
-export async function nodePids(marker: string): Promise<number[]> {
-  const entry = `FUNCX_POSTGRES=${marker}`;
-  const pids: number[] = [];
-  for await (const e of Deno.readDir("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    const environ = await Deno.readTextFile(`/proc/${e.name}/environ`).catch(() => "");
-    if (environ.split("\0").includes(entry)) pids.push(Number(e.name));
-  }
-  return pids;
-}
-
-function signal(pid: number, sig: Deno.Signal): void {
-  try {
-    Deno.kill(pid, sig);
-  } catch {
-    // already gone
-  }
-}
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  l.close();
-  return l.addr.port;
-}
-
-function randomHex(length: number): string {
-  return `${crypto.randomUUID()}${crypto.randomUUID()}`.replaceAll("-", "").slice(0, length);
 }
 
 let shared: Promise<string> | undefined;

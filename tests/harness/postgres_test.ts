@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { nodePids, type PostgresInfo, PostgresNode } from "./postgres.ts";
+import { firstLine } from "./_os.ts";
 
 Deno.test("PostgresNode.start serves databases; stop() leaves no process, port or dir", async () => {
   const node = await PostgresNode.start();
@@ -68,16 +69,6 @@ async function assertGone(info: PostgresInfo): Promise<void> {
   // The watcher removes the directory as its last act.
   for (let i = 0; i < 50 && (await exists(info.dir)); i++) await sleep(100);
   assert.equal(await exists(info.dir), false, `directory "${info.dir}" is removed`);
-}
-
-async function firstLine(stream: ReadableStream<Uint8Array>): Promise<string> {
-  let text = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    text += chunk;
-    const nl = text.indexOf("\n");
-    if (nl >= 0) return text.slice(0, nl);
-  }
-  throw new Error(`Owner process ended before printing its node info (got "${text}")`);
 }
 
 async function exists(path: string): Promise<boolean> {

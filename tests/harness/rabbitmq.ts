@@ -14,6 +14,16 @@
 import amqp from "amqplib";
 import { dirname, join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
+import {
+  aptInstall,
+  freePorts,
+  isFile,
+  markedPids,
+  PortTaken,
+  randomHex,
+  run,
+  signal,
+} from "./_os.ts";
 
 const LIB_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server";
 const ADMIN_USER = "funcx";
@@ -147,7 +157,12 @@ export class RabbitBroker implements AsyncDisposable {
   }
 
   static async #launch(server: string, verbose: boolean): Promise<RabbitBroker> {
-    const [amqpPort, managementPort, distPort, epmdPort] = fourFreePorts();
+    const [amqpPort, managementPort, distPort, epmdPort] = freePorts(4) as [
+      number,
+      number,
+      number,
+      number,
+    ];
     const nodeName = `funcx-${randomHex(12)}@localhost`;
     const adminPassword = randomHex(32);
     const dir = await Deno.makeTempDir({ prefix: "funcx-rabbitmq-" });
@@ -277,9 +292,9 @@ log.file = false
     group("SIGTERM");
     // Closing stdin also wakes the watcher, which does the same from inside the tree.
     await this.#stdin.close().catch(() => {});
-    const marker = this.info.nodeName;
+    const nodePids = () => markedPids(`FUNCX_BROKER=${this.info.nodeName}`);
     const deadline = Date.now() + (graceful ? STOP_GRACE_MS : 0);
-    while ((await nodePids(marker)).length > 0 && Date.now() < deadline) {
+    while ((await nodePids()).length > 0 && Date.now() < deadline) {
       // On SIGTERM the node closes its listener and drops client connections within
       // milliseconds, then spends ~6 s stopping management stats: not worth waiting for.
       if (!(await portOpen(this.info.amqpPort))) {
@@ -289,9 +304,11 @@ log.file = false
       await delay(100);
     }
     group("SIGKILL");
-    for (const pid of await nodePids(marker)) signal(pid, "SIGKILL");
+    for (const pid of await nodePids()) signal(pid, "SIGKILL");
     await this.#child.status;
-    for (let i = 0; i < 50 && (await nodePids(marker)).length > 0; i++) await delay(100);
+    for (let i = 0; i < 50 && (await nodePids()).length > 0; i++) {
+      await delay(100);
+    }
     await Deno.remove(this.info.dir, { recursive: true }).catch((err) => {
       if (!(err instanceof Deno.errors.NotFound)) throw err;
     });
@@ -370,11 +387,6 @@ interface Init {
   signal?: AbortSignal;
 }
 
-/** A port picked as free was bound by someone else before the node could bind it. */
-class PortTaken extends Error {
-  override name = "PortTaken";
-}
-
 /**
  * Ensures `rabbitmq-server` is installed. As root, installs the Debian package with apt-get
  * (progress on stderr); otherwise throws an error that says what to install.
@@ -387,8 +399,7 @@ export async function ensureRabbitInstalled(): Promise<void> {
     );
   }
   console.error("RabbitMQ is not installed; installing the rabbitmq-server package with apt-get");
-  const apt = "apt-get update >&2 && apt-get install -y rabbitmq-server >&2";
-  await run("sh", ["-c", apt], { DEBIAN_FRONTEND: "noninteractive" });
+  await aptInstall(["rabbitmq-server"]);
   if (await findServerScript() === undefined) {
     throw new Error(`Cannot find "rabbitmq-server" after installing the "rabbitmq-server" package`);
   }
@@ -407,49 +418,8 @@ async function findServerScript(): Promise<string | undefined> {
   return undefined;
 }
 
-async function isFile(path: string): Promise<boolean> {
-  return await Deno.stat(path).then((s) => s.isFile, () => false);
-}
-
-async function run(cmd: string, args: string[], env: Record<string, string> = {}): Promise<void> {
-  const opts = { args, env, stdin: "null", stdout: "null", stderr: "inherit" } as const;
-  const { code } = await new Deno.Command(cmd, opts).output();
-  if (code !== 0) throw new Error(`Command "${cmd} ${args.join(" ")}" exited with code ${code}`);
-}
-
-/** Processes whose environment carries the node's marker, wherever they moved in the tree. */
-async function nodePids(marker: string): Promise<number[]> {
-  const entry = `FUNCX_BROKER=${marker}`;
-  const pids: number[] = [];
-  for await (const e of Deno.readDir("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    const environ = await Deno.readTextFile(`/proc/${e.name}/environ`).catch(() => "");
-    if (environ.split("\0").includes(entry)) pids.push(Number(e.name));
-  }
-  return pids;
-}
-
-function signal(pid: number, sig: Deno.Signal): void {
-  try {
-    Deno.kill(pid, sig);
-  } catch {
-    // already gone
-  }
-}
-
 async function portOpen(port: number): Promise<boolean> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port }).catch(() => undefined);
   conn?.close();
   return conn !== undefined;
-}
-
-/** Distinct ports free right now: all four are held open while the next is picked. */
-function fourFreePorts(): [number, number, number, number] {
-  const listeners = [0, 0, 0, 0].map(() => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
-  for (const l of listeners) l.close();
-  return listeners.map((l) => l.addr.port) as [number, number, number, number];
-}
-
-function randomHex(length: number): string {
-  return `${crypto.randomUUID()}${crypto.randomUUID()}`.replaceAll("-", "").slice(0, length);
 }

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import amqp from "amqplib";
 import { type BrokerInfo, RabbitBroker } from "./rabbitmq.ts";
+import { firstLine, markedPids } from "./_os.ts";
 
 Deno.test("RabbitBroker.start serves a new vhost and stop() leaves no process, port or dir", async () => {
   const started = performance.now();
@@ -97,7 +98,11 @@ Deno.test("RabbitBroker node dies with the process that started it, even on SIGK
   owner.kill("SIGKILL");
   await owner.status;
   // The watcher's grace period is 5 s before it kills what is left and removes the directory.
-  for (let i = 0; i < 150 && (await markedPids(info.nodeName)).length > 0; i++) await sleep(100);
+  for (
+    let i = 0;
+    i < 150 && (await markedPids(`RABBITMQ_NODENAME=${info.nodeName}`)).length > 0;
+    i++
+  ) await sleep(100);
   await assertGone(info);
 });
 
@@ -107,7 +112,11 @@ async function assertGone(info: BrokerInfo): Promise<void> {
     Deno.errors.ConnectionRefused,
   );
   assert.deepEqual(await pgrep(info.nodeName), [], "no process has the node name");
-  assert.deepEqual(await markedPids(info.nodeName), [], "no process carries the node's env");
+  assert.deepEqual(
+    await markedPids(`RABBITMQ_NODENAME=${info.nodeName}`),
+    [],
+    "no process carries the node's env",
+  );
   // The watcher removes the directory as its last act.
   for (let i = 0; i < 20 && (await exists(info.dir)); i++) await sleep(100);
   assert.equal(await exists(info.dir), false, `directory "${info.dir}" is removed`);
@@ -116,27 +125,6 @@ async function assertGone(info: BrokerInfo): Promise<void> {
 async function pgrep(pattern: string): Promise<string[]> {
   const out = await new Deno.Command("pgrep", { args: ["-f", pattern] }).output();
   return new TextDecoder().decode(out.stdout).split("\n").filter((l) => l !== "");
-}
-
-/** Every live process of the node (epmd, erl_child_setup, ... too) has its name in its env. */
-async function markedPids(nodeName: string): Promise<number[]> {
-  const pids: number[] = [];
-  for await (const e of Deno.readDir("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    const environ = await Deno.readTextFile(`/proc/${e.name}/environ`).catch(() => "");
-    if (`\0${environ}`.includes(`\0RABBITMQ_NODENAME=${nodeName}\0`)) pids.push(Number(e.name));
-  }
-  return pids;
-}
-
-async function firstLine(stream: ReadableStream<Uint8Array>): Promise<string> {
-  let text = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    text += chunk;
-    const nl = text.indexOf("\n");
-    if (nl >= 0) return text.slice(0, nl);
-  }
-  throw new Error(`Owner process ended before printing its broker info (got "${text}")`);
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -13,6 +13,7 @@
  */
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
+import { aptInstall, freePorts, markedPids, PortTaken, randomHex, signal } from "./_os.ts";
 
 const PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"];
 const PROGRAMS = ["slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo", "munged"];
@@ -111,8 +112,7 @@ export async function ensureSlurmInstalled(): Promise<void> {
     );
   }
   console.error(`Slurm is not installed; installing ${PACKAGES.join(" ")} with apt-get`);
-  const apt = `apt-get update >&2 && apt-get install -y ${PACKAGES.join(" ")} >&2`;
-  await run("sh", ["-c", apt], { DEBIAN_FRONTEND: "noninteractive" });
+  await aptInstall(PACKAGES);
   const still = await missingPrograms();
   if (still.length > 0) {
     throw new Error(`Cannot find "${still.join('", "')}" after installing ${PACKAGES.join(" ")}`);
@@ -360,11 +360,6 @@ export async function ensureSlurmCluster(): Promise<
   return { cluster, env: { FUNCX_TEST_SLURM_CONF: cluster.info.conf } };
 }
 
-/** A port picked as free was bound by someone else before a daemon could bind it. */
-class PortTaken extends Error {
-  override name = "PortTaken";
-}
-
 async function missingPrograms(): Promise<string[]> {
   const dirs = [
     ...(Deno.env.get("PATH") ?? "").split(":"),
@@ -387,12 +382,6 @@ async function missingPrograms(): Promise<string[]> {
   return missing;
 }
 
-async function run(cmd: string, args: string[], env: Record<string, string> = {}): Promise<void> {
-  const opts = { args, env, stdin: "null", stdout: "null", stderr: "inherit" } as const;
-  const { code } = await new Deno.Command(cmd, opts).output();
-  if (code !== 0) throw new Error(`Command "${cmd} ${args.join(" ")}" exited with code ${code}`);
-}
-
 async function output(cmd: string, args: string[]): Promise<string> {
   const out = await new Deno.Command(cmd, { args, stdin: "null" }).output();
   if (out.code !== 0) throw new Error(`Command "${cmd}" exited with code ${out.code}`);
@@ -403,17 +392,6 @@ async function memTotalMb(): Promise<number> {
   const text = await Deno.readTextFile("/proc/meminfo");
   const kb = Number(/^MemTotal:\s+(\d+)/m.exec(text)?.[1] ?? 4_000_000);
   return Math.floor(kb / 1024);
-}
-
-/** Processes whose initial environment carries the marker (the daemons and slurmstepd). */
-async function markedPids(marker: string): Promise<number[]> {
-  const pids: number[] = [];
-  for await (const e of Deno.readDir("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    const environ = await Deno.readTextFile(`/proc/${e.name}/environ`).catch(() => "");
-    if (environ.split("\0").includes(marker)) pids.push(Number(e.name));
-  }
-  return pids;
 }
 
 /** `roots` and all their descendants, children first. */
@@ -441,25 +419,4 @@ function descendantsOf(roots: number[]): number[] {
     .filter(([, d]) => d >= 0)
     .sort((a, b) => b[1] - a[1])
     .map(([pid]) => pid);
-}
-
-function signal(pid: number, sig: Deno.Signal): void {
-  try {
-    Deno.kill(pid, sig);
-  } catch {
-    // already gone
-  }
-}
-
-function freePorts(n: number): number[] {
-  const listeners = Array.from(
-    { length: n },
-    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
-  );
-  for (const l of listeners) l.close();
-  return listeners.map((l) => l.addr.port);
-}
-
-function randomHex(length: number): string {
-  return crypto.randomUUID().replaceAll("-", "").slice(0, length);
 }

@@ -1,0 +1,83 @@
+/**
+ * What the private-server harnesses (RabbitMQ, PostgreSQL, Slurm) and their tests share: running
+ * a command, installing Debian packages, finding a node's processes by an environment marker,
+ * signalling, free ports and random names.
+ *
+ * @module
+ */
+
+/** A port picked as free was bound by someone else before the server could bind it. */
+export class PortTaken extends Error {
+  override name = "PortTaken";
+}
+
+/** Whether `path` is a regular file. */
+export async function isFile(path: string): Promise<boolean> {
+  return await Deno.stat(path).then((s) => s.isFile, () => false);
+}
+
+/** Runs a command (stdout discarded, stderr shown); throws when it exits non-zero. */
+export async function run(
+  cmd: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<void> {
+  const opts = { args, env, stdin: "null", stdout: "null", stderr: "inherit" } as const;
+  const { code } = await new Deno.Command(cmd, opts).output();
+  if (code !== 0) throw new Error(`Command "${cmd} ${args.join(" ")}" exited with code ${code}`);
+}
+
+/** Installs Debian packages with apt-get (progress on stderr). */
+export async function aptInstall(packages: readonly string[]): Promise<void> {
+  const apt = `apt-get update >&2 && apt-get install -y ${packages.join(" ")} >&2`;
+  await run("sh", ["-c", apt], { DEBIAN_FRONTEND: "noninteractive" });
+}
+
+/**
+ * Processes whose environment holds the entry `NAME=value`, wherever they moved in the process
+ * tree (a server's helpers, daemons that detached).
+ */
+export async function markedPids(entry: string): Promise<number[]> {
+  const pids: number[] = [];
+  for await (const e of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    const environ = await Deno.readTextFile(`/proc/${e.name}/environ`).catch(() => "");
+    if (environ.split("\0").includes(entry)) pids.push(Number(e.name));
+  }
+  return pids;
+}
+
+/** Sends `sig` to `pid` (a negative pid: its process group); a process already gone is fine. */
+export function signal(pid: number, sig: Deno.Signal): void {
+  try {
+    Deno.kill(pid, sig);
+  } catch {
+    // already gone
+  }
+}
+
+/** `n` distinct ports free right now: all are held open while the next is picked. */
+export function freePorts(n: number): number[] {
+  const listeners = Array.from(
+    { length: n },
+    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
+  );
+  for (const l of listeners) l.close();
+  return listeners.map((l) => l.addr.port);
+}
+
+/** `length` (at most 64) random hex digits. */
+export function randomHex(length: number): string {
+  return `${crypto.randomUUID()}${crypto.randomUUID()}`.replaceAll("-", "").slice(0, length);
+}
+
+/** The first line a process prints (its ready line); throws if it ends before printing one. */
+export async function firstLine(stream: ReadableStream<Uint8Array>): Promise<string> {
+  let text = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    text += chunk;
+    const nl = text.indexOf("\n");
+    if (nl >= 0) return text.slice(0, nl);
+  }
+  throw new Error(`The process ended before printing a line (got "${text}")`);
+}
