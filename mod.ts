@@ -19,9 +19,11 @@ export {
   type EndpointRegistration,
   FuncXClient,
   type FuncXClientOptions,
+  isTransientError,
   type RegisterEndpointOptions,
   type RegisterFunctionOptions,
   remoteErrorOf,
+  type ResultStreamInfo,
   type RunOptions,
   SDK_VERSION,
   type SubmitEntry,
@@ -57,6 +59,7 @@ export {
 export { FuncXFuture, type FutureState, TaskCancelledError } from "./sdk/future.ts";
 export {
   ResultWatcher,
+  type ResultWatcherHandlers,
   type ResultWatcherOptions,
   type WatcherState,
 } from "./sdk/result_watcher.ts";
@@ -64,6 +67,7 @@ export {
   FuncxAPIError,
   MaxResultSizeExceeded,
   type RemoteErrorInfo,
+  ResultTimeoutError,
   TaskExecutionFailed,
   taskFailure,
   TaskPending,

@@ -1,13 +1,17 @@
 /**
- * One result stream per task group per process, shared by every executor of that group. Two
- * consumers on one queue would split its results between them, and an executor handed a result
- * for another executor's task could only drop it, leaving that future waiting forever. Here the
- * one consumer hands each result to the executor that has the task open, and keeps results whose
- * task no executor knows yet (its submit answer is still on the way) until it is claimed.
+ * One result stream per task group per process, shared by every executor of that group in the
+ * process (each process has a queue of its own, so each gets every result). The one consumer
+ * hands each result to the executor that has the task open, and keeps results whose task no
+ * executor knows yet (its submit answer is still on the way) until it is claimed.
+ *
+ * The stream is only the fast path. The hub tells its executors when to read outcomes from the
+ * service instead: when a new queue was bound (results stored before it existed are not on it),
+ * every few seconds while the consumer is down, and now and then while it is up, as a safety net.
  *
  * @module
  */
 import type { ResultMessage } from "./protocol/mod.ts";
+import type { ResultStreamInfo } from "./client.ts";
 import { ResultWatcher } from "./result_watcher.ts";
 
 /** An executor as the hub sees it. */
@@ -16,12 +20,14 @@ export interface ResultSubscriber {
   offer(r: ResultMessage): boolean;
   /** Whether it has tasks whose submit answer has not arrived (their results may come first). */
   awaitingIds(): boolean;
-  /** The stream is lost for good. */
-  fail(err: Error): void;
+  /** Reads the outcomes of its open tasks from the service (never throws). */
+  catchUp(): void;
 }
 
-/** What the broker login of a result stream comes from (`FuncXClient.getResultAmqpUrl`). */
-export type ResultUrl = Promise<{ connection_url: string; queue_prefix: string }>;
+/** How often outcomes are read from the service while the consumer is down. */
+const POLL_DOWN_MS = 3_000;
+/** How often they are read while it is up (a safety net; the stream should have them). */
+const POLL_UP_MS = 30_000;
 
 const streams = new Map<string, SharedResultStream>();
 
@@ -31,39 +37,70 @@ export class SharedResultStream {
   readonly #subscribers = new Set<ResultSubscriber>();
   readonly #early = new Map<string, ResultMessage>();
   readonly #watcher: ResultWatcher;
+  /** Counts queues bound so far; undefined while none is. */
+  #epoch: number | undefined;
+  #bound: Array<() => void> = [];
+  #consuming = false;
+  #wasDown = false;
+  #poll: ReturnType<typeof setTimeout> | undefined;
+  #closed = false;
 
-  private constructor(key: string, url: ResultUrl, taskGroupId: string) {
+  private constructor(key: string, open: () => Promise<ResultStreamInfo>) {
     this.#key = key;
-    this.#watcher = new ResultWatcher(url, taskGroupId, {
+    this.#watcher = new ResultWatcher(open, {
       onResult: (r) => this.#route(r),
-      onGiveUp: (err) => {
-        streams.delete(this.#key);
-        const subs = [...this.#subscribers];
-        this.#subscribers.clear();
-        this.#early.clear();
-        for (const s of subs) s.fail(err);
+      onAttached: ({ fresh, consuming }) => {
+        const reconnected = consuming && this.#wasDown;
+        this.#consuming = consuming;
+        if (consuming) this.#wasDown = false;
+        if (fresh) {
+          this.#epoch = (this.#epoch ?? 0) + 1;
+          const waiters = this.#bound;
+          this.#bound = [];
+          for (const w of waiters) w();
+        }
+        // A new queue lacks what was stored before it; after a reconnect, check anyway.
+        if (fresh || reconnected) this.#catchUp();
+        else this.#schedulePoll();
+      },
+      onDown: () => {
+        this.#consuming = false;
+        this.#wasDown = true;
+        this.#schedulePoll();
       },
     });
+    this.#schedulePoll();
   }
 
   /**
-   * Joins the stream of `taskGroupId` at `serviceAddress`, starting it (with the login `url()`
+   * Joins the stream of `taskGroupId` at `serviceAddress`, starting it (with the queue `open()`
    * gives) when this process has none yet.
    */
   static join(
     serviceAddress: string,
     taskGroupId: string,
-    url: () => ResultUrl,
+    open: () => Promise<ResultStreamInfo>,
     subscriber: ResultSubscriber,
   ): SharedResultStream {
     const key = `${serviceAddress} ${taskGroupId}`;
     let s = streams.get(key);
     if (!s) {
-      s = new SharedResultStream(key, url(), taskGroupId);
+      s = new SharedResultStream(key, open);
       streams.set(key, s);
     }
     s.#subscribers.add(subscriber);
     return s;
+  }
+
+  /** Which queue is bound now (changes when a new one is), or undefined while none is. */
+  get epoch(): number | undefined {
+    return this.#epoch;
+  }
+
+  /** Resolves once a queue is bound (at once if one is). */
+  whenBound(): Promise<void> {
+    if (this.#epoch !== undefined) return Promise.resolve();
+    return new Promise((r) => this.#bound.push(r));
   }
 
   /** A result that arrived before its task was known here, if any (taken out). */
@@ -77,8 +114,23 @@ export class SharedResultStream {
   async leave(subscriber: ResultSubscriber): Promise<void> {
     if (!this.#subscribers.delete(subscriber) || this.#subscribers.size > 0) return;
     if (streams.get(this.#key) === this) streams.delete(this.#key);
+    this.#closed = true;
+    clearTimeout(this.#poll);
     this.#early.clear();
+    for (const w of this.#bound) w();
+    this.#bound = [];
     await this.#watcher.close();
+  }
+
+  #catchUp(): void {
+    for (const s of this.#subscribers) s.catchUp();
+    this.#schedulePoll();
+  }
+
+  #schedulePoll(): void {
+    clearTimeout(this.#poll);
+    if (this.#closed) return;
+    this.#poll = setTimeout(() => this.#catchUp(), this.#consuming ? POLL_UP_MS : POLL_DOWN_MS);
   }
 
   #route(r: ResultMessage): void {

@@ -57,6 +57,35 @@ export interface FuncXClientOptions {
   retries?: number;
 }
 
+/** A result queue of one process on a task group, from {@linkcode FuncXClient.openResultStream}. */
+export interface ResultStreamInfo {
+  /** The task group. */
+  task_group_id: string;
+  /** AMQP URL with the user's broker login. */
+  connection_url: string;
+  /** The queue to consume. */
+  queue: string;
+}
+
+/**
+ * Whether an error from a {@linkcode FuncXClient} call means the service could not be reached or
+ * could not answer now (network error, 502/503/504, 429, a repeat still in progress), so the same
+ * call may succeed later, as opposed to a refusal.
+ *
+ * @example
+ * ```ts
+ * import { FuncxAPIError } from "./errors.ts";
+ * import { isTransientError } from "./client.ts";
+ * if (!isTransientError(new FuncxAPIError(0, "network_error", "down"))) throw new Error("no");
+ * if (isTransientError(new FuncxAPIError(404, "task_not_found", "gone"))) throw new Error("no");
+ * ```
+ */
+export function isTransientError(err: unknown): boolean {
+  if (!(err instanceof FuncxAPIError)) return false;
+  return err.codeName === "network_error" || err.codeName === "idempotency_key_in_progress" ||
+    err.httpStatus === 429 || RETRY_STATUSES.has(err.httpStatus);
+}
+
 /** Options of {@linkcode FuncXClient.registerFunction}. */
 export interface RegisterFunctionOptions {
   /** Name to register under. @default the function's own name */
@@ -270,13 +299,18 @@ export class FuncXClient {
    * are retried with backoff; a POST keeps one `Idempotency-Key` across its attempts, so the
    * service carries it out once even when an answer was lost on the way back.
    */
-  async #request<T>(method: "get" | "post" | "delete", path: string, json?: unknown): Promise<T> {
+  async #request<T>(
+    method: "get" | "post" | "delete",
+    path: string,
+    json?: unknown,
+    idempotencyKey?: string,
+  ): Promise<T> {
     if (this.#checkVersion) {
       this.#versionChecked ??= this.checkVersion();
       await this.#versionChecked;
     }
     const headers: Record<string, string> = method === "post"
-      ? { "idempotency-key": crypto.randomUUID() }
+      ? { "idempotency-key": idempotencyKey ?? crypto.randomUUID() }
       : {};
     let relogged = false;
     for (let limited = 0;;) {
@@ -428,18 +462,32 @@ export class FuncXClient {
   }
 
   /**
-   * Submits tasks in one request. With `createQueue` the service also makes the task group's
-   * result queue (the executor's result stream).
+   * Submits tasks in one request. With `createQueue` the service also forwards the group's
+   * results to its result streams (see {@linkcode FuncXClient.openResultStream}). Sending the
+   * same request again with the same `idempotencyKey` (after an answer was lost) adds no task
+   * twice: the service answers with the same task ids.
    */
   async submit(
     tasks: readonly SubmitEntry[],
     taskGroupId?: string,
-    options: { createQueue?: boolean } = {},
+    options: { createQueue?: boolean; idempotencyKey?: string } = {},
   ): Promise<SubmitResponse> {
     return await this.#request<SubmitResponse>("post", "v2/submit", {
       task_group_id: taskGroupId ?? this.sessionTaskGroupId,
       create_websocket_queue: options.createQueue ?? false,
       tasks,
+    }, options.idempotencyKey);
+  }
+
+  /**
+   * Makes a result queue of its own for this process on a task group (created if new) and
+   * returns it with the user's broker login: every result of the group's tasks stored from now
+   * on is put on it. Each caller gets its own queue, so several processes watching one group
+   * each get every result.
+   */
+  async openResultStream(taskGroupId: string): Promise<ResultStreamInfo> {
+    return await this.#request<ResultStreamInfo>("post", "v2/result_streams", {
+      task_group_id: taskGroupId,
     });
   }
 

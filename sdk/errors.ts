@@ -9,6 +9,36 @@ import type { RemoteErrorInfo } from "./protocol/mod.ts";
 
 export type { RemoteErrorInfo };
 
+/**
+ * A future's deadline (the executor's `resultTimeoutMs`) passed before its task's outcome
+ * arrived. The task itself may still run and finish: read it later with `getResult`.
+ *
+ * @example
+ * ```ts
+ * import { ResultTimeoutError } from "./errors.ts";
+ * const err = new ResultTimeoutError("t1", 5000);
+ * if (err.taskId !== "t1" || err.name !== "ResultTimeoutError") throw new Error("wrong fields");
+ * ```
+ */
+export class ResultTimeoutError extends Error {
+  /** Always `"ResultTimeoutError"`. */
+  override name = "ResultTimeoutError";
+  /** The task, when it was sent (undefined: it was never sent, and will not run). */
+  readonly taskId: string | undefined;
+
+  /** Builds the error for a task whose outcome did not come within `timeoutMs`. */
+  constructor(taskId: string | undefined, timeoutMs: number) {
+    super(
+      taskId === undefined
+        ? `No answer from the service within ${timeoutMs} ms: the task was not sent and will ` +
+          "not run"
+        : `Task "${taskId}" had no outcome within ${timeoutMs} ms; it may still finish: read ` +
+          "it later with getResult",
+    );
+    this.taskId = taskId;
+  }
+}
+
 /** An error answer of the service, with its stable string code. */
 export class FuncxAPIError extends Error {
   /** Always `"FuncxAPIError"`. */

@@ -1,15 +1,22 @@
 /**
  * `FuncXExecutor`: submit functions to one endpoint and get futures back. Submissions are drained
  * into batches of up to `batchSize` per `POST /v2/submit` as fast as they come; results arrive on
- * the task group's AMQP stream, and results that arrive before their future knows its task id are
- * kept until it does. When nothing is outstanding the stream is closed, so a script exits when
- * its work is done.
+ * this process's AMQP stream of the task group, and results that arrive before their future knows
+ * its task id are kept until it does. When nothing is outstanding the stream is closed, so a
+ * script exits when its work is done.
+ *
+ * A future settles only with its task's outcome (a result, a remote error, `WorkerLost`,
+ * `ManagerLost`, a cancellation) or a deadline the user set (`resultTimeoutMs`, `signal`). A
+ * service that cannot be reached is waited for: a submit is sent again with the same
+ * idempotency key until the service answers, and while the stream is down the outcomes of open
+ * tasks are read from the service.
  *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { FuncXClient, remoteErrorOf } from "./client.ts";
-import { FuncxAPIError, taskFailure } from "./errors.ts";
+import { type BatchResult, FuncXClient, isTransientError, remoteErrorOf } from "./client.ts";
+import { FuncxAPIError, ResultTimeoutError, taskFailure } from "./errors.ts";
+import { backoffDelay, sleep } from "./_backoff.ts";
 import { FuncXFuture } from "./future.ts";
 import { deserialize, packArgs, type ResultMessage } from "./protocol/mod.ts";
 import { type ResultSubscriber, SharedResultStream } from "./_result_hub.ts";
@@ -36,6 +43,17 @@ export interface FuncXExecutorOptions {
    * are registered with it. @default none: the endpoint's plain workers
    */
   containerId?: string;
+  /**
+   * A deadline for each future, in ms from its `submit`: a future without an outcome by then
+   * rejects with {@linkcode ResultTimeoutError} (the task may still run). @default none: a future
+   * waits for its task's outcome however long the service or the broker is away
+   */
+  resultTimeoutMs?: number;
+  /**
+   * Aborting it rejects every unsettled future with the signal's reason and stops the executor
+   * (tasks already sent keep running; `reloadTasks` finds them). @default none
+   */
+  signal?: AbortSignal;
 }
 
 /** Options of {@linkcode FuncXExecutor.shutdown}. */
@@ -93,23 +111,25 @@ export class FuncXExecutor implements AsyncDisposable {
   readonly #functions = new Map<AnyFn | string, Map<string, Promise<string>>>();
   readonly #queue: Pending[] = [];
   readonly #open = new Map<string, FuncXFuture<unknown>>();
+  /** Futures of batches whose submit request has not been answered yet. */
+  readonly #inFlight = new Set<FuncXFuture<unknown>>();
   #unsent = 0;
   #flushing: Promise<void> | undefined;
   #stream: SharedResultStream | undefined;
   readonly #subscriber: ResultSubscriber = {
     offer: (r) => this.#deliver(r),
     awaitingIds: () => this.#unsent > 0,
-    fail: (err) => {
-      this.#stream = undefined;
-      for (const f of this.#open.values()) f.setException(err);
-      this.#open.clear();
-    },
+    catchUp: () => void this.#catchUp([...this.#open.keys()]),
   };
+  readonly #timeoutMs: number | undefined;
+  readonly #stop = new AbortController();
+  /** Task ids waiting for the next read of outcomes from the service. */
+  #toPoll = new Set<string>();
+  #polling: Promise<void> | undefined;
   #closed = false;
   #submitted = 0;
   #idle: Array<() => void> = [];
   #linger: ReturnType<typeof setTimeout> | undefined;
-  #resultUrl: ReturnType<FuncXClient["getResultAmqpUrl"]> | undefined;
 
   /** Builds an executor for one endpoint. */
   constructor(options: FuncXExecutorOptions) {
@@ -122,6 +142,31 @@ export class FuncXExecutor implements AsyncDisposable {
     if (!Number.isInteger(this.#batchSize) || this.#batchSize < 1) {
       throw new RangeError(`Invalid batchSize ${this.#batchSize}: expected a whole number >= 1`);
     }
+    this.#timeoutMs = options.resultTimeoutMs;
+    if (this.#timeoutMs !== undefined && !(this.#timeoutMs > 0)) {
+      throw new RangeError(`Invalid resultTimeoutMs ${this.#timeoutMs}: expected a number > 0`);
+    }
+    const signal = options.signal;
+    if (signal) {
+      const abort = () => this.#abort(signal.reason);
+      if (signal.aborted) abort();
+      else signal.addEventListener("abort", abort, { once: true });
+    }
+  }
+
+  /** Rejects every unsettled future with `reason` and takes no more tasks. */
+  #abort(reason: unknown): void {
+    this.#closed = true;
+    this.#stop.abort(reason);
+    for (const p of this.#queue.splice(0)) {
+      this.#unsent--;
+      p.future.setException(reason);
+    }
+    for (const f of [...this.#inFlight]) f.setException(reason);
+    const open = [...this.#open.values()];
+    this.#open.clear();
+    for (const f of open) f.setException(reason);
+    this.#checkIdle();
   }
 
   /** Tasks the service has accepted from this executor. */
@@ -216,10 +261,28 @@ export class FuncXExecutor implements AsyncDisposable {
       }),
     };
     pending.future.onSettled(() => this.#checkIdle());
+    if (this.#timeoutMs !== undefined) this.#deadline(pending, this.#timeoutMs);
     this.#queue.push(pending);
     this.#unsent++;
+    this.#ensureWatcher();
     this.#scheduleFlush();
     return pending.future;
+  }
+
+  /** Rejects `pending`'s future with a {@linkcode ResultTimeoutError} if it is open after `ms`. */
+  #deadline(pending: Pending, ms: number): void {
+    const timer = setTimeout(() => {
+      const f = pending.future;
+      if (f.done) return;
+      const i = this.#queue.indexOf(pending);
+      if (i >= 0) {
+        this.#queue.splice(i, 1);
+        this.#unsent--;
+      }
+      if (f.taskId !== undefined) this.#open.delete(f.taskId);
+      f.setException(new ResultTimeoutError(f.taskId, ms));
+    }, ms);
+    pending.future.onSettled(() => clearTimeout(timer));
   }
 
   #scheduleFlush(): void {
@@ -238,20 +301,32 @@ export class FuncXExecutor implements AsyncDisposable {
   }
 
   async #send(batch: Pending[]): Promise<void> {
+    for (const p of batch) this.#inFlight.add(p.future);
     try {
       const ids = await Promise.all(batch.map((p) => p.functionId));
-      const res = await this.client.submit(
-        batch.map((p, i) => [ids[i]!, this.endpointId, p.payload]),
-        this.taskGroupId,
-        { createQueue: true },
+      const entries = batch.map((p, i): [string, string, string] => [
+        ids[i]!,
+        this.endpointId,
+        p.payload,
+      ]);
+      // Whether this process's result queue is bound before the request goes out: if not, the
+      // tasks may finish before it is, and their outcomes are read from the service once it is.
+      const epoch = this.#stream?.epoch;
+      const res = await this.#untilAnswered(
+        "submit",
+        (key) =>
+          this.client.submit(entries, this.taskGroupId, { createQueue: true, idempotencyKey: key }),
+        crypto.randomUUID(),
       );
+      const accepted: string[] = [];
       res.results.forEach((r, i) => {
         const f = batch[i]!.future;
         if (r.status === "Success") {
           this.#submitted++;
           f.setTaskId(r.task_uuid);
-          if (f.done) return; // cancelled while in flight
+          if (f.done) return; // cancelled, timed out or aborted while in flight
           this.#open.set(r.task_uuid, f);
+          accepted.push(r.task_uuid);
           const early = this.#stream?.claim(r.task_uuid);
           if (early) this.#deliver(early);
         } else {
@@ -259,7 +334,13 @@ export class FuncXExecutor implements AsyncDisposable {
         }
       });
       this.#ensureWatcher();
+      const stream = this.#stream;
+      if (accepted.length > 0 && stream && (epoch === undefined || epoch !== stream.epoch)) {
+        void stream.whenBound().then(() => this.#catchUp(accepted));
+      }
     } catch (err) {
+      // A refusal (for example a function or endpoint that is not the user's), or the executor
+      // was aborted: the tasks were not accepted.
       log.error("{label}: a batch of {n} tasks could not be submitted: {err}", {
         label: this.label,
         n: batch.length,
@@ -267,25 +348,90 @@ export class FuncXExecutor implements AsyncDisposable {
       });
       for (const p of batch) p.future.setException(err);
     } finally {
+      for (const p of batch) this.#inFlight.delete(p.future);
       this.#unsent -= batch.length;
       this.#checkIdle();
     }
   }
 
+  /**
+   * Runs `call` until the service answers: a transient failure (unreachable, 502/503/504, 429)
+   * is retried with capped, jittered backoff, for as long as the executor is not aborted.
+   * `key` is passed to every attempt (an idempotency key, so a repeat does the work once).
+   */
+  async #untilAnswered<T>(what: string, call: (key: string) => Promise<T>, key = ""): Promise<T> {
+    for (let attempt = 1;; attempt++) {
+      if (this.#stop.signal.aborted) throw this.#stop.signal.reason;
+      try {
+        return await call(key);
+      } catch (err) {
+        if (!isTransientError(err) || this.#stop.signal.aborted) throw err;
+        const delay = backoffDelay(attempt, { minMs: 500, maxMs: 15_000 });
+        log.warn("{label}: {what} waits for the service ({err}); retry in {ms} ms", {
+          label: this.label,
+          what,
+          err: (err as Error).message,
+          ms: Math.round(delay),
+        });
+        await sleep(delay, this.#stop.signal);
+      }
+    }
+  }
+
+  /**
+   * Reads the outcomes of `taskIds` (those still open) from the service and settles the futures
+   * of finished ones. One read at a time; ids asked for meanwhile join the next. A failed read
+   * is left to the next one (the stream's poll comes back every few seconds).
+   */
+  #catchUp(taskIds: readonly string[]): Promise<void> {
+    for (const id of taskIds) if (this.#open.has(id)) this.#toPoll.add(id);
+    if (this.#polling || this.#toPoll.size === 0) return this.#polling ?? Promise.resolve();
+    this.#polling = (async () => {
+      while (this.#toPoll.size > 0 && !this.#stop.signal.aborted) {
+        const ids = [...this.#toPoll].filter((id) => this.#open.has(id));
+        this.#toPoll = new Set();
+        if (ids.length === 0) break;
+        let results: Map<string, BatchResult>;
+        try {
+          results = await this.client.getBatchResult(ids);
+        } catch (err) {
+          log.warn("{label}: cannot read {n} task outcomes from the service now: {err}", {
+            label: this.label,
+            n: ids.length,
+            err: String(err),
+          });
+          break;
+        }
+        for (const [id, r] of results) this.#settleFrom(id, r);
+      }
+    })().finally(() => (this.#polling = undefined));
+    return this.#polling;
+  }
+
+  /** Settles an open future from a stored outcome; a pending task stays open. */
+  #settleFrom(taskId: string, r: BatchResult): void {
+    if (r.pending || r.status === "unknown") return;
+    const f = this.#open.get(taskId);
+    if (!f) return;
+    this.#open.delete(taskId);
+    if (r.error) f.setException(r.error);
+    else f.setResult(r.result);
+  }
+
   #ensureWatcher(): void {
-    if (this.#stream || this.#open.size === 0) return;
-    // Executors of one task group in this process share one stream (and one broker login:
-    // asking again would make, and rotate, another).
+    if (this.#stream || this.#closedStream()) return;
+    // Executors of one task group in this process share one stream: one queue of this process.
     this.#stream = SharedResultStream.join(
       this.client.serviceAddress,
       this.taskGroupId,
-      () => {
-        this.#resultUrl ??= this.client.getResultAmqpUrl();
-        this.#resultUrl.catch(() => (this.#resultUrl = undefined));
-        return this.#resultUrl;
-      },
+      () => this.client.openResultStream(this.taskGroupId),
       this.#subscriber,
     );
+  }
+
+  /** Whether there is nothing a stream would be for. */
+  #closedStream(): boolean {
+    return this.#open.size === 0 && this.#unsent === 0;
   }
 
   /** Settles the future of `r`'s task; `false` when this executor does not have it open. */
@@ -385,9 +531,16 @@ export class FuncXExecutor implements AsyncDisposable {
    * returns a future for every task of the group; finished ones are settled at once.
    */
   async reloadTasks(): Promise<FuncXFuture<unknown>[]> {
-    const ids = await this.client.getTaskGroup(this.taskGroupId);
-    const results = await this.client.getBatchResult(ids);
+    const ids = await this.#untilAnswered(
+      "reloadTasks",
+      () => this.client.getTaskGroup(this.taskGroupId),
+    );
+    const results = await this.#untilAnswered(
+      "reloadTasks",
+      () => this.client.getBatchResult(ids),
+    );
     const out: FuncXFuture<unknown>[] = [];
+    const pending: string[] = [];
     for (const id of ids) {
       const f = this.#open.get(id) ?? new FuncXFuture<unknown>((x) => this.#open.delete(x.taskId!));
       f.setTaskId(id);
@@ -395,13 +548,20 @@ export class FuncXExecutor implements AsyncDisposable {
       if (!r.pending) {
         if (r.error) f.setException(r.error);
         else f.setResult(r.result);
-      } else {
+      } else if (!this.#open.has(id)) {
         this.#open.set(id, f);
+        pending.push(id);
         f.onSettled(() => this.#checkIdle());
       }
       out.push(f);
     }
+    // Results stored between the read above and the stream's queue being bound are read again.
+    const epoch = this.#stream?.epoch;
     this.#ensureWatcher();
+    const stream = this.#stream;
+    if (pending.length > 0 && stream && (epoch === undefined || epoch !== stream.epoch)) {
+      void stream.whenBound().then(() => this.#catchUp(pending));
+    }
     return out;
   }
 

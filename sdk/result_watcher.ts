@@ -1,75 +1,86 @@
 /**
- * The executor's result stream: one AMQP consumer on the user's queue for one task group
- * (`<queue_prefix><task_group_id>`), with the user's own broker login. It reconnects with
- * jittered backoff; when it finally gives up, it says so once and the executor fails every open
- * future. It is closed whenever nothing is outstanding, so a script can exit.
+ * The result stream of one process on one task group: an AMQP consumer on a queue of its own
+ * (made by the service with `POST /v2/result_streams`, bound to the group's results), with the
+ * user's broker login. The stream is a fast path, never the only way a result arrives: it
+ * reconnects for as long as it is open, with capped, jittered backoff, and says when it is
+ * attached and when it is down, so its owner reads outcomes from the service meanwhile. When its
+ * queue is gone (unused for longer than the service keeps it) or its login is refused, it asks
+ * the service for a new one, and says so (`onAttached` with `fresh`), since results stored
+ * before the new queue existed are not on it.
  *
  * @module
  */
 import amqp from "amqplib";
 import { getLogger } from "@logtape/logtape";
 import { type ResultMessage, unpackMessage } from "./protocol/mod.ts";
+import { backoffDelay, sleep } from "./_backoff.ts";
+import type { ResultStreamInfo } from "./client.ts";
 
 const log = getLogger(["funcx", "sdk", "results"]);
 
 /** Options of {@linkcode ResultWatcher}. */
 export interface ResultWatcherOptions {
-  /** Connection attempts in a row before giving up. @default 5 */
-  maxAttempts?: number;
-  /** Smallest and largest delay between attempts, in ms. @default [500, 10000] */
+  /** Smallest and largest delay between connection attempts, in ms. @default [250, 10000] */
   backoffMs?: [number, number];
+}
+
+/** What a {@linkcode ResultWatcher} reports to its owner. */
+export interface ResultWatcherHandlers {
+  /** Every result message (possibly twice: the caller dedupes by task id). */
+  onResult(r: ResultMessage): void;
+  /**
+   * A new queue is bound to the group's results (`fresh`, not yet `consuming`: results stored
+   * before now are not on it), or the consumer runs (again) on the current queue (`consuming`).
+   */
+  onAttached(event: { fresh: boolean; consuming: boolean }): void;
+  /** The consumer stopped (a connection lost, a broker restart); it is reconnecting. */
+  onDown(err: Error): void;
 }
 
 /** Lifecycle of a {@linkcode ResultWatcher}. */
 export type WatcherState = "starting" | "running" | "draining" | "stopped";
 
 /**
- * Consumes one task group's result queue. `FuncXExecutor` runs one; use it directly only to
- * watch a task group without an executor.
+ * Consumes one process's result queue of a task group. `FuncXExecutor` runs one; use it directly
+ * only to watch a task group without an executor.
  *
  * @example
  * ```ts ignore
+ * // Needs a running service; see the README's tour.
  * import { FuncXClient, ResultWatcher } from "@funcx/sdk";
  * const client = new FuncXClient();
- * const watcher = new ResultWatcher(client.getResultAmqpUrl(), Deno.env.get("GROUP")!, {
+ * const watcher = new ResultWatcher(() => client.openResultStream(Deno.env.get("GROUP")!), {
  *   onResult: (r) => console.log(r.task_id, r.error_details ?? "ok"),
- *   onGiveUp: (err) => console.error(err),
+ *   onAttached: () => console.log("attached"),
+ *   onDown: (err) => console.warn("reconnecting:", err.message),
  * });
  * await new Promise((r) => setTimeout(r, 10_000));
  * await watcher.close();
  * ```
  */
 export class ResultWatcher {
-  readonly #queue: Promise<string>;
-  readonly #onResult: (r: ResultMessage) => void;
-  readonly #onGiveUp: (err: Error) => void;
-  readonly #maxAttempts: number;
+  readonly #open: () => Promise<ResultStreamInfo>;
+  readonly #handlers: ResultWatcherHandlers;
   readonly #backoff: [number, number];
+  readonly #stop = new AbortController();
+  #info: ResultStreamInfo | undefined;
   #conn: amqp.ChannelModel | undefined;
   #state: WatcherState = "starting";
-  #url: string | undefined;
+  #loop: Promise<void> | undefined;
 
   /**
-   * Starts consuming `taskGroupId`'s queue with the login `resultUrl` gives (from
-   * `FuncXClient.getResultAmqpUrl`); `onResult` gets every result message (possibly twice:
-   * the caller dedupes by task id), `onGiveUp` is called once if the stream is lost for good.
+   * Starts the stream: `open` asks the service for a queue (`FuncXClient.openResultStream`); it
+   * is called again whenever the queue or its login is gone.
    */
   constructor(
-    resultUrl: Promise<{ connection_url: string; queue_prefix: string }>,
-    taskGroupId: string,
-    handlers: { onResult: (r: ResultMessage) => void; onGiveUp: (err: Error) => void },
+    open: () => Promise<ResultStreamInfo>,
+    handlers: ResultWatcherHandlers,
     options: ResultWatcherOptions = {},
   ) {
-    this.#onResult = handlers.onResult;
-    this.#onGiveUp = handlers.onGiveUp;
-    this.#maxAttempts = options.maxAttempts ?? 5;
-    this.#backoff = options.backoffMs ?? [500, 10_000];
-    this.#queue = resultUrl.then((info) => {
-      this.#url = info.connection_url;
-      return `${info.queue_prefix}${taskGroupId}`;
-    });
-    this.#queue.catch(() => {});
-    void this.#connectLoop();
+    this.#open = open;
+    this.#handlers = handlers;
+    this.#backoff = options.backoffMs ?? [250, 10_000];
+    this.#loop = this.#connectLoop();
   }
 
   /** Current lifecycle state. */
@@ -77,80 +88,95 @@ export class ResultWatcher {
     return this.#state;
   }
 
+  #stopping(): boolean {
+    return this.#state === "draining" || this.#state === "stopped";
+  }
+
   async #connectLoop(): Promise<void> {
-    let lastError: Error | undefined;
-    for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
-      if (this.#state === "draining" || this.#state === "stopped") return;
+    const [minMs, maxMs] = this.#backoff;
+    for (let attempt = 1; !this.#stopping(); attempt++) {
       try {
         await this.#connect();
         return;
       } catch (err) {
-        lastError = err as Error;
-        log.warn("Result stream connection {attempt} failed: {err}", {
+        if (this.#stopping()) return;
+        const e = err as Error;
+        if (isGone(e)) this.#info = undefined; // ask the service for a new queue or login
+        const delay = backoffDelay(attempt, { minMs, maxMs });
+        log.warn("Result stream: attempt {attempt} failed ({err}); next in {ms} ms", {
           attempt,
-          err: String(err),
+          err: e.message,
+          ms: Math.round(delay),
         });
-        if (attempt === this.#maxAttempts) break;
-        const [lo, hi] = this.#backoff;
-        const delay = Math.min(hi, lo * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
-        await new Promise((r) => setTimeout(r, delay));
+        await sleep(delay, this.#stop.signal);
       }
     }
-    if (this.#state === "draining" || this.#state === "stopped") return;
-    this.#state = "stopped";
-    this.#onGiveUp(
-      new Error(
-        `Result stream lost after ${this.#maxAttempts} attempts: ${
-          lastError?.message ?? "unknown"
-        }`,
-        { cause: lastError },
-      ),
-    );
   }
 
   async #connect(): Promise<void> {
-    const queue = await this.#queue;
-    const conn = await amqp.connect(this.#url!, { noDelay: true });
-    if (this.#state === "draining" || this.#state === "stopped") {
+    if (!this.#info) {
+      this.#info = await this.#open();
+      // Bound from now on: what is forwarded waits in the queue, consumed or not.
+      this.#handlers.onAttached({ fresh: true, consuming: false });
+    }
+    const { connection_url: url, queue } = this.#info;
+    const conn = await amqp.connect(url, { noDelay: true });
+    if (this.#stopping()) {
       await conn.close().catch(() => {});
       return;
     }
-    this.#conn = conn;
     conn.on("error", (err: Error) => log.debug("Result stream error: {err}", { err }));
-    conn.on("close", () => {
-      this.#conn = undefined;
-      if (this.#state === "running") {
-        this.#state = "starting";
-        void this.#connectLoop();
-      }
-    });
-    const ch = await conn.createChannel();
-    await ch.prefetch(1000);
-    await ch.consume(queue, (msg) => {
-      if (!msg) return;
-      try {
-        const m = unpackMessage(
-          new Uint8Array(msg.content.buffer, msg.content.byteOffset, msg.content.byteLength),
-        );
-        if (m.message_type === "result") this.#onResult(m.data);
-        else if (m.message_type === "result_batch") {
-          for (const r of m.data.results) this.#onResult(r);
+    try {
+      const ch = await conn.createChannel();
+      ch.on("error", () => {});
+      await ch.prefetch(1000);
+      await ch.consume(queue, (msg) => {
+        if (!msg) return;
+        try {
+          const m = unpackMessage(
+            new Uint8Array(msg.content.buffer, msg.content.byteOffset, msg.content.byteLength),
+          );
+          if (m.message_type === "result") this.#handlers.onResult(m.data);
+          else if (m.message_type === "result_batch") {
+            for (const r of m.data.results) this.#handlers.onResult(r);
+          }
+        } catch (err) {
+          log.error("Dropping an unreadable result message: {err}", { err: String(err) });
         }
-      } catch (err) {
-        log.error("Dropping an unreadable result message: {err}", { err: String(err) });
-      }
-      ch.ack(msg);
+        ch.ack(msg);
+      });
+    } catch (err) {
+      await conn.close().catch(() => {});
+      throw err;
+    }
+    this.#conn = conn;
+    conn.on("close", (err?: Error) => {
+      if (this.#conn !== conn) return;
+      this.#conn = undefined;
+      if (this.#stopping()) return;
+      this.#state = "starting";
+      this.#handlers.onDown(err ?? new Error("The broker closed the result stream"));
+      this.#loop = this.#connectLoop();
     });
     this.#state = "running";
+    this.#handlers.onAttached({ fresh: false, consuming: true });
   }
 
-  /** Stops consuming; idempotent. Unacked messages go back to the queue. */
+  /** Stops consuming; idempotent. Unacked messages stay on the queue, which expires unused. */
   async close(): Promise<void> {
-    if (this.#state === "draining" || this.#state === "stopped") return;
+    if (this.#stopping()) return;
     this.#state = "draining";
+    this.#stop.abort();
     const conn = this.#conn;
     this.#conn = undefined;
     await conn?.close().catch(() => {});
+    // An attempt still waiting on the service ends by itself and connects nothing.
     this.#state = "stopped";
   }
+}
+
+/** Whether a failure means the queue or the login is gone, so a new one must be asked for. */
+function isGone(err: Error): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === 404 || code === 403 || /NOT_FOUND|ACCESS_REFUSED/.test(err.message);
 }

@@ -11,6 +11,7 @@ import type {
   EndpointRecord,
   FunctionRecord,
   IdempotencyRecord,
+  OutboxMessage,
   ResultBatch,
   TaskCompletion,
   TaskRecord,
@@ -18,9 +19,11 @@ import type {
 
 /**
  * The schema; `real` is the type of epoch-second columns (SQLite's REAL is 8 bytes, PostgreSQL's
- * is 4, so PostgreSQL gets DOUBLE PRECISION). Booleans are 0/1 integers in both.
+ * is 4, so PostgreSQL gets DOUBLE PRECISION); `blob` that of raw bytes (PostgreSQL's BYTEA).
+ * Booleans are 0/1 integers in both. The `outbox` holds the message of every task not yet
+ * confirmed by the broker, written in the same transaction as the task.
  */
-export function schema(real: string): string {
+export function schema(real: string, blob = "BLOB"): string {
   return `
 CREATE TABLE IF NOT EXISTS users (
   id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, password_hash TEXT, created_at ${real} NOT NULL);
@@ -62,6 +65,10 @@ CREATE TABLE IF NOT EXISTS tasks (
   expires_at ${real} NOT NULL);
 CREATE INDEX IF NOT EXISTS tasks_group ON tasks(group_id);
 CREATE INDEX IF NOT EXISTS tasks_expires ON tasks(expires_at);
+CREATE TABLE IF NOT EXISTS outbox (
+  task_id TEXT PRIMARY KEY, endpoint_id TEXT NOT NULL, body ${blob} NOT NULL,
+  created_at ${real} NOT NULL, lease_until ${real} NOT NULL);
+CREATE INDEX IF NOT EXISTS outbox_lease ON outbox(lease_until);
 CREATE TABLE IF NOT EXISTS idempotency_keys (
   user_id TEXT NOT NULL, idem_key TEXT NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL,
   request_hash TEXT NOT NULL, token TEXT NOT NULL, state TEXT NOT NULL,
@@ -249,5 +256,15 @@ export function normalizeBatch(batch: ResultBatch): NormalizedBatch {
     updates: byKey(new Map([...updates].map(([taskId, status]) => [taskId, { taskId, status }]))),
     completions: byKey(completions),
     statuses: byKey(statuses),
+  };
+}
+
+/** An outbox row as an {@linkcode OutboxMessage}. */
+export function toOutbox(r: Row): OutboxMessage {
+  const body = r["body"];
+  return {
+    taskId: str(r, "task_id"),
+    endpointId: str(r, "endpoint_id"),
+    body: body instanceof Uint8Array ? body : new Uint8Array(0),
   };
 }

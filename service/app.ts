@@ -13,6 +13,7 @@ import { HttpError } from "./http_error.ts";
 import { RateLimiter } from "./rate_limiter.ts";
 import { BrokerUnavailable, type ServiceBroker } from "./broker.ts";
 import type { BrokerCredentials } from "./broker_credentials.ts";
+import type { OutboxRelay } from "./outbox_relay.ts";
 import type { Store, UserRecord } from "./store.ts";
 import { authRoutes } from "./routes/auth.ts";
 import { loginRoutes } from "./routes/login.ts";
@@ -61,6 +62,8 @@ export interface AppSettings {
 export interface AppDeps {
   store: Store;
   broker: ServiceBroker;
+  /** Publishes what submits put in the outbox. */
+  outbox: OutboxRelay;
   settings: AppSettings;
   /** Scoped broker logins; without it everyone gets the service's own broker URL. */
   credentials?: BrokerCredentials | undefined;

@@ -1,8 +1,13 @@
 /**
  * The service's side of RabbitMQ: it declares the whole topology (the `tasks` direct exchange and
  * one durable `<endpoint_id>.tasks` queue per endpoint; the `results` topic exchange and the
- * `results` queue bound with `*.results`), publishes tasks with publisher confirms, and hands
- * messages from `results` to the result processor.
+ * `results` queue bound with `*.results`; the `task_group_results` direct exchange that carries
+ * results to users' result streams), publishes tasks with publisher confirms, and hands messages
+ * from `results` to the result processor.
+ *
+ * A user's task group has one routing key on `task_group_results`, `user-<user_id>.<group_id>`;
+ * every result stream attached to the group (one per SDK process) has a queue of its own bound
+ * to that key, so each of them gets every result.
  *
  * @module
  */
@@ -16,6 +21,8 @@ const log = getLogger(["funcx", "service", "broker"]);
 export const TASKS_EXCHANGE = "tasks";
 /** Exchange that carries results and status reports from endpoints. */
 export const RESULTS_EXCHANGE = "results";
+/** Exchange that carries results to the result streams of task groups. */
+export const GROUP_RESULTS_EXCHANGE = "task_group_results";
 /** The queue the service consumes results from. */
 export const RESULTS_QUEUE = "results";
 
@@ -119,6 +126,7 @@ export class ServiceBroker {
       await admin.assertExchange(RESULTS_EXCHANGE, "topic", { durable: true });
       await admin.assertQueue(RESULTS_QUEUE, { durable: true });
       await admin.bindQueue(RESULTS_QUEUE, RESULTS_EXCHANGE, "*.results");
+      await admin.assertExchange(GROUP_RESULTS_EXCHANGE, "direct", { durable: true });
       const link: Link = { conn, pub, admin };
       conn.on("error", (err: Error) => log.error("Broker connection error: {err}", { err }));
       conn.on("close", (err?: Error) => {
@@ -205,24 +213,28 @@ export class ServiceBroker {
     });
   }
 
-  /** Declares a user's result queue for a task group; it expires after `idleMs` unused. */
-  async declareResultQueue(queue: string, idleMs: number): Promise<void> {
-    if (this.#declared.has(queue)) return;
-    await this.#live().admin.assertQueue(queue, {
-      durable: true,
-      arguments: { "x-expires": idleMs },
-    });
-    this.#declared.add(queue);
+  /**
+   * Declares a result stream's own queue and binds it to its task group's routing key. The queue
+   * is durable (it outlives a broker restart with the results in it) and goes away once it has
+   * had no consumer for `idleMs`.
+   */
+  async declareStreamQueue(queue: string, routingKey: string, idleMs: number): Promise<void> {
+    const { admin } = this.#live();
+    await admin.assertQueue(queue, { durable: true, arguments: { "x-expires": idleMs } });
+    await admin.bindQueue(queue, GROUP_RESULTS_EXCHANGE, routingKey);
   }
 
-  /** Publishes messages straight to queues (default exchange) and waits for the confirms. */
-  async forward(messages: ReadonlyArray<{ queue: string; body: Uint8Array }>): Promise<void> {
+  /**
+   * Publishes messages to the result streams bound to each routing key and waits for the
+   * confirms; a key no stream is bound to drops its message (the store has every result).
+   */
+  async forward(messages: ReadonlyArray<{ routingKey: string; body: Uint8Array }>): Promise<void> {
     const { pub } = this.#live();
     await Promise.all(messages.map((m) =>
       new Promise<void>((resolve, reject) => {
         pub.publish(
-          "",
-          m.queue,
+          GROUP_RESULTS_EXCHANGE,
+          m.routingKey,
           Buffer.from(m.body.buffer, m.body.byteOffset, m.body.byteLength),
           { persistent: true, timestamp: Math.floor(Date.now() / 1000) },
           (

@@ -2,7 +2,9 @@
  * Per-endpoint and per-user broker credentials, created through the RabbitMQ management API.
  * An endpoint's user may consume only its own task queue and publish only to `results` with its
  * own routing key; an SDK user's may only read its own result queues (`<prefix><task_group_id>`).
- * Each call makes a new password, so re-registration rotates an endpoint's credentials.
+ * An endpoint's password is new at each registration (re-registration rotates it). A user's is
+ * stable, derived from the management login and the user id, so a second process asking for a
+ * login never cuts off the streams of the first.
  *
  * @module
  */
@@ -77,8 +79,8 @@ export class BrokerCredentials {
   async #user(
     username: string,
     perms: { configure: string; write: string; read: string },
+    password: string = randomSecret(24),
   ): Promise<BrokerLogin> {
-    const password = randomSecret(24);
     const u = encodeURIComponent(username);
     const v = encodeURIComponent(this.#vhost);
     await this.#api("PUT", `users/${u}`, { password, tags: "" });
@@ -106,13 +108,31 @@ export class BrokerCredentials {
     return login;
   }
 
-  /** A fresh login for an SDK user, able to read only its own result queues. */
+  /**
+   * The login of an SDK user, able to read only its own result queues. The password is the same
+   * at every call (an HMAC of the user id keyed with the management password), and it is set
+   * again each time, so a broker that lost its users gets it back.
+   */
   async forUser(userId: string): Promise<BrokerLogin> {
+    const key = await crypto.subtle.importKey(
+      "raw",
+      new TextEncoder().encode(this.#access.password),
+      { name: "HMAC", hash: "SHA-256" },
+      false,
+      ["sign"],
+    );
+    const mac = await crypto.subtle.sign(
+      "HMAC",
+      key,
+      new TextEncoder().encode(`funcx result stream login\0${this.#vhost}\0${userId}`),
+    );
+    const password = btoa(String.fromCharCode(...new Uint8Array(mac)))
+      .replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
     return await this.#user(`user-${userId}`, {
       configure: "^$",
       write: "^$",
       read: `^${escapeRe(userQueuePrefix(userId))}.*`,
-    });
+    }, password);
   }
 
   /** Removes an endpoint's broker user. */

@@ -38,7 +38,11 @@ export interface IdempotencyOptions {
   paths: readonly string[];
   /** Seconds a key and its answer are kept. @default 86400 */
   ttlS?: number;
-  /** Seconds an unfinished attempt holds its key before a retry may take over. @default 120 */
+  /**
+   * Seconds an unfinished attempt holds its key before a retry may take over (after its replica
+   * died). A submit run twice adds nothing (its task ids come from the key), so this is short.
+   * @default 15
+   */
   leaseS?: number;
   /** Largest body that is hashed; larger ones pass through (the route answers 413). @default Infinity */
   maxBodyBytes?: number;
@@ -68,7 +72,7 @@ export function idempotency(
 ): MiddlewareHandler<AppEnv> {
   const paths = new Set(options.paths);
   const ttlS = options.ttlS ?? 86400;
-  const leaseS = options.leaseS ?? 120;
+  const leaseS = options.leaseS ?? 15;
   const maxBodyBytes = options.maxBodyBytes ?? Infinity;
   return async (c, next) => {
     const header = c.req.header(IDEMPOTENCY_HEADER);

@@ -9,6 +9,7 @@
  * @module
  */
 import postgres from "postgres";
+import { Buffer } from "node:buffer";
 import {
   normalizeBatch,
   num,
@@ -22,10 +23,12 @@ import {
   toEndpoint,
   toFunction,
   toIdempotency,
+  toOutbox,
   toTask,
   transitionsJson,
 } from "./_store_rows.ts";
 import type {
+  AddTasksOptions,
   ContainerRecord,
   DeviceCodeRecord,
   EndpointRecord,
@@ -35,6 +38,7 @@ import type {
   IdempotencyRequest,
   IdempotencyReservation,
   NewTask,
+  OutboxMessage,
   PurgeCounts,
   ReserveOptions,
   ResultBatch,
@@ -84,7 +88,7 @@ export class PostgresStore implements Store {
     // Replicas starting together would race on the catalog; the lock serializes them.
     const init = sql.begin(async (tx) => {
       await tx`SELECT pg_advisory_xact_lock(${SCHEMA_LOCK}::bigint)`;
-      await tx.unsafe(schema("DOUBLE PRECISION")).simple();
+      await tx.unsafe(schema("DOUBLE PRECISION", "BYTEA")).simple();
     });
     // The client's own connect_timeout does not end a first connection to a host that never
     // answers (it retries), so the wait is bounded here.
@@ -402,7 +406,12 @@ export class PostgresStore implements Store {
     return rows.map((r) => str(r, "id"));
   }
 
-  async addTasks(ownerId: string, groupId: string, tasks: readonly NewTask[]): Promise<boolean> {
+  async addTasks(
+    ownerId: string,
+    groupId: string,
+    tasks: readonly NewTask[],
+    options: AddTasksOptions = {},
+  ): Promise<NewTask[] | false> {
     const now = Date.now() / 1000;
     const expires = now + this.#taskTtlS;
     return await this.#sql.begin(async (tx) => {
@@ -412,15 +421,62 @@ export class PostgresStore implements Store {
         tx`SELECT owner_id FROM task_groups WHERE id = ${groupId}`,
       );
       if (!owner || str(owner, "owner_id") !== ownerId) return false;
-      if (tasks.length === 0) return true;
+      if (options.resultQueue !== undefined) {
+        await tx`UPDATE task_groups SET result_queue = ${options.resultQueue}
+          WHERE id = ${groupId}`;
+      }
+      if (tasks.length === 0) return [];
       const rows = tasks.map((t) => ({ id: t.id, f: t.functionId, e: t.endpointId }));
-      await tx`INSERT INTO tasks (id, owner_id, group_id, function_id, endpoint_id, status,
-          created_at, expires_at)
-        SELECT v.id, ${ownerId}::text, ${groupId}::text, v.f, v.e, 'waiting-for-ep',
-          ${now}::float8, ${expires}::float8
-        FROM jsonb_to_recordset(${tx.json(rows)}) AS v(id text, f text, e text)`;
-      return true;
+      const fresh = new Set(
+        (await tx`INSERT INTO tasks (id, owner_id, group_id, function_id, endpoint_id, status,
+            created_at, expires_at)
+          SELECT v.id, ${ownerId}::text, ${groupId}::text, v.f, v.e, 'waiting-for-ep',
+            ${now}::float8, ${expires}::float8
+          FROM jsonb_to_recordset(${tx.json(rows)}) AS v(id text, f text, e text)
+          ON CONFLICT (id) DO NOTHING RETURNING id`).map((r) => str(r, "id")),
+      );
+      const inserted = tasks.filter((t) => fresh.has(t.id));
+      const messages = inserted.filter((t) => t.message !== undefined);
+      if (messages.length > 0) {
+        const rows = messages.map((t) => ({
+          id: t.id,
+          e: t.endpointId,
+          b: Buffer.from(t.message!.buffer, t.message!.byteOffset, t.message!.byteLength)
+            .toString("base64"),
+        }));
+        await tx`INSERT INTO outbox (task_id, endpoint_id, body, created_at, lease_until)
+          SELECT v.id, v.e, decode(v.b, 'base64'), ${now}::float8, ${
+          options.leaseUntil ?? 0
+        }::float8
+          FROM jsonb_to_recordset(${tx.json(rows)}) AS v(id text, e text, b text)
+          ON CONFLICT (task_id) DO NOTHING`;
+      }
+      return inserted;
     });
+  }
+
+  async claimOutbox(now: number, leaseUntil: number, limit: number): Promise<OutboxMessage[]> {
+    const rows = await this.#sql`UPDATE outbox SET lease_until = ${leaseUntil}
+      WHERE task_id IN (SELECT task_id FROM outbox WHERE lease_until < ${now}
+        ORDER BY created_at LIMIT ${limit} FOR UPDATE SKIP LOCKED)
+      RETURNING task_id, endpoint_id, body, created_at`;
+    return [...rows].sort((a, b) => num(a, "created_at") - num(b, "created_at")).map(toOutbox);
+  }
+
+  async releaseOutbox(taskIds: readonly string[]): Promise<void> {
+    if (taskIds.length === 0) return;
+    await this.#sql`UPDATE outbox SET lease_until = 0
+      WHERE task_id IN (SELECT jsonb_array_elements_text(${this.#sql.json([...taskIds])}))`;
+  }
+
+  async deleteOutbox(taskIds: readonly string[]): Promise<void> {
+    if (taskIds.length === 0) return;
+    await this.#sql`DELETE FROM outbox
+      WHERE task_id IN (SELECT jsonb_array_elements_text(${this.#sql.json([...taskIds])}))`;
+  }
+
+  async outboxSize(): Promise<number> {
+    return num((await this.#sql`SELECT count(*)::int AS n FROM outbox`)[0]!, "n");
   }
 
   async failTasks(ids: readonly string[], code: string, exception: string): Promise<void> {

@@ -161,7 +161,7 @@ export class ResultProcessor {
       // One message per task group queue and batch: the user's stream gets them together too.
       await this.#broker.forward(
         [...forwards].map(([queue, results]) => ({
-          queue,
+          routingKey: queue,
           body: results.length === 1
             ? packMessage({ message_type: "result", data: results[0]! })
             : packMessage({ message_type: "result_batch", data: { results } }),

@@ -13,6 +13,7 @@ import { type AppSettings, createApp } from "./app.ts";
 import { BrokerCredentials, parseManagementUrl, vhostOf } from "./broker_credentials.ts";
 import { ServiceBroker } from "./broker.ts";
 import { ResultProcessor } from "./result_processor.ts";
+import { OutboxRelay } from "./outbox_relay.ts";
 import { openStore, type Store } from "./store.ts";
 import { redactUrl } from "./_url.ts";
 
@@ -45,13 +46,16 @@ export class FuncxService {
   readonly #server: Deno.HttpServer<Deno.NetAddr>;
   readonly #purge: ReturnType<typeof setInterval>;
   readonly processor: ResultProcessor;
+  readonly #outbox: OutboxRelay;
 
   private constructor(
     store: Store,
     broker: ServiceBroker,
     server: Deno.HttpServer<Deno.NetAddr>,
     processor: ResultProcessor,
+    outbox: OutboxRelay,
   ) {
+    this.#outbox = outbox;
     this.#store = store;
     this.#broker = broker;
     this.#server = server;
@@ -93,9 +97,12 @@ export class FuncxService {
       );
     }
     await broker.consumeResults((batch) => processor.handle(batch));
+    const outbox = new OutboxRelay(store, broker);
+    broker.onConnectionRestored(() => outbox.sweep());
     const app = createApp({
       store,
       broker,
+      outbox,
       credentials,
       settings: config,
     });
@@ -106,7 +113,7 @@ export class FuncxService {
       onListen: () => resolve(),
     }, app.fetch);
     await listening;
-    return new FuncxService(store, broker, server, processor);
+    return new FuncxService(store, broker, server, processor, outbox);
   }
 
   /** Current lifecycle state. */
@@ -131,6 +138,7 @@ export class FuncxService {
     this.#state = "draining";
     clearInterval(this.#purge);
     await this.#server.shutdown();
+    await this.#outbox.close();
     await this.#broker.close();
     await this.#store.close();
     this.#state = "stopped";

@@ -22,10 +22,12 @@ import {
   toEndpoint,
   toFunction,
   toIdempotency,
+  toOutbox,
   toTask,
   transitionsJson,
 } from "./_store_rows.ts";
 import type {
+  AddTasksOptions,
   ContainerRecord,
   DeviceCodeRecord,
   EndpointRecord,
@@ -35,6 +37,7 @@ import type {
   IdempotencyRequest,
   IdempotencyReservation,
   NewTask,
+  OutboxMessage,
   PurgeCounts,
   ReserveOptions,
   ResultBatch,
@@ -416,7 +419,12 @@ export class SqliteStore implements Store {
       .map((r) => str(r, "id"));
   }
 
-  async addTasks(ownerId: string, groupId: string, tasks: readonly NewTask[]): Promise<boolean> {
+  async addTasks(
+    ownerId: string,
+    groupId: string,
+    tasks: readonly NewTask[],
+    options: AddTasksOptions = {},
+  ): Promise<NewTask[] | false> {
     const now = Date.now() / 1000;
     const expires = now + this.#taskTtlS;
     return this.#tx(() => {
@@ -426,15 +434,64 @@ export class SqliteStore implements Store {
       ).run(groupId, ownerId, now);
       const owner = this.#stmt("SELECT owner_id FROM task_groups WHERE id = ?").get(groupId);
       if (!owner || str(owner, "owner_id") !== ownerId) return false;
+      if (options.resultQueue !== undefined) {
+        this.#stmt("UPDATE task_groups SET result_queue = ? WHERE id = ?").run(
+          options.resultQueue,
+          groupId,
+        );
+      }
       const ins = this.#stmt(
         "INSERT INTO tasks (id, owner_id, group_id, function_id, endpoint_id, status, " +
-          "created_at, expires_at) VALUES (?, ?, ?, ?, ?, 'waiting-for-ep', ?, ?)",
+          "created_at, expires_at) VALUES (?, ?, ?, ?, ?, 'waiting-for-ep', ?, ?) " +
+          "ON CONFLICT (id) DO NOTHING",
       );
+      const out = this.#stmt(
+        "INSERT INTO outbox (task_id, endpoint_id, body, created_at, lease_until) " +
+          "VALUES (?, ?, ?, ?, ?) ON CONFLICT (task_id) DO NOTHING",
+      );
+      const inserted: NewTask[] = [];
       for (const t of tasks) {
-        ins.run(t.id, ownerId, groupId, t.functionId, t.endpointId, now, expires);
+        if (
+          Number(
+            ins.run(t.id, ownerId, groupId, t.functionId, t.endpointId, now, expires)
+              .changes,
+          ) === 0
+        ) continue;
+        inserted.push(t);
+        if (t.message) out.run(t.id, t.endpointId, t.message, now, options.leaseUntil ?? 0);
       }
-      return true;
+      return inserted;
     });
+  }
+
+  async claimOutbox(now: number, leaseUntil: number, limit: number): Promise<OutboxMessage[]> {
+    return this.#tx(() =>
+      this.#stmt(
+        "UPDATE outbox SET lease_until = ? WHERE task_id IN (SELECT task_id FROM outbox " +
+          "WHERE lease_until < ? ORDER BY created_at LIMIT ?) " +
+          "RETURNING task_id, endpoint_id, body, created_at",
+      ).all(leaseUntil, now, limit)
+        .sort((a, b) => num(a, "created_at") - num(b, "created_at"))
+        .map(toOutbox)
+    );
+  }
+
+  async releaseOutbox(taskIds: readonly string[]): Promise<void> {
+    this.#tx(() => {
+      const upd = this.#stmt("UPDATE outbox SET lease_until = 0 WHERE task_id = ?");
+      for (const id of taskIds) upd.run(id);
+    });
+  }
+
+  async deleteOutbox(taskIds: readonly string[]): Promise<void> {
+    this.#tx(() => {
+      const del = this.#stmt("DELETE FROM outbox WHERE task_id = ?");
+      for (const id of taskIds) del.run(id);
+    });
+  }
+
+  async outboxSize(): Promise<number> {
+    return num(this.#stmt("SELECT count(*) AS n FROM outbox").get()!, "n");
   }
 
   async failTasks(ids: readonly string[], code: string, exception: string): Promise<void> {

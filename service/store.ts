@@ -86,6 +86,23 @@ export interface NewTask {
   id: string;
   functionId: string;
   endpointId: string;
+  /** The packed task message, kept in the outbox until the broker confirms it. @default none */
+  message?: Uint8Array;
+}
+
+/** Options of {@linkcode Store.addTasks}. */
+export interface AddTasksOptions {
+  /** Until when (epoch seconds) the new outbox messages are leased to the caller. @default 0 */
+  leaseUntil?: number;
+  /** Routing key of the group's result streams, set in the same transaction. @default unchanged */
+  resultQueue?: string;
+}
+
+/** A task message waiting in the outbox for a broker confirm. */
+export interface OutboxMessage {
+  taskId: string;
+  endpointId: string;
+  body: Uint8Array;
 }
 
 /** A result to apply to its task. */
@@ -306,10 +323,28 @@ export interface Store {
   /** Ids of the tasks of a group. */
   taskGroupTasks(groupId: string): Promise<string[]>;
   /**
-   * Inserts tasks (and their group if new) in one transaction, all `waiting-for-ep`. Returns
-   * `false`, inserting nothing, when the group belongs to another user.
+   * Inserts tasks (and their group if new) in one transaction, all `waiting-for-ep`, with the
+   * outbox message of each new task that has one. A task whose id exists already is left alone
+   * (a repeated submit inserts nothing twice). Returns the tasks it inserted, or `false`,
+   * inserting nothing, when the group belongs to another user.
    */
-  addTasks(ownerId: string, groupId: string, tasks: readonly NewTask[]): Promise<boolean>;
+  addTasks(
+    ownerId: string,
+    groupId: string,
+    tasks: readonly NewTask[],
+    options?: AddTasksOptions,
+  ): Promise<NewTask[] | false>;
+  /**
+   * Leases up to `limit` outbox messages whose lease is over at `now` until `leaseUntil`, oldest
+   * first; replicas racing for them each get different ones.
+   */
+  claimOutbox(now: number, leaseUntil: number, limit: number): Promise<OutboxMessage[]>;
+  /** Ends the lease of outbox messages (their publish failed): anyone may claim them now. */
+  releaseOutbox(taskIds: readonly string[]): Promise<void>;
+  /** Deletes outbox messages the broker confirmed. */
+  deleteOutbox(taskIds: readonly string[]): Promise<void>;
+  /** How many messages wait in the outbox. */
+  outboxSize(): Promise<number>;
   /** Marks tasks failed with a service-side reason (for example a publish that failed). */
   failTasks(ids: readonly string[], code: string, exception: string): Promise<void>;
   /** A task by id. */

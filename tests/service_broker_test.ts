@@ -52,6 +52,7 @@ Deno.test("service broker: scoped logins, forwarding, dedupe, limits, restart", 
   assert.equal(submit.status, 200);
   const [t1, t2] = (submit.body["results"] as Array<{ task_uuid: string }>).map((r) => r.task_uuid);
 
+  let streamQueue = "";
   await t.step("an endpoint's login reads its own task queue", async () => {
     const tasks = await take(regA.task_queue_info.connection_url, regA.task_queue_info.queue, 2);
     assert.deepEqual(tasks.map((m) => m.message_type), ["task", "task"]);
@@ -77,7 +78,17 @@ Deno.test("service broker: scoped logins, forwarding, dedupe, limits, restart", 
     });
   });
 
-  await t.step("a result is stored and forwarded to the owner's task group queue", async () => {
+  await t.step("a result is stored and forwarded to every result stream of its group", async () => {
+    // Two processes watching the group: each has a queue of its own, and one login for both.
+    const open = () =>
+      api(fx.service.address, "POST", "/v2/result_streams", {
+        token,
+        json: { task_group_id: groupId },
+      });
+    const [s1, s2] = [await open(), await open()];
+    assert.equal(s1.status, 201);
+    assert.notEqual(s1.body["queue"], s2.body["queue"]);
+    assert.equal(s1.body["connection_url"], s2.body["connection_url"]);
     await publishAs(regA, [resultFor(t1!, 42)]);
     const first = await until(async () => {
       const task = await alice.getTask(t1!);
@@ -96,12 +107,15 @@ Deno.test("service broker: scoped logins, forwarding, dedupe, limits, restart", 
       token,
     });
     const url = String(res.body["connection_url"]);
-    const prefix = String(res.body["queue_prefix"]);
     assert.match(url, /^amqp:\/\/user-/);
-    const forwarded = await take(url, `${prefix}${groupId}`, 1);
-    assert.equal(forwarded.length, 1);
-    assert.equal(forwarded[0]!.message_type, "result");
-    assert.equal((forwarded[0]!.data as { task_id: string }).task_id, t1);
+    assert.equal(url, s1.body["connection_url"], "asking again changed the user's login");
+    for (const s of [s1, s2]) {
+      const forwarded = await take(url, String(s.body["queue"]), 1);
+      assert.equal(forwarded.length, 1);
+      assert.equal(forwarded[0]!.message_type, "result");
+      assert.equal((forwarded[0]!.data as { task_id: string }).task_id, t1);
+    }
+    streamQueue = String(s1.body["queue"]);
   });
 
   await t.step("a duplicate result is stored once", async () => {
@@ -135,10 +149,12 @@ Deno.test("service broker: scoped logins, forwarding, dedupe, limits, restart", 
       token: bobToken,
     });
     assert.notEqual(bobs.body["queue_prefix"], mine.body["queue_prefix"]);
-    await refused(
-      String(bobs.body["connection_url"]),
-      (ch) => ch.consume(`${mine.body["queue_prefix"]}${groupId}`, () => {}),
-    );
+    await refused(String(bobs.body["connection_url"]), (ch) => ch.consume(streamQueue, () => {}));
+    const bobsStream = await api(fx.service.address, "POST", "/v2/result_streams", {
+      token: bobToken,
+      json: { task_group_id: groupId },
+    });
+    assert.equal(bobsStream.status, 403);
   });
 
   await t.step(

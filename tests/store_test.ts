@@ -47,7 +47,7 @@ function completion(taskId: string, data: string, ts: bigint): TaskCompletion {
 }
 
 async function addTasksOrThrow(store: Store, owner: string, group: string, tasks: NewTask[]) {
-  assert.equal(await store.addTasks(owner, group, tasks), true, "addTasks refused");
+  assert.notEqual(await store.addTasks(owner, group, tasks), false, "addTasks refused");
 }
 
 function settledCounts(outcomes: PromiseSettledResult<unknown>[]) {
@@ -306,6 +306,55 @@ async function contract(t: Deno.TestContext, store: Store): Promise<void> {
     await store.failTasks([extra, ids[0]!], "broker_unavailable", "no broker");
     assert.equal((await store.getTask(extra))?.errorCode, "broker_unavailable");
     assert.equal((await store.getTask(ids[0]!))?.status, "success");
+  });
+
+  await t.step("outbox: written with its task, once; leased, released, claimed once", async () => {
+    const group = crypto.randomUUID();
+    const fid = crypto.randomUUID();
+    const withMessage = (id: string, byte: number): NewTask => ({
+      ...task(id, fid),
+      message: new Uint8Array([byte, 0, 255]),
+    });
+    const [a, b, c]: [string, string, string] = [
+      crypto.randomUUID(),
+      crypto.randomUUID(),
+      crypto.randomUUID(),
+    ];
+    const before = await store.outboxSize();
+    const now = Date.now() / 1000;
+    const first = await store.addTasks(
+      alice.user.id,
+      group,
+      [withMessage(a, 1), withMessage(b, 2)],
+      {
+        leaseUntil: now + 60,
+      },
+    );
+    assert.deepEqual(first && first.map((t) => t.id), [a, b]);
+    // A repeat of the same tasks (a submit run again) adds neither a task nor a message.
+    const again = await store.addTasks(alice.user.id, group, [
+      withMessage(a, 1),
+      withMessage(c, 3),
+    ]);
+    assert.deepEqual(again && again.map((t) => t.id), [c]);
+    assert.equal((await store.taskGroupTasks(group)).length, 3);
+    assert.equal(await store.outboxSize(), before + 3);
+    // Leased ones are not claimed; c (no lease) is, with its bytes intact, and only once.
+    const claims = await Promise.all([
+      store.claimOutbox(now, now + 60, 10),
+      store.claimOutbox(now, now + 60, 10),
+    ]);
+    const claimed = claims.flat().filter((m) => ([a, b, c] as string[]).includes(m.taskId));
+    assert.deepEqual(claimed.map((m) => m.taskId), [c]);
+    assert.deepEqual([...claimed[0]!.body], [3, 0, 255]);
+    assert.equal(claimed[0]!.endpointId, epId);
+    await store.releaseOutbox([a, b]);
+    const rest = (await store.claimOutbox(now, now + 60, 10)).filter((m) =>
+      ([a, b, c] as string[]).includes(m.taskId)
+    );
+    assert.deepEqual(rest.map((m) => m.taskId).sort(), [a, b].sort());
+    await store.deleteOutbox([a, b, c]);
+    assert.equal(await store.outboxSize(), before);
   });
 
   const request = {

@@ -1,6 +1,7 @@
 /**
- * Task submission and lookup: `POST /v2/submit` stores a batch of tasks and publishes each to its
- * endpoint's queue with broker confirms before answering; `GET /v2/tasks/{id}` reads one back.
+ * Task submission and lookup: `POST /v2/submit` stores a batch of tasks, each with its message in
+ * the outbox, in one transaction and answers; the outbox relay publishes them. `GET /v2/tasks/{id}`
+ * reads one back; `POST /v2/result_streams` gives an SDK process a result queue of its own.
  *
  * @module
  */
@@ -8,11 +9,60 @@ import { Hono } from "hono";
 import { packMessage, serialize, type TaskContainer } from "../../sdk/protocol/mod.ts";
 import { HttpError, isUuid, requireUuid } from "../http_error.ts";
 import { type AppDeps, type AppEnv, readJson } from "../app.ts";
-import type { OutgoingTask } from "../broker.ts";
 import { userQueuePrefix, withLogin } from "../broker_credentials.ts";
+import { IDEMPOTENCY_HEADER } from "../idempotency.ts";
 import type { FunctionRecord, NewTask, TaskRecord } from "../store.ts";
 import { usableFunction } from "./functions.ts";
 import { usableEndpoint } from "./endpoints.ts";
+
+/** The routing key of a task group's result streams (`user-<user_id>.<group_id>`). */
+export function groupRoutingKey(userId: string, groupId: string): string {
+  return `${userQueuePrefix(userId)}${groupId}`;
+}
+
+/**
+ * Task ids derived from `seed` by position: the same seed gives the same ids (UUID version 8:
+ * the first 12 bytes of SHA-256 of the seed, then the position).
+ */
+export async function derivedIds(seed: string): Promise<(i: number) => string> {
+  const base = new Uint8Array(
+    await crypto.subtle.digest("SHA-256", new TextEncoder().encode(seed)),
+  ).slice(0, 16);
+  base[6] = (base[6]! & 0x0f) | 0x80;
+  base[8] = (base[8]! & 0x3f) | 0x80;
+  return (i) => {
+    const b = base.slice();
+    new DataView(b.buffer).setUint32(12, i);
+    const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${
+      h.slice(20)
+    }`;
+  };
+}
+
+/**
+ * How long a result stream's queue outlives its last consumer. A stream cut off for longer asks
+ * for a new queue and reads what it missed from the store.
+ */
+const STREAM_QUEUE_IDLE_MS = 10 * 60_000;
+
+/** The AMQP URL with the user's own broker login (stable: asking again cuts off no stream). */
+async function resultStreamUrl(deps: AppDeps, userId: string): Promise<string> {
+  if (!deps.credentials) return deps.settings.publicAmqpUrl;
+  try {
+    return withLogin(deps.settings.publicAmqpUrl, await deps.credentials.forUser(userId));
+  } catch (err) {
+    throw new HttpError(
+      503,
+      "broker_unavailable",
+      "Cannot create broker credentials: the broker is unavailable",
+      [],
+      { cause: err },
+      {},
+      { "retry-after": "2" },
+    );
+  }
+}
 
 /** One entry of a submit answer. */
 export type SubmitResult =
@@ -81,7 +131,6 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
       if (owner !== undefined && owner !== user.id) throw groupForbidden(groupId);
       const results: SubmitResult[] = [];
       const accepted: NewTask[] = [];
-      const outgoing: OutgoingTask[] = [];
       const fnCache = new Map<string, FunctionRecord>();
       const allowed = new Map<string, Set<string>>();
       // The image of a function's container goes with each of its tasks (looked up once).
@@ -97,8 +146,14 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
         }
         return c;
       };
+      // A request with an Idempotency-Key names its tasks after the key: run again (its answer
+      // was lost with a service that died), it finds them stored and adds nothing.
+      const idempotencyKey = c.req.header(IDEMPOTENCY_HEADER);
+      const taskIdOf = idempotencyKey === undefined
+        ? () => crypto.randomUUID()
+        : await derivedIds(`${user.id}\0${idempotencyKey}`);
       for (const [i, entry] of tasks.entries()) {
-        const taskId = crypto.randomUUID();
+        const taskId = taskIdOf(i);
         try {
           if (!Array.isArray(entry) || entry.length !== 3 || typeof entry[2] !== "string") {
             throw new HttpError(
@@ -132,11 +187,11 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
               [functionId, endpointId],
             );
           }
-          accepted.push({ id: taskId, functionId, endpointId });
-          outgoing.push({
+          accepted.push({
+            id: taskId,
+            functionId,
             endpointId,
-            taskId,
-            body: packMessage({
+            message: packMessage({
               message_type: "task",
               data: {
                 task_id: taskId,
@@ -154,44 +209,18 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
       }
       if (accepted.length > 0) {
         // The group may have been created by another user since the check above (the store
-        // decides, in the same transaction as the insert).
-        if (!await deps.store.addTasks(user.id, groupId, accepted)) throw groupForbidden(groupId);
-        if (createQueue) {
-          const queue = `${userQueuePrefix(user.id)}${groupId}`;
-          try {
-            await deps.broker.declareResultQueue(queue, deps.settings.taskTtlS * 1000);
-            await deps.store.setResultQueue(groupId, queue);
-          } catch (err) {
-            await deps.store.failTasks(
-              accepted.map((t) => t.id),
-              "broker_unavailable",
-              String(err),
-            );
-            throw new HttpError(
-              503,
-              "broker_unavailable",
-              `Cannot create the result queue of task group "${groupId}": the broker is unavailable`,
-              [groupId],
-              { cause: err },
-            );
-          }
-        }
-        try {
-          await deps.broker.publishTasks(outgoing);
-        } catch (err) {
-          const reason = `Task could not be queued: the broker is unavailable (${String(err)})`;
-          await deps.store.failTasks(accepted.map((t) => t.id), "broker_unavailable", reason);
-          const failed = new Set(accepted.map((t) => t.id));
-          for (let i = 0; i < results.length; i++) {
-            const r = results[i]!;
-            if (r.task_uuid && failed.has(r.task_uuid)) {
-              results[i] = {
-                ...new HttpError(503, "broker_unavailable", reason).toJSON(),
-                task_uuid: r.task_uuid,
-              };
-            }
-          }
-        }
+        // decides, in the same transaction as the insert). Each task goes in with its message in
+        // the outbox; the relay publishes it, so the answer never waits on the broker.
+        const inserted = await deps.store.addTasks(user.id, groupId, accepted, {
+          leaseUntil: deps.outbox.leaseUntil(),
+          ...(createQueue ? { resultQueue: groupRoutingKey(user.id, groupId) } : {}),
+        });
+        if (inserted === false) throw groupForbidden(groupId);
+        deps.outbox.push(inserted.map((t) => ({
+          taskId: t.id,
+          endpointId: t.endpointId,
+          body: t.message!,
+        })));
       }
       const anyFailed = results.some((r) => "code" in r);
       return c.json(
@@ -201,21 +230,28 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
     })
     .get("/get_amqp_result_connection_url", async (c) => {
       const user = c.get("user");
-      let url = deps.settings.publicAmqpUrl;
-      if (deps.credentials) {
-        try {
-          url = withLogin(url, await deps.credentials.forUser(user.id));
-        } catch (err) {
-          throw new HttpError(
-            503,
-            "broker_unavailable",
-            "Cannot create broker credentials: the broker is unavailable",
-            [],
-            { cause: err },
-          );
-        }
+      return c.json({
+        connection_url: await resultStreamUrl(deps, user.id),
+        queue_prefix: userQueuePrefix(user.id),
+      });
+    })
+    .post("/result_streams", async (c) => {
+      const user = c.get("user");
+      const body = await readJson(c.req.raw, deps.settings.maxRequestBytes);
+      const groupId = requireUuid(
+        (body as { task_group_id?: unknown } | null)?.task_group_id,
+        "task_group_id",
+      ).toLowerCase();
+      const routingKey = groupRoutingKey(user.id, groupId);
+      // The group is created when new (a stream may start before the first submit lands), and
+      // its results are forwarded from now on.
+      if (!await deps.store.addTasks(user.id, groupId, [], { resultQueue: routingKey })) {
+        throw groupForbidden(groupId);
       }
-      return c.json({ connection_url: url, queue_prefix: userQueuePrefix(user.id) });
+      const queue = `${routingKey}.${crypto.randomUUID().slice(0, 13)}`;
+      const url = await resultStreamUrl(deps, user.id);
+      await deps.broker.declareStreamQueue(queue, routingKey, STREAM_QUEUE_IDLE_MS);
+      return c.json({ task_group_id: groupId, connection_url: url, queue }, 201);
     })
     .post("/batch_status", async (c) => {
       const body = await readJson(c.req.raw, deps.settings.maxRequestBytes);

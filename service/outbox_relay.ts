@@ -1,0 +1,167 @@
+/**
+ * The outbox relay: the one way a task reaches the broker. `POST /v2/submit` writes each task and
+ * its packed message in one transaction (the message in the store's outbox, leased to this
+ * process for a few seconds) and hands the messages here; the relay publishes them with broker
+ * confirms and deletes them from the outbox once confirmed. The HTTP answer never waits on the
+ * broker, and a broker outage only delays tasks: a message whose publish failed has its lease
+ * released, and a sweep (every `sweepMs`, and at once when the broker link is back) claims every
+ * unleased or expired message, whoever wrote it. That also picks up what a replica that died (or
+ * this process before a restart) left behind. A message may be published twice (a confirm lost
+ * with the link, or a lease that ran out); the endpoint runs a task id once.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import type { OutboxMessage, Store } from "./store.ts";
+import type { OutgoingTask, ServiceBroker } from "./broker.ts";
+
+const log = getLogger(["funcx", "service", "outbox"]);
+
+/** Options of {@linkcode OutboxRelay}. */
+export interface OutboxRelayOptions {
+  /** Seconds a process holds the messages it wrote or claimed before others may take them. @default 10 */
+  leaseS?: number;
+  /** Milliseconds between sweeps for messages nobody holds. @default 1000 */
+  sweepMs?: number;
+  /** Most messages per publish round. @default 1000 */
+  maxBatch?: number;
+}
+
+/** Lifecycle of the relay. */
+export type RelayState = "running" | "draining" | "stopped";
+
+/** Publishes outbox messages with confirms, then deletes them. */
+export class OutboxRelay {
+  readonly #store: Store;
+  readonly #broker: Pick<ServiceBroker, "publishTasks" | "connected">;
+  readonly #leaseS: number;
+  readonly #maxBatch: number;
+  readonly #pending: OutboxMessage[] = [];
+  /** Task ids in `#pending` or being published, so a sweep does not send them again. */
+  readonly #held = new Set<string>();
+  readonly #timer: ReturnType<typeof setInterval>;
+  #running: Promise<void> | undefined;
+  #sweepWanted = true;
+  #state: RelayState = "running";
+  /** Messages this relay has had confirmed. */
+  published = 0;
+
+  /** Starts sweeping at once (messages left from before a restart go first). */
+  constructor(
+    store: Store,
+    broker: Pick<ServiceBroker, "publishTasks" | "connected">,
+    options: OutboxRelayOptions = {},
+  ) {
+    this.#store = store;
+    this.#broker = broker;
+    this.#leaseS = options.leaseS ?? 10;
+    this.#maxBatch = options.maxBatch ?? 1000;
+    this.#timer = setInterval(() => this.sweep(), options.sweepMs ?? 1000);
+    this.#kick();
+  }
+
+  /** The lease to write new outbox messages with: until when (epoch seconds) this relay has them. */
+  leaseUntil(now: number = Date.now() / 1000): number {
+    return now + this.#leaseS;
+  }
+
+  /** Lifecycle state. */
+  get state(): RelayState {
+    return this.#state;
+  }
+
+  /** Takes messages just written to the outbox (leased to this process) for publishing. */
+  push(messages: readonly OutboxMessage[]): void {
+    if (this.#state !== "running") return; // the lease runs out and a sweep takes them
+    if (!this.#broker.connected) {
+      // Nothing to hold them for: let the sweep after the reconnect take them.
+      void this.#store.releaseOutbox(messages.map((m) => m.taskId)).catch(() => {});
+      return;
+    }
+    for (const m of messages) {
+      if (this.#held.has(m.taskId)) continue;
+      this.#held.add(m.taskId);
+      this.#pending.push(m);
+    }
+    this.#kick();
+  }
+
+  /** Looks for messages nobody holds (after a broker outage, a restart, a dead replica). */
+  sweep(): void {
+    this.#sweepWanted = true;
+    this.#kick();
+  }
+
+  #kick(): void {
+    if (this.#running || this.#state !== "running") return;
+    this.#running = this.#loop().finally(() => {
+      this.#running = undefined;
+      if (this.#pending.length > 0 && this.#broker.connected) this.#kick();
+    });
+  }
+
+  async #loop(): Promise<void> {
+    while (this.#state === "running" && this.#broker.connected) {
+      let batch = this.#pending.splice(0, this.#maxBatch);
+      if (batch.length === 0 && this.#sweepWanted) {
+        this.#sweepWanted = false;
+        try {
+          const now = Date.now() / 1000;
+          batch = (await this.#store.claimOutbox(now, this.leaseUntil(now), this.#maxBatch))
+            .filter((m) => !this.#held.has(m.taskId));
+        } catch (err) {
+          log.error("Cannot read the outbox: {err}", { err: String(err) });
+          return;
+        }
+        for (const m of batch) this.#held.add(m.taskId);
+        // A full claim may have left more behind.
+        if (batch.length >= this.#maxBatch) this.#sweepWanted = true;
+        if (batch.length > 0) log.info("Relaying {n} queued tasks", { n: batch.length });
+      }
+      if (batch.length === 0) return;
+      await this.#publish(batch);
+    }
+  }
+
+  async #publish(batch: OutboxMessage[]): Promise<void> {
+    const ids = batch.map((m) => m.taskId);
+    try {
+      await this.#broker.publishTasks(batch.map((m): OutgoingTask => m));
+    } catch (err) {
+      log.warn("Cannot publish {n} tasks now ({err}); they wait in the outbox", {
+        n: batch.length,
+        err: String(err),
+      });
+      // Back to the outbox for the next sweep; what else is pending goes there too.
+      const rest = this.#pending.splice(0);
+      const all = [...ids, ...rest.map((m) => m.taskId)];
+      for (const id of all) this.#held.delete(id);
+      await this.#store.releaseOutbox(all).catch((e) =>
+        log.error("Cannot release outbox leases (they run out by themselves): {err}", { err: e })
+      );
+      this.#sweepWanted = true;
+      return;
+    }
+    this.published += batch.length;
+    try {
+      await this.#store.deleteOutbox(ids);
+    } catch (err) {
+      // Published but still in the outbox: a later sweep sends it again, and it runs once.
+      log.error("Cannot delete {n} sent tasks from the outbox: {err}", {
+        n: ids.length,
+        err: String(err),
+      });
+    } finally {
+      for (const id of ids) this.#held.delete(id);
+    }
+  }
+
+  /** Stops relaying; messages not yet confirmed stay in the outbox for the next process. */
+  async close(): Promise<void> {
+    if (this.#state !== "running") return;
+    this.#state = "draining";
+    clearInterval(this.#timer);
+    await this.#running;
+    this.#state = "stopped";
+  }
+}
