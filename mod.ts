@@ -81,8 +81,11 @@ export {
   isTerminalState,
   packArgs,
   packBuffers,
+  type ResultErrorDetails,
+  type ResultMessage,
   serialize,
   type SerializeOptions,
   TaskState,
+  type TaskTransition,
   unpackBuffers,
 } from "./sdk/protocol/mod.ts";

@@ -189,7 +189,9 @@ export async function logoutCommand(
   flags: { force?: boolean },
   common: CommonOptions,
 ): Promise<number> {
-  const running = (await listEndpoints(common.configDir)).filter((e) => e.status === "Running");
+  const running = (await listEndpoints(common.configDir)).filter((e) =>
+    e.status === "Running" || e.status === "Reconnecting"
+  );
   if (running.length > 0 && !flags.force) {
     throw new CliExit(
       EXIT.ERROR,

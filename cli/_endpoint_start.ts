@@ -168,20 +168,25 @@ export async function startCommand(
   }
   await writeEndpointId(dir, registration.endpoint_id);
   if (foreground) return await runEndpoint(name, dir, config, registration, true, parent);
+  let ready: Record<string, unknown>;
   try {
-    await spawnDaemon({
+    ({ ready } = await spawnDaemon({
       endpointDir: dir,
       logFile: logPath(dir),
       command: daemonCommand(name, common, flags, parent),
       registration,
-    });
+    }));
   } catch (err) {
     if (err instanceof DaemonFailed) throw new CliExit(err.exitCode || EXIT.ERROR, err.message);
     throw err;
   }
   console.log(`Starting endpoint; registered ID: ${registration.endpoint_id}`);
+  if (ready["broker"] === "unreachable") console.error(BROKER_WAIT_NOTE);
   return EXIT.OK;
 }
+
+const BROKER_WAIT_NOTE = "The broker cannot be reached yet: the endpoint keeps trying (with " +
+  "backoff, up to max_consecutive_failures when set); see its log";
 
 /**
  * A logged-in client for a command (the device flow runs when on a terminal); no login is exit 1
@@ -259,8 +264,12 @@ async function runEndpoint(
         void ep.stop(`its parent process ${parent.pid} exited (--die-with-parent)`);
       });
     }
-    console.log(JSON.stringify({ event: "started", endpoint_id: ep.id, name, pid: Deno.pid }));
+    const broker = ep.state === "disconnected" ? "unreachable" : "connected";
+    console.log(
+      JSON.stringify({ event: "started", endpoint_id: ep.id, name, pid: Deno.pid, broker }),
+    );
     if (foreground) console.error(`Starting endpoint; registered ID: ${ep.id}`);
+    if (foreground && broker === "unreachable") console.error(BROKER_WAIT_NOTE);
     const end = await ep.ended;
     if (end.kind === "stopped") {
       console.error(`Endpoint "${name}" stopped: ${end.reason}`);

@@ -30,12 +30,15 @@ export const EndpointConfigSchema = z.object({
   detach_endpoint: z.boolean().default(true),
   /** Functions this endpoint agrees to run; any when unset. */
   allowed_functions: z.array(z.uuid()).nullable().default(null),
-  /** Consecutive broker connection failures before the daemon gives up. */
-  max_consecutive_failures: z.number().int().min(1).default(5),
-  /** Shortest wait in seconds before reconnecting to the broker. */
-  reconnect_delay_min: z.number().min(0).default(2),
-  /** Longest wait in seconds before reconnecting to the broker. */
-  reconnect_delay_max: z.number().min(0).default(10),
+  /**
+   * Consecutive failed attempts to reach the broker after which the daemon exits (code 75);
+   * `null` or `0`: never give up, keep trying for as long as the outage lasts.
+   */
+  max_consecutive_failures: z.number().int().min(0).nullable().default(null),
+  /** Seconds: the first reconnect waits up to this long; each later one up to twice as long. */
+  reconnect_delay_min: z.number().positive().default(1),
+  /** Seconds: the most any reconnect waits (the cap of the exponential backoff). */
+  reconnect_delay_max: z.number().positive().default(60),
   /** Unacked tasks the broker hands this endpoint at once. */
   prefetch: z.number().int().min(1).default(1000),
   /** How tasks are run (owned by the engine). */
@@ -207,11 +210,14 @@ display_name: ${JSON.stringify(name)}
 # allowed_functions:
 #   - 00000000-0000-0000-0000-000000000000
 
-# Give up after this many consecutive failures to reach the broker; wait a random
-# number of seconds between reconnect_delay_min and reconnect_delay_max between attempts.
-# max_consecutive_failures: 5
-# reconnect_delay_min: 2
-# reconnect_delay_max: 10
+# When the broker cannot be reached the daemon keeps running its tasks, keeps their results
+# on disk and retries with a jittered exponential backoff: the first wait is up to
+# reconnect_delay_min seconds, each next one up to twice as long, never more than
+# reconnect_delay_max. It never gives up unless max_consecutive_failures is set (then it
+# exits with code 75 after that many failed attempts in a row; 0 means never).
+# max_consecutive_failures: null
+# reconnect_delay_min: 1
+# reconnect_delay_max: 60
 
 # How tasks are run.
 engine:

@@ -9,7 +9,9 @@ Deno.test("validateConfig fills defaults, including the engine section", () => {
   assert.equal(c.idle_heartbeats_soft, 0);
   assert.equal(c.idle_heartbeats_hard, 5760);
   assert.equal(c.detach_endpoint, true);
-  assert.equal(c.max_consecutive_failures, 5);
+  assert.equal(c.max_consecutive_failures, null);
+  assert.equal(c.reconnect_delay_min, 1);
+  assert.equal(c.reconnect_delay_max, 60);
   assert.equal(c.allowed_functions, null);
   assert.equal(c.engine.max_workers_per_node, navigator.hardwareConcurrency);
 });
@@ -72,4 +74,23 @@ Deno.test("the configure template is valid and round-trips through loadConfig", 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("validateConfig keeps max_consecutive_failures as an explicit limit, 0 or null forever", () => {
+  assert.equal(
+    validateConfig("c.yaml", { max_consecutive_failures: 5 }).max_consecutive_failures,
+    5,
+  );
+  assert.equal(
+    validateConfig("c.yaml", { max_consecutive_failures: 0 }).max_consecutive_failures,
+    0,
+  );
+  assert.throws(
+    () => validateConfig("c.yaml", { max_consecutive_failures: -1 }),
+    (err: unknown) => err instanceof ConfigError && err.path === "max_consecutive_failures",
+  );
+  assert.throws(
+    () => validateConfig("c.yaml", { reconnect_delay_min: 5, reconnect_delay_max: 2 }),
+    (err: unknown) => err instanceof ConfigError && err.path === "reconnect_delay_max",
+  );
 });

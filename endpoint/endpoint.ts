@@ -1,10 +1,13 @@
 /**
  * The endpoint daemon's core, after registration: it consumes its task queue (exclusive
  * consumer), runs each task in the engine and publishes the result to `results` with publisher
- * confirms. A task message is acked only once its result is safe: confirmed by the broker, or
- * written to the {@linkcode ResultStore} on disk. When the broker connection goes away the engine
- * keeps running ("clutch disengages, engine continues"); results wait on disk and are sent first
- * after the reconnect, which is retried with a jittered delay until `max_consecutive_failures`.
+ * confirms, and at the same time appends it to the {@linkcode ResultJournal} on disk. A task
+ * message is acked only once its result is safe: confirmed by the broker, or synced to the
+ * journal, whichever comes first; a redelivered task whose result is journaled is acked, not run.
+ * When the broker connection goes away the engine keeps running ("clutch disengages, engine
+ * continues"); results wait in the journal and are sent first after the reconnect, which is
+ * retried with capped, jittered exponential backoff for as long as the outage lasts (or until
+ * `max_consecutive_failures`, when that is set).
  * Status reports go out every heartbeat period, and a final one with `heartbeat_period: 0`.
  *
  * @module
@@ -28,7 +31,9 @@ import { failureResult } from "./engine/failure.ts";
 import type { ContainerConfig } from "./engine/container.ts";
 import type { EndpointConfig } from "./config.ts";
 import { ResultBatcher } from "./result_batcher.ts";
-import { ResultStore } from "./result_store.ts";
+import { ResultJournal } from "./result_journal.ts";
+import { type DaemonStatus, removeStatusFile, writeStatusFile } from "./status_file.ts";
+import { backoffDelay } from "../sdk/_backoff.ts";
 import { type BrokerSession, EndpointRefused, openSession } from "./broker_session.ts";
 import { IdleTracker } from "./idle_tracker.ts";
 
@@ -53,7 +58,7 @@ export interface EndpointOptions {
   registration: EndpointRegistration;
   /** The validated config. */
   config: EndpointConfig;
-  /** The endpoint's directory (for `unacked_results/`). */
+  /** The endpoint's directory (for `result_journal/` and `daemon_status.json`). */
   endpointDir: string;
   /** Worker command line (tests and compiled binaries). @default the engine's own */
   workerCommand?: readonly string[];
@@ -102,8 +107,8 @@ export class Endpoint {
   };
   readonly #config: EndpointConfig;
   readonly #engine: Engine;
-  readonly #store: ResultStore;
-  readonly #stored: Set<string>;
+  readonly #journal: ResultJournal;
+  readonly #dir: string;
   readonly #inFlight = new Map<string, InFlight>();
   readonly #batchers = new WeakMap<BrokerSession, ResultBatcher>();
   /** Tasks whose result is confirmed or on disk: a redelivery of one is acked, not rerun. */
@@ -116,20 +121,21 @@ export class Endpoint {
   #session: BrokerSession | undefined;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
   #wake: (() => void) | undefined;
+  #flushing: Promise<void> | undefined;
+  #flushAgain = false;
   readonly #ended = Promise.withResolvers<EndpointEnd>();
 
   private constructor(
     options: EndpointOptions,
     engine: Engine,
-    store: ResultStore,
-    stored: string[],
+    journal: ResultJournal,
   ) {
     this.id = options.registration.endpoint_id;
     this.registration = options.registration;
     this.#config = options.config;
     this.#engine = engine;
-    this.#store = store;
-    this.#stored = new Set(stored);
+    this.#journal = journal;
+    this.#dir = options.endpointDir;
     this.#recentLimit = Math.max(RECENT_MIN, RECENT_PER_PREFETCH * options.config.prefetch);
     this.#idle = new IdleTracker(
       options.config.idle_heartbeats_soft,
@@ -138,25 +144,44 @@ export class Endpoint {
   }
 
   /**
-   * Opens the result store, starts the engine and connects to the broker (retrying like a
-   * reconnect). Rejects with {@linkcode EndpointRefused} when another process consumes this
-   * endpoint's tasks, or {@linkcode BrokerUnreachable} when every attempt failed.
+   * Opens the result journal, starts the engine and connects to the broker. When the broker
+   * cannot be reached it resolves anyway, in state `"disconnected"`, and keeps trying in the
+   * background; with `max_consecutive_failures` set it retries here instead and rejects with
+   * {@linkcode BrokerUnreachable} when every attempt failed. Rejects with
+   * {@linkcode EndpointRefused} when another process consumes this endpoint's tasks.
    */
   static async start(options: EndpointOptions): Promise<Endpoint> {
-    const store = await ResultStore.open(options.endpointDir);
-    const stored = await store.keys();
-    if (stored.length > 0) log.info("{n} stored results will be sent first", { n: stored.length });
+    const journal = await ResultJournal.open(options.endpointDir);
+    if (journal.pending > 0) {
+      log.info("{n} journaled results not confirmed by the broker will be sent first", {
+        n: journal.pending,
+      });
+    }
     const engine = await createEngine(
       options.config.engine,
       options.workerCommand ? { workerCommand: options.workerCommand } : {},
     );
-    const ep = new Endpoint(options, engine, store, stored);
+    const ep = new Endpoint(options, engine, journal);
+    // Their results are with the service already: a redelivery of one is acked, not run.
+    for (const id of journal.recoveredConfirmed) ep.#remember(id);
     try {
-      await ep.#connectWithRetry(true);
+      await ep.#connect();
     } catch (err) {
-      ep.#state = "stopped";
-      await engine.close();
-      throw err;
+      if (err instanceof EndpointRefused || ep.#maxFailures() !== Infinity) {
+        try {
+          if (err instanceof EndpointRefused) throw err;
+          ep.#state = "disconnected";
+          await ep.#connectWithRetry(1, err as Error);
+        } catch (final) {
+          ep.#state = "stopped";
+          await engine.close();
+          await journal.close();
+          throw final;
+        }
+      } else {
+        ep.#state = "disconnected";
+        ep.#connectWithRetry(1, err as Error).catch((e) => ep.#fail(e as Error));
+      }
     }
     const period = options.config.heartbeat_period;
     ep.#heartbeat = setInterval(() => ep.#onHeartbeat(), period * 1000);
@@ -174,23 +199,70 @@ export class Endpoint {
     return this.#ended.promise;
   }
 
-  async #connectWithRetry(immediate: boolean): Promise<void> {
-    const { max_consecutive_failures: max, reconnect_delay_min: lo, reconnect_delay_max: hi } =
-      this.#config;
-    let lastError: Error | undefined;
-    for (let failures = 0; failures < max; failures++) {
-      if (!immediate || failures > 0) {
-        const delayS = lo + Math.random() * (hi - lo);
-        log.info("Reconnecting to the broker in {s} s", { s: delayS.toFixed(1) });
-        await new Promise<void>((r) => {
-          const t = setTimeout(r, delayS * 1000);
-          this.#wake = () => {
-            clearTimeout(t);
-            r();
-          };
-        });
-        this.#wake = undefined;
+  /** Failed attempts in a row after which the daemon gives up (`Infinity`: never). */
+  #maxFailures(): number {
+    return this.#config.max_consecutive_failures || Infinity;
+  }
+
+  /** The broker's `host:port`, without credentials, for the log and the status file. */
+  #brokerAddress(): string {
+    try {
+      const url = new URL(this.registration.task_queue_info.connection_url);
+      return `${url.hostname}:${url.port || (url.protocol === "amqps:" ? "5671" : "5672")}`;
+    } catch {
+      return "(unparsable address)";
+    }
+  }
+
+  /**
+   * Reconnects with capped, jittered exponential backoff after `failures` failed attempts in a
+   * row (the last one failing with `lastError`, or a lost connection when 0). Returns once
+   * connected or stopping; throws {@linkcode EndpointRefused}, or {@linkcode BrokerUnreachable}
+   * once `max_consecutive_failures` attempts failed.
+   */
+  async #connectWithRetry(failures: number, lastError?: Error): Promise<void> {
+    const max = this.#maxFailures();
+    const broker = this.#brokerAddress();
+    const since = new Date().toISOString();
+    for (;;) {
+      if (failures >= max) {
+        throw new BrokerUnreachable(
+          `Cannot reach the broker at ${broker} after ${failures} consecutive attempts: ` +
+            `${lastError?.message}`,
+          { cause: lastError },
+        );
       }
+      const delayMs = backoffDelay(failures + 1, {
+        minMs: this.#config.reconnect_delay_min * 1000,
+        maxMs: this.#config.reconnect_delay_max * 1000,
+      });
+      const reason = lastError
+        ? ((lastError as { code?: unknown }).code ?? lastError.message)
+        : "connection lost";
+      const limit = max === Infinity ? "" : ` of ${max}`;
+      const wait = delayMs >= 10_000
+        ? String(Math.round(delayMs / 1000))
+        : (delayMs / 1000).toFixed(1);
+      // Pre-formatted (braces escaped): the log line reads as a sentence, without quoted values.
+      const text = `Broker at ${broker} unreachable (${String(reason)}); retry ${failures + 1}` +
+        `${limit} in ${wait} s; ${this.#journal.pending} results waiting on disk, ` +
+        `${this.#inFlight.size} tasks running`;
+      log.warn(text.replaceAll("{", "{{").replaceAll("}", "}}"));
+      this.#writeStatus({
+        state: "disconnected",
+        since,
+        attempt: failures,
+        nextRetryAt: new Date(Date.now() + delayMs).toISOString(),
+        lastError: lastError ? lastError.message : "connection lost",
+      });
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, delayMs);
+        this.#wake = () => {
+          clearTimeout(t);
+          r();
+        };
+      });
+      this.#wake = undefined;
       if (this.#state === "draining" || this.#state === "stopped") return;
       try {
         await this.#connect();
@@ -198,17 +270,20 @@ export class Endpoint {
       } catch (err) {
         if (err instanceof EndpointRefused) throw err;
         lastError = err as Error;
-        log.warn("Cannot connect to the broker (attempt {n} of {max}): {err}", {
-          n: failures + 1,
-          max,
-          err: lastError.message,
-        });
+        failures++;
       }
     }
-    throw new BrokerUnreachable(
-      `Cannot reach the broker after ${max} consecutive attempts: ${lastError?.message}`,
-      { cause: lastError },
-    );
+  }
+
+  #writeStatus(
+    s: Omit<DaemonStatus, "broker" | "resultsWaiting" | "tasksRunning">,
+  ): void {
+    void writeStatusFile(this.#dir, {
+      ...s,
+      broker: this.#brokerAddress(),
+      resultsWaiting: this.#journal.pending,
+      tasksRunning: this.#inFlight.size,
+    }).catch((err) => log.debug("Cannot write the status file: {err}", { err: String(err) }));
   }
 
   async #connect(): Promise<void> {
@@ -216,7 +291,7 @@ export class Endpoint {
       prefetch: this.#config.prefetch,
       onLost: (s, err) => this.#onSessionLost(s, err),
       onMessage: (s, msg) => this.#onMessage(s, msg),
-      beforeConsume: (s) => this.#flushStore(s),
+      beforeConsume: (s) => this.#flushJournal(s),
     });
     if (this.#state === "draining" || this.#state === "stopped") {
       await session.close();
@@ -224,23 +299,62 @@ export class Endpoint {
     }
     this.#session = session;
     this.#state = "running";
-    log.info("Connected to the broker; consuming {queue}", {
+    log.info("Connected to the broker at {broker}; consuming {queue}", {
+      broker: this.#brokerAddress(),
       queue: this.registration.task_queue_info.queue,
+    });
+    this.#writeStatus({
+      state: "connected",
+      since: new Date().toISOString(),
+      attempt: 0,
+      nextRetryAt: null,
+      lastError: null,
     });
     void this.#sendStatus(this.#config.heartbeat_period);
   }
 
-  /** Sends stored results before any new task is taken; deletes each once confirmed. */
-  async #flushStore(session: BrokerSession): Promise<void> {
-    for (const taskId of await this.#store.keys()) {
-      const packed = await this.#store.get(taskId);
-      if (packed) await session.publish(packed);
-      await this.#store.discard(taskId);
-      this.#stored.delete(taskId);
-      this.#remember(taskId);
-      this.stats.resultsPublished++;
-      log.debug("Sent stored result of {id}", { id: taskId });
+  /**
+   * Sends the journaled results the broker has not confirmed (pipelined, in order) and marks
+   * each confirmed. Runs before any new task is taken on a new session.
+   */
+  async #flushJournal(session: BrokerSession): Promise<void> {
+    if (this.#journal.pending === 0) return;
+    let sent = 0;
+    let sends: Promise<void>[] = [];
+    for await (const { taskId, packed } of this.#journal.unconfirmed()) {
+      sends.push(
+        session.publish(packed).then(() => {
+          this.#journal.confirm(taskId);
+          this.#remember(taskId);
+          this.stats.resultsPublished++;
+        }),
+      );
+      sent++;
+      if (sends.length >= 1000) {
+        await Promise.all(sends);
+        sends = [];
+      }
     }
+    await Promise.all(sends);
+    if (sent > 0) log.info("Sent {n} journaled results", { n: sent });
+  }
+
+  /** Flushes the journal on the live session (once at a time; again if asked meanwhile). */
+  #flushSoon(): void {
+    if (this.#flushing) {
+      this.#flushAgain = true;
+      return;
+    }
+    const session = this.#session;
+    if (!session) return;
+    this.#flushing = this.#flushJournal(session).catch((err) => session.lost(err as Error))
+      .finally(() => {
+        this.#flushing = undefined;
+        if (this.#flushAgain) {
+          this.#flushAgain = false;
+          this.#flushSoon();
+        }
+      });
   }
 
   #onSessionLost(session: BrokerSession, err: Error): void {
@@ -253,7 +367,7 @@ export class Endpoint {
       err: err.message,
     });
     void session.close();
-    this.#connectWithRetry(false).catch((e) => this.#fail(e as Error));
+    this.#connectWithRetry(0).catch((e) => this.#fail(e as Error));
   }
 
   #onMessage(session: BrokerSession, msg: import("amqplib").ConsumeMessage): void {
@@ -303,9 +417,12 @@ export class Endpoint {
       }
       return;
     }
-    if (this.#recent.has(taskId) || this.#stored.has(taskId)) {
+    if (this.#recent.has(taskId) || this.#journal.has(taskId)) {
       this.stats.duplicatesSkipped++;
       session.ack(msg);
+      log.info("Task {id} was delivered again but already ran here; acked, not run again", {
+        id: taskId,
+      });
       return;
     }
     this.#inFlight.set(taskId, { msg, session });
@@ -349,7 +466,10 @@ export class Endpoint {
     log.warn("Ignoring unknown command {command}", { command: cmd.command });
   }
 
-  /** Publishes a result, or stores it on disk; then acks (safe) or requeues (not safe) the task. */
+  /**
+   * Journals a result and publishes it at the same time; acks the task as soon as either makes
+   * the result safe (synced or confirmed), and requeues it only when neither did.
+   */
   async #deliver(taskId: string, result: ResultMessage): Promise<void> {
     this.#reclaimer.touch();
     if (this.#state === "draining" && result.error_details?.code === "WorkerLost") {
@@ -357,36 +477,51 @@ export class Endpoint {
       this.#release(taskId, false);
       return;
     }
+    let released = false;
+    const safe = () => {
+      if (released) return;
+      released = true;
+      this.#release(taskId, true);
+    };
+    let durable: Promise<boolean>;
+    try {
+      durable = this.#journal.append(taskId, packMessage({ message_type: "result", data: result }))
+        .then(() => (safe(), true), (err) => {
+          log.error("Cannot journal the result of {id}: {err}", { id: taskId, err: String(err) });
+          return false;
+        });
+    } catch (err) {
+      log.error("Cannot pack the result of {id}: {err}", { id: taskId, err: String(err) });
+      durable = Promise.resolve(false);
+    }
     const session = this.#session;
-    if (session) {
-      try {
-        await this.#batcherFor(session).add(result);
+    const confirmed = session
+      ? this.#batcherFor(session).add(result).then(() => {
+        this.#journal.confirm(taskId);
         this.stats.resultsPublished++;
-        this.#release(taskId, true);
-        return;
-      } catch (err) {
-        log.warn("Result of {id} not confirmed; keeping it on disk: {err}", {
+        safe();
+        return true;
+      }, (err) => {
+        log.warn("Result of {id} not confirmed; it waits in the journal: {err}", {
           id: taskId,
           err: String(err),
         });
         session.lost(err as Error);
-      }
-    }
-    try {
-      await this.#store.put(taskId, packMessage({ message_type: "result", data: result }));
-      this.#stored.add(taskId);
-      this.stats.resultsStored++;
-      this.#release(taskId, true);
-      // Reconnected while we wrote it: send it now rather than at the next reconnect.
-      const live = this.#session;
-      if (live) void this.#flushStore(live).catch((err) => live.lost(err as Error));
-    } catch (err) {
-      log.error("Cannot store the result of {id}; the task will run again: {err}", {
+        return false;
+      })
+      : Promise.resolve(false);
+    const [isDurable, isConfirmed] = await Promise.all([durable, confirmed]);
+    if (isConfirmed) return;
+    if (!isDurable) {
+      log.error("The result of {id} is neither confirmed nor on disk; the task will run again", {
         id: taskId,
-        err: String(err),
       });
       this.#release(taskId, false);
+      return;
     }
+    this.stats.resultsStored++;
+    // Reconnected while we wrote it: send it now rather than at the next reconnect.
+    if (this.#session && this.#session !== session) this.#flushSoon();
   }
 
   #batcherFor(session: BrokerSession): ResultBatcher {
@@ -446,7 +581,7 @@ export class Endpoint {
           heartbeat_period: period,
           ...this.#engine.status(),
           outstanding_tasks: this.#inFlight.size,
-          stored_results: this.#stored.size,
+          stored_results: this.#journal.pending,
         },
         task_statuses: {},
       },
@@ -482,8 +617,13 @@ export class Endpoint {
       await new Promise((r) => setTimeout(r, 100));
     }
     await this.#sendStatus(0);
+    await this.#flushing;
     await this.#session?.close();
     this.#session = undefined;
+    await this.#journal.close().catch((err) =>
+      log.error("Cannot close the result journal: {err}", { err: String(err) })
+    );
+    await removeStatusFile(this.#dir);
     this.#state = "stopped";
     log.info("Endpoint {id} stopped: {why}", {
       id: this.id,

@@ -1,6 +1,6 @@
 /**
  * The on-disk layout of endpoints: `<config dir>/<name>/` holds `config.yaml`, `endpoint.json`
- * (`{endpoint_id}` once registered), `daemon.pid`, `endpoint.log` and `unacked_results/`. This
+ * (`{endpoint_id}` once registered), `daemon.pid`, `daemon_status.json`, `endpoint.log` and `result_journal/`. This
  * module creates endpoint directories and reads their local state for `list`.
  *
  * @module
@@ -8,11 +8,16 @@
 import { join } from "node:path";
 import { configTemplate } from "./config.ts";
 import { readPidFile } from "./pid_file.ts";
+import { readStatusFile } from "./status_file.ts";
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
-/** Local status of an endpoint, from its files (as funcX `list`). */
-export type LocalStatus = "Initialized" | "Running" | "Stopped" | "Disconnected";
+/**
+ * Local status of an endpoint, from its files (as funcX `list`): `Disconnected` is a daemon that
+ * died without cleaning up; `Reconnecting` a live daemon that waits for its broker (it keeps
+ * running tasks and keeps their results on disk meanwhile).
+ */
+export type LocalStatus = "Initialized" | "Running" | "Reconnecting" | "Stopped" | "Disconnected";
 
 /** One row of `list`. */
 export interface EndpointListing {
@@ -112,7 +117,9 @@ export async function configureEndpoint(
 /** Local status of one endpoint directory. */
 export async function localStatus(dir: string): Promise<LocalStatus> {
   const pid = await readPidFile(dir);
-  if (pid.kind === "running") return "Running";
+  if (pid.kind === "running") {
+    return (await readStatusFile(dir))?.state === "disconnected" ? "Reconnecting" : "Running";
+  }
   if (pid.kind === "stale") return "Disconnected";
   return (await readEndpointId(dir).catch(() => undefined)) ? "Stopped" : "Initialized";
 }

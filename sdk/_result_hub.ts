@@ -31,6 +31,16 @@ const POLL_UP_MS = 30_000;
 
 const streams = new Map<string, SharedResultStream>();
 
+/**
+ * Queues of streams closed lately, by stream key, for the next stream of the group to reuse: a
+ * script that submits, waits, and submits again keeps one queue instead of leaving one behind
+ * (unused, until the broker expires it) each time. A queue handed out is taken out of here, so
+ * one that turns out to be gone is not handed out again.
+ */
+const recentQueues = new Map<string, { info: ResultStreamInfo; closedAt: number }>();
+/** How long after its stream closed a queue is reused (the service expires it later). */
+const REUSE_MS = 60_000;
+
 /** A task group's result stream in this process. */
 export class SharedResultStream {
   readonly #key: string;
@@ -45,9 +55,17 @@ export class SharedResultStream {
   #poll: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
 
+  #info: ResultStreamInfo | undefined;
+
   private constructor(key: string, open: () => Promise<ResultStreamInfo>) {
     this.#key = key;
-    this.#watcher = new ResultWatcher(open, {
+    const reuse = () => {
+      const recent = recentQueues.get(key);
+      recentQueues.delete(key);
+      if (recent && Date.now() - recent.closedAt < REUSE_MS) return Promise.resolve(recent.info);
+      return open();
+    };
+    this.#watcher = new ResultWatcher(async () => (this.#info = await reuse()), {
       onResult: (r) => this.#route(r),
       onAttached: ({ fresh, consuming }) => {
         const reconnected = consuming && this.#wasDown;
@@ -120,6 +138,7 @@ export class SharedResultStream {
     for (const w of this.#bound) w();
     this.#bound = [];
     await this.#watcher.close();
+    if (this.#info) recentQueues.set(this.#key, { info: this.#info, closedAt: Date.now() });
   }
 
   #catchUp(): void {

@@ -8,6 +8,7 @@ import {
   FuncXExecutor,
   type FuncXFuture,
   MaxResultSizeExceeded,
+  ResultTimeoutError,
   ShellFunction,
   type ShellResult,
   TaskCancelledError,
@@ -180,6 +181,41 @@ Deno.test("FuncXExecutor through the real system", async (t) => {
       await Promise.all([a.shutdown({ wait: false }), b.shutdown({ wait: false })]);
     }
   });
+
+  await t.step(
+    "a deadline or an abort settles waiting futures; the task itself goes on",
+    async () => {
+      const slow = async (ms: number) => {
+        await new Promise((r) => setTimeout(r, ms));
+        return ms;
+      };
+      {
+        await using fx = new FuncXExecutor({ endpointId, client, resultTimeoutMs: 300 });
+        const f = fx.submit(slow, 3000);
+        const err = await f.then(() => undefined, (e) => e);
+        assert.ok(err instanceof ResultTimeoutError, String(err));
+        assert.equal(err.taskId, f.taskId);
+        if (f.taskId) {
+          // Sent before the deadline: it runs to its end and its result is kept.
+          let task = await client.getTask(f.taskId);
+          for (let i = 0; i < 600 && task.pending; i++) {
+            await new Promise((r) => setTimeout(r, 50));
+            task = await client.getTask(f.taskId);
+          }
+          assert.equal(await client.getResult(f.taskId), 3000);
+        }
+      }
+      const abort = new AbortController();
+      const fx = new FuncXExecutor({ endpointId, client, signal: abort.signal });
+      const f = fx.submit(slow, 3000);
+      const quick = fx.submit((x: number) => x, 7);
+      assert.equal(await quick, 7);
+      abort.abort(new Error("user stopped waiting"));
+      await assert.rejects(() => Promise.resolve(f), /user stopped waiting/);
+      assert.throws(() => fx.submit((x: number) => x, 1), /shut down/);
+      await fx.shutdown();
+    },
+  );
 
   await t.step("getBatchResult reports results, failures and unknown ids", async () => {
     const ok = await client.run(await client.registerFunction(() => "fine"), endpointId);

@@ -44,7 +44,7 @@ export async function derivedIds(seed: string): Promise<(i: number) => string> {
  * How long a result stream's queue outlives its last consumer. A stream cut off for longer asks
  * for a new queue and reads what it missed from the store.
  */
-const STREAM_QUEUE_IDLE_MS = 10 * 60_000;
+const STREAM_QUEUE_IDLE_MS = 2 * 60_000;
 
 /** The AMQP URL with the user's own broker login (stable: asking again cuts off no stream). */
 async function resultStreamUrl(deps: AppDeps, userId: string): Promise<string> {

@@ -1,0 +1,442 @@
+/**
+ * The daemon's durable record of finished tasks: every result is appended here the moment it
+ * reaches the daemon, at the same time as it is published, so a task whose result is on disk is
+ * never run again, not even after a SIGKILL of the daemon. The task message is acked once the
+ * result is safe: confirmed by the broker, or synced here, whichever comes first.
+ *
+ * Layout: `<endpoint dir>/result_journal/<n>.log` (directory 0700, files 0600), append-only
+ * segments of records `[u32 length][u32 crc32][kind][payload]`: a *result* (task id and the
+ * packed `result` message) or a *confirmed* marker (task id). Results that arrive together are
+ * group-committed: one write and one `fdatasync` per batch, never one per result. Markers are
+ * written without a sync (a lost marker only means a duplicate publish, which the service
+ * drops). A segment is deleted once every result in it is confirmed; a new one is started when
+ * the current one passes `maxSegmentBytes`, and at every open (an old tail may be torn).
+ *
+ * On open every segment is read back: a torn or corrupt tail record ends that segment; results
+ * without a marker are *pending* (sent again first, before any task is consumed), and the ids of
+ * confirmed ones are handed to the daemon so a redelivered task message is acked, not rerun.
+ * Results left in `unacked_results/` by older versions are imported as pending.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { crc32 } from "node:zlib";
+
+const KIND_RESULT = 1;
+const KIND_CONFIRMED = 2;
+const HEADER = 8;
+/** A length beyond this is a corrupt header, not a record. */
+const MAX_RECORD = 1 << 30;
+const SEGMENT = /^(\d{12})\.log$/;
+const LEGACY_KEY = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** Options of {@linkcode ResultJournal.open}. */
+export interface ResultJournalOptions {
+  /** Size in bytes after which new records go to a new segment. @default 4 MiB */
+  maxSegmentBytes?: number;
+}
+
+/** One journaled result that is not confirmed yet. */
+export interface JournaledResult {
+  /** The task it belongs to. */
+  taskId: string;
+  /** The packed `result` message, ready to publish. */
+  packed: Uint8Array;
+}
+
+interface Segment {
+  /** Results in it without a confirm. */
+  pending: number;
+  /** Records queued for it and not written yet. */
+  queued: number;
+}
+
+interface Queued {
+  seg: number;
+  bytes: Uint8Array;
+  /** Task id of a result record (for undoing it when the write fails). */
+  taskId?: string;
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+function record(kind: number, taskId: string, packed?: Uint8Array): Uint8Array {
+  const id = enc.encode(taskId);
+  const payloadLen = 1 + (packed ? 2 + id.byteLength + packed.byteLength : id.byteLength);
+  const out = new Uint8Array(HEADER + payloadLen);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, payloadLen, true);
+  out[HEADER] = kind;
+  if (packed) {
+    view.setUint16(HEADER + 1, id.byteLength, true);
+    out.set(id, HEADER + 3);
+    out.set(packed, HEADER + 3 + id.byteLength);
+  } else {
+    out.set(id, HEADER + 1);
+  }
+  view.setUint32(4, crc32(out.subarray(HEADER)), true);
+  return out;
+}
+
+type Parsed =
+  | { kind: "result"; taskId: string; packed: Uint8Array }
+  | { kind: "confirmed"; taskId: string };
+
+/** The whole records of a segment, in order; stops at the first torn or corrupt one. */
+function* parseSegment(bytes: Uint8Array): Generator<Parsed> {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let off = 0;
+  while (off + HEADER <= bytes.byteLength) {
+    const len = view.getUint32(off, true);
+    if (len < 2 || len > MAX_RECORD || off + HEADER + len > bytes.byteLength) return;
+    const payload = bytes.subarray(off + HEADER, off + HEADER + len);
+    if (crc32(payload) !== view.getUint32(off + 4, true)) return;
+    off += HEADER + len;
+    if (payload[0] === KIND_RESULT) {
+      const idLen = payload[1]! | (payload[2]! << 8);
+      if (3 + idLen > len) return;
+      yield {
+        kind: "result",
+        taskId: dec.decode(payload.subarray(3, 3 + idLen)),
+        packed: payload.slice(3 + idLen),
+      };
+    } else if (payload[0] === KIND_CONFIRMED) {
+      yield { kind: "confirmed", taskId: dec.decode(payload.subarray(1)) };
+    } else {
+      return;
+    }
+  }
+}
+
+function segmentName(n: number): string {
+  return `${String(n).padStart(12, "0")}.log`;
+}
+
+async function syncDir(dir: string): Promise<void> {
+  // Makes a new segment's directory entry durable; not every file system allows it.
+  const f = await Deno.open(dir, { read: true }).catch(() => undefined);
+  if (!f) return;
+  try {
+    await f.sync();
+  } catch {
+    // best effort
+  } finally {
+    f.close();
+  }
+}
+
+/** An append-only, segmented, group-committed log of results; see the module doc. */
+export class ResultJournal {
+  /** The directory holding the segments. */
+  readonly dir: string;
+  /** Task ids whose result was journaled and confirmed before this open (redeliveries to ack). */
+  readonly recoveredConfirmed: readonly string[];
+  readonly #maxSegmentBytes: number;
+  readonly #segments = new Map<number, Segment>();
+  /** Task id → segment of its unconfirmed result. */
+  readonly #pending = new Map<string, number>();
+  #active: number;
+  #activeBytes = 0;
+  #queue: Queued[] = [];
+  #waiters: { resolve: () => void; reject: (err: unknown) => void }[] = [];
+  #syncNeeded = false;
+  #timer: ReturnType<typeof setImmediate> | undefined;
+  #writing: Promise<void> | undefined;
+  #file: Deno.FsFile | undefined;
+  #fileNo = -1;
+  #closed = false;
+
+  private constructor(dir: string, active: number, confirmed: string[], maxSegmentBytes: number) {
+    this.dir = dir;
+    this.#active = active;
+    this.recoveredConfirmed = confirmed;
+    this.#maxSegmentBytes = maxSegmentBytes;
+  }
+
+  /**
+   * Opens (creating it if needed) `<endpointDir>/result_journal`, reads back every segment and
+   * imports a legacy `unacked_results/` directory.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { ResultJournal } from "./result_journal.ts";
+   * const dir = await Deno.makeTempDir();
+   * const j = await ResultJournal.open(dir);
+   * await j.append("t1", new Uint8Array([1, 2]));
+   * assert.ok(j.has("t1"));
+   * j.confirm("t1");
+   * await j.close();
+   * assert.equal((await ResultJournal.open(dir)).pending, 0);
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
+  static async open(
+    endpointDir: string,
+    options: ResultJournalOptions = {},
+  ): Promise<ResultJournal> {
+    const dir = join(endpointDir, "result_journal");
+    try {
+      await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+      await Deno.chmod(dir, 0o700);
+    } catch (err) {
+      throw new Error(`Cannot use result journal "${dir}": ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    const numbers: number[] = [];
+    for await (const e of Deno.readDir(dir)) {
+      const m = e.isFile ? SEGMENT.exec(e.name) : null;
+      if (m) numbers.push(Number(m[1]));
+    }
+    numbers.sort((a, b) => a - b);
+    const pending = new Map<string, number>();
+    const confirmed = new Set<string>();
+    for (const n of numbers) {
+      const bytes = await Deno.readFile(join(dir, segmentName(n)));
+      for (const r of parseSegment(bytes)) {
+        if (r.kind === "result") {
+          if (!confirmed.has(r.taskId) && !pending.has(r.taskId)) pending.set(r.taskId, n);
+        } else if (pending.delete(r.taskId)) {
+          confirmed.add(r.taskId);
+        }
+      }
+    }
+    const active = (numbers.at(-1) ?? 0) + 1;
+    const j = new ResultJournal(dir, active, [...confirmed], options.maxSegmentBytes ?? 4 << 20);
+    for (const n of numbers) j.#segments.set(n, { pending: 0, queued: 0 });
+    for (const [id, n] of pending) {
+      j.#pending.set(id, n);
+      j.#segments.get(n)!.pending++;
+    }
+    await j.#deleteSettled();
+    await j.#importLegacy(join(endpointDir, "unacked_results"));
+    return j;
+  }
+
+  /** Results of older versions (one file per task): journaled as pending, then removed. */
+  async #importLegacy(legacy: string): Promise<void> {
+    const names: string[] = [];
+    try {
+      for await (const e of Deno.readDir(legacy)) {
+        if (e.isFile && LEGACY_KEY.test(e.name)) names.push(e.name);
+      }
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return;
+      throw err;
+    }
+    const adds: Promise<void>[] = [];
+    for (const name of names) {
+      if (this.#pending.has(name)) continue;
+      adds.push(this.append(name, await Deno.readFile(join(legacy, name))));
+    }
+    await Promise.all(adds);
+    await Deno.remove(legacy, { recursive: true });
+  }
+
+  /** Unconfirmed results. */
+  get pending(): number {
+    return this.#pending.size;
+  }
+
+  /** Whether `taskId` has a journaled result that is not confirmed yet. */
+  has(taskId: string): boolean {
+    return this.#pending.has(taskId);
+  }
+
+  /**
+   * Journals a result; resolves once it is on disk (written and synced together with whatever
+   * else arrived in the same turn or while the previous write was syncing). On a failed write it
+   * rejects and the result is forgotten, as if never appended.
+   */
+  append(taskId: string, packed: Uint8Array): Promise<void> {
+    if (this.#closed) return Promise.reject(new Error("The result journal is closed"));
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    const seg = this.#enqueue(record(KIND_RESULT, taskId, packed), taskId);
+    const old = this.#pending.get(taskId);
+    if (old !== undefined) this.#segments.get(old)!.pending--;
+    this.#pending.set(taskId, seg);
+    this.#segments.get(seg)!.pending++;
+    this.#waiters.push({ resolve, reject });
+    this.#syncNeeded = true;
+    this.#schedule();
+    return promise;
+  }
+
+  /** Marks a result confirmed by the broker (a marker without a sync); no-op for an unknown id. */
+  confirm(taskId: string): void {
+    const seg = this.#pending.get(taskId);
+    if (seg === undefined || this.#closed) return;
+    this.#pending.delete(taskId);
+    this.#segments.get(seg)!.pending--;
+    this.#enqueue(record(KIND_CONFIRMED, taskId));
+    this.#schedule();
+  }
+
+  /**
+   * The pending results, read back from disk in the order they were journaled (after the writes
+   * in progress settle). A result appended during the iteration may or may not be included.
+   */
+  async *unconfirmed(): AsyncGenerator<JournaledResult> {
+    await this.#idle();
+    const numbers = [...this.#segments.entries()].filter(([, s]) => s.pending > 0)
+      .map(([n]) => n).sort((a, b) => a - b);
+    const seen = new Set<string>();
+    for (const n of numbers) {
+      let bytes: Uint8Array;
+      try {
+        bytes = await Deno.readFile(join(this.dir, segmentName(n)));
+      } catch (err) {
+        if (err instanceof Deno.errors.NotFound) continue;
+        throw err;
+      }
+      for (const r of parseSegment(bytes)) {
+        if (r.kind !== "result" || seen.has(r.taskId) || this.#pending.get(r.taskId) !== n) {
+          continue;
+        }
+        seen.add(r.taskId);
+        yield { taskId: r.taskId, packed: r.packed };
+      }
+    }
+  }
+
+  /** Writes what is queued, deletes fully confirmed segments and closes; idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return await this.#idle();
+    this.#closed = true;
+    // The active segment too, once nothing in it waits: the next open starts a new one anyway.
+    this.#active = Number.MAX_SAFE_INTEGER;
+    this.#schedule();
+    await this.#idle();
+    this.#file?.close();
+    this.#file = undefined;
+    await this.#deleteSettled();
+  }
+
+  #enqueue(bytes: Uint8Array, taskId?: string): number {
+    if (this.#activeBytes > 0 && this.#activeBytes + bytes.byteLength > this.#maxSegmentBytes) {
+      this.#active++;
+      this.#activeBytes = 0;
+    }
+    const seg = this.#active;
+    let s = this.#segments.get(seg);
+    if (!s) this.#segments.set(seg, s = { pending: 0, queued: 0 });
+    s.queued++;
+    this.#activeBytes += bytes.byteLength;
+    this.#queue.push(taskId === undefined ? { seg, bytes } : { seg, bytes, taskId });
+    return seg;
+  }
+
+  #schedule(): void {
+    // Gather what arrives in this turn (a frame of results from the interchange) into one write.
+    if (this.#writing || this.#timer) return;
+    this.#timer = setImmediate(() => {
+      this.#timer = undefined;
+      this.#startDrain();
+    });
+  }
+
+  #startDrain(): void {
+    this.#writing = this.#drain().finally(() => {
+      this.#writing = undefined;
+      // Records queued between the drain's last look and now.
+      if (this.#queue.length > 0) this.#schedule();
+    });
+  }
+
+  async #idle(): Promise<void> {
+    while (this.#timer || this.#writing) {
+      if (this.#timer) {
+        clearImmediate(this.#timer);
+        this.#timer = undefined;
+        this.#startDrain();
+      }
+      await this.#writing;
+    }
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#queue.length > 0) {
+      const queue = this.#queue;
+      const waiters = this.#waiters;
+      const sync = this.#syncNeeded;
+      this.#queue = [];
+      this.#waiters = [];
+      this.#syncNeeded = false;
+      try {
+        // Consecutive records of one segment go in one write; a batch spans two at a rotation.
+        let i = 0;
+        while (i < queue.length) {
+          const seg = queue[i]!.seg;
+          let j = i;
+          let size = 0;
+          while (j < queue.length && queue[j]!.seg === seg) size += queue[j++]!.bytes.byteLength;
+          const buf = new Uint8Array(size);
+          let off = 0;
+          for (let k = i; k < j; k++) {
+            buf.set(queue[k]!.bytes, off);
+            off += queue[k]!.bytes.byteLength;
+          }
+          const file = await this.#fileFor(seg);
+          for (let w = 0; w < buf.byteLength;) w += await file.write(buf.subarray(w));
+          // A segment left behind must be on disk before the next one takes over.
+          if (sync || j < queue.length) await file.syncData();
+          i = j;
+        }
+        for (const w of waiters) w.resolve();
+      } catch (err) {
+        for (const q of queue) {
+          if (q.taskId !== undefined && this.#pending.get(q.taskId) === q.seg) {
+            this.#pending.delete(q.taskId);
+            this.#segments.get(q.seg)!.pending--;
+          }
+        }
+        // A half-written segment is not appended to again: its tail may be torn.
+        this.#file?.close();
+        this.#file = undefined;
+        if (this.#fileNo === this.#active) {
+          this.#active++;
+          this.#activeBytes = 0;
+        }
+        for (const w of waiters) {
+          w.reject(new Error(`Cannot write to result journal "${this.dir}"`, { cause: err }));
+        }
+      } finally {
+        for (const q of queue) this.#segments.get(q.seg)!.queued--;
+      }
+      await this.#deleteSettled();
+    }
+  }
+
+  async #fileFor(seg: number): Promise<Deno.FsFile> {
+    if (this.#file && this.#fileNo === seg) return this.#file;
+    this.#file?.close();
+    this.#file = undefined;
+    const file = await Deno.open(join(this.dir, segmentName(seg)), {
+      write: true,
+      create: true,
+      append: true,
+      mode: 0o600,
+    });
+    this.#file = file;
+    this.#fileNo = seg;
+    await syncDir(this.dir);
+    return file;
+  }
+
+  /** Deletes every segment other than the active one whose results are all confirmed. */
+  async #deleteSettled(): Promise<void> {
+    for (const [n, s] of this.#segments) {
+      if (n === this.#active || s.pending > 0 || s.queued > 0) continue;
+      this.#segments.delete(n);
+      if (n === this.#fileNo) {
+        this.#file?.close();
+        this.#file = undefined;
+        this.#fileNo = -1;
+      }
+      // One left behind by a failed delete is read again at the next open: harmless.
+      await Deno.remove(join(this.dir, segmentName(n))).catch(() => {});
+    }
+  }
+}
