@@ -22,6 +22,7 @@ import {
   packMessage,
   type ResultMessage,
   type TaskContainer,
+  type TaskMessage,
   TaskState,
   unpackMessage,
 } from "../sdk/protocol/mod.ts";
@@ -81,10 +82,23 @@ export interface EndpointStats {
   reconnects: number;
 }
 
-interface InFlight {
+/**
+ * One message from the task queue (a `task`, or a `task_batch` of many) and how many of its tasks
+ * are not yet safe: it is acked when the last one is, or returned to the queue if any could not
+ * be made safe (the ones that were are skipped when it comes back).
+ */
+interface Delivery {
   msg: import("amqplib").ConsumeMessage;
   session: BrokerSession;
+  open: number;
+  requeue: boolean;
 }
+
+/**
+ * Tasks per `task_batch` message the service sends at most; the broker's prefetch counts
+ * messages, so the endpoint's `prefetch` (in tasks) becomes this many times fewer messages.
+ */
+const TASKS_PER_MESSAGE = 100;
 
 /**
  * Task ids remembered per unit of `prefetch`. A finished task comes back only when its ack was
@@ -109,7 +123,7 @@ export class Endpoint {
   readonly #engine: Engine;
   readonly #journal: ResultJournal;
   readonly #dir: string;
-  readonly #inFlight = new Map<string, InFlight>();
+  readonly #inFlight = new Map<string, Delivery>();
   readonly #batchers = new WeakMap<BrokerSession, ResultBatcher>();
   /** Tasks whose result is confirmed or on disk: a redelivery of one is acked, not rerun. */
   readonly #recent = new Set<string>();
@@ -288,7 +302,7 @@ export class Endpoint {
 
   async #connect(): Promise<void> {
     const session = await openSession(this.registration, {
-      prefetch: this.#config.prefetch,
+      prefetch: Math.max(2, Math.ceil(this.#config.prefetch / TASKS_PER_MESSAGE)),
       onLost: (s, err) => this.#onSessionLost(s, err),
       onMessage: (s, msg) => this.#onMessage(s, msg),
       beforeConsume: (s) => this.#flushJournal(s),
@@ -399,33 +413,40 @@ export class Endpoint {
       });
       return;
     }
-    if (decoded.message_type !== "task") {
+    if (decoded.message_type !== "task" && decoded.message_type !== "task_batch") {
       log.warn("Ignoring a {type} message on the task queue", { type: decoded.message_type });
       session.ack(msg);
       return;
     }
-    const { task_id: taskId, task_buffer: buffer, container } = decoded.data;
+    const tasks = decoded.message_type === "task" ? [decoded.data] : decoded.data.tasks;
+    const delivery: Delivery = { msg, session, open: tasks.length, requeue: false };
+    if (tasks.length === 0) session.ack(msg);
+    for (const task of tasks) this.#take(delivery, task);
+  }
+
+  /** Runs one task of `delivery`, unless it runs or ran here already. */
+  #take(delivery: Delivery, task: TaskMessage): void {
+    const { task_id: taskId, task_buffer: buffer, container } = task;
     const running = this.#inFlight.get(taskId);
     if (running) {
-      // A redelivery (after a reconnect) of a task we are running: the run acks the newest copy.
+      // A redelivery (after a reconnect) of a task we are running: the run settles the newest
+      // copy, and the old copy counts it as done.
       this.stats.duplicatesSkipped++;
-      if (
-        running.session !== session || running.msg.fields.deliveryTag !== msg.fields.deliveryTag
-      ) {
-        if (running.session === session) session.ack(running.msg);
-        this.#inFlight.set(taskId, { msg, session });
+      if (running !== delivery) {
+        this.#inFlight.set(taskId, delivery);
+        this.#settle(running, true);
       }
       return;
     }
     if (this.#recent.has(taskId) || this.#journal.has(taskId)) {
       this.stats.duplicatesSkipped++;
-      session.ack(msg);
       log.info("Task {id} was delivered again but already ran here; acked, not run again", {
         id: taskId,
       });
+      this.#settle(delivery, true);
       return;
     }
-    this.#inFlight.set(taskId, { msg, session });
+    this.#inFlight.set(taskId, delivery);
     this.stats.tasksReceived++;
     const received = nowNs();
     const refusal = container ? containerRefusal(this.#config.engine, container) : undefined;
@@ -535,13 +556,20 @@ export class Endpoint {
 
   /** Ends a task's stay: ack its delivery when its result is safe, else return it to the queue. */
   #release(taskId: string, safe: boolean): void {
-    const entry = this.#inFlight.get(taskId);
+    const delivery = this.#inFlight.get(taskId);
     this.#inFlight.delete(taskId);
     if (safe) this.#remember(taskId);
+    if (delivery) this.#settle(delivery, safe);
+  }
+
+  /** Counts one task of `delivery` as settled; the last one acks or returns the message. */
+  #settle(delivery: Delivery, safe: boolean): void {
+    if (!safe) delivery.requeue = true;
+    if (--delivery.open > 0) return;
     // A delivery on a closed channel needs nothing: the broker requeued it already.
-    if (!entry || entry.session !== this.#session) return;
-    if (safe) entry.session.ack(entry.msg);
-    else entry.session.nack(entry.msg);
+    if (delivery.session !== this.#session) return;
+    if (delivery.requeue) delivery.session.nack(delivery.msg);
+    else delivery.session.ack(delivery.msg);
   }
 
   #remember(taskId: string): void {

@@ -36,13 +36,6 @@ export function resultRoutingKey(endpointId: string): string {
   return `${endpointId}.results`;
 }
 
-/** One task message to publish. */
-export interface OutgoingTask {
-  endpointId: string;
-  taskId: string;
-  body: Uint8Array;
-}
-
 /** One message taken from the `results` queue. */
 export interface IncomingResult {
   routingKey: string;
@@ -252,22 +245,27 @@ export class ServiceBroker {
     await this.#live().admin.deleteQueue(queue);
   }
 
-  /** Publishes tasks as persistent, mandatory messages and waits for every broker confirm. */
-  async publishTasks(tasks: readonly OutgoingTask[]): Promise<void> {
+  /**
+   * Publishes messages (task batches) to endpoints' task queues as persistent, mandatory messages
+   * and waits for every broker confirm.
+   */
+  async publishToEndpoints(
+    messages: ReadonlyArray<{ endpointId: string; body: Uint8Array }>,
+  ): Promise<void> {
     const confirms: Promise<void>[] = [];
-    for (const t of tasks) {
-      await this.ensureEndpointQueue(t.endpointId);
+    for (const m of messages) {
+      await this.ensureEndpointQueue(m.endpointId);
       const { pub } = this.#live();
       confirms.push(
         new Promise<void>((resolve, reject) => {
           pub.publish(
             TASKS_EXCHANGE,
-            taskQueueName(t.endpointId),
-            Buffer.from(t.body.buffer, t.body.byteOffset, t.body.byteLength),
-            { persistent: true, mandatory: true, messageId: t.taskId },
+            taskQueueName(m.endpointId),
+            Buffer.from(m.body.buffer, m.body.byteOffset, m.body.byteLength),
+            { persistent: true, mandatory: true },
             (err: unknown) =>
               err
-                ? reject(new Error(`Broker refused task "${t.taskId}"`, { cause: err }))
+                ? reject(new Error(`Broker refused tasks for "${m.endpointId}"`, { cause: err }))
                 : resolve(),
           );
         }),

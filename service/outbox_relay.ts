@@ -1,5 +1,6 @@
 /**
- * The outbox relay: the one way a task reaches the broker. `POST /v2/submit` writes each task and
+ * The outbox relay: the one way a task reaches the broker, in `task_batch` messages (the tasks
+ * it has for an endpoint, up to `tasksPerMessage` a message). `POST /v2/submit` writes each task and
  * its packed message in one transaction (the message in the store's outbox, leased to this
  * process for a few seconds) and hands the messages here; the relay publishes them with broker
  * confirms and deletes them from the outbox once confirmed. The HTTP answer never waits on the
@@ -13,7 +14,8 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { OutboxMessage, Store } from "./store.ts";
-import type { OutgoingTask, ServiceBroker } from "./broker.ts";
+import type { ServiceBroker } from "./broker.ts";
+import { packTaskBatch } from "../sdk/protocol/mod.ts";
 
 const log = getLogger(["funcx", "service", "outbox"]);
 
@@ -25,6 +27,31 @@ export interface OutboxRelayOptions {
   sweepMs?: number;
   /** Most messages per publish round. @default 1000 */
   maxBatch?: number;
+  /**
+   * Most tasks in one broker message (`task_batch`). An endpoint's prefetch counts messages, so
+   * this also bounds how many tasks it holds. @default 100
+   */
+  tasksPerMessage?: number;
+}
+
+/** `messages` as `task_batch` messages: by endpoint, in order, at most `perMessage` each. */
+export function taskBatches(
+  messages: readonly OutboxMessage[],
+  perMessage: number,
+): Array<{ endpointId: string; body: Uint8Array }> {
+  const byEndpoint = new Map<string, Uint8Array[]>();
+  for (const m of messages) {
+    const list = byEndpoint.get(m.endpointId);
+    if (list) list.push(m.body);
+    else byEndpoint.set(m.endpointId, [m.body]);
+  }
+  const out: Array<{ endpointId: string; body: Uint8Array }> = [];
+  for (const [endpointId, bodies] of byEndpoint) {
+    for (let i = 0; i < bodies.length; i += perMessage) {
+      out.push({ endpointId, body: packTaskBatch(bodies.slice(i, i + perMessage)) });
+    }
+  }
+  return out;
 }
 
 /** Lifecycle of the relay. */
@@ -33,9 +60,10 @@ export type RelayState = "running" | "draining" | "stopped";
 /** Publishes outbox messages with confirms, then deletes them. */
 export class OutboxRelay {
   readonly #store: Store;
-  readonly #broker: Pick<ServiceBroker, "publishTasks" | "connected">;
+  readonly #broker: Pick<ServiceBroker, "publishToEndpoints" | "connected">;
   readonly #leaseS: number;
   readonly #maxBatch: number;
+  readonly #perMessage: number;
   readonly #pending: OutboxMessage[] = [];
   /** Task ids in `#pending` or being published, so a sweep does not send them again. */
   readonly #held = new Set<string>();
@@ -49,13 +77,14 @@ export class OutboxRelay {
   /** Starts sweeping at once (messages left from before a restart go first). */
   constructor(
     store: Store,
-    broker: Pick<ServiceBroker, "publishTasks" | "connected">,
+    broker: Pick<ServiceBroker, "publishToEndpoints" | "connected">,
     options: OutboxRelayOptions = {},
   ) {
     this.#store = store;
     this.#broker = broker;
     this.#leaseS = options.leaseS ?? 10;
     this.#maxBatch = options.maxBatch ?? 1000;
+    this.#perMessage = options.tasksPerMessage ?? 100;
     this.#timer = setInterval(() => this.sweep(), options.sweepMs ?? 1000);
     this.#kick();
   }
@@ -126,7 +155,7 @@ export class OutboxRelay {
   async #publish(batch: OutboxMessage[]): Promise<void> {
     const ids = batch.map((m) => m.taskId);
     try {
-      await this.#broker.publishTasks(batch.map((m): OutgoingTask => m));
+      await this.#broker.publishToEndpoints(taskBatches(batch, this.#perMessage));
     } catch (err) {
       log.warn("Cannot publish {n} tasks now ({err}); they wait in the outbox", {
         n: batch.length,

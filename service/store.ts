@@ -86,7 +86,7 @@ export interface NewTask {
   id: string;
   functionId: string;
   endpointId: string;
-  /** The packed task message, kept in the outbox until the broker confirms it. @default none */
+  /** The task's CBOR (`encodeTask`), kept in the outbox until the broker confirms it. @default none */
   message?: Uint8Array;
 }
 

@@ -10,7 +10,7 @@ import amqp from "amqplib";
 import { packArgs } from "../mod.ts";
 import { type Message, packMessage } from "../sdk/protocol/mod.ts";
 import { api } from "./harness/http.ts";
-import { publishAs, resultFor, take, until } from "./harness/endpoint_peer.ts";
+import { publishAs, resultFor, take, takeTasks, until } from "./harness/endpoint_peer.ts";
 import { startServiceOnly } from "./harness/service_only.ts";
 
 /** Expects a broker operation to be refused with ACCESS_REFUSED. */
@@ -54,10 +54,11 @@ Deno.test("service broker: scoped logins, forwarding, dedupe, limits, restart", 
 
   let streamQueue = "";
   await t.step("an endpoint's login reads its own task queue", async () => {
-    const tasks = await take(regA.task_queue_info.connection_url, regA.task_queue_info.queue, 2);
-    assert.deepEqual(tasks.map((m) => m.message_type), ["task", "task"]);
-    const ids = tasks.map((m) => (m.data as { task_id: string }).task_id);
-    assert.deepEqual(ids.sort(), [t1, t2].sort());
+    // Tasks of one submit travel together, in one task_batch message.
+    const messages = await take(regA.task_queue_info.connection_url, regA.task_queue_info.queue, 1);
+    assert.deepEqual(messages.map((m) => m.message_type), ["task_batch"]);
+    const batch = messages[0]!.data as { tasks: Array<{ task_id: string }> };
+    assert.deepEqual(batch.tasks.map((t) => t.task_id).sort(), [t1, t2].sort());
   });
 
   await t.step("another endpoint's login is refused on that queue and routing key", async () => {
@@ -220,8 +221,12 @@ Deno.test("service broker: scoped logins, forwarding, dedupe, limits, restart", 
     for (let i = 0; i < 3; i++) ids.push(await alice.run(fnId, regA.endpoint_id, { args: [i] }));
     await fx.restart();
     for (const id of ids) assert.equal((await alice.getTask(id)).status, "waiting-for-ep");
-    const tasks = await take(regA.task_queue_info.connection_url, regA.task_queue_info.queue, 3);
-    const got = tasks.map((m) => (m.data as { task_id: string }).task_id);
+    const tasks = await takeTasks(
+      regA.task_queue_info.connection_url,
+      regA.task_queue_info.queue,
+      3,
+    );
+    const got = tasks.map((t) => t.task_id);
     assert.deepEqual(got.sort(), [...ids].sort());
     await publishAs(regA, ids.map((id, i) => resultFor(id, i * 10)));
     for (const [i, id] of ids.entries()) {

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { FuncxAPIError, FuncXExecutor } from "../mod.ts";
 import { startServiceOnly } from "./harness/service_only.ts";
-import { take } from "./harness/endpoint_peer.ts";
+import { takeTasks } from "./harness/endpoint_peer.ts";
 
 function apiError(e: unknown): FuncxAPIError {
   assert.ok(e instanceof FuncxAPIError, String(e));
@@ -77,14 +77,9 @@ Deno.test("service containers: register, read, functions in them, images sent wi
     await fx.shutdown({ wait: false });
     const inContainer = { taskId: await client.run(inside, reg.endpoint_id, { args: [1] }) };
     const plain = { taskId: await client.run(outside, reg.endpoint_id, { args: [2] }) };
-    const tasks = await take(reg.task_queue_info.connection_url, reg.task_queue_info.queue, 2);
+    const tasks = await takeTasks(reg.task_queue_info.connection_url, reg.task_queue_info.queue, 2);
     assert.equal(tasks.length, 2);
-    const byId = new Map(
-      tasks.map((m) => {
-        assert.equal(m.message_type, "task");
-        return [m.data.task_id, m.data] as const;
-      }),
-    );
+    const byId = new Map(tasks.map((t) => [t.task_id, t] as const));
     assert.deepEqual(byId.get(inContainer.taskId!)?.container, {
       container_id: containerId,
       container_type: "apptainer",

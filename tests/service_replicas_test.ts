@@ -12,7 +12,7 @@ import amqp from "amqplib";
 import { packArgs, packBuffers, serialize } from "../mod.ts";
 import type { Message } from "../sdk/protocol/mod.ts";
 import { api, type ApiAnswer, envelopeCode } from "./harness/http.ts";
-import { publishAs, resultFor, take, until } from "./harness/endpoint_peer.ts";
+import { publishAs, resultFor, takeTasks, until } from "./harness/endpoint_peer.ts";
 import { testDatabase } from "./harness/postgres.ts";
 import { denoRunArgs, runDeno } from "./harness/process.ts";
 import { createVhost, deleteVhost, sharedBroker, startService } from "./harness/stack.ts";
@@ -126,8 +126,8 @@ Deno.test("service replicas: two services share one PostgreSQL and one broker", 
       const taskId = String((sent.body["results"] as Array<{ task_uuid: string }>)[0]!.task_uuid);
       const viaB = await api(B, "GET", `/v2/tasks/${taskId}`, { token });
       assert.equal(viaB.body["status"], "waiting-for-ep");
-      const queued = await take(taskQueue.connection_url, taskQueue.queue, 1);
-      assert.equal((queued[0]?.data as { task_id?: string })?.task_id, taskId);
+      const queued = await takeTasks(taskQueue.connection_url, taskQueue.queue, 1);
+      assert.equal(queued[0]?.task_id, taskId);
       await publishAs(endpoint, [resultFor(taskId, 42)]);
       const done = await until(async () => {
         const r = await api(B, "GET", `/v2/tasks/${taskId}`, { token });

@@ -193,6 +193,26 @@ export interface ResultBatchMessage {
 }
 
 /**
+ * Many tasks for one endpoint in one broker message (`message_type: "task_batch"`): the service's
+ * outbox relay sends the tasks it has for an endpoint together, so the broker carries, delivers
+ * and has acked one message per batch instead of one per task. The endpoint acks the message once
+ * every task in it is safe.
+ *
+ * @example
+ * ```ts
+ * import type { TaskBatchMessage } from "./messages.ts";
+ * const batch: TaskBatchMessage = {
+ *   tasks: [{ task_id: "t1", container_id: null, task_buffer: "" }],
+ * };
+ * if (batch.tasks.length !== 1) throw new Error("one task expected");
+ * ```
+ */
+export interface TaskBatchMessage {
+  /** The tasks, each as in a `task` message. */
+  tasks: TaskMessage[];
+}
+
+/**
  * Asks an endpoint to cancel a task (`message_type: "task_cancel"`).
  *
  * @example
@@ -238,6 +258,7 @@ export interface CommandMessage {
  */
 export type Message =
   | { message_type: "task"; data: TaskMessage }
+  | { message_type: "task_batch"; data: TaskBatchMessage }
   | { message_type: "result"; data: ResultMessage }
   | { message_type: "result_batch"; data: ResultBatchMessage }
   | { message_type: "ep_status_report"; data: EPStatusReport }
@@ -427,25 +448,39 @@ function resultData(data: Record<string, unknown>, prefix: string, fail: Fail): 
   };
 }
 
+function taskData(data: Record<string, unknown>, prefix: string, fail: Fail): TaskMessage {
+  const task: TaskMessage = {
+    task_id: str(data, "task_id", prefix, fail),
+    container_id: nullableStr(data, "container_id", prefix, fail),
+    task_buffer: str(data, "task_buffer", prefix, fail),
+  };
+  const c = data.container;
+  if (c !== null && c !== undefined) {
+    if (!isRecord(c)) fail(`${prefix}container`, "an object or null");
+    task.container = {
+      container_id: str(c, "container_id", `${prefix}container.`, fail),
+      container_type: str(c, "container_type", `${prefix}container.`, fail),
+      location: str(c, "location", `${prefix}container.`, fail),
+    };
+  }
+  return task;
+}
+
 function validateData(type: string, data: unknown, fail: Fail): Message {
   if (!isRecord(data)) fail("data", "an object");
   switch (type) {
-    case "task": {
-      const task: TaskMessage = {
-        task_id: str(data, "task_id", "", fail),
-        container_id: nullableStr(data, "container_id", "", fail),
-        task_buffer: str(data, "task_buffer", "", fail),
-      };
-      const c = data.container;
-      if (c !== null && c !== undefined) {
-        if (!isRecord(c)) fail("container", "an object or null");
-        task.container = {
-          container_id: str(c, "container_id", "container.", fail),
-          container_type: str(c, "container_type", "container.", fail),
-          location: str(c, "location", "container.", fail),
-        };
+    case "task":
+      return { message_type: "task", data: taskData(data, "", fail) };
+    case "task_batch": {
+      const list = data.tasks;
+      if (!Array.isArray(list)) fail("tasks", "an array of tasks");
+      const tasks = new Array<TaskMessage>(list.length);
+      for (let i = 0; i < list.length; i++) {
+        const item = list[i];
+        if (!isRecord(item)) fail(`tasks[${i}]`, "an object");
+        tasks[i] = taskData(item, `tasks[${i}].`, fail);
       }
-      return { message_type: "task", data: task };
+      return { message_type: "task_batch", data: { tasks } };
     }
     case "result":
       return { message_type: "result", data: resultData(data, "", fail) };
@@ -502,6 +537,7 @@ function quote(value: unknown): string {
 
 const MESSAGE_TYPES: ReadonlySet<string> = new Set<MessageType>([
   "task",
+  "task_batch",
   "result",
   "result_batch",
   "ep_status_report",
@@ -596,4 +632,57 @@ export function unpackMessage(buffer: Uint8Array): Message {
     );
   }
   return validateData(type, envelope.data, failer(type, (m) => new InvalidMessageError(m)));
+}
+
+/**
+ * The CBOR of one task, checked, without an envelope: what the service's outbox keeps, so that
+ * {@linkcode packTaskBatch} can put many into one message without encoding them again.
+ *
+ * @throws {TypeError} When a field is missing or has the wrong type.
+ *
+ * @example
+ * ```ts
+ * import { encodeTask, packTaskBatch, unpackMessage } from "./messages.ts";
+ * const one = encodeTask({ task_id: "t1", container_id: null, task_buffer: "x" });
+ * const msg = unpackMessage(packTaskBatch([one, one]));
+ * if (msg.message_type !== "task_batch" || msg.data.tasks.length !== 2) throw new Error("bad");
+ * ```
+ */
+export function encodeTask(task: TaskMessage): Uint8Array {
+  const fail = failer("task", (m) => new TypeError(m));
+  if (!isRecord(task)) fail("data", "an object");
+  return encodeCbor(taskData(task as unknown as Record<string, unknown>, "", fail));
+}
+
+/** `task_batch` with no tasks, but for its last byte (the empty array's header). */
+let batchPrefix: Uint8Array | undefined;
+
+/**
+ * A `task_batch` message around tasks encoded with {@linkcode encodeTask}: the envelope is written
+ * around their bytes as they are.
+ */
+export function packTaskBatch(encodedTasks: readonly Uint8Array[]): Uint8Array {
+  batchPrefix ??= encodeCbor(
+    { message_type: "task_batch", data: { tasks: [] } },
+    PROTOCOL_VERSION,
+  ).slice(0, -1);
+  const n = encodedTasks.length;
+  const header = n < 24
+    ? [0x80 | n]
+    : n < 256
+    ? [0x98, n]
+    : n < 65536
+    ? [0x99, n >> 8, n & 0xff]
+    : [0x9a, (n >>> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff];
+  let size = batchPrefix.byteLength + header.length;
+  for (const t of encodedTasks) size += t.byteLength;
+  const out = new Uint8Array(size);
+  out.set(batchPrefix, 0);
+  out.set(header, batchPrefix.byteLength);
+  let pos = batchPrefix.byteLength + header.length;
+  for (const t of encodedTasks) {
+    out.set(t, pos);
+    pos += t.byteLength;
+  }
+  return out;
 }

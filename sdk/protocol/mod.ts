@@ -54,15 +54,18 @@ export {
 } from "./serializer.ts";
 export {
   type CommandMessage,
+  encodeTask,
   type EPStatusReport,
   InvalidMessageError,
   type Message,
   type MessageType,
   packMessage,
+  packTaskBatch,
   PROTOCOL_VERSION,
   type ResultBatchMessage,
   type ResultErrorDetails,
   type ResultMessage,
+  type TaskBatchMessage,
   type TaskCancelMessage,
   type TaskContainer,
   type TaskMessage,

@@ -6,7 +6,7 @@
  * @module
  */
 import { Hono } from "hono";
-import { packMessage, serialize, type TaskContainer } from "../../sdk/protocol/mod.ts";
+import { encodeTask, packMessage, serialize, type TaskContainer } from "../../sdk/protocol/mod.ts";
 import { HttpError, isUuid, requireUuid } from "../http_error.ts";
 import { type AppDeps, type AppEnv, readJson } from "../app.ts";
 import { userQueuePrefix, withLogin } from "../broker_credentials.ts";
@@ -191,14 +191,11 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
             id: taskId,
             functionId,
             endpointId,
-            message: packMessage({
-              message_type: "task",
-              data: {
-                task_id: taskId,
-                container_id: fn.containerId,
-                container: await containerOf(fn.containerId),
-                task_buffer: fn.code + payload,
-              },
+            message: encodeTask({
+              task_id: taskId,
+              container_id: fn.containerId,
+              container: await containerOf(fn.containerId),
+              task_buffer: fn.code + payload,
             }),
           });
           results.push({ status: "Success", task_uuid: taskId, http_status_code: 200 });

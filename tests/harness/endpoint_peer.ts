@@ -13,6 +13,7 @@ import {
   nowNs,
   packMessage,
   serialize,
+  type TaskMessage,
   unpackMessage,
 } from "../../sdk/protocol/mod.ts";
 
@@ -40,6 +41,28 @@ export async function take(
   } finally {
     await conn.close().catch(() => {});
   }
+}
+
+/**
+ * Takes messages from an endpoint's task queue until `n` tasks came (a `task_batch` holds many),
+ * or the time is up; returns the tasks.
+ */
+export async function takeTasks(
+  url: string,
+  queue: string,
+  n: number,
+  timeoutMs = 10_000,
+): Promise<TaskMessage[]> {
+  const tasks: TaskMessage[] = [];
+  const deadline = Date.now() + timeoutMs;
+  while (tasks.length < n && Date.now() < deadline) {
+    for (const m of await take(url, queue, 1, Math.max(0, deadline - Date.now()))) {
+      if (m.message_type === "task") tasks.push(m.data);
+      else if (m.message_type === "task_batch") tasks.push(...m.data.tasks);
+      else throw new Error(`Expected tasks on "${queue}", got a ${m.message_type} message`);
+    }
+  }
+  return tasks;
 }
 
 /** Publishes messages to `results` as an endpoint, waiting for confirms. */
