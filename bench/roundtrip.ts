@@ -10,13 +10,25 @@
  *   (USS) of the daemon's and a worker's.
  * It prints a table and writes `bench/results/roundtrip.json`.
  *
- * Usage: `deno task bench [--tasks 20000] [--workers 2] [--rounds 300] [--batch 1000]`
+ * With `--peers`, Celery runs first on the same broker node with the same tasks, workers and
+ * rounds (see `bench/peers/celery.ts`); a second table puts both side by side with the ratios,
+ * and the JSON keeps both (under `peers`, and alone in `bench/results/peers.json`).
+ *
+ * Usage: `deno task bench [--tasks 20000] [--workers 2] [--rounds 300] [--batch 1000]
+ * [--peers [--celery-prefetch 4]]`
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { FuncXExecutor } from "../mod.ts";
+import {
+  CELERY_DEFAULT_PREFETCH,
+  type CeleryFigures,
+  ensureCeleryInstalled,
+  runCelery,
+} from "./peers/celery.ts";
+import { peersRecord, sideBySideTable } from "./peers/side_by_side.ts";
 import { ensureRabbitInstalled, RabbitBroker } from "../tests/harness/rabbitmq.ts";
 import {
   brokerAccess,
@@ -33,6 +45,8 @@ const { values } = parseArgs({
     workers: { type: "string", default: "2" },
     rounds: { type: "string", default: "300" },
     batch: { type: "string", default: "1000" },
+    peers: { type: "boolean", default: false },
+    "celery-prefetch": { type: "string", default: String(CELERY_DEFAULT_PREFETCH) },
   },
 });
 const tasks = Number(values.tasks);
@@ -109,10 +123,22 @@ function cmdline(pid: number): string {
 }
 
 await ensureRabbitInstalled();
+if (values.peers) await ensureCeleryInstalled();
 const t0 = performance.now();
 await using broker = await RabbitBroker.start();
 const brokerS = (performance.now() - t0) / 1000;
 const access = brokerAccess(broker);
+let celery: CeleryFigures | undefined;
+if (values.peers) {
+  console.error(`Celery: ${tasks} tasks, ${workers} workers, ${rounds} rounds`);
+  celery = await runCelery(broker, {
+    tasks,
+    workers,
+    rounds,
+    prefetch: Number(values["celery-prefetch"]),
+  });
+  console.error("funcX: same figures");
+}
 const dir = await Deno.makeTempDir({ prefix: "funcx-bench-" });
 const amqpUrl = await createVhost(access, "bench");
 const service = await startService({ dir, amqpUrl, broker: access });
@@ -260,5 +286,21 @@ console.log(`| idle daemon / worker private memory (USS) | ${daemonUss} / ${work
 console.log(`| manager RSS | ${managerRss} MiB | |`);
 const outDir = new URL("./results/", import.meta.url).pathname;
 await Deno.mkdir(outDir, { recursive: true });
-await Deno.writeTextFile(join(outDir, "roundtrip.json"), JSON.stringify(result, null, 2) + "\n");
-console.log(`\nwrote ${join(outDir, "roundtrip.json")}`);
+const json = (v: unknown) => JSON.stringify(v, null, 2) + "\n";
+if (celery === undefined) {
+  await Deno.writeTextFile(join(outDir, "roundtrip.json"), json(result));
+  console.log(`\nwrote ${join(outDir, "roundtrip.json")}`);
+} else {
+  const peers = peersRecord({
+    tasks_per_s: result.throughput.tasks_per_s,
+    p50_ms: result.roundtrip_ms.p50,
+    p95_ms: Number(pct(latencies, 0.95).toFixed(2)),
+    p99_ms: result.roundtrip_ms.p99,
+  }, celery);
+  console.log(`\nSide by side (${tasks} no-op tasks, ${workers} workers, ${rounds} rounds)\n`);
+  console.log(sideBySideTable(peers));
+  const header = { date: result.date, cpus: result.cpus, workers, tasks, rounds, batch: batchSize };
+  await Deno.writeTextFile(join(outDir, "roundtrip.json"), json({ ...result, peers }));
+  await Deno.writeTextFile(join(outDir, "peers.json"), json({ ...header, ...peers }));
+  console.log(`\nwrote ${join(outDir, "roundtrip.json")} and ${join(outDir, "peers.json")}`);
+}
