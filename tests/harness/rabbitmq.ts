@@ -9,6 +9,10 @@
  * reads the supervisor's stdin, a pipe only this process holds, so when this process dies in
  * any way the watcher sees EOF and takes the whole node down and removes its directory.
  *
+ * {@linkcode RabbitBroker.stopNode} and {@linkcode RabbitBroker.startNode} stop the node and start
+ * it again on the same ports, name and directory, so durable queues and persistent messages
+ * survive, as in a broker upgrade; the watchers of earlier runs stay until the final `stop()`.
+ *
  * @module
  */
 import amqp from "amqplib";
@@ -29,6 +33,10 @@ const LIB_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server";
 const ADMIN_USER = "funcx";
 const READY_TIMEOUT_MS = 60_000;
 const STOP_GRACE_MS = 5_000;
+/** How long a node stopped to be started again may take to shut down by itself. */
+const NODE_STOP_GRACE_MS = 30_000;
+/** Marks the watcher's processes, which outlive a node stopped by `stopNode()`. */
+const WATCHER_MARK = "FUNCX_BROKER_WATCHER=1";
 const START_ATTEMPTS = 3;
 
 /**
@@ -42,7 +50,7 @@ log="$FUNCX_BROKER_DIR/server.log"
 if [ "$FUNCX_BROKER_VERBOSE" = 1 ]; then tail -n +1 -f "$log" >&2 </dev/null & fi
 # Background jobs get /dev/null as stdin unless redirected, so hand ours over through fd 3.
 exec >>"$log" 2>&1 3<&0
-setsid sh -c 'cat >/dev/null
+FUNCX_BROKER_WATCHER=1 setsid sh -c 'cat >/dev/null
   kill -TERM "-$1" 2>/dev/null
   n=0
   while kill -0 "-$1" 2>/dev/null && [ "$n" -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
@@ -99,8 +107,29 @@ export interface StartBrokerOptions {
   onLaunch?: (info: BrokerInfo) => void;
 }
 
-/** Lifecycle of a {@linkcode RabbitBroker}. */
-export type BrokerState = "starting" | "running" | "stopping" | "stopped";
+/**
+ * Lifecycle of a {@linkcode RabbitBroker}; `"down"` is a node stopped by `stopNode()` that keeps
+ * its directory and ports for `startNode()`.
+ */
+export type BrokerState = "starting" | "running" | "down" | "stopping" | "stopped";
+
+/** Options of {@linkcode RabbitBroker.stopNode}. */
+export interface StopNodeOptions {
+  /**
+   * SIGKILL the node at once, as a crash would (what the broker confirmed to publishers is on
+   * disk and survives; acknowledgements may not). @default false: SIGTERM, and the node shuts
+   * down by itself (SIGKILL only after 30 s)
+   */
+  kill?: boolean;
+}
+
+/** Options of {@linkcode RabbitBroker.restart}. */
+export interface RestartOptions extends StopNodeOptions {
+  /** Time the node stays down between stopping and starting. @default 0 */
+  downMs?: number;
+  /** Aborts the start; the node stays down. @default undefined */
+  signal?: AbortSignal;
+}
 
 /**
  * A private RabbitMQ node with the management plugin, running until {@linkcode stop}.
@@ -114,17 +143,29 @@ export type BrokerState = "starting" | "running" | "stopping" | "stopped";
 export class RabbitBroker implements AsyncDisposable {
   /** Ports, URLs and credentials of the node. */
   readonly info: BrokerInfo;
-  readonly #child: Deno.ChildProcess;
-  readonly #stdin: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #launch: Launch;
+  #child: Deno.ChildProcess;
+  #stdin: WritableStreamDefaultWriter<Uint8Array>;
+  /** Stdins of the supervisors of earlier runs: their watchers remove the directory on EOF. */
+  readonly #retired: WritableStreamDefaultWriter<Uint8Array>[] = [];
   #exit: Deno.CommandStatus | undefined;
   #state: BrokerState = "starting";
   #stopping: Promise<void> | undefined;
 
-  private constructor(info: BrokerInfo, child: Deno.ChildProcess) {
+  private constructor(info: BrokerInfo, launch: Launch) {
     this.info = info;
-    this.#child = child;
-    this.#stdin = child.stdin.getWriter();
-    void child.status.then((s) => this.#exit = s);
+    this.#launch = launch;
+    this.#child = launch.spawn();
+    this.#stdin = this.#child.stdin.getWriter();
+    this.#watchExit();
+  }
+
+  #watchExit(): void {
+    const child = this.#child;
+    this.#exit = undefined;
+    void child.status.then((s) => {
+      if (this.#child === child) this.#exit = s;
+    });
     // A forgotten node must not keep this process alive; the watcher stops it when we exit.
     child.unref();
   }
@@ -141,7 +182,7 @@ export class RabbitBroker implements AsyncDisposable {
     }
     for (let attempt = 1;; attempt++) {
       options.signal?.throwIfAborted();
-      const broker = await RabbitBroker.#launch(server, verbose);
+      const broker = await RabbitBroker.#prepare(server, verbose);
       try {
         options.onLaunch?.(broker.info);
         await broker.#waitReady(options.signal);
@@ -156,7 +197,7 @@ export class RabbitBroker implements AsyncDisposable {
     }
   }
 
-  static async #launch(server: string, verbose: boolean): Promise<RabbitBroker> {
+  static async #prepare(server: string, verbose: boolean): Promise<RabbitBroker> {
     const [amqpPort, managementPort, distPort, epmdPort] = freePorts(4) as [
       number,
       number,
@@ -225,21 +266,22 @@ log.file = false
       ERL_EPMD_ADDRESS: "127.0.0.1",
       ERL_CRASH_DUMP_SECONDS: "0",
     };
-    const child = new Deno.Command("setsid", {
-      args: ["sh", "-c", SUPERVISOR, `funcx-broker:${nodeName}`, server, ...dropPrivileges],
-      cwd: dir,
-      env,
-      clearEnv: true,
-      stdin: "piped",
-      stdout: "null",
-      stderr: verbose ? "inherit" : "null",
-    }).spawn();
+    const spawn = () =>
+      new Deno.Command("setsid", {
+        args: ["sh", "-c", SUPERVISOR, `funcx-broker:${nodeName}`, server, ...dropPrivileges],
+        cwd: dir,
+        env,
+        clearEnv: true,
+        stdin: "piped",
+        stdout: "null",
+        stderr: verbose ? "inherit" : "null",
+      }).spawn();
     const amqpUrl = `amqp://${ADMIN_USER}:${adminPassword}@127.0.0.1:${amqpPort}`;
     const managementUrl = `http://127.0.0.1:${managementPort}`;
     return new RabbitBroker({
       ...{ amqpPort, managementPort, epmdPort, amqpUrl, managementUrl, nodeName, dir },
       ...{ adminUser: ADMIN_USER, adminPassword },
-    }, child);
+    }, { spawn });
   }
 
   /** Where the node is in its life. */
@@ -268,6 +310,67 @@ log.file = false
   }
 
   /**
+   * Stops the node but keeps its directory (database, config, log) and its ports for
+   * {@linkcode startNode}; clients see their connections drop and new ones refused. Resolves
+   * once no process of the node is left (the watchers of this object stay until `stop()`).
+   */
+  async stopNode(options: StopNodeOptions = {}): Promise<void> {
+    if (this.#state !== "running") {
+      throw new Error(`Cannot stop RabbitMQ node "${this.info.nodeName}": it is ${this.#state}`);
+    }
+    this.#state = "down";
+    this.#child.ref();
+    const sig: Deno.Signal = options.kill ? "SIGKILL" : "SIGTERM";
+    if (this.#exit === undefined) signal(-this.#child.pid, sig);
+    const deadline = Date.now() + (options.kill ? 0 : NODE_STOP_GRACE_MS);
+    while ((await this.#nodePids()).length > 0 && Date.now() < deadline) await delay(100);
+    if (this.#exit === undefined) signal(-this.#child.pid, "SIGKILL");
+    for (const pid of await this.#nodePids()) signal(pid, "SIGKILL");
+    await this.#child.status;
+    for (let i = 0; i < 50 && (await this.#nodePids()).length > 0; i++) await delay(100);
+  }
+
+  /**
+   * Starts a node stopped by {@linkcode stopNode} again with the same name, ports and
+   * directory, and resolves once it is ready as {@linkcode RabbitBroker.start} does. A failed
+   * start leaves it down.
+   */
+  async startNode(options: { signal?: AbortSignal } = {}): Promise<void> {
+    if (this.#state !== "down") {
+      throw new Error(`Cannot start RabbitMQ node "${this.info.nodeName}": it is ${this.#state}`);
+    }
+    this.#retired.push(this.#stdin);
+    this.#state = "starting";
+    this.#child = this.#launch.spawn();
+    this.#stdin = this.#child.stdin.getWriter();
+    this.#watchExit();
+    try {
+      await this.#waitReady(options.signal);
+      this.#state = "running";
+    } catch (err) {
+      this.#state = "running";
+      await this.stopNode({ kill: true });
+      throw err;
+    }
+  }
+
+  /** {@linkcode stopNode}, `downMs` of nothing, then {@linkcode startNode}. */
+  async restart(options: RestartOptions = {}): Promise<void> {
+    await this.stopNode(options.kill === undefined ? {} : { kill: options.kill });
+    if ((options.downMs ?? 0) > 0) {
+      const o = options.signal ? { signal: options.signal } : {};
+      await delay(options.downMs, undefined, o).catch(() => options.signal?.throwIfAborted());
+    }
+    await this.startNode(options.signal ? { signal: options.signal } : {});
+  }
+
+  /** Processes of the running node, without the watchers (which only wait for `stop()`). */
+  async #nodePids(): Promise<number[]> {
+    const watchers = new Set(await markedPids(WATCHER_MARK));
+    return (await markedPids(`FUNCX_BROKER=${this.info.nodeName}`)).filter((p) => !watchers.has(p));
+  }
+
+  /**
    * Stops the node: SIGTERM to its processes, SIGKILL to what is left once the AMQP listener is
    * gone (at most 5 s later), then removes its directory. Connected clients see their sockets
    * reset. Idempotent; resolves once no process of the node remains.
@@ -292,6 +395,7 @@ log.file = false
     group("SIGTERM");
     // Closing stdin also wakes the watcher, which does the same from inside the tree.
     await this.#stdin.close().catch(() => {});
+    for (const stdin of this.#retired.splice(0)) await stdin.close().catch(() => {});
     const nodePids = () => markedPids(`FUNCX_BROKER=${this.info.nodeName}`);
     const deadline = Date.now() + (graceful ? STOP_GRACE_MS : 0);
     while ((await nodePids()).length > 0 && Date.now() < deadline) {
@@ -380,6 +484,11 @@ function logExcerpt(log: string): string {
   const lines = log.trimEnd().split("\n");
   const errors = lines.slice(0, -25).filter((l) => l.includes("[error]")).slice(0, 10);
   return [...errors, ...(errors.length > 0 ? ["[...]"] : []), ...lines.slice(-25)].join("\n");
+}
+
+/** How to start the node's supervisor again with the same name, ports and directory. */
+interface Launch {
+  spawn(): Deno.ChildProcess;
 }
 
 interface Init {
