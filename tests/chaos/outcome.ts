@@ -90,13 +90,23 @@ export class SideEffects {
   readonly #runs = new Map<number, Run[]>();
   #offset = 0;
   #partial = "";
+  #reading: Promise<void> = Promise.resolve();
 
   constructor(file: string) {
     this.file = file;
   }
 
-  /** Reads what was appended since the last call. */
-  async refresh(): Promise<void> {
+  /**
+   * Reads what was appended since the last call. Calls take turns: two reads from one offset at
+   * once would count the same lines twice and skip the ones after them.
+   */
+  refresh(): Promise<void> {
+    const next = this.#reading.then(() => this.#read());
+    this.#reading = next.catch(() => {});
+    return next;
+  }
+
+  async #read(): Promise<void> {
     using f = await Deno.open(this.file, { read: true });
     await f.seek(this.#offset, Deno.SeekMode.Start);
     const buf = new Uint8Array(1 << 16);
