@@ -6,6 +6,7 @@
  * @module
  */
 import { Hono } from "hono";
+import { createHash } from "node:crypto";
 import { encodeTask, packMessage, serialize, type TaskContainer } from "../../sdk/protocol/mod.ts";
 import { HttpError, isUuid, requireUuid } from "../http_error.ts";
 import { type AppDeps, type AppEnv, readJson } from "../app.ts";
@@ -24,10 +25,9 @@ export function groupRoutingKey(userId: string, groupId: string): string {
  * Task ids derived from `seed` by position: the same seed gives the same ids (UUID version 8:
  * the first 12 bytes of SHA-256 of the seed, then the position).
  */
-export async function derivedIds(seed: string): Promise<(i: number) => string> {
-  const base = new Uint8Array(
-    await crypto.subtle.digest("SHA-256", new TextEncoder().encode(seed)),
-  ).slice(0, 16);
+export function derivedIds(seed: string): (i: number) => string {
+  // node:crypto hashes in place; crypto.subtle would send this to a thread pool and back.
+  const base = new Uint8Array(createHash("sha256").update(seed).digest()).slice(0, 16);
   base[6] = (base[6]! & 0x0f) | 0x80;
   base[8] = (base[8]! & 0x3f) | 0x80;
   return (i) => {
@@ -151,7 +151,7 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
       const idempotencyKey = c.req.header(IDEMPOTENCY_HEADER);
       const taskIdOf = idempotencyKey === undefined
         ? () => crypto.randomUUID()
-        : await derivedIds(`${user.id}\0${idempotencyKey}`);
+        : derivedIds(`${user.id}\0${idempotencyKey}`);
       for (const [i, entry] of tasks.entries()) {
         const taskId = taskIdOf(i);
         try {
