@@ -33,6 +33,7 @@ import {
   watchParent,
 } from "../endpoint/daemon.ts";
 import { BrokerUnreachable, Endpoint, EndpointRefused } from "../endpoint/endpoint.ts";
+import { workerPlan } from "../endpoint/engine/manager.ts";
 import type { EndpointRegistration, FuncXClient } from "../sdk/client.ts";
 import { configureEndpointLogging } from "./_endpoint_logging.ts";
 import { loginClient, NotLoggedIn } from "./_endpoint_login.ts";
@@ -181,8 +182,20 @@ export async function startCommand(
     throw err;
   }
   console.log(`Starting endpoint; registered ID: ${registration.endpoint_id}`);
+  console.log(workersLine(config));
   if (ready["broker"] === "unreachable") console.error(BROKER_WAIT_NOTE);
   return EXIT.OK;
+}
+
+/** How many workers the endpoint runs per node, and why that many. */
+export function workersLine(config: EndpointConfig): string {
+  const e = config.engine;
+  if (e.provider.type !== "local") {
+    return `Workers: up to ${e.max_workers_per_node} per node, fewer where a node's cores ` +
+      `(at cores_per_worker ${e.cores_per_worker}) or memory allow fewer`;
+  }
+  const plan = workerPlan(e, navigator.hardwareConcurrency, Deno.systemMemoryInfo().available);
+  return `Workers: ${plan.count} per block: ${plan.why}`;
 }
 
 const BROKER_WAIT_NOTE = "The broker cannot be reached yet: the endpoint keeps trying (with " +
@@ -268,7 +281,10 @@ async function runEndpoint(
     console.log(
       JSON.stringify({ event: "started", endpoint_id: ep.id, name, pid: Deno.pid, broker }),
     );
-    if (foreground) console.error(`Starting endpoint; registered ID: ${ep.id}`);
+    if (foreground) {
+      console.error(`Starting endpoint; registered ID: ${ep.id}`);
+      console.error(workersLine(config));
+    }
     if (foreground && broker === "unreachable") console.error(BROKER_WAIT_NOTE);
     const end = await ep.ended;
     if (end.kind === "stopped") {

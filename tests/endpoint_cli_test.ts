@@ -85,6 +85,8 @@ Deno.test("funcx-endpoint CLI: configure, start, list, stop, restart, delete", a
     assert.ok(m, r.stdout);
     endpointId = m[1]!;
     assert.match(endpointId, UUID);
+    // It says how many workers it runs and why that many.
+    assert.match(r.stdout, /Workers: \d+ per block: \S/);
     const saved = JSON.parse(await Deno.readTextFile(join(epDir, "endpoint.json")));
     assert.equal(saved.endpoint_id, endpointId);
     daemonPid = Number(await Deno.readTextFile(join(epDir, "daemon.pid")));

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { EngineConfigSchema } from "./mod.ts";
 import { permissionFlags } from "./command.ts";
-import { workerCount } from "./manager.ts";
+import { workerCount, workerPlan } from "./manager.ts";
 import { fillPlaceholders } from "./shell.ts";
 
 Deno.test("EngineConfigSchema fills every default", () => {
@@ -59,4 +59,25 @@ Deno.test("permissionFlags never lets a worker prompt", () => {
 Deno.test("fillPlaceholders takes names from kwargs and numbers from args", () => {
   assert.equal(fillPlaceholders("a {x} {0} {{lit}}", ["p"], { x: 1 }), "a 1 p {lit}");
   assert.throws(() => fillPlaceholders("{nope}", [], {}), /placeholder "\{nope\}"/);
+});
+
+Deno.test("workerPlan says which limit set the count and how to oversubscribe", () => {
+  const base = {
+    max_workers_per_node: 64,
+    cores_per_worker: 1,
+    mem_per_worker: null,
+    available_accelerators: [],
+  };
+  const cores = workerPlan(base, 2, 64 * 1024 ** 3);
+  assert.equal(cores.count, 2);
+  assert.match(cores.why, /max_workers_per_node is 64, but 2 cores/);
+  assert.match(cores.why, /cores_per_worker below 1/);
+  const oversubscribed = workerPlan({ ...base, cores_per_worker: 0.1 }, 2, 64 * 1024 ** 3);
+  assert.equal(oversubscribed.count, 20);
+  const capped = workerPlan({ ...base, max_workers_per_node: 4 }, 8, 64 * 1024 ** 3);
+  assert.equal(capped.count, 4);
+  assert.match(capped.why, /^max_workers_per_node 4 /);
+  const memory = workerPlan({ ...base, mem_per_worker: 2 }, 8, 5 * 1024 ** 3);
+  assert.equal(memory.count, 2);
+  assert.match(memory.why, /mem_per_worker 2 GB/);
 });

@@ -66,21 +66,68 @@ export interface ManagerOptions {
   container?: ContainerConfig | undefined;
 }
 
+/** What decides how many workers a node runs. */
+export type WorkerLimits = Pick<
+  ManagerOptions,
+  "max_workers_per_node" | "cores_per_worker" | "mem_per_worker" | "available_accelerators"
+>;
+
 /** How many workers a node gets: the tightest of the count, cores, memory and accelerators. */
-export function workerCount(o: ManagerOptions, cores: number, memAvailableBytes: number): number {
-  let n = Math.min(o.max_workers_per_node, Math.floor(cores / o.cores_per_worker));
-  if (o.mem_per_worker !== null) {
-    n = Math.min(n, Math.floor(memAvailableBytes / (o.mem_per_worker * 1024 ** 3)));
+export function workerCount(o: WorkerLimits, cores: number, memAvailableBytes: number): number {
+  return workerPlan(o, cores, memAvailableBytes).count;
+}
+
+/**
+ * How many workers a node gets and, in words, why: `min(max_workers_per_node, floor(cores /
+ * cores_per_worker))`, then memory (`mem_per_worker`), and one per accelerator when there are any.
+ * A count lower than `max_workers_per_node` says which limit won and how to raise it.
+ *
+ * @example
+ * ```ts
+ * import { workerPlan } from "./manager.ts";
+ * const plan = workerPlan({
+ *   max_workers_per_node: 64,
+ *   cores_per_worker: 1,
+ *   mem_per_worker: null,
+ *   available_accelerators: [],
+ * }, 2, 8 * 1024 ** 3);
+ * if (plan.count !== 2 || !plan.why.includes("cores_per_worker")) throw new Error(plan.why);
+ * ```
+ */
+export function workerPlan(
+  o: WorkerLimits,
+  cores: number,
+  memAvailableBytes: number,
+): { count: number; why: string } {
+  if (o.available_accelerators.length > 0) {
+    const count = o.available_accelerators.length;
+    return { count, why: `one per accelerator (${o.available_accelerators.join(", ")})` };
   }
-  if (o.available_accelerators.length > 0) n = o.available_accelerators.length;
-  if (n < 1) {
+  const byCores = Math.floor(cores / o.cores_per_worker);
+  let count = Math.min(o.max_workers_per_node, byCores);
+  let why = byCores < o.max_workers_per_node
+    ? `max_workers_per_node is ${o.max_workers_per_node}, but ${cores} cores at ` +
+      `cores_per_worker ${o.cores_per_worker} make ${byCores}; for tasks that mostly wait ` +
+      "(I/O, the network, a service), set engine.cores_per_worker below 1 (0.1: up to ten " +
+      "workers a core)"
+    : `max_workers_per_node ${o.max_workers_per_node} (${cores} cores at cores_per_worker ` +
+      `${o.cores_per_worker} allow ${byCores})`;
+  if (o.mem_per_worker !== null) {
+    const byMem = Math.floor(memAvailableBytes / (o.mem_per_worker * 1024 ** 3));
+    if (byMem < count) {
+      count = byMem;
+      why = `${(memAvailableBytes / 1024 ** 3).toFixed(1)} GB available at mem_per_worker ` +
+        `${o.mem_per_worker} GB`;
+    }
+  }
+  if (count < 1) {
     throw new RangeError(
       `Cannot start a worker on this node: ${cores} cores, ` +
         `${(memAvailableBytes / 1024 ** 3).toFixed(1)} GB available, cores_per_worker ` +
         `${o.cores_per_worker}, mem_per_worker ${o.mem_per_worker ?? "unset"}`,
     );
   }
-  return n;
+  return { count, why };
 }
 
 /** Runs `worker_init` in a shell and returns the environment it leaves. */
@@ -242,11 +289,9 @@ export class Manager {
   async #startPool(): Promise<WorkerPool> {
     const o = this.#o;
     const env = await runWorkerInit(o.worker_init);
-    const workers = workerCount(
-      o,
-      navigator.hardwareConcurrency,
-      Deno.systemMemoryInfo().available,
-    );
+    const plan = workerPlan(o, navigator.hardwareConcurrency, Deno.systemMemoryInfo().available);
+    const workers = plan.count;
+    log.info("Starting {n} workers: {why}", { n: workers, why: plan.why });
     const memLimitMb = o.mem_per_worker === null ? null : Math.floor(o.mem_per_worker * 1024);
     const flags = permissionFlags(o.permissions);
     if (memLimitMb !== null) flags.push(`--v8-flags=--max-old-space-size=${memLimitMb}`);
