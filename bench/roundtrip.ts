@@ -14,7 +14,7 @@
  * rounds (see `bench/peers/celery.ts`); a second table puts both side by side with the ratios,
  * and the JSON keeps both (under `peers`, and alone in `bench/results/peers.json`).
  *
- * Usage: `deno task bench [--tasks 20000] [--workers 2] [--rounds 300] [--batch 1000]
+ * Usage: `deno task bench [--tasks 20000] [--workers 2] [--rounds 300] [--batch N]
  * [--peers [--celery-prefetch 4]]`
  *
  * @module
@@ -29,6 +29,7 @@ import {
   runCelery,
 } from "./peers/celery.ts";
 import { peersRecord, sideBySideTable } from "./peers/side_by_side.ts";
+import { hopChartSvg } from "./hop_chart.ts";
 import { ensureRabbitInstalled, RabbitBroker } from "../tests/harness/rabbitmq.ts";
 import {
   brokerAccess,
@@ -44,7 +45,8 @@ const { values } = parseArgs({
     tasks: { type: "string", default: "20000" },
     workers: { type: "string", default: "2" },
     rounds: { type: "string", default: "300" },
-    batch: { type: "string", default: "1000" },
+    // The executor's own default unless given: the figure a user gets without tuning.
+    batch: { type: "string" },
     peers: { type: "boolean", default: false },
     "celery-prefetch": { type: "string", default: String(CELERY_DEFAULT_PREFETCH) },
   },
@@ -52,7 +54,7 @@ const { values } = parseArgs({
 const tasks = Number(values.tasks);
 const workers = Number(values.workers);
 const rounds = Number(values.rounds);
-const batchSize = Number(values.batch);
+const batchSize = values.batch === undefined ? undefined : Number(values.batch);
 
 function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
@@ -147,7 +149,11 @@ const noop = await client.registerFunction(() => null);
 
 const epStart = performance.now();
 const endpoint = await startEndpoint({ service, dir, workers });
-const fx = new FuncXExecutor({ endpointId: endpoint.endpointId, client, batchSize });
+const fx = new FuncXExecutor({
+  endpointId: endpoint.endpointId,
+  client,
+  ...(batchSize === undefined ? {} : { batchSize }),
+});
 await fx.submitToRegisteredFunction(noop);
 const startToFirstS = (performance.now() - epStart) / 1000;
 const daemonPid = endpoint.process.child.pid;
@@ -244,7 +250,7 @@ const result = {
   },
   throughput: {
     tasks,
-    batch: batchSize,
+    batch: batchSize ?? "executor default",
     tasks_per_s: Math.round(tasks / totalS),
     total_s: Number(totalS.toFixed(2)),
     cpu_us_per_task: cpuPerTaskUs,
@@ -272,7 +278,9 @@ console.log(
   } | |`,
 );
 console.log(
-  `| throughput (${tasks} no-op tasks, ${workers} workers) | ${result.throughput.tasks_per_s}/s | >= 5,000/s |`,
+  `| throughput (${tasks} no-op tasks, ${workers} workers, batch ${
+    batchSize ?? "default"
+  }) | ${result.throughput.tasks_per_s}/s | >= 5,000/s |`,
 );
 console.log(
   `| CPU per task (µs) | ${
@@ -286,6 +294,14 @@ console.log(`| idle daemon / worker private memory (USS) | ${daemonUss} / ${work
 console.log(`| manager RSS | ${managerRss} MiB | |`);
 const outDir = new URL("./results/", import.meta.url).pathname;
 await Deno.mkdir(outDir, { recursive: true });
+const chart = hopChartSvg({
+  hops: hopMs,
+  caption:
+    `${rounds} sequential no-op tasks, ${workers} workers, ${navigator.hardwareConcurrency} ` +
+    `cores, ${result.date.slice(0, 10)}; bench/roundtrip.ts`,
+  ...(celery ? { peer: { name: "Celery", p50Ms: celery.roundtrip_ms.p50 } } : {}),
+});
+await Deno.writeTextFile(join(outDir, "roundtrip-hops.svg"), chart);
 const json = (v: unknown) => JSON.stringify(v, null, 2) + "\n";
 if (celery === undefined) {
   await Deno.writeTextFile(join(outDir, "roundtrip.json"), json(result));
@@ -299,7 +315,14 @@ if (celery === undefined) {
   }, celery);
   console.log(`\nSide by side (${tasks} no-op tasks, ${workers} workers, ${rounds} rounds)\n`);
   console.log(sideBySideTable(peers));
-  const header = { date: result.date, cpus: result.cpus, workers, tasks, rounds, batch: batchSize };
+  const header = {
+    date: result.date,
+    cpus: result.cpus,
+    workers,
+    tasks,
+    rounds,
+    batch: batchSize ?? "executor default",
+  };
   await Deno.writeTextFile(join(outDir, "roundtrip.json"), json({ ...result, peers }));
   await Deno.writeTextFile(join(outDir, "peers.json"), json({ ...header, ...peers }));
   console.log(`\nwrote ${join(outDir, "roundtrip.json")} and ${join(outDir, "peers.json")}`);
