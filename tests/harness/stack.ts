@@ -6,6 +6,7 @@
  * @module
  */
 import { join } from "node:path";
+import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { FuncXClient } from "../../mod.ts";
 import { type ChildHandle, runDeno, spawnDeno } from "./process.ts";
 import { RabbitBroker } from "./rabbitmq.ts";
@@ -212,6 +213,13 @@ export interface StartEndpointOptions {
   echo?: boolean;
   /** Extra `start` flags. */
   args?: string[];
+  /**
+   * Fields written into `config.yaml` over what is there (`engine` merged by field), e.g.
+   * `{ prefetch: 5000, engine: { cores_per_worker: 0.01 } }`. @default none
+   */
+  config?: Record<string, unknown>;
+  /** Seconds `start` may take to report it started. @default 60 */
+  readyTimeoutS?: number;
 }
 
 /**
@@ -226,6 +234,14 @@ export async function startEndpoint(options: StartEndpointOptions): Promise<Endp
   } catch {
     await runDeno("cli/funcx_endpoint.ts", ["configure", name], env);
   }
+  if (options.config) {
+    const file = join(options.dir, "config", name, "config.yaml");
+    const raw = (parseYaml(await Deno.readTextFile(file)) ?? {}) as Record<string, unknown>;
+    const { engine, ...rest } = options.config;
+    const merged: Record<string, unknown> = { ...raw, ...rest };
+    if (engine !== undefined) merged["engine"] = { ...(raw["engine"] ?? {}), ...engine };
+    await Deno.writeTextFile(file, stringifyYaml(merged));
+  }
   const process = await spawnDeno("cli/funcx_endpoint.ts", [
     "start",
     name,
@@ -238,6 +254,7 @@ export async function startEndpoint(options: StartEndpointOptions): Promise<Endp
     logFile: join(options.dir, `endpoint-${name}.log`),
     readyEvent: "started",
     echo: options.echo ?? false,
+    ...(options.readyTimeoutS === undefined ? {} : { readyTimeoutS: options.readyTimeoutS }),
   });
   return { process, endpointId: String(process.ready["endpoint_id"]) };
 }
