@@ -23,6 +23,9 @@ import { type ResultSubscriber, SharedResultStream } from "./_result_hub.ts";
 
 const log = getLogger(["funcx", "sdk", "executor"]);
 
+/** Submit requests an executor has on the way at once. */
+const SUBMITS_IN_FLIGHT = 3;
+
 /** How long an idle executor keeps its result stream open for the next task. */
 const IDLE_LINGER_MS = 200;
 
@@ -290,9 +293,15 @@ export class FuncXExecutor implements AsyncDisposable {
     this.#flushing = (async () => {
       // Let the current burst of submit() calls land in the queue before the first request.
       await Promise.resolve();
-      while (this.#queue.length > 0) {
-        const batch = this.#queue.splice(0, this.#batchSize);
-        await this.#send(batch);
+      // A few requests at once: the next batch is on its way while the service stores this one.
+      const sending = new Set<Promise<void>>();
+      while (this.#queue.length > 0 || sending.size > 0) {
+        while (this.#queue.length > 0 && sending.size < SUBMITS_IN_FLIGHT) {
+          const sent: Promise<void> = this.#send(this.#queue.splice(0, this.#batchSize))
+            .finally(() => sending.delete(sent));
+          sending.add(sent);
+        }
+        await Promise.race(sending);
       }
     })().finally(() => {
       this.#flushing = undefined;
