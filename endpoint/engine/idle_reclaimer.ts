@@ -85,6 +85,16 @@ export interface IdleReclaimerOptions {
    * period always reclaim (start-up leaves garbage too). @default the RSS at construction
    */
   baselineBytes?: number;
+  /**
+   * Whether the process is in the middle of work (a task running): no reclaim then, however
+   * long it has been since the last touch. @default never busy
+   */
+  busy?: () => boolean;
+  /**
+   * Up to this many milliseconds are added, at random, to each quiet period, so that many
+   * processes going quiet together do not all reclaim at once. @default 0
+   */
+  jitterMs?: number;
   /** What reclaims (tests). @default {@linkcode reclaimMemory} */
   reclaim?: () => Promise<unknown>;
   /** The process's resident memory in bytes (tests). @default `Deno.memoryUsage().rss` */
@@ -109,6 +119,8 @@ export class IdleReclaimer {
   readonly #minGrowth: number;
   readonly #reclaim: () => Promise<unknown>;
   readonly #rss: () => number;
+  readonly #busy: () => boolean;
+  readonly #jitterMs: number;
   #last = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #baseline: number;
@@ -121,6 +133,8 @@ export class IdleReclaimer {
     this.#minGrowth = options.minGrowthBytes ?? 8 * 1024 * 1024;
     this.#reclaim = options.reclaim ?? reclaimMemory;
     this.#rss = options.rss ?? (() => Deno.memoryUsage().rss);
+    this.#busy = options.busy ?? (() => false);
+    this.#jitterMs = options.jitterMs ?? 0;
     this.#baseline = options.baselineBytes ?? this.#rss();
   }
 
@@ -132,7 +146,11 @@ export class IdleReclaimer {
   /** Records activity: a reclaim waits until `quietMs` pass without another touch. */
   touch(): void {
     this.#last = performance.now();
-    if (this.#timer === undefined && !this.#closed) this.#arm(this.#quietMs);
+    if (this.#timer === undefined && !this.#closed) this.#arm(this.#quiet());
+  }
+
+  #quiet(): number {
+    return this.#quietMs + Math.floor(Math.random() * this.#jitterMs);
   }
 
   #arm(ms: number): void {
@@ -146,6 +164,7 @@ export class IdleReclaimer {
     if (this.#closed) return;
     const quiet = performance.now() - this.#last;
     if (quiet < this.#quietMs) return this.#arm(Math.ceil(this.#quietMs - quiet));
+    if (this.#busy()) return this.#arm(this.#quiet());
     if (this.#running || this.#rss() - this.#baseline < this.#minGrowth) return;
     this.#running = true;
     this.#reclaim().catch(() => {}).finally(() => {

@@ -66,3 +66,25 @@ Deno.test("IdleReclaimer.close stops the timer of a quiet period under way", () 
   assert.equal(reclaimer.waiting, false);
   assert.equal(reclaims, 0);
 });
+
+Deno.test("IdleReclaimer waits while the process is busy, however quiet", async () => {
+  let busy = true;
+  let reclaims = 0;
+  let checks = 0;
+  const reclaimer = new IdleReclaimer({
+    quietMs: 5,
+    jitterMs: 5,
+    minGrowthBytes: 0,
+    baselineBytes: 0,
+    busy: () => (checks++, busy),
+    reclaim: () => (reclaims++, Promise.resolve()),
+    rss: () => 100,
+  });
+  reclaimer.touch();
+  // Several quiet periods pass while busy: each is checked, none reclaims.
+  await until(() => checks >= 3, "three quiet periods");
+  assert.equal(reclaims, 0);
+  busy = false;
+  await until(() => reclaims === 1, "the reclaim once the work ended");
+  reclaimer.close();
+});

@@ -294,7 +294,11 @@ export class Manager {
     log.info("Starting {n} workers: {why}", { n: workers, why: plan.why });
     const memLimitMb = o.mem_per_worker === null ? null : Math.floor(o.mem_per_worker * 1024);
     const flags = permissionFlags(o.permissions);
-    if (memLimitMb !== null) flags.push(`--v8-flags=--max-old-space-size=${memLimitMb}`);
+    // `gc` in the worker's global scope lets the idle reclaimer collect without loading
+    // node:v8 and node:vm and building a context for it (~20 ms of CPU and a few MiB a worker).
+    const v8 = ["--expose-gc"];
+    if (memLimitMb !== null) v8.push(`--max-old-space-size=${memLimitMb}`);
+    flags.push(`--v8-flags=${v8.join(",")}`);
     return await WorkerPool.start({
       workers,
       command: o.worker_command ?? engineCommand("worker", flags),

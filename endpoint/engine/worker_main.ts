@@ -11,6 +11,8 @@ import {
   ActorName,
   errorToInfo,
   nowNs,
+  packArgs,
+  packBuffers,
   type ResultMessage,
   serialize,
   TaskState,
@@ -98,27 +100,48 @@ export async function runTask(taskId: string, buffer: string): Promise<ResultMes
   return { task_id: taskId, data, error_details: errorDetails, task_statuses: statuses };
 }
 
+/**
+ * Runs a tiny task through the whole task path once, before the worker says hello: the first
+ * task's one-off cost (compiling the decoder, serializer and runner: several ms of CPU) is paid
+ * while the node starts, not by the first real task, when hundreds of workers would pay it at
+ * the same moment.
+ */
+async function warmUp(): Promise<void> {
+  const warm = (a: number, b: { c: string }) => ({ a, b, d: new Date(0) });
+  await runTask("warm-up", packBuffers([serialize(warm)]) + packArgs([1, { c: "x" }]));
+}
+
 /** A worker process's main loop (the `__worker` entry of the compiled binary runs it too). */
 export async function workerMain(): Promise<void> {
   for (const m of ["log", "info", "debug", "dir", "table", "trace"] as const) {
     (console as unknown as Record<string, unknown>)[m] = console.error;
   }
+  await warmUp();
   writeFrame({ type: "hello", protocol: WORKER_PROTOCOL_VERSION, pid: Deno.pid });
   // Tasks run one at a time, but stdin is read all along so that its end is seen mid-task.
   let chain: Promise<void> = Promise.resolve();
   let shutdown = false;
   // A fresh worker has little to give back (a first full collection would only page in more of
-  // the executable), so only growth from tasks counts.
-  const reclaimer = new IdleReclaimer();
+  // the executable), so only growth from tasks counts. Never while a task runs (a long task is
+  // not idleness), and not all at once: hundreds of workers finishing a wave together would
+  // otherwise reclaim together and starve everything else on the node.
+  let running = 0;
+  const reclaimer = new IdleReclaimer({
+    quietMs: 1000,
+    jitterMs: 1000,
+    busy: () => running > 0,
+  });
   for await (const msg of readFrames<ToWorker>(Deno.stdin)) {
     if (msg.type === "shutdown") {
       shutdown = true;
       break;
     }
     reclaimer.touch();
+    running++;
     chain = chain.then(async () => {
       const result = await runTask(msg.task_id, msg.buffer);
       writeFrame({ type: "result", result });
+      running--;
       reclaimer.touch();
     });
   }
