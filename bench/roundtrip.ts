@@ -30,6 +30,7 @@ import {
 } from "./peers/celery.ts";
 import { peersRecord, sideBySideTable } from "./peers/side_by_side.ts";
 import { hopChartSvg } from "./hop_chart.ts";
+import { cmdline, descendants, processJiffies } from "./_proc.ts";
 import { ensureRabbitInstalled, RabbitBroker } from "../tests/harness/rabbitmq.ts";
 import {
   brokerAccess,
@@ -81,47 +82,9 @@ function ussMiB(pid: number): number {
   }
 }
 
-/** Pids of the processes below `pid`. */
-function descendants(pid: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const e of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(e.name)]);
-    } catch {
-      // exited
-    }
-  }
-  const out: number[] = [];
-  const walk = (p: number) => {
-    for (const c of children.get(p) ?? []) {
-      out.push(c);
-      walk(c);
-    }
-  };
-  walk(pid);
-  return out;
-}
-
 /** CPU seconds (user + system) a process has used so far; 0 once it is gone. */
 function cpuS(pid: number): number {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(f[11]) + Number(f[12])) / 100; // clock ticks (USER_HZ = 100 on Linux)
-  } catch {
-    return 0;
-  }
-}
-
-function cmdline(pid: number): string {
-  try {
-    return Deno.readTextFileSync(`/proc/${pid}/cmdline`).replaceAll("\0", " ");
-  } catch {
-    return "";
-  }
+  return processJiffies(pid) / 100;
 }
 
 await ensureRabbitInstalled();

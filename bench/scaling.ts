@@ -23,6 +23,7 @@
  *
  * @module
  */
+import { cmdline, descendants, processJiffies } from "./_proc.ts";
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { FuncXExecutor } from "../mod.ts";
@@ -94,49 +95,6 @@ function machineJiffies(): { busy: number; total: number } {
     .map(Number);
   const total = f.reduce((a, b) => a + b, 0);
   return { busy: total - f[3]! - f[4]!, total }; // idle, iowait
-}
-
-/** Jiffies (user + system) a process has used so far; 0 once it is gone. */
-function processJiffies(pid: number): number {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(f[11]) + Number(f[12]);
-  } catch {
-    return 0;
-  }
-}
-
-function cmdline(pid: number): string {
-  try {
-    return Deno.readTextFileSync(`/proc/${pid}/cmdline`).replaceAll("\0", " ");
-  } catch {
-    return "";
-  }
-}
-
-/** Pids of the processes below `pid`. */
-function descendants(pid: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const e of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(e.name)]);
-    } catch {
-      // exited
-    }
-  }
-  const out: number[] = [];
-  const walk = (p: number) => {
-    for (const c of children.get(p) ?? []) {
-      out.push(c);
-      walk(c);
-    }
-  };
-  walk(pid);
-  return out;
 }
 
 /** The processes of the stack by part, to see which one spends the CPU. */
