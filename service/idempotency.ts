@@ -23,6 +23,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import { getLogger } from "@logtape/logtape";
 import type { AppEnv } from "./app.ts";
 import { HttpError } from "./http_error.ts";
+import { sha256Hex } from "./auth.ts";
 import type { IdempotencyHold, IdempotencyRecord, Store } from "./store.ts";
 
 const log = getLogger(["funcx", "service", "idempotency"]);
@@ -87,7 +88,7 @@ export function idempotency(
       key,
       method: c.req.method,
       path: c.req.path,
-      requestHash: await sha256OfBytes(body),
+      requestHash: sha256Hex(body),
     };
     const now = Date.now() / 1000;
     const outcome = await store.reserveIdempotencyKey(request, { now, leaseS, ttlS });
@@ -101,11 +102,6 @@ export function idempotency(
     }
     await keep(store, hold, c);
   };
-}
-
-async function sha256OfBytes(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** Stores the route's answer, or releases the key when there is nothing worth keeping. */
