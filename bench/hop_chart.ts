@@ -39,10 +39,15 @@ export function hopChartSvg(input: HopChartInput): string {
   const segments: Array<{ label: string; from: number; to: number }> = [];
   let from = 0;
   let start = "submit";
-  for (const [i, [state, at]] of points.entries()) {
-    // A hop too short to see is counted in the next one.
-    if (at - from < 0.05 && i < points.length - 1) continue;
-    segments.push({ label: `${start} → ${state}`, from, to: at });
+  for (const [state, at] of points) {
+    const last = segments[segments.length - 1];
+    if (last && at - from < 0.05) {
+      // A hop too short to see joins the one before it.
+      last.label = `${last.label.split(" → ")[0]} → ${state}`;
+      last.to = at;
+    } else {
+      segments.push({ label: `${start} → ${state}`, from, to: at });
+    }
     from = at;
     start = state;
   }
