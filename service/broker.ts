@@ -219,7 +219,9 @@ export class ServiceBroker {
 
   /**
    * Publishes messages to the result streams bound to each routing key and waits for the
-   * confirms; a key no stream is bound to drops its message (the store has every result).
+   * confirms; a key no stream is bound to drops its message (the store has every result). They
+   * are not persistent: the broker keeps them in memory only, and a stream that finds its queue
+   * emptied by a broker restart reads what it missed from the store when it reconnects.
    */
   async forward(messages: ReadonlyArray<{ routingKey: string; body: Uint8Array }>): Promise<void> {
     const { pub } = this.#live();
@@ -229,7 +231,7 @@ export class ServiceBroker {
           GROUP_RESULTS_EXCHANGE,
           m.routingKey,
           Buffer.from(m.body.buffer, m.body.byteOffset, m.body.byteLength),
-          { persistent: true, timestamp: Math.floor(Date.now() / 1000) },
+          { persistent: false, timestamp: Math.floor(Date.now() / 1000) },
           (
             err: unknown,
           ) => (err ? reject(new Error("Broker refused a result", { cause: err })) : resolve()),
