@@ -17,9 +17,11 @@ import type { EndpointRegistration } from "../sdk/client.ts";
 import {
   ActorName,
   type CommandMessage,
+  encodeResult,
   type Message,
   nowNs,
   packMessage,
+  packResultBatch,
   type ResultMessage,
   type TaskContainer,
   type TaskMessage,
@@ -505,8 +507,11 @@ export class Endpoint {
       this.#release(taskId, true);
     };
     let durable: Promise<boolean>;
+    let encoded: Uint8Array | undefined;
     try {
-      durable = this.#journal.append(taskId, packMessage({ message_type: "result", data: result }))
+      // Encoded once: the journal keeps it as a message of one, the batch carries the same bytes.
+      encoded = encodeResult(result);
+      durable = this.#journal.append(taskId, packResultBatch([encoded]))
         .then(() => (safe(), true), (err) => {
           log.error("Cannot journal the result of {id}: {err}", { id: taskId, err: String(err) });
           return false;
@@ -516,8 +521,8 @@ export class Endpoint {
       durable = Promise.resolve(false);
     }
     const session = this.#session;
-    const confirmed = session
-      ? this.#batcherFor(session).add(result).then(() => {
+    const confirmed = session && encoded
+      ? this.#batcherFor(session).add(encoded).then(() => {
         this.#journal.confirm(taskId);
         this.stats.resultsPublished++;
         safe();

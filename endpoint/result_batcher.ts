@@ -1,24 +1,26 @@
 /**
  * Results that finish together leave together: the batcher gathers results (up to a count and
- * size limit) into one `result_batch` message, so the broker carries and confirms one message
+ * size limit) into one `result_batch` message (each result encoded once, the envelope written
+ * around them), so the broker carries and confirms one message
  * per batch instead of one per task. When nothing is on the wire a batch leaves at the end of the
  * current turn; while one awaits its confirm the next one grows. Each caller's promise settles
  * with its batch's publisher confirm.
  *
  * @module
  */
-import { packMessage, type ResultMessage } from "../sdk/protocol/mod.ts";
+import { encodeResult, packResultBatch } from "../sdk/protocol/mod.ts";
+import type { ResultMessage } from "../sdk/protocol/mod.ts";
 
 /** Options of {@linkcode ResultBatcher}. */
 export interface ResultBatcherOptions {
   /** Most results in one message. @default 500 */
   maxResults?: number;
-  /** Most result data (characters) in one message. @default 1 MiB */
+  /** Most encoded result bytes in one message. @default 1 MiB */
   maxChars?: number;
 }
 
 interface Waiting {
-  result: ResultMessage;
+  encoded: Uint8Array;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
@@ -40,13 +42,22 @@ export class ResultBatcher {
     this.#maxChars = options.maxChars ?? 1024 * 1024;
   }
 
-  /** Queues a result; resolves once the broker confirmed the message that carried it. */
-  add(result: ResultMessage): Promise<void> {
+  /**
+   * Queues a result (or its CBOR from `encodeResult`, when the caller has it already); resolves
+   * once the broker confirmed the message that carried it.
+   */
+  add(result: ResultMessage | Uint8Array): Promise<void> {
     const { promise, resolve, reject } = Promise.withResolvers<void>();
+    let encoded: Uint8Array;
+    try {
+      encoded = result instanceof Uint8Array ? result : encodeResult(result);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     // A result bigger than a whole batch goes alone, after what is already waiting.
-    if (this.#chars + result.data.length > this.#maxChars) this.flush();
-    this.#waiting.push({ result, resolve, reject });
-    this.#chars += result.data.length;
+    if (this.#chars + encoded.byteLength > this.#maxChars) this.flush();
+    this.#waiting.push({ encoded, resolve, reject });
+    this.#chars += encoded.byteLength;
     if (this.#waiting.length >= this.#maxResults || this.#chars >= this.#maxChars) {
       this.flush();
     } else if (this.#publishing === 0) {
@@ -66,18 +77,8 @@ export class ResultBatcher {
     if (batch.length === 0) return;
     this.#waiting = [];
     this.#chars = 0;
-    let body: Uint8Array;
-    try {
-      body = batch.length === 1
-        ? packMessage({ message_type: "result", data: batch[0]!.result })
-        : packMessage({
-          message_type: "result_batch",
-          data: { results: batch.map((w) => w.result) },
-        });
-    } catch (err) {
-      for (const w of batch) w.reject(err);
-      return;
-    }
+    // The results were encoded one by one; the batch's envelope is written around them.
+    const body = packResultBatch(batch.map((w) => w.encoded));
     this.#publishing++;
     this.#publish(body).then(
       () => batch.forEach((w) => w.resolve()),

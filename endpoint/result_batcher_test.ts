@@ -13,7 +13,7 @@ function ids(body: Uint8Array): string[] {
   throw new Error(`unexpected ${m.message_type}`);
 }
 
-Deno.test("ResultBatcher sends results of one turn as one message, single ones as result", async () => {
+Deno.test("ResultBatcher sends the results of one turn as one message", async () => {
   const sent: string[][] = [];
   const b = new ResultBatcher((body) => {
     sent.push(ids(body));
@@ -29,7 +29,7 @@ Deno.test("ResultBatcher splits at the count and size limits", async () => {
   const b = new ResultBatcher((body) => {
     sent.push(ids(body));
     return Promise.resolve();
-  }, { maxResults: 2, maxChars: 100 });
+  }, { maxResults: 2, maxChars: 250 }); // about 51 bytes a small result, 202 the big one
   await Promise.all([
     b.add(result("a")),
     b.add(result("b")),

@@ -654,19 +654,22 @@ export function encodeTask(task: TaskMessage): Uint8Array {
   return encodeCbor(taskData(task as unknown as Record<string, unknown>, "", fail));
 }
 
-/** `task_batch` with no tasks, but for its last byte (the empty array's header). */
-let batchPrefix: Uint8Array | undefined;
+/** Envelopes with an empty list, but for its last byte (the empty array's header), by type. */
+const batchPrefixes = new Map<string, Uint8Array>();
 
-/**
- * A `task_batch` message around tasks encoded with {@linkcode encodeTask}: the envelope is written
- * around their bytes as they are.
- */
-export function packTaskBatch(encodedTasks: readonly Uint8Array[]): Uint8Array {
-  batchPrefix ??= encodeCbor(
-    { message_type: "task_batch", data: { tasks: [] } },
-    PROTOCOL_VERSION,
-  ).slice(0, -1);
-  const n = encodedTasks.length;
+/** `{message_type: type, data: {[field]: [...items]}}` around items already encoded. */
+function wrapEncoded(
+  type: "task_batch" | "result_batch",
+  field: "tasks" | "results",
+  items: readonly Uint8Array[],
+): Uint8Array {
+  let prefix = batchPrefixes.get(type);
+  if (!prefix) {
+    prefix = encodeCbor({ message_type: type, data: { [field]: [] } }, PROTOCOL_VERSION)
+      .slice(0, -1);
+    batchPrefixes.set(type, prefix);
+  }
+  const n = items.length;
   const header = n < 24
     ? [0x80 | n]
     : n < 256
@@ -674,15 +677,50 @@ export function packTaskBatch(encodedTasks: readonly Uint8Array[]): Uint8Array {
     : n < 65536
     ? [0x99, n >> 8, n & 0xff]
     : [0x9a, (n >>> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff];
-  let size = batchPrefix.byteLength + header.length;
-  for (const t of encodedTasks) size += t.byteLength;
+  let size = prefix.byteLength + header.length;
+  for (const t of items) size += t.byteLength;
   const out = new Uint8Array(size);
-  out.set(batchPrefix, 0);
-  out.set(header, batchPrefix.byteLength);
-  let pos = batchPrefix.byteLength + header.length;
-  for (const t of encodedTasks) {
+  out.set(prefix, 0);
+  out.set(header, prefix.byteLength);
+  let pos = prefix.byteLength + header.length;
+  for (const t of items) {
     out.set(t, pos);
     pos += t.byteLength;
   }
   return out;
+}
+
+/**
+ * A `task_batch` message around tasks encoded with {@linkcode encodeTask}: the envelope is written
+ * around their bytes as they are.
+ */
+export function packTaskBatch(encodedTasks: readonly Uint8Array[]): Uint8Array {
+  return wrapEncoded("task_batch", "tasks", encodedTasks);
+}
+
+/**
+ * The CBOR of one result, checked, without an envelope, for {@linkcode packResultBatch}: the
+ * endpoint encodes each result once, for its journal and for the batch that carries it.
+ *
+ * @throws {TypeError} When a field is missing or has the wrong type.
+ *
+ * @example
+ * ```ts
+ * import { encodeResult, packResultBatch, unpackMessage } from "./messages.ts";
+ * const one = encodeResult({ task_id: "t1", data: "js\n1", error_details: null, task_statuses: null });
+ * const msg = unpackMessage(packResultBatch([one]));
+ * if (msg.message_type !== "result_batch" || msg.data.results[0]?.task_id !== "t1") {
+ *   throw new Error("bad");
+ * }
+ * ```
+ */
+export function encodeResult(result: ResultMessage): Uint8Array {
+  const fail = failer("result", (m) => new TypeError(m));
+  if (!isRecord(result)) fail("data", "an object");
+  return encodeCbor(resultData(result as unknown as Record<string, unknown>, "", fail));
+}
+
+/** A `result_batch` message around results encoded with {@linkcode encodeResult}. */
+export function packResultBatch(encodedResults: readonly Uint8Array[]): Uint8Array {
+  return wrapEncoded("result_batch", "results", encodedResults);
 }

@@ -54,12 +54,14 @@ export {
 } from "./serializer.ts";
 export {
   type CommandMessage,
+  encodeResult,
   encodeTask,
   type EPStatusReport,
   InvalidMessageError,
   type Message,
   type MessageType,
   packMessage,
+  packResultBatch,
   packTaskBatch,
   PROTOCOL_VERSION,
   type ResultBatchMessage,
