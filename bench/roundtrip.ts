@@ -123,6 +123,9 @@ const daemonPid = endpoint.process.child.pid;
 await new Promise((r) => setTimeout(r, 1000));
 const daemonFreshRss = rssMiB(daemonPid);
 
+// Warm-up, as the Celery side gets: 20 unmeasured round trips (connections, first compiles).
+for (let i = 0; i < 20; i++) await fx.submitToRegisteredFunction(noop);
+
 // Sequential round trips: one task in flight at a time. Each task's transitions (recorded by
 // the endpoint, interchange, manager and worker on this same clock) say where the time went.
 const latencies: number[] = [];
