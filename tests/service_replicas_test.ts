@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import amqp from "amqplib";
 import { packArgs, packBuffers, serialize } from "../mod.ts";
-import type { Message } from "../sdk/protocol/mod.ts";
+import { encodeTask, type Message } from "../sdk/protocol/mod.ts";
 import { api, type ApiAnswer, envelopeCode } from "./harness/http.ts";
 import { publishAs, resultFor, takeTasks, until } from "./harness/endpoint_peer.ts";
 import { testDatabase } from "./harness/postgres.ts";
@@ -160,6 +160,50 @@ Deno.test("service replicas: two services share one PostgreSQL and one broker", 
         );
       }
     });
+
+    await t.step(
+      "a task a dead replica left in the outbox is published by a live one",
+      async () => {
+        // What a replica leaves when it dies between its commit and its publish: the task and its
+        // message, leased to it for a few seconds. The live replicas' sweeps take it once the lease
+        // is over, and it reaches the endpoint once.
+        const store = await openStore(db.url);
+        const taskId = crypto.randomUUID();
+        try {
+          const owner = (await store.ensureUser("dev")).id;
+          const added = await store.addTasks(owner, crypto.randomUUID(), [{
+            id: taskId,
+            functionId: fnId,
+            endpointId: epId,
+            message: encodeTask({
+              task_id: taskId,
+              container_id: null,
+              task_buffer: code + packArgs([7]),
+            }),
+          }], { leaseUntil: Date.now() / 1000 + 2 });
+          assert.equal(added && added.length, 1);
+        } finally {
+          await store.close();
+        }
+        // Confirmed, then deleted: once the outbox is empty, every publish of it is in the queue.
+        const left = await openStore(db.url);
+        try {
+          await until(async () => (await left.outboxSize()) === 0 ? true : undefined, "the outbox");
+        } finally {
+          await left.close();
+        }
+        const queued = await takeTasks(taskQueue.connection_url, taskQueue.queue, 1);
+        assert.deepEqual(queued.map((q) => q.task_id), [taskId]);
+        const conn = await amqp.connect(taskQueue.connection_url);
+        try {
+          const ch = await conn.createChannel();
+          const { messageCount } = await ch.checkQueue(taskQueue.queue);
+          assert.equal(messageCount, 0, "the message was published more than once");
+        } finally {
+          await conn.close();
+        }
+      },
+    );
 
     await t.step("refresh token rotation across replicas: exactly one of two wins", async () => {
       const store = await openStore(db.url);
