@@ -8,6 +8,7 @@
  */
 import ky, { type KyInstance } from "ky";
 import { getLogger } from "@logtape/logtape";
+import { backoffDelay, sleep } from "./_backoff.ts";
 import { Batch, type BatchOptions } from "./batch.ts";
 import { resolveEnvironment } from "./environment.ts";
 import { LoginManager } from "./login_manager.ts";
@@ -843,9 +844,9 @@ function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** Sleeps before retry `attempt` (1, 2, ...): full jitter over 0.25 s doubling, capped at 8 s. */
+/** Sleeps before retry `attempt` (1, 2, ...): jittered, from 0.25 s doubling, capped at 8 s. */
 async function backoff(attempt: number, why: string): Promise<void> {
-  const ms = Math.random() * Math.min(8_000, 250 * 2 ** (attempt - 1));
+  const ms = backoffDelay(attempt, { minMs: 250, maxMs: 8_000 });
   log.warn("{why}; retry {attempt} in {ms} ms", { why, attempt, ms: Math.round(ms) });
-  await new Promise((r) => setTimeout(r, ms));
+  await sleep(ms);
 }

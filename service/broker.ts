@@ -14,6 +14,7 @@
 import amqp from "amqplib";
 import { Buffer } from "node:buffer";
 import { getLogger } from "@logtape/logtape";
+import { backoffDelay, sleep } from "../sdk/_backoff.ts";
 
 const log = getLogger(["funcx", "service", "broker"]);
 
@@ -144,8 +145,7 @@ export class ServiceBroker {
     if (this.#reconnecting || this.#closed) return;
     this.#reconnecting = (async () => {
       for (let attempt = 1; !this.#closed; attempt++) {
-        const delay = Math.min(10_000, 500 * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
-        await new Promise((r) => setTimeout(r, delay));
+        await sleep(backoffDelay(attempt, { minMs: 500, maxMs: 10_000 }));
         if (this.#closed) return;
         try {
           await this.#open();
@@ -192,16 +192,31 @@ export class ServiceBroker {
   /** Puts a control message (for example a shutdown command) on an endpoint's task queue. */
   async publishToEndpoint(endpointId: string, body: Uint8Array): Promise<void> {
     await this.ensureEndpointQueue(endpointId);
+    await this.#confirmed(
+      TASKS_EXCHANGE,
+      taskQueueName(endpointId),
+      body,
+      { persistent: true, mandatory: true },
+      "Broker refused a command",
+    );
+  }
+
+  /** Publishes one message on the live link; resolves with its broker confirm. */
+  #confirmed(
+    exchange: string,
+    routingKey: string,
+    body: Uint8Array,
+    options: amqp.Options.Publish,
+    refusal: string,
+  ): Promise<void> {
     const { pub } = this.#live();
-    await new Promise<void>((resolve, reject) => {
+    return new Promise<void>((resolve, reject) => {
       pub.publish(
-        TASKS_EXCHANGE,
-        taskQueueName(endpointId),
+        exchange,
+        routingKey,
         Buffer.from(body.buffer, body.byteOffset, body.byteLength),
-        { persistent: true, mandatory: true },
-        (
-          err: unknown,
-        ) => (err ? reject(new Error("Broker refused a command", { cause: err })) : resolve()),
+        options,
+        (err: unknown) => (err ? reject(new Error(refusal, { cause: err })) : resolve()),
       );
     });
   }
@@ -224,19 +239,15 @@ export class ServiceBroker {
    * emptied by a broker restart reads what it missed from the store when it reconnects.
    */
   async forward(messages: ReadonlyArray<{ routingKey: string; body: Uint8Array }>): Promise<void> {
-    const { pub } = this.#live();
+    const timestamp = Math.floor(Date.now() / 1000);
     await Promise.all(messages.map((m) =>
-      new Promise<void>((resolve, reject) => {
-        pub.publish(
-          GROUP_RESULTS_EXCHANGE,
-          m.routingKey,
-          Buffer.from(m.body.buffer, m.body.byteOffset, m.body.byteLength),
-          { persistent: false, timestamp: Math.floor(Date.now() / 1000) },
-          (
-            err: unknown,
-          ) => (err ? reject(new Error("Broker refused a result", { cause: err })) : resolve()),
-        );
-      })
+      this.#confirmed(
+        GROUP_RESULTS_EXCHANGE,
+        m.routingKey,
+        m.body,
+        { persistent: false, timestamp },
+        "Broker refused a result",
+      )
     ));
   }
 
@@ -257,21 +268,17 @@ export class ServiceBroker {
     const confirms: Promise<void>[] = [];
     for (const m of messages) {
       await this.ensureEndpointQueue(m.endpointId);
-      const { pub } = this.#live();
-      confirms.push(
-        new Promise<void>((resolve, reject) => {
-          pub.publish(
-            TASKS_EXCHANGE,
-            taskQueueName(m.endpointId),
-            Buffer.from(m.body.buffer, m.body.byteOffset, m.body.byteLength),
-            { persistent: true, mandatory: true },
-            (err: unknown) =>
-              err
-                ? reject(new Error(`Broker refused tasks for "${m.endpointId}"`, { cause: err }))
-                : resolve(),
-          );
-        }),
+      const confirm = this.#confirmed(
+        TASKS_EXCHANGE,
+        taskQueueName(m.endpointId),
+        m.body,
+        { persistent: true, mandatory: true },
+        `Broker refused tasks for "${m.endpointId}"`,
       );
+      // Observed below; meanwhile a link lost during the next queue declare must not leave it
+      // rejected with nobody listening.
+      confirm.catch(() => {});
+      confirms.push(confirm);
     }
     await Promise.all(confirms);
   }
