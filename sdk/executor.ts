@@ -321,11 +321,11 @@ export class FuncXExecutor implements AsyncDisposable {
       // Whether this process's result queue is bound before the request goes out: if not, the
       // tasks may finish before it is, and their outcomes are read from the service once it is.
       const epoch = this.#stream?.epoch;
+      // One key for every attempt: the service does the submit once.
+      const idempotencyKey = crypto.randomUUID();
       const res = await this.#untilAnswered(
         "submit",
-        (key) =>
-          this.client.submit(entries, this.taskGroupId, { createQueue: true, idempotencyKey: key }),
-        crypto.randomUUID(),
+        () => this.client.submit(entries, this.taskGroupId, { createQueue: true, idempotencyKey }),
       );
       const accepted: string[] = [];
       res.results.forEach((r, i) => {
@@ -342,11 +342,7 @@ export class FuncXExecutor implements AsyncDisposable {
           f.setException(new FuncxAPIError(r.http_status_code, r.code, r.reason, r.error_args));
         }
       });
-      this.#ensureWatcher();
-      const stream = this.#stream;
-      if (accepted.length > 0 && stream && (epoch === undefined || epoch !== stream.epoch)) {
-        void stream.whenBound().then(() => this.#catchUp(accepted));
-      }
+      this.#catchUpIfUnbound(epoch, accepted);
     } catch (err) {
       // A refusal (for example a function or endpoint that is not the user's), or the executor
       // was aborted: the tasks were not accepted.
@@ -366,13 +362,12 @@ export class FuncXExecutor implements AsyncDisposable {
   /**
    * Runs `call` until the service answers: a transient failure (unreachable, 502/503/504, 429)
    * is retried with capped, jittered backoff, for as long as the executor is not aborted.
-   * `key` is passed to every attempt (an idempotency key, so a repeat does the work once).
    */
-  async #untilAnswered<T>(what: string, call: (key: string) => Promise<T>, key = ""): Promise<T> {
+  async #untilAnswered<T>(what: string, call: () => Promise<T>): Promise<T> {
     for (let attempt = 1;; attempt++) {
       if (this.#stop.signal.aborted) throw this.#stop.signal.reason;
       try {
-        return await call(key);
+        return await call();
       } catch (err) {
         if (!isTransientError(err) || this.#stop.signal.aborted) throw err;
         const delay = backoffDelay(attempt, { minMs: 500, maxMs: 15_000 });
@@ -417,6 +412,19 @@ export class FuncXExecutor implements AsyncDisposable {
     return this.#polling;
   }
 
+  /**
+   * Reads `taskIds` from the service once this process's queue is bound, when it was not bound
+   * (or was another queue) at `epoch`, before they were sent or read: their results may have
+   * been forwarded before the queue existed.
+   */
+  #catchUpIfUnbound(epoch: number | undefined, taskIds: string[]): void {
+    const stream = this.#stream;
+    if (taskIds.length === 0 || !stream) return;
+    if (epoch === undefined || epoch !== stream.epoch) {
+      void stream.whenBound().then(() => this.#catchUp(taskIds));
+    }
+  }
+
   /** Settles an open future from a stored outcome; a pending task stays open. */
   #settleFrom(taskId: string, r: BatchResult): void {
     if (r.pending || r.status === "unknown") return;
@@ -428,7 +436,7 @@ export class FuncXExecutor implements AsyncDisposable {
   }
 
   #ensureWatcher(): void {
-    if (this.#stream || this.#closedStream()) return;
+    if (this.#stream || this.#idleNow()) return;
     // Executors of one task group in this process share one stream: one queue of this process.
     this.#stream = SharedResultStream.join(
       this.client.serviceAddress,
@@ -438,8 +446,8 @@ export class FuncXExecutor implements AsyncDisposable {
     );
   }
 
-  /** Whether there is nothing a stream would be for. */
-  #closedStream(): boolean {
+  /** Whether nothing is queued, on its way or outstanding. */
+  #idleNow(): boolean {
     return this.#open.size === 0 && this.#unsent === 0;
   }
 
@@ -470,12 +478,12 @@ export class FuncXExecutor implements AsyncDisposable {
   }
 
   #checkIdle(): void {
-    if (this.#unsent > 0 || this.#open.size > 0) return;
+    if (!this.#idleNow()) return;
     // Keep the stream a moment for the next submit (a loop of submit-and-await), then close it
     // so that nothing keeps the process alive.
     clearTimeout(this.#linger);
     this.#linger = setTimeout(() => {
-      if (this.#unsent > 0 || this.#open.size > 0) return;
+      if (!this.#idleNow()) return;
       void this.#closeStream();
     }, this.#closed ? 0 : IDLE_LINGER_MS);
     const waiters = this.#idle;
@@ -567,16 +575,13 @@ export class FuncXExecutor implements AsyncDisposable {
     // Results stored between the read above and the stream's queue being bound are read again.
     const epoch = this.#stream?.epoch;
     this.#ensureWatcher();
-    const stream = this.#stream;
-    if (pending.length > 0 && stream && (epoch === undefined || epoch !== stream.epoch)) {
-      void stream.whenBound().then(() => this.#catchUp(pending));
-    }
+    this.#catchUpIfUnbound(epoch, pending);
     return out;
   }
 
   /** Resolves when nothing is queued or outstanding. */
   #whenIdle(): Promise<void> {
-    if (this.#unsent === 0 && this.#open.size === 0) return Promise.resolve();
+    if (this.#idleNow()) return Promise.resolve();
     return new Promise((r) => this.#idle.push(r));
   }
 

@@ -66,7 +66,6 @@ export class ResultWatcher {
   #info: ResultStreamInfo | undefined;
   #conn: amqp.ChannelModel | undefined;
   #state: WatcherState = "starting";
-  #loop: Promise<void> | undefined;
 
   /**
    * Starts the stream: `open` asks the service for a queue (`FuncXClient.openResultStream`); it
@@ -80,7 +79,7 @@ export class ResultWatcher {
     this.#open = open;
     this.#handlers = handlers;
     this.#backoff = options.backoffMs ?? [250, 10_000];
-    this.#loop = this.#connectLoop();
+    void this.#connectLoop();
   }
 
   /** Current lifecycle state. */
@@ -156,7 +155,7 @@ export class ResultWatcher {
       if (this.#stopping()) return;
       this.#state = "starting";
       this.#handlers.onDown(err ?? new Error("The broker closed the result stream"));
-      this.#loop = this.#connectLoop();
+      void this.#connectLoop();
     });
     this.#state = "running";
     this.#handlers.onAttached({ fresh: false, consuming: true });
