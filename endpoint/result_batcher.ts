@@ -8,15 +8,14 @@
  *
  * @module
  */
-import { encodeResult, packResultBatch } from "../sdk/protocol/mod.ts";
-import type { ResultMessage } from "../sdk/protocol/mod.ts";
+import { packResultBatch } from "../sdk/protocol/mod.ts";
 
 /** Options of {@linkcode ResultBatcher}. */
 export interface ResultBatcherOptions {
   /** Most results in one message. @default 500 */
   maxResults?: number;
   /** Most encoded result bytes in one message. @default 1 MiB */
-  maxChars?: number;
+  maxBytes?: number;
 }
 
 interface Waiting {
@@ -29,9 +28,9 @@ interface Waiting {
 export class ResultBatcher {
   readonly #publish: (body: Uint8Array) => Promise<void>;
   readonly #maxResults: number;
-  readonly #maxChars: number;
+  readonly #maxBytes: number;
   #waiting: Waiting[] = [];
-  #chars = 0;
+  #bytes = 0;
   #timer: ReturnType<typeof setImmediate> | undefined;
   #publishing = 0;
 
@@ -39,26 +38,20 @@ export class ResultBatcher {
   constructor(publish: (body: Uint8Array) => Promise<void>, options: ResultBatcherOptions = {}) {
     this.#publish = publish;
     this.#maxResults = options.maxResults ?? 500;
-    this.#maxChars = options.maxChars ?? 1024 * 1024;
+    this.#maxBytes = options.maxBytes ?? 1024 * 1024;
   }
 
   /**
-   * Queues a result (or its CBOR from `encodeResult`, when the caller has it already); resolves
-   * once the broker confirmed the message that carried it.
+   * Queues a result, as its CBOR from `encodeResult`; resolves once the broker confirmed the
+   * message that carried it.
    */
-  add(result: ResultMessage | Uint8Array): Promise<void> {
+  add(encoded: Uint8Array): Promise<void> {
     const { promise, resolve, reject } = Promise.withResolvers<void>();
-    let encoded: Uint8Array;
-    try {
-      encoded = result instanceof Uint8Array ? result : encodeResult(result);
-    } catch (err) {
-      return Promise.reject(err);
-    }
     // A result bigger than a whole batch goes alone, after what is already waiting.
-    if (this.#chars + encoded.byteLength > this.#maxChars) this.flush();
+    if (this.#bytes + encoded.byteLength > this.#maxBytes) this.flush();
     this.#waiting.push({ encoded, resolve, reject });
-    this.#chars += encoded.byteLength;
-    if (this.#waiting.length >= this.#maxResults || this.#chars >= this.#maxChars) {
+    this.#bytes += encoded.byteLength;
+    if (this.#waiting.length >= this.#maxResults || this.#bytes >= this.#maxBytes) {
       this.flush();
     } else if (this.#publishing === 0) {
       // Nothing on the wire: send at the end of this turn (setImmediate, not setTimeout(0),
@@ -76,7 +69,7 @@ export class ResultBatcher {
     const batch = this.#waiting;
     if (batch.length === 0) return;
     this.#waiting = [];
-    this.#chars = 0;
+    this.#bytes = 0;
     // The results were encoded one by one; the batch's envelope is written around them.
     const body = packResultBatch(batch.map((w) => w.encoded));
     this.#publishing++;

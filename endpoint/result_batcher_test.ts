@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { type ResultMessage, unpackMessage } from "../sdk/protocol/mod.ts";
+import { encodeResult, unpackMessage } from "../sdk/protocol/mod.ts";
 import { ResultBatcher } from "./result_batcher.ts";
 
-function result(id: string, data = "js\n1"): ResultMessage {
-  return { task_id: id, data, error_details: null, task_statuses: null };
+function result(id: string, data = "js\n1"): Uint8Array {
+  return encodeResult({ task_id: id, data, error_details: null, task_statuses: null });
 }
 
 function ids(body: Uint8Array): string[] {
@@ -29,7 +29,7 @@ Deno.test("ResultBatcher splits at the count and size limits", async () => {
   const b = new ResultBatcher((body) => {
     sent.push(ids(body));
     return Promise.resolve();
-  }, { maxResults: 2, maxChars: 250 }); // about 51 bytes a small result, 202 the big one
+  }, { maxResults: 2, maxBytes: 250 }); // about 51 bytes a small result, 202 the big one
   await Promise.all([
     b.add(result("a")),
     b.add(result("b")),

@@ -71,8 +71,6 @@ export class OutboxRelay {
   #running: Promise<void> | undefined;
   #sweepWanted = true;
   #state: RelayState = "running";
-  /** Messages this relay has had confirmed. */
-  published = 0;
 
   /** Starts sweeping at once (messages left from before a restart go first). */
   constructor(
@@ -171,7 +169,6 @@ export class OutboxRelay {
       this.#sweepWanted = true;
       return;
     }
-    this.published += batch.length;
     try {
       await this.#store.deleteOutbox(ids);
     } catch (err) {

@@ -392,22 +392,10 @@ export class SqliteStore implements Store {
   }
 
   async resultQueueOf(taskId: string): Promise<string | undefined> {
-    return this.#resultQueueOf(taskId);
-  }
-
-  #resultQueueOf(taskId: string): string | undefined {
-    const row = this.#stmt(
-      "SELECT g.result_queue FROM tasks t JOIN task_groups g ON g.id = t.group_id " +
-        "WHERE t.id = ? AND g.result_queue IS NOT NULL",
-    ).get(taskId);
-    return row ? str(row, "result_queue") : undefined;
+    return (await this.resultQueuesOf([taskId])).get(taskId);
   }
 
   async resultQueuesOf(taskIds: readonly string[]): Promise<Map<string, string>> {
-    if (taskIds.length === 1) {
-      const queue = this.#resultQueueOf(taskIds[0]!);
-      return new Map(queue === undefined ? [] : [[taskIds[0]!, queue]]);
-    }
     // One statement for the whole batch of results.
     const rows = this.#stmt(
       "SELECT t.id, g.result_queue FROM tasks t JOIN task_groups g ON g.id = t.group_id " +
