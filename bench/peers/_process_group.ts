@@ -8,6 +8,7 @@
  */
 import { setTimeout as delay } from "node:timers/promises";
 import { signal } from "../../tests/harness/_os.ts";
+import { processGroupMembers } from "../../endpoint/pid_file.ts";
 
 /**
  * `sh -c` wrapper. The command gets /dev/null as stdin; the watcher gets ours through fd 3
@@ -149,9 +150,9 @@ export class ProcessGroup implements AsyncDisposable {
     }
   }
 
-  /** Pids in the group now. */
+  /** Live pids in the group now (zombies left out). */
   pids(): number[] {
-    return groupPids(this.pgid);
+    return processGroupMembers(this.pgid);
   }
 
   /**
@@ -180,21 +181,4 @@ export class ProcessGroup implements AsyncDisposable {
     for (let i = 0; i < 100 && this.pids().length > 0; i++) await delay(50);
     this.#state = "stopped";
   }
-}
-
-/** Pids whose process group is `pgid`, from /proc. */
-export function groupPids(pgid: number): number[] {
-  const pids: number[] = [];
-  for (const e of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
-      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]) === pgid) {
-        pids.push(Number(e.name));
-      }
-    } catch {
-      // exited
-    }
-  }
-  return pids;
 }
