@@ -121,6 +121,8 @@ export interface RunOptions {
   kwargs?: Record<string, unknown>;
   /** Task group to submit into. @default the client's session task group */
   taskGroupId?: string;
+  /** Values for a multi-user endpoint's user endpoint template. @default none */
+  userEndpointConfig?: Record<string, unknown>;
 }
 
 /** Options of {@linkcode FuncXClient.registerEndpoint}. */
@@ -471,12 +473,17 @@ export class FuncXClient {
   async submit(
     tasks: readonly SubmitEntry[],
     taskGroupId?: string,
-    options: { createQueue?: boolean; idempotencyKey?: string } = {},
+    options: {
+      createQueue?: boolean;
+      idempotencyKey?: string;
+      userEndpointConfig?: Record<string, unknown>;
+    } = {},
   ): Promise<SubmitResponse> {
     return await this.#request<SubmitResponse>("post", "v2/submit", {
       task_group_id: taskGroupId ?? this.sessionTaskGroupId,
       create_websocket_queue: options.createQueue ?? false,
       tasks,
+      ...(options.userEndpointConfig ? { user_endpoint_config: options.userEndpointConfig } : {}),
     }, options.idempotencyKey);
   }
 
@@ -514,7 +521,11 @@ export class FuncXClient {
   /** Runs a registered function on an endpoint; returns the task id. */
   async run(functionId: string, endpointId: string, options: RunOptions = {}): Promise<string> {
     const payload = packArgs(options.args ?? [], options.kwargs ?? {});
-    const res = await this.submit([[functionId, endpointId, payload]], options.taskGroupId);
+    const res = await this.submit(
+      [[functionId, endpointId, payload]],
+      options.taskGroupId,
+      options.userEndpointConfig ? { userEndpointConfig: options.userEndpointConfig } : {},
+    );
     const r = res.results[0];
     if (!r) {
       throw new FuncxAPIError(500, "internal_error", "Service answered a submit with no result");

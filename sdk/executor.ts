@@ -53,6 +53,12 @@ export interface FuncXExecutorOptions {
    */
   resultTimeoutMs?: number;
   /**
+   * Values for the user endpoint template of a multi-user endpoint (partition, walltime,
+   * workers, account, ...), checked there against the administrator's schema; each different
+   * set of values gets a user endpoint of its own. @default none: the template's defaults
+   */
+  userEndpointConfig?: Record<string, unknown>;
+  /**
    * Aborting it rejects every unsettled future with the signal's reason and stops the executor
    * (tasks already sent keep running; `reloadTasks` finds them). @default none
    */
@@ -125,6 +131,7 @@ export class FuncXExecutor implements AsyncDisposable {
     catchUp: () => void this.#catchUp([...this.#open.keys()]),
   };
   readonly #timeoutMs: number | undefined;
+  readonly #userEndpointConfig: Record<string, unknown> | undefined;
   readonly #stop = new AbortController();
   /** Task ids waiting for the next read of outcomes from the service. */
   #toPoll = new Set<string>();
@@ -145,6 +152,7 @@ export class FuncXExecutor implements AsyncDisposable {
     if (!Number.isInteger(this.#batchSize) || this.#batchSize < 1) {
       throw new RangeError(`Invalid batchSize ${this.#batchSize}: expected a whole number >= 1`);
     }
+    this.#userEndpointConfig = options.userEndpointConfig;
     this.#timeoutMs = options.resultTimeoutMs;
     if (this.#timeoutMs !== undefined && !(this.#timeoutMs > 0)) {
       throw new RangeError(`Invalid resultTimeoutMs ${this.#timeoutMs}: expected a number > 0`);
@@ -325,7 +333,12 @@ export class FuncXExecutor implements AsyncDisposable {
       const idempotencyKey = crypto.randomUUID();
       const res = await this.#untilAnswered(
         "submit",
-        () => this.client.submit(entries, this.taskGroupId, { createQueue: true, idempotencyKey }),
+        () =>
+          this.client.submit(entries, this.taskGroupId, {
+            createQueue: true,
+            idempotencyKey,
+            ...(this.#userEndpointConfig ? { userEndpointConfig: this.#userEndpointConfig } : {}),
+          }),
       );
       const accepted: string[] = [];
       res.results.forEach((r, i) => {

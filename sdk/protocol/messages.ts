@@ -62,6 +62,18 @@ export interface TaskMessage {
   container?: TaskContainer | null;
   /** The function's packed code followed by the packed arguments. */
   task_buffer: string;
+  /** The function's id (absent from senders older than the multi-user endpoint). */
+  function_id?: string;
+  /**
+   * Name of the service user who submitted the task: a multi-user endpoint maps it to a local
+   * account (absent from older senders).
+   */
+  user?: string;
+  /**
+   * Values the user sent for the template of their user endpoint (partition, walltime, ...);
+   * absent when none were sent.
+   */
+  user_endpoint_config?: Record<string, unknown>;
 }
 
 /**
@@ -128,6 +140,11 @@ export interface ResultMessage {
   error_details: ResultErrorDetails | null;
   /** Transitions recorded on the endpoint, oldest first. */
   task_statuses: TaskTransition[] | null;
+  /**
+   * Times the task was started, when more than once: a task whose worker, manager or block was
+   * lost runs again up to the engine's `max_retries_on_system_failure`. Absent means one.
+   */
+  attempts?: number;
 }
 
 /**
@@ -438,7 +455,7 @@ function resultData(data: Record<string, unknown>, prefix: string, fail: Fail): 
     };
   }
   const statuses = data.task_statuses;
-  return {
+  const result: ResultMessage = {
     task_id,
     data: payload,
     error_details,
@@ -446,6 +463,14 @@ function resultData(data: Record<string, unknown>, prefix: string, fail: Fail): 
       ? null
       : transitions(statuses, `${prefix}task_statuses`, fail),
   };
+  const attempts = data.attempts;
+  if (attempts !== undefined && attempts !== null) {
+    if (typeof attempts !== "number" || !Number.isInteger(attempts) || attempts < 1) {
+      fail(`${prefix}attempts`, "a whole number of at least 1");
+    }
+    result.attempts = attempts;
+  }
+  return result;
 }
 
 function taskData(data: Record<string, unknown>, prefix: string, fail: Fail): TaskMessage {
@@ -462,6 +487,15 @@ function taskData(data: Record<string, unknown>, prefix: string, fail: Fail): Ta
       container_type: str(c, "container_type", `${prefix}container.`, fail),
       location: str(c, "location", `${prefix}container.`, fail),
     };
+  }
+  // Optional fields are carried only when present, so older messages encode as they did.
+  if (data.function_id !== undefined && data.function_id !== null) {
+    task.function_id = str(data, "function_id", prefix, fail);
+  }
+  if (data.user !== undefined && data.user !== null) task.user = str(data, "user", prefix, fail);
+  const uec = data.user_endpoint_config;
+  if (uec !== undefined && uec !== null) {
+    task.user_endpoint_config = record(data, "user_endpoint_config", prefix, fail);
   }
   return task;
 }

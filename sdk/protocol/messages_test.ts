@@ -2,11 +2,14 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { encode } from "cbor2";
 import {
+  encodeResult,
+  encodeTask,
   InvalidMessageError,
   type Message,
   packArgs,
   packBuffers,
   packMessage,
+  packResultBatch,
   PROTOCOL_VERSION,
   serialize,
   type TaskTransition,
@@ -232,4 +235,32 @@ Deno.test("result_batch round-trips and names the bad element's field", () => {
       }),
     /results\[1\]\.task_id/,
   );
+});
+
+Deno.test("task and result: the multi-user fields round-trip, and messages without them encode as before", () => {
+  const plain = { task_id: "t1", container_id: null, task_buffer: "x" };
+  const full = {
+    ...plain,
+    function_id: "f1",
+    user: "alice",
+    user_endpoint_config: { partition: "debug", workers: 2 },
+  };
+  const back = unpackMessage(packMessage({ message_type: "task", data: full }));
+  assert.deepEqual(back, { message_type: "task", data: full });
+  // An old task (no new fields) keeps its exact bytes: encodeTask writes only what is present.
+  assert.deepEqual(encodeTask(plain), encodeTask({ ...plain }));
+  assert.equal(encodeTask(full).byteLength > encodeTask(plain).byteLength, true);
+  const oldBack = unpackMessage(packMessage({ message_type: "task", data: plain }));
+  assert.equal("user" in oldBack.data, false);
+  assert.throws(
+    () =>
+      packMessage({ message_type: "task", data: { ...plain, user_endpoint_config: 3 } as never }),
+    /field "user_endpoint_config" must be an object/,
+  );
+  const result = { task_id: "t1", data: "js\n1", error_details: null, task_statuses: null };
+  const retried = unpackMessage(packResultBatch([encodeResult({ ...result, attempts: 2 })]));
+  assert.equal(retried.message_type === "result_batch" && retried.data.results[0]?.attempts, 2);
+  const once = unpackMessage(packResultBatch([encodeResult(result)]));
+  assert.equal(once.message_type === "result_batch" && "attempts" in once.data.results[0]!, false);
+  assert.throws(() => encodeResult({ ...result, attempts: 0 }), /field "attempts"/);
 });

@@ -82,7 +82,12 @@ export function taskView(t: TaskRecord): Record<string, unknown> {
 
 function parseSubmit(
   body: unknown,
-): { groupId: string | undefined; tasks: unknown[]; createQueue: boolean } {
+): {
+  groupId: string | undefined;
+  tasks: unknown[];
+  createQueue: boolean;
+  userEndpointConfig: Record<string, unknown> | undefined;
+} {
   if (!body || typeof body !== "object" || Array.isArray(body)) {
     throw new HttpError(400, "bad_request", 'Request body must be a JSON object with "tasks"');
   }
@@ -102,10 +107,21 @@ function parseSubmit(
       ["create_websocket_queue"],
     );
   }
+  // Values for a multi-user endpoint's template; that endpoint checks them against its schema.
+  const uec = b["user_endpoint_config"] ?? undefined;
+  if (uec !== undefined && (typeof uec !== "object" || Array.isArray(uec))) {
+    throw new HttpError(
+      400,
+      "bad_request",
+      'Invalid request field "user_endpoint_config": expected an object',
+      ["user_endpoint_config"],
+    );
+  }
   return {
     createQueue: cq,
     groupId: gid === undefined || gid === null ? undefined : requireUuid(gid, "task_group_id"),
     tasks: b["tasks"],
+    userEndpointConfig: uec as Record<string, unknown> | undefined,
   };
 }
 
@@ -123,7 +139,7 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
   return new Hono<AppEnv>()
     .post("/submit", async (c) => {
       const user = c.get("user");
-      const { groupId: requested, tasks, createQueue } = parseSubmit(
+      const { groupId: requested, tasks, createQueue, userEndpointConfig } = parseSubmit(
         await readJson(c.req.raw, deps.settings.maxRequestBytes),
       );
       const groupId = requested ?? crypto.randomUUID();
@@ -196,6 +212,9 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
               container_id: fn.containerId,
               container: await containerOf(fn.containerId),
               task_buffer: fn.code + payload,
+              function_id: functionId,
+              user: user.name,
+              ...(userEndpointConfig ? { user_endpoint_config: userEndpointConfig } : {}),
             }),
           });
           results.push({ status: "Success", task_uuid: taskId, http_status_code: 200 });
