@@ -145,6 +145,66 @@ Deno.test("engine: a killed manager's task is retried on a new manager when max_
   await Deno.remove(dir, { recursive: true });
 });
 
+/** First run: writes its worker pid to `<dir>/<name>` and hangs; a later run returns "retried". */
+const onceLost = async (dir: string, name: string) => {
+  const file = `${dir}/${name}`;
+  if (await Deno.stat(file).then(() => true, () => false)) return "retried";
+  await Deno.writeTextFile(file, `${Deno.pid} ${Deno.ppid}`);
+  return await new Promise<string>(() => {});
+};
+
+Deno.test("engine: a task whose worker is killed runs again under max_retries_on_system_failure; the result counts 2 attempts", async () => {
+  const dir = await Deno.makeTempDir();
+  await using engine = await createEngine({
+    max_workers_per_node: 1,
+    max_retries_on_system_failure: 1,
+  }, { graceS: 2 });
+  const task = engine.submit("t", taskBuffer(onceLost, [dir, "t"]));
+  const [worker] = await pidsOf(dir, "t");
+  Deno.kill(worker, "SIGKILL");
+  const r = await task;
+  assert.equal(valueOf(r), "retried");
+  assert.equal(r.attempts, 2);
+  const states = (r.task_statuses ?? []).map((s) => s.state);
+  assert.equal(states.filter((s) => s === "waiting-for-launch").length, 2);
+  assert.equal(states.filter((s) => s === "waiting-for-nodes").length, 2);
+  assert.equal(states.includes("failed"), false);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("engine: with retries used up (or off) a killed worker's task fails with WorkerLost", async () => {
+  const dir = await Deno.makeTempDir();
+  await using engine = await createEngine({
+    max_workers_per_node: 1,
+    max_retries_on_system_failure: 1,
+  }, { graceS: 2 });
+  // Each run hangs: both attempts are killed, and the second failure is final.
+  const hang = async (dir: string, name: string, n: number) => {
+    await Deno.writeTextFile(`${dir}/${name}.${n}`, `${Deno.pid} ${Deno.ppid}`);
+    await new Promise(() => {});
+  };
+  const task = engine.submit("t", taskBuffer(hang, [dir, "t", 0]));
+  const [first] = await pidsOf(dir, "t.0");
+  Deno.kill(first, "SIGKILL");
+  // The retry's buffer is the same, so it writes the same file again with a new pid.
+  await until(() => {
+    try {
+      const pid = Number(Deno.readTextFileSync(join(dir, "t.0")).split(" ")[0]);
+      return pid !== first;
+    } catch {
+      return false;
+    }
+  }, "the retry to start");
+  const [second] = await pidsOf(dir, "t.0");
+  Deno.kill(second, "SIGKILL");
+  const r = await task;
+  const err = errorOf(r);
+  assert.equal(err.name, "WorkerLost");
+  assert.equal(r.attempts, 2);
+  assert.match(r.error_details?.user_message ?? "", /after 2 attempts/);
+  await Deno.remove(dir, { recursive: true });
+});
+
 Deno.test("engine: a manager with the wrong secret is refused", async () => {
   await using engine = await createEngine({ max_workers_per_node: 1 }, { graceS: 2 });
   const options = engine.managerOptions("99", "intruder");

@@ -119,6 +119,7 @@ export class HighThroughputEngine implements Engine, AsyncDisposable {
       heartbeatThresholdS: config.heartbeat_threshold,
       prefetch: config.prefetch_capacity,
       maxRetries: config.max_retries_on_manager_lost,
+      maxSystemRetries: config.max_retries_on_system_failure,
       onEvent: (e) => this.#onEvent(e),
     });
   }

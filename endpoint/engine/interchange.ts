@@ -3,7 +3,9 @@
  * (`waiting-for-nodes`), listens for managers on TCP, checks each one's secret, and hands tasks
  * to managers by free capacity plus a bounded prefetch (`waiting-for-launch`), in one batch per
  * manager per tick. A manager that goes silent past the heartbeat threshold, or whose connection
- * drops, is lost: its tasks are retried (up to `maxRetries`) or fail with `ManagerLost`.
+ * drops, is lost: its tasks are retried (up to `maxRetries`) or fail with `ManagerLost`. A task
+ * whose worker died (`WorkerLost`) is retried the same way, up to `maxSystemRetries`; its result
+ * then says how many attempts it took.
  *
  * @module
  */
@@ -45,6 +47,11 @@ export interface InterchangeOptions {
   prefetch: number;
   /** Times a task is retried when its manager is lost. */
   maxRetries: number;
+  /**
+   * Times a task is retried when its worker, manager or block is lost (whichever of this and
+   * `maxRetries` is larger applies to a lost manager). @default 0
+   */
+  maxSystemRetries?: number;
   /** Hears manager events (ready, fatal, lost). */
   onEvent?: (event: ManagerEvent) => void;
 }
@@ -63,7 +70,8 @@ interface Task {
   readonly resolve: (r: ResultMessage) => void;
   readonly reject: (err: Error) => void;
   readonly statuses: TaskTransition[];
-  retries: number;
+  /** Times the task was handed to a manager. */
+  attempts: number;
   manager: ManagerConn | undefined;
   cancelRequested: boolean;
 }
@@ -140,7 +148,7 @@ export class Interchange {
         state: TaskState.WAITING_FOR_NODES,
         actor: ActorName.INTERCHANGE,
       }],
-      retries: 0,
+      attempts: 0,
       manager: undefined,
       cancelRequested: false,
     };
@@ -301,9 +309,48 @@ export class Interchange {
     const task = m.inflight.get(r.task_id);
     if (!task) return;
     m.inflight.delete(r.task_id);
+    if (r.error_details?.code === "WorkerLost" && this.#mayRetry(task, this.#systemRetries())) {
+      // The lost run's transitions stay in the record; the task queues again, first in line.
+      const lostRun = (r.task_statuses ?? []).slice(task.statuses.length);
+      task.statuses.push(...lostRun.filter((t) => t.state !== TaskState.FAILED));
+      log.warn("Task {id} lost its worker on attempt {n}; running it again", {
+        id: task.taskId,
+        n: task.attempts,
+      });
+      this.#requeue([task]);
+      return;
+    }
     this.#tasks.delete(r.task_id);
     r.task_statuses = [...task.statuses, ...(r.task_statuses ?? [])];
+    if (task.attempts > 1) {
+      r.attempts = task.attempts;
+      if (r.error_details) r.error_details.user_message += ` (after ${task.attempts} attempts)`;
+    }
     task.resolve(r);
+  }
+
+  #systemRetries(): number {
+    return this.#o.maxSystemRetries ?? 0;
+  }
+
+  /** Whether `task` may run again after a system failure, `limit` retries allowed. */
+  #mayRetry(task: Task, limit: number): boolean {
+    return this.#state === "running" && !task.cancelRequested && task.attempts <= limit;
+  }
+
+  /** Puts tasks back at the head of the queue, each with a new `waiting-for-nodes` transition. */
+  #requeue(tasks: Task[]): void {
+    for (const task of tasks) {
+      task.manager = undefined;
+      task.statuses.push({
+        timestamp: nowNs(),
+        state: TaskState.WAITING_FOR_NODES,
+        actor: ActorName.INTERCHANGE,
+      });
+    }
+    this.#queue = [...tasks, ...this.#queue.slice(this.#queueHead)];
+    this.#queueHead = 0;
+    this.#scheduleDispatch();
   }
 
   #lost(m: ManagerConn, reason: string): void {
@@ -322,28 +369,28 @@ export class Interchange {
       reason,
     });
     const retry: Task[] = [];
+    const limit = Math.max(this.#o.maxRetries, this.#systemRetries());
     for (const task of m.inflight.values()) {
       task.manager = undefined;
-      if (task.retries < this.#o.maxRetries && !task.cancelRequested) {
-        task.retries++;
+      if (this.#mayRetry(task, limit)) {
         retry.push(task);
         continue;
       }
       this.#tasks.delete(task.taskId);
-      task.resolve(failureResult(
+      const after = task.attempts > 1 ? ` (after ${task.attempts} attempts)` : "";
+      const failed = failureResult(
         task.taskId,
         task.cancelRequested ? "TaskCancelled" : "ManagerLost",
         `Manager "${m.id}" (block ${m.blockId}) was lost while holding task "${task.taskId}": ` +
-          reason,
+          reason + after,
         task.statuses,
         ActorName.INTERCHANGE,
-      ));
+      );
+      if (task.attempts > 1) failed.attempts = task.attempts;
+      task.resolve(failed);
     }
     m.inflight.clear();
-    if (retry.length > 0) {
-      this.#queue = [...retry, ...this.#queue.slice(this.#queueHead)];
-      this.#queueHead = 0;
-    }
+    if (retry.length > 0) this.#requeue(retry);
     this.#o.onEvent?.({ type: "lost", managerId: m.id, blockId: m.blockId, reason });
     this.#scheduleDispatch();
   }
@@ -394,6 +441,7 @@ export class Interchange {
           const t = this.#nextQueued();
           if (!t) break;
           t.manager = m;
+          t.attempts++;
           m.inflight.set(t.taskId, t);
           t.statuses.push({
             timestamp: nowNs(),

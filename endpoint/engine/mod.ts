@@ -138,6 +138,12 @@ export const EngineConfigSchema = z.object({
   prefetch_capacity: z.number().int().min(0).default(10),
   /** Times a task is retried when its manager is lost. */
   max_retries_on_manager_lost: z.number().int().min(0).default(0),
+  /**
+   * Times a task is run again when its worker, manager or block was lost (a system failure, not
+   * an error of the task) before it fails with `WorkerLost`/`ManagerLost`; as Globus Compute,
+   * off by default. The result says how many attempts it took.
+   */
+  max_retries_on_system_failure: z.number().int().min(0).default(0),
   /** Seconds a task may run before its worker is killed; null for no limit. */
   task_walltime_s: z.number().positive().nullable().default(null),
   /** Folder of manager and worker logs; null for a temporary one removed on close. */
