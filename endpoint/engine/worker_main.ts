@@ -15,6 +15,7 @@ import {
   packBuffers,
   type ResultMessage,
   serialize,
+  serializeData,
   TaskState,
   unpackTask,
 } from "../../sdk/protocol/mod.ts";
@@ -77,7 +78,8 @@ export async function runTask(taskId: string, buffer: string): Promise<ResultMes
       const args = Object.keys(task.kwargs).length > 0 ? [...task.args, task.kwargs] : task.args;
       value = await fn(...args);
     }
-    data = serialize(value);
+    // Data only: a function returned by the task fails it, rather than passing for a result.
+    data = serializeData(value);
     if (data.length > RESULT_SIZE_LIMIT) {
       const err = new Error(
         `Task result of ${data.length}B exceeded current limit of ${RESULT_SIZE_LIMIT}B`,

@@ -17,9 +17,10 @@ import { type ActorName, isActorName, isTaskState, type TaskState } from "./task
  *
  * @example
  * ```ts
- * import { packMessage, PROTOCOL_VERSION } from "./messages.ts";
+ * import assert from "node:assert/strict";
+ * import { packMessage, PROTOCOL_VERSION } from "@funcx/sdk/protocol";
  * const bytes = packMessage({ message_type: "task_cancel", data: { task_id: "t1" } });
- * console.assert(bytes[0] === PROTOCOL_VERSION);
+ * assert.ok(bytes[0] === PROTOCOL_VERSION);
  * ```
  */
 export const PROTOCOL_VERSION = 1;
@@ -29,9 +30,10 @@ export const PROTOCOL_VERSION = 1;
  *
  * @example
  * ```ts
- * import { ActorName, nowNs, type TaskTransition, TaskState } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ * import { ActorName, nowNs, type TaskTransition, TaskState } from "@funcx/sdk/protocol";
  * const t: TaskTransition = { timestamp: nowNs(), state: TaskState.RUNNING, actor: ActorName.MANAGER };
- * console.assert(typeof t.timestamp === "bigint");
+ * assert.ok(typeof t.timestamp === "bigint");
  * ```
  */
 export interface TaskTransition {
@@ -48,9 +50,10 @@ export interface TaskTransition {
  *
  * @example
  * ```ts
- * import type { TaskMessage } from "./messages.ts";
+ * import assert from "node:assert/strict";
+ * import type { TaskMessage } from "@funcx/sdk/protocol";
  * const task: TaskMessage = { task_id: "t1", container_id: null, task_buffer: "" };
- * console.assert(task.container_id === null);
+ * assert.ok(task.container_id === null);
  * ```
  */
 export interface TaskMessage {
@@ -81,9 +84,10 @@ export interface TaskMessage {
  *
  * @example
  * ```ts
- * import type { TaskContainer } from "./messages.ts";
+ * import assert from "node:assert/strict";
+ * import type { TaskContainer } from "@funcx/sdk/protocol";
  * const c: TaskContainer = { container_id: "c1", container_type: "apptainer", location: "/s/a.sif" };
- * console.assert(c.container_type === "apptainer");
+ * assert.ok(c.container_type === "apptainer");
  * ```
  */
 export interface TaskContainer {
@@ -100,12 +104,13 @@ export interface TaskContainer {
  *
  * @example
  * ```ts
- * import type { ResultErrorDetails } from "./messages.ts";
+ * import assert from "node:assert/strict";
+ * import type { ResultErrorDetails } from "@funcx/sdk/protocol";
  * const details: ResultErrorDetails = {
  *   code: "RemoteExecutionError",
  *   user_message: "An error occurred during the execution of this task",
  * };
- * console.assert(details.code.length > 0);
+ * assert.ok(details.code.length > 0);
  * ```
  */
 export interface ResultErrorDetails {
@@ -121,14 +126,15 @@ export interface ResultErrorDetails {
  *
  * @example
  * ```ts
- * import { type ResultMessage, serialize } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ * import { type ResultMessage, serialize } from "@funcx/sdk/protocol";
  * const result: ResultMessage = {
  *   task_id: "t1",
  *   data: serialize(42),
  *   error_details: null,
  *   task_statuses: null,
  * };
- * console.assert(result.error_details === null);
+ * assert.ok(result.error_details === null);
  * ```
  */
 export interface ResultMessage {
@@ -152,13 +158,14 @@ export interface ResultMessage {
  *
  * @example
  * ```ts
- * import type { EPStatusReport } from "./messages.ts";
+ * import assert from "node:assert/strict";
+ * import type { EPStatusReport } from "@funcx/sdk/protocol";
  * const report: EPStatusReport = {
  *   endpoint_id: "e1",
  *   global_state: { managers: 1, idle_workers: 4 },
  *   task_statuses: {},
  * };
- * console.assert(report.global_state.managers === 1);
+ * assert.ok(report.global_state.managers === 1);
  * ```
  */
 export interface EPStatusReport {
@@ -175,12 +182,13 @@ export interface EPStatusReport {
  *
  * @example
  * ```ts
- * import { nowNs, type TaskTransitionMessage } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ * import { nowNs, type TaskTransitionMessage } from "@funcx/sdk/protocol";
  * const msg: TaskTransitionMessage = {
  *   task_id: "t1",
  *   transitions: [{ timestamp: nowNs(), state: "waiting-for-nodes", actor: "interchange" }],
  * };
- * console.assert(msg.transitions.length === 1);
+ * assert.ok(msg.transitions.length === 1);
  * ```
  */
 export interface TaskTransitionMessage {
@@ -197,11 +205,12 @@ export interface TaskTransitionMessage {
  *
  * @example
  * ```ts
- * import type { ResultBatchMessage } from "./messages.ts";
+ * import assert from "node:assert/strict";
+ * import type { ResultBatchMessage } from "@funcx/sdk/protocol";
  * const batch: ResultBatchMessage = {
  *   results: [{ task_id: "t1", data: "js\n1", error_details: null, task_statuses: null }],
  * };
- * console.assert(batch.results.length === 1);
+ * assert.ok(batch.results.length === 1);
  * ```
  */
 export interface ResultBatchMessage {
@@ -217,7 +226,7 @@ export interface ResultBatchMessage {
  *
  * @example
  * ```ts
- * import type { TaskBatchMessage } from "./messages.ts";
+ * import type { TaskBatchMessage } from "@funcx/sdk/protocol";
  * const batch: TaskBatchMessage = {
  *   tasks: [{ task_id: "t1", container_id: null, task_buffer: "" }],
  * };
@@ -234,9 +243,10 @@ export interface TaskBatchMessage {
  *
  * @example
  * ```ts
- * import type { TaskCancelMessage } from "./messages.ts";
+ * import assert from "node:assert/strict";
+ * import type { TaskCancelMessage } from "@funcx/sdk/protocol";
  * const cancel: TaskCancelMessage = { task_id: "t1" };
- * console.assert(cancel.task_id === "t1");
+ * assert.ok(cancel.task_id === "t1");
  * ```
  */
 export interface TaskCancelMessage {
@@ -249,9 +259,10 @@ export interface TaskCancelMessage {
  *
  * @example
  * ```ts
- * import type { CommandMessage } from "./messages.ts";
+ * import assert from "node:assert/strict";
+ * import type { CommandMessage } from "@funcx/sdk/protocol";
  * const cmd: CommandMessage = { command: "shutdown", args: { graceful: true } };
- * console.assert(cmd.command === "shutdown");
+ * assert.ok(cmd.command === "shutdown");
  * ```
  */
 export interface CommandMessage {
@@ -266,11 +277,12 @@ export interface CommandMessage {
  *
  * @example
  * ```ts
- * import type { Message } from "./messages.ts";
+ * import assert from "node:assert/strict";
+ * import type { Message } from "@funcx/sdk/protocol";
  * function describe(m: Message): string {
  *   return m.message_type === "result" ? `result of ${m.data.task_id}` : m.message_type;
  * }
- * console.assert(describe({ message_type: "task_cancel", data: { task_id: "t" } }) === "task_cancel");
+ * assert.ok(describe({ message_type: "task_cancel", data: { task_id: "t" } }) === "task_cancel");
  * ```
  */
 export type Message =
@@ -288,9 +300,10 @@ export type Message =
  *
  * @example
  * ```ts
- * import type { MessageType } from "./messages.ts";
+ * import assert from "node:assert/strict";
+ * import type { MessageType } from "@funcx/sdk/protocol";
  * const type: MessageType = "ep_status_report";
- * console.assert(type.length > 0);
+ * assert.ok(type.length > 0);
  * ```
  */
 export type MessageType = Message["message_type"];
@@ -300,11 +313,12 @@ export type MessageType = Message["message_type"];
  *
  * @example
  * ```ts
- * import { UnrecognizedProtocolVersion, unpackMessage } from "./messages.ts";
+ * import assert from "node:assert/strict";
+ * import { UnrecognizedProtocolVersion, unpackMessage } from "@funcx/sdk/protocol";
  * try {
  *   unpackMessage(new Uint8Array([2, 0xa0]));
  * } catch (err) {
- *   console.assert(err instanceof UnrecognizedProtocolVersion && err.version === 2);
+ *   assert.ok(err instanceof UnrecognizedProtocolVersion && err.version === 2);
  * }
  * ```
  */
@@ -322,8 +336,9 @@ export class UnrecognizedProtocolVersion extends Error {
    *
    * @example
    * ```ts
-   * import { UnrecognizedProtocolVersion } from "./messages.ts";
-   * console.assert(new UnrecognizedProtocolVersion(7).message.includes("7"));
+   * import assert from "node:assert/strict";
+   * import { UnrecognizedProtocolVersion } from "@funcx/sdk/protocol";
+   * assert.ok(new UnrecognizedProtocolVersion(7).message.includes("7"));
    * ```
    */
   constructor(version: number, options?: ErrorOptions) {
@@ -341,11 +356,12 @@ export class UnrecognizedProtocolVersion extends Error {
  *
  * @example
  * ```ts
- * import { InvalidMessageError, unpackMessage } from "./messages.ts";
+ * import assert from "node:assert/strict";
+ * import { InvalidMessageError, unpackMessage } from "@funcx/sdk/protocol";
  * try {
  *   unpackMessage(new Uint8Array([1, 0xff]));
  * } catch (err) {
- *   console.assert(err instanceof InvalidMessageError);
+ *   assert.ok(err instanceof InvalidMessageError);
  * }
  * ```
  */
@@ -361,9 +377,10 @@ export class InvalidMessageError extends Error {
    *
    * @example
    * ```ts
-   * import { InvalidMessageError } from "./messages.ts";
+   * import assert from "node:assert/strict";
+   * import { InvalidMessageError } from "@funcx/sdk/protocol";
    * const err = new InvalidMessageError('Invalid "task" message: field "task_id" must be a string');
-   * console.assert(err.name === "InvalidMessageError");
+   * assert.ok(err.name === "InvalidMessageError");
    * ```
    */
   constructor(message: string, options?: ErrorOptions) {
@@ -591,13 +608,14 @@ const MESSAGE_TYPES: ReadonlySet<string> = new Set<MessageType>([
  *
  * @example
  * ```ts
- * import { packMessage, unpackMessage } from "./messages.ts";
+ * import assert from "node:assert/strict";
+ * import { packMessage, unpackMessage } from "@funcx/sdk/protocol";
  * const bytes = packMessage({
  *   message_type: "task",
  *   data: { task_id: "t1", container_id: null, task_buffer: "..." },
  * });
  * const back = unpackMessage(bytes);
- * console.assert(back.message_type === "task" && back.data.task_id === "t1");
+ * assert.ok(back.message_type === "task" && back.data.task_id === "t1");
  * ```
  */
 export function packMessage(message: Message): Uint8Array {
@@ -629,13 +647,14 @@ export function packMessage(message: Message): Uint8Array {
  *
  * @example
  * ```ts
- * import { nowNs, packMessage, unpackMessage } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ * import { nowNs, packMessage, unpackMessage } from "@funcx/sdk/protocol";
  * const ts = nowNs();
  * const msg = unpackMessage(packMessage({
  *   message_type: "task_transition",
  *   data: { task_id: "t1", transitions: [{ timestamp: ts, state: "running", actor: "manager" }] },
  * }));
- * console.assert(msg.message_type === "task_transition" && msg.data.transitions[0]?.timestamp === ts);
+ * assert.ok(msg.message_type === "task_transition" && msg.data.transitions[0]?.timestamp === ts);
  * ```
  */
 export function unpackMessage(buffer: Uint8Array): Message {
@@ -676,7 +695,7 @@ export function unpackMessage(buffer: Uint8Array): Message {
  *
  * @example
  * ```ts
- * import { encodeTask, packTaskBatch, unpackMessage } from "./messages.ts";
+ * import { encodeTask, packTaskBatch, unpackMessage } from "@funcx/sdk/protocol";
  * const one = encodeTask({ task_id: "t1", container_id: null, task_buffer: "x" });
  * const msg = unpackMessage(packTaskBatch([one, one]));
  * if (msg.message_type !== "task_batch" || msg.data.tasks.length !== 2) throw new Error("bad");
@@ -740,7 +759,7 @@ export function packTaskBatch(encodedTasks: readonly Uint8Array[]): Uint8Array {
  *
  * @example
  * ```ts
- * import { encodeResult, packResultBatch, unpackMessage } from "./messages.ts";
+ * import { encodeResult, packResultBatch, unpackMessage } from "@funcx/sdk/protocol";
  * const one = encodeResult({ task_id: "t1", data: "js\n1", error_details: null, task_statuses: null });
  * const msg = unpackMessage(packResultBatch([one]));
  * if (msg.message_type !== "result_batch" || msg.data.results[0]?.task_id !== "t1") {

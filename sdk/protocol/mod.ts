@@ -15,14 +15,15 @@
  *   {@linkcode deserialize}s the data.
  *
  * ```ts
- * import { deserialize, packArgs, packBuffers, serialize, unpackTask } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ * import { deserialize, packArgs, packBuffers, serialize, unpackTask } from "@funcx/sdk/protocol";
  *
  * const taskBuffer = packBuffers([serialize(function add(a: number, b: number) {
  *   return a + b;
  * })]) + packArgs([1n, 2n]);
  * const task = unpackTask(taskBuffer);
- * console.assert(task.fn.name === "add" && task.args[1] === 2n);
- * console.assert(deserialize(serialize(new Date(0))) instanceof Date);
+ * assert.ok(task.fn.name === "add" && task.args[1] === 2n);
+ * assert.ok(deserialize(serialize(new Date(0))) instanceof Date);
  * ```
  *
  * @module
@@ -39,13 +40,16 @@ export {
   type DataMethod,
   DeserializationError,
   deserialize,
+  deserializeData,
   deserializeFunction,
   errorToInfo,
   type FunctionSource,
   packArgs,
   packBuffers,
   type RemoteErrorInfo,
+  SerializationError,
   serialize,
+  serializeData,
   type SerializeOptions,
   SerializerMethod,
   type TaskPayload,

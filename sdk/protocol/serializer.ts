@@ -25,8 +25,9 @@ import { decodeCbor, encodeCborBase64 } from "./_cbor.ts";
  *
  * @example
  * ```ts
- * import { serialize, SerializerMethod } from "./serializer.ts";
- * console.assert(serialize(42).startsWith(SerializerMethod.CBOR + "\n"));
+ * import assert from "node:assert/strict";
+ * import { serialize, SerializerMethod } from "@funcx/sdk/protocol";
+ * assert.ok(serialize(42).startsWith(SerializerMethod.CBOR + "\n"));
  * ```
  */
 export const SerializerMethod: {
@@ -43,9 +44,10 @@ export const SerializerMethod: {
  *
  * @example
  * ```ts
- * import { type DataMethod, serialize } from "./serializer.ts";
+ * import assert from "node:assert/strict";
+ * import { type DataMethod, serialize } from "@funcx/sdk/protocol";
  * const method: DataMethod = "json";
- * console.assert(serialize({ a: 1 }, { method }) === 'js\n{"a":1}');
+ * assert.ok(serialize({ a: 1 }, { method }) === 'js\n{"a":1}');
  * ```
  */
 export type DataMethod = "cbor" | "json";
@@ -55,9 +57,10 @@ export type DataMethod = "cbor" | "json";
  *
  * @example
  * ```ts
- * import { type SerializeOptions, serialize } from "./serializer.ts";
+ * import assert from "node:assert/strict";
+ * import { type SerializeOptions, serialize } from "@funcx/sdk/protocol";
  * const options: SerializeOptions = { method: "json" };
- * console.assert(serialize([1, 2], options) === "js\n[1,2]");
+ * assert.ok(serialize([1, 2], options) === "js\n[1,2]");
  * ```
  */
 export interface SerializeOptions {
@@ -76,11 +79,12 @@ export interface SerializeOptions {
  *
  * @example
  * ```ts
- * import { deserializeFunction, type FunctionSource, serialize } from "./serializer.ts";
+ * import assert from "node:assert/strict";
+ * import { deserializeFunction, type FunctionSource, serialize } from "@funcx/sdk/protocol";
  * const fn: FunctionSource = deserializeFunction(serialize(function double(n: number) {
  *   return n * 2;
  * }));
- * console.assert(fn.kind === "function-source" && fn.name === "double");
+ * assert.ok(fn.kind === "function-source" && fn.name === "double");
  * ```
  */
 export interface FunctionSource {
@@ -97,10 +101,11 @@ export interface FunctionSource {
  *
  * @example
  * ```ts
- * import { packArgs, packBuffers, serialize, type TaskPayload, unpackTask } from "./serializer.ts";
+ * import assert from "node:assert/strict";
+ * import { packArgs, packBuffers, serialize, type TaskPayload, unpackTask } from "@funcx/sdk/protocol";
  * const fnCode = packBuffers([serialize((a: number, b: number) => a + b)]);
  * const task: TaskPayload = unpackTask(fnCode + packArgs([1, 2]));
- * console.assert(task.args.length === 2);
+ * assert.ok(task.args.length === 2);
  * ```
  */
 export interface TaskPayload {
@@ -117,9 +122,10 @@ export interface TaskPayload {
  *
  * @example
  * ```ts
- * import { errorToInfo, type RemoteErrorInfo } from "./serializer.ts";
+ * import assert from "node:assert/strict";
+ * import { errorToInfo, type RemoteErrorInfo } from "@funcx/sdk/protocol";
  * const info: RemoteErrorInfo = errorToInfo(new RangeError("too big"));
- * console.assert(info.name === "RangeError" && info.message === "too big");
+ * assert.ok(info.name === "RangeError" && info.message === "too big");
  * ```
  */
 export interface RemoteErrorInfo {
@@ -137,11 +143,12 @@ export interface RemoteErrorInfo {
  *
  * @example
  * ```ts
- * import { DeserializationError, deserialize } from "./serializer.ts";
+ * import assert from "node:assert/strict";
+ * import { DeserializationError, deserialize } from "@funcx/sdk/protocol";
  * try {
  *   deserialize("zz\nbody");
  * } catch (err) {
- *   console.assert(err instanceof DeserializationError);
+ *   assert.ok(err instanceof DeserializationError);
  * }
  * ```
  */
@@ -157,9 +164,47 @@ export class DeserializationError extends Error {
    *
    * @example
    * ```ts
-   * import { DeserializationError } from "./serializer.ts";
+   * import assert from "node:assert/strict";
+   * import { DeserializationError } from "@funcx/sdk/protocol";
    * const err = new DeserializationError("Bad body", { cause: new SyntaxError("x") });
-   * console.assert(err.cause instanceof SyntaxError);
+   * assert.ok(err.cause instanceof SyntaxError);
+   * ```
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+  }
+}
+
+/**
+ * A value could not be serialized as data: it is (or holds) a function, a class instance the
+ * data method cannot carry, a cycle, or it has no JSON form. Functions travel only as a task's
+ * function, never as an argument or a result. A `TypeError`, since the caller gave a value of
+ * the wrong kind.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SerializationError, serializeData } from "@funcx/sdk/protocol";
+ * assert.throws(() => serializeData(() => 1), SerializationError);
+ * assert.throws(() => serializeData(() => 1), TypeError);
+ * ```
+ */
+export class SerializationError extends TypeError {
+  /** Always `"SerializationError"`. */
+  override name = "SerializationError";
+
+  /**
+   * Makes the error.
+   *
+   * @param message What could not be serialized, and why.
+   * @param options `cause`: the underlying error, if any.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { SerializationError } from "@funcx/sdk/protocol";
+   * const err = new SerializationError("Cannot serialize x", { cause: new RangeError("deep") });
+   * assert.ok(err.cause instanceof RangeError);
    * ```
    */
   constructor(message: string, options?: ErrorOptions) {
@@ -199,17 +244,51 @@ function serializeFunction(fn: (...args: never[]) => unknown): string {
  *
  * @example Data, and a function
  * ```ts
- * import { deserialize, serialize } from "./serializer.ts";
+ * import assert from "node:assert/strict";
+ * import { deserialize, serialize } from "@funcx/sdk/protocol";
  * const payload = serialize({ when: new Date(0), ids: new Set([1n, 2n]) });
- * console.assert(payload.startsWith("cb\n"));
+ * assert.ok(payload.startsWith("cb\n"));
  * const back = deserialize(payload) as { when: Date; ids: Set<bigint> };
- * console.assert(back.ids.has(2n));
- * console.assert(serialize((x: number) => x + 1).startsWith("st\n:"));
+ * assert.ok(back.ids.has(2n));
+ * assert.ok(serialize((x: number) => x + 1).startsWith("st\n:"));
  * ```
  */
 export function serialize(value: unknown, options?: SerializeOptions): string {
   if (typeof value === "function") {
     return serializeFunction(value as (...args: never[]) => unknown);
+  }
+  return serializeData(value, options);
+}
+
+/**
+ * Serializes data (a task's arguments or result) with its header, `cb` by default or `js`.
+ * Unlike {@linkcode serialize} it refuses a function, so that a function value never passes
+ * for data: a task that returns a function fails with this error instead of handing back its
+ * source text.
+ *
+ * @param value Any value the data method can carry.
+ * @param options The data method.
+ * @returns The header-tagged string.
+ * @throws {SerializationError} For a function (at the top or nested), a cycle, a value the
+ *   data method cannot carry, or an unknown method.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { deserializeData, SerializationError, serializeData } from "@funcx/sdk/protocol";
+ * assert.deepEqual(deserializeData(serializeData([1n, new Date(0)])), [1n, new Date(0)]);
+ * assert.throws(() => serializeData(() => () => 1), SerializationError);
+ * assert.throws(() => serializeData({ callback() {} }), /holds a function/);
+ * ```
+ */
+export function serializeData(value: unknown, options?: SerializeOptions): string {
+  if (typeof value === "function") {
+    throw new SerializationError(
+      `Cannot serialize function "${
+        (value as { name?: unknown }).name || "anonymous"
+      }" as data: a function travels only as the task's function, never as an argument or ` +
+        "a result (return its result, or its source text as a string)",
+    );
   }
   const method = options?.method ?? "cbor";
   if (method === "cbor") {
@@ -217,7 +296,9 @@ export function serialize(value: unknown, options?: SerializeOptions): string {
     try {
       body = encodeCborBase64(value);
     } catch (err) {
-      throw new TypeError(`Cannot serialize value as CBOR: ${encodeFailure(err)}`, { cause: err });
+      throw new SerializationError(`Cannot serialize value as CBOR: ${encodeFailure(err)}`, {
+        cause: err,
+      });
     }
     return "cb\n" + body;
   }
@@ -226,14 +307,18 @@ export function serialize(value: unknown, options?: SerializeOptions): string {
     try {
       text = JSON.stringify(value);
     } catch (err) {
-      throw new TypeError(`Cannot serialize value as JSON: ${encodeFailure(err)}`, { cause: err });
+      throw new SerializationError(`Cannot serialize value as JSON: ${encodeFailure(err)}`, {
+        cause: err,
+      });
     }
     if (text === undefined) {
-      throw new TypeError(`Cannot serialize value as JSON: JSON has no ${typeof value} value`);
+      throw new SerializationError(
+        `Cannot serialize value as JSON: JSON has no ${typeof value} value`,
+      );
     }
     return "js\n" + text;
   }
-  throw new TypeError(
+  throw new SerializationError(
     `Cannot serialize value: unknown method ${JSON.stringify(method)} (expected "cbor" or "json")`,
   );
 }
@@ -241,6 +326,10 @@ export function serialize(value: unknown, options?: SerializeOptions): string {
 function encodeFailure(err: unknown): string {
   if (err instanceof RangeError && /call stack/i.test(err.message)) {
     return "it is cyclic or nested too deeply";
+  }
+  if (err instanceof Error && /type: function/i.test(err.message)) {
+    return "it holds a function; a function travels only as the task's function, never inside " +
+      "an argument or a result";
   }
   return err instanceof Error ? err.message : String(err);
 }
@@ -281,9 +370,10 @@ function parseFunction(payload: string): FunctionSource {
  *
  * @example
  * ```ts
- * import { deserialize, serialize } from "./serializer.ts";
+ * import assert from "node:assert/strict";
+ * import { deserialize, serialize } from "@funcx/sdk/protocol";
  * const m = deserialize(serialize(new Map([[1, "one"]]))) as Map<number, string>;
- * console.assert(m.get(1) === "one");
+ * assert.ok(m.get(1) === "one");
  * ```
  */
 export function deserialize(payload: string): unknown {
@@ -329,6 +419,32 @@ export function deserialize(payload: string): unknown {
 }
 
 /**
+ * Deserializes data (a task's arguments or result): like {@linkcode deserialize}, but a
+ * function payload (`st`) is refused, since data never is one.
+ *
+ * @param payload A string made by {@linkcode serializeData}.
+ * @returns The value.
+ * @throws {DeserializationError} On a function payload, an unknown header or a malformed body.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DeserializationError, deserializeData, serialize } from "@funcx/sdk/protocol";
+ * assert.equal(deserializeData(serialize(42)), 42);
+ * assert.throws(() => deserializeData(serialize(() => 1)), DeserializationError);
+ * ```
+ */
+export function deserializeData(payload: string): unknown {
+  if (headerOf(payload, "data") === "st") {
+    throw new DeserializationError(
+      "Cannot deserialize data: the payload is a function's source text, and a function is " +
+        "never data (was a function returned as a result?)",
+    );
+  }
+  return deserialize(payload);
+}
+
+/**
  * Deserializes a function payload (`st`) into its source descriptor.
  *
  * @param payload A string made by {@linkcode serialize} from a function.
@@ -337,9 +453,10 @@ export function deserialize(payload: string): unknown {
  *
  * @example
  * ```ts
- * import { deserializeFunction, serialize } from "./serializer.ts";
+ * import assert from "node:assert/strict";
+ * import { deserializeFunction, serialize } from "@funcx/sdk/protocol";
  * const fn = deserializeFunction(serialize(async function fetchIt() {}));
- * console.assert(fn.name === "fetchIt" && fn.source.startsWith("async function"));
+ * assert.ok(fn.name === "fetchIt" && fn.source.startsWith("async function"));
  * ```
  */
 export function deserializeFunction(payload: string): FunctionSource {
@@ -368,8 +485,9 @@ function messageOf(err: unknown): string {
  *
  * @example
  * ```ts
- * import { packBuffers } from "./serializer.ts";
- * console.assert(packBuffers(["ab", "🙂"]) === "2\nab2\n🙂");
+ * import assert from "node:assert/strict";
+ * import { packBuffers } from "@funcx/sdk/protocol";
+ * assert.ok(packBuffers(["ab", "🙂"]) === "2\nab2\n🙂");
  * ```
  */
 export function packBuffers(buffers: readonly string[]): string {
@@ -392,9 +510,10 @@ export function packBuffers(buffers: readonly string[]): string {
  *
  * @example
  * ```ts
- * import { packBuffers, unpackBuffers } from "./serializer.ts";
+ * import assert from "node:assert/strict";
+ * import { packBuffers, unpackBuffers } from "@funcx/sdk/protocol";
  * const parts = unpackBuffers(packBuffers(["a\nb", ""]));
- * console.assert(parts.length === 2 && parts[0] === "a\nb" && parts[1] === "");
+ * assert.ok(parts.length === 2 && parts[0] === "a\nb" && parts[1] === "");
  * ```
  */
 export function unpackBuffers(packed: string): string[] {
@@ -462,14 +581,16 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
  * @param kwargs Keyword arguments (funcX's `kwargs`); `{}` when left out.
  * @param options The data method.
  * @returns The packed arguments.
- * @throws {TypeError} When `args` is not an array, `kwargs` not a plain object, or a value cannot
+ * @throws {TypeError} When `args` is not an array or `kwargs` not a plain object;
+ *   {@linkcode SerializationError} (a `TypeError`) when a value (a function, say) cannot
  *   be serialized.
  *
  * @example
  * ```ts
- * import { packArgs, unpackBuffers } from "./serializer.ts";
+ * import assert from "node:assert/strict";
+ * import { packArgs, unpackBuffers } from "@funcx/sdk/protocol";
  * const payload = packArgs([21], { scale: 2 });
- * console.assert(unpackBuffers(payload).length === 2);
+ * assert.ok(unpackBuffers(payload).length === 2);
  * ```
  */
 export function packArgs(
@@ -482,7 +603,7 @@ export function packArgs(
   if (!isPlainObject(kw)) {
     throw new TypeError("Cannot pack arguments: kwargs must be a plain object");
   }
-  return packBuffers([serialize(args, options), serialize(kw, options)]);
+  return packBuffers([serializeData(args, options), serializeData(kw, options)]);
 }
 
 /**
@@ -496,12 +617,13 @@ export function packArgs(
  *
  * @example
  * ```ts
- * import { packArgs, packBuffers, serialize, unpackTask } from "./serializer.ts";
+ * import assert from "node:assert/strict";
+ * import { packArgs, packBuffers, serialize, unpackTask } from "@funcx/sdk/protocol";
  * const buffer = packBuffers([serialize(function greet(who: string) {
  *   return `hi ${who}`;
  * })]) + packArgs(["ada"]);
  * const task = unpackTask(buffer);
- * console.assert(task.fn.name === "greet" && task.args[0] === "ada");
+ * assert.ok(task.fn.name === "greet" && task.args[0] === "ada");
  * ```
  */
 export function unpackTask(taskBuffer: string): TaskPayload {
@@ -510,13 +632,13 @@ export function unpackTask(taskBuffer: string): TaskPayload {
     throw new DeserializationError(`Unpack expects 3 buffers, got ${buffers.length}`);
   }
   const fn = deserializeFunction(buffers[0]!);
-  const args = deserialize(buffers[1]!);
+  const args = deserializeData(buffers[1]!);
   if (!Array.isArray(args)) {
     throw new DeserializationError(
       `Cannot unpack task: args must be an array, got ${kindOf(args)}`,
     );
   }
-  const kwargs = deserialize(buffers[2]!);
+  const kwargs = deserializeData(buffers[2]!);
   if (!isPlainObject(kwargs)) {
     throw new DeserializationError(
       `Cannot unpack task: kwargs must be a plain object, got ${kindOf(kwargs)}`,
@@ -598,10 +720,11 @@ function nameAndMessage(err: Error): [string, string] {
  *
  * @example
  * ```ts
- * import { errorToInfo } from "./serializer.ts";
+ * import assert from "node:assert/strict";
+ * import { errorToInfo } from "@funcx/sdk/protocol";
  * const info = errorToInfo(new Error("outer", { cause: new TypeError("inner") }));
- * console.assert(info.stack.includes("Caused by: TypeError: inner"));
- * console.assert(errorToInfo("boom").message === "boom");
+ * assert.ok(info.stack.includes("Caused by: TypeError: inner"));
+ * assert.ok(errorToInfo("boom").message === "boom");
  * ```
  */
 export function errorToInfo(error: unknown): RemoteErrorInfo {

@@ -11,9 +11,10 @@
  *
  * @example Compare a state read from the wire
  * ```ts
- * import { TaskState } from "./task_state.ts";
+ * import assert from "node:assert/strict";
+ * import { TaskState } from "@funcx/sdk/protocol";
  * const state: string = "waiting-for-nodes";
- * console.assert(state === TaskState.WAITING_FOR_NODES);
+ * assert.ok(state === TaskState.WAITING_FOR_NODES);
  * ```
  */
 export const TaskState: {
@@ -58,9 +59,10 @@ export const TaskState: {
  *
  * @example
  * ```ts
- * import type { TaskState } from "./task_state.ts";
+ * import assert from "node:assert/strict";
+ * import type { TaskState } from "@funcx/sdk/protocol";
  * const state: TaskState = "running";
- * console.assert(state.length > 0);
+ * assert.ok(state.length > 0);
  * ```
  */
 export type TaskState = typeof TaskState[keyof typeof TaskState];
@@ -70,9 +72,10 @@ export type TaskState = typeof TaskState[keyof typeof TaskState];
  *
  * @example
  * ```ts
- * import { ActorName, TaskState } from "./task_state.ts";
+ * import assert from "node:assert/strict";
+ * import { ActorName, TaskState } from "@funcx/sdk/protocol";
  * const transition = { state: TaskState.RUNNING, actor: ActorName.MANAGER };
- * console.assert(transition.actor === "manager");
+ * assert.ok(transition.actor === "manager");
  * ```
  */
 export const ActorName: {
@@ -102,9 +105,10 @@ export const ActorName: {
  *
  * @example
  * ```ts
- * import type { ActorName } from "./task_state.ts";
+ * import assert from "node:assert/strict";
+ * import type { ActorName } from "@funcx/sdk/protocol";
  * const actor: ActorName = "worker";
- * console.assert(actor === "worker");
+ * assert.ok(actor === "worker");
  * ```
  */
 export type ActorName = typeof ActorName[keyof typeof ActorName];
@@ -121,9 +125,10 @@ const ACTOR_NAMES: ReadonlySet<string> = new Set(Object.values(ActorName));
  *
  * @example
  * ```ts
- * import { isTerminalState } from "./task_state.ts";
- * console.assert(isTerminalState("SUCCESS"));
- * console.assert(!isTerminalState("running"));
+ * import assert from "node:assert/strict";
+ * import { isTerminalState } from "@funcx/sdk/protocol";
+ * assert.ok(isTerminalState("SUCCESS"));
+ * assert.ok(!isTerminalState("running"));
  * ```
  */
 export function isTerminalState(state: string): boolean {
@@ -140,9 +145,10 @@ export function isTerminalState(state: string): boolean {
  *
  * @example
  * ```ts
- * import { isTaskState } from "./task_state.ts";
- * console.assert(isTaskState("execution-start"));
- * console.assert(!isTaskState("done"));
+ * import assert from "node:assert/strict";
+ * import { isTaskState } from "@funcx/sdk/protocol";
+ * assert.ok(isTaskState("execution-start"));
+ * assert.ok(!isTaskState("done"));
  * ```
  */
 export function isTaskState(value: unknown): value is TaskState {
@@ -157,9 +163,10 @@ export function isTaskState(value: unknown): value is TaskState {
  *
  * @example
  * ```ts
- * import { isActorName } from "./task_state.ts";
- * console.assert(isActorName("interchange"));
- * console.assert(!isActorName("scheduler"));
+ * import assert from "node:assert/strict";
+ * import { isActorName } from "@funcx/sdk/protocol";
+ * assert.ok(isActorName("interchange"));
+ * assert.ok(!isActorName("scheduler"));
  * ```
  */
 export function isActorName(value: unknown): value is ActorName {
@@ -183,11 +190,12 @@ const ORIGIN_NS: bigint = BigInt(Math.round(performance.timeOrigin * 1000)) * 10
  *
  * @example
  * ```ts
- * import { nowNs } from "./task_state.ts";
+ * import assert from "node:assert/strict";
+ * import { nowNs } from "@funcx/sdk/protocol";
  * const a = nowNs();
  * const b = nowNs();
- * console.assert(b >= a);
- * console.assert(a > 1_600_000_000_000_000_000n);
+ * assert.ok(b >= a);
+ * assert.ok(a > 1_600_000_000_000_000_000n);
  * ```
  */
 export function nowNs(): bigint {
