@@ -6,7 +6,6 @@
  *
  * @module
  */
-import { fileURLToPath as fromFileUrl } from "node:url";
 import {
   ConfigError,
   type ConfigOverrides,
@@ -34,6 +33,7 @@ import {
 } from "../endpoint/daemon.ts";
 import { BrokerUnreachable, Endpoint, EndpointRefused } from "../endpoint/endpoint.ts";
 import { workerPlan } from "../endpoint/engine/manager.ts";
+import { selfCommand } from "../endpoint/engine/command.ts";
 import type { EndpointRegistration, FuncXClient } from "../sdk/client.ts";
 import { configureEndpointLogging } from "./_endpoint_logging.ts";
 import { loginClient, NotLoggedIn } from "./_endpoint_login.ts";
@@ -104,7 +104,6 @@ function daemonCommand(
   flags: StartFlags,
   parent: ProcessIdentity | undefined,
 ): string[] {
-  const exe = Deno.execPath();
   const extra = [
     "-c",
     common.configDir,
@@ -113,12 +112,7 @@ function daemonCommand(
     ...(common.debug ? ["--debug"] : []),
     ...(parent ? ["--parent", `${parent.pid}:${parent.startTicks}`] : []),
   ];
-  if (!/^deno(\.exe)?$/.test(exe.split("/").pop() ?? "")) {
-    return [exe, "__daemon", name, ...extra]; // a `deno compile` binary
-  }
-  const config = fromFileUrl(new URL("../deno.json", import.meta.url));
-  const main = fromFileUrl(new URL("./funcx_endpoint.ts", import.meta.url));
-  return [exe, "run", "--quiet", "-A", `--config=${config}`, main, "__daemon", name, ...extra];
+  return [...selfCommand().argv, "__daemon", name, ...extra];
 }
 
 /** `start [NAME]`; returns the exit code. */

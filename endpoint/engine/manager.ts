@@ -11,7 +11,13 @@ import { getLogger } from "@logtape/logtape";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import type { ResultMessage } from "../../sdk/protocol/mod.ts";
-import { engineCommand, permissionFlags, type WorkerPermissions } from "./command.ts";
+import {
+  engineCommand,
+  isCompiledBinary,
+  permissionFlags,
+  WORKER_PERMISSIONS_ENV,
+  type WorkerPermissions,
+} from "./command.ts";
 import { FrameWriter, readFrames } from "./frames.ts";
 import { IdleReclaimer } from "./idle_reclaimer.ts";
 import {
@@ -289,6 +295,13 @@ export class Manager {
   async #startPool(): Promise<WorkerPool> {
     const o = this.#o;
     const env = await runWorkerInit(o.worker_init);
+    // A compiled binary's worker cannot be started with narrower permissions: it runs its tasks
+    // in a Web Worker with this permission set instead (`worker_main.ts`).
+    if (isCompiledBinary() && !(o.permissions.all ?? true)) {
+      env[WORKER_PERMISSIONS_ENV] = JSON.stringify(o.permissions);
+    } else {
+      delete env[WORKER_PERMISSIONS_ENV];
+    }
     const plan = workerPlan(o, navigator.hardwareConcurrency, Deno.systemMemoryInfo().available);
     const workers = plan.count;
     log.info("Starting {n} workers: {why}", { n: workers, why: plan.why });

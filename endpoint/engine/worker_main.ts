@@ -27,6 +27,7 @@ import {
   WORKER_PROTOCOL_VERSION,
 } from "./frames.ts";
 import { IdleReclaimer } from "./idle_reclaimer.ts";
+import { webWorkerPermissions, WORKER_PERMISSIONS_ENV, type WorkerPermissions } from "./command.ts";
 import { runShell, SHELL_FUNCTION_NAME, type ShellSpec } from "./shell.ts";
 
 /** Largest serialized result, in characters. */
@@ -102,23 +103,73 @@ export async function runTask(taskId: string, buffer: string): Promise<ResultMes
   return { task_id: taskId, data, error_details: errorDetails, task_statuses: statuses };
 }
 
+/** Sends user code's console output to stderr, keeping stdout for frames. */
+export function consoleToStderr(): void {
+  for (const m of ["log", "info", "debug", "dir", "table", "trace"] as const) {
+    (console as unknown as Record<string, unknown>)[m] = console.error;
+  }
+}
+
+/** Runs one task, in this isolate or in the sandbox. */
+type Runner = (taskId: string, buffer: string) => Promise<ResultMessage>;
+
 /**
  * Runs a tiny task through the whole task path once, before the worker says hello: the first
  * task's one-off cost (compiling the decoder, serializer and runner: several ms of CPU) is paid
  * while the node starts, not by the first real task, when hundreds of workers would pay it at
  * the same moment.
  */
-async function warmUp(): Promise<void> {
+async function warmUp(run: Runner): Promise<void> {
   const warm = (a: number, b: { c: string }) => ({ a, b, d: new Date(0) });
-  await runTask("warm-up", packBuffers([serialize(warm)]) + packArgs([1, { c: "x" }]));
+  await run("warm-up", packBuffers([serialize(warm)]) + packArgs([1, { c: "x" }]));
+}
+
+/** The permission set a compiled binary's manager handed this worker, if any. */
+function sandboxPermissions(): WorkerPermissions | undefined {
+  let raw: string | undefined;
+  try {
+    raw = Deno.env.get(WORKER_PERMISSIONS_ENV);
+  } catch {
+    return undefined; // started with narrowed permissions already (`deno run`)
+  }
+  return raw ? JSON.parse(raw) as WorkerPermissions : undefined;
+}
+
+/**
+ * Runs tasks in a Web Worker limited to `permissions`: how a compiled binary, which cannot start a
+ * process with fewer permissions than it was compiled with, keeps a task inside the endpoint's
+ * sandbox. An error that escapes a task ends this process, as it would a `deno run` worker.
+ */
+function sandboxRunner(permissions: WorkerPermissions): Runner {
+  const worker = new Worker(new URL("./sandbox_worker.ts", import.meta.url), {
+    type: "module",
+    name: "funcx-sandbox",
+    deno: { permissions: webWorkerPermissions(permissions) },
+  } as WorkerOptions);
+  const waiting = new Map<string, (r: ResultMessage) => void>();
+  worker.onmessage = (e: MessageEvent<ResultMessage>) => {
+    const done = waiting.get(e.data.task_id);
+    waiting.delete(e.data.task_id);
+    done?.(e.data);
+  };
+  worker.onerror = (e: ErrorEvent) => {
+    e.preventDefault();
+    console.error(`Uncaught error in the task sandbox: ${e.message}`);
+    Deno.exit(1);
+  };
+  return (taskId, buffer) =>
+    new Promise((resolve) => {
+      waiting.set(taskId, resolve);
+      worker.postMessage({ task_id: taskId, buffer });
+    });
 }
 
 /** A worker process's main loop (the `__worker` entry of the compiled binary runs it too). */
 export async function workerMain(): Promise<void> {
-  for (const m of ["log", "info", "debug", "dir", "table", "trace"] as const) {
-    (console as unknown as Record<string, unknown>)[m] = console.error;
-  }
-  await warmUp();
+  consoleToStderr();
+  const permissions = sandboxPermissions();
+  const run: Runner = permissions ? sandboxRunner(permissions) : runTask;
+  await warmUp(run);
   writeFrame({ type: "hello", protocol: WORKER_PROTOCOL_VERSION, pid: Deno.pid });
   // Tasks run one at a time, but stdin is read all along so that its end is seen mid-task.
   let chain: Promise<void> = Promise.resolve();
@@ -141,7 +192,7 @@ export async function workerMain(): Promise<void> {
     reclaimer.touch();
     running++;
     chain = chain.then(async () => {
-      const result = await runTask(msg.task_id, msg.buffer);
+      const result = await run(msg.task_id, msg.buffer);
       writeFrame({ type: "result", result });
       running--;
       reclaimer.touch();

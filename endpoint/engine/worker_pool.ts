@@ -37,8 +37,14 @@ export interface WorkerPoolOptions {
   accelerators?: readonly string[];
   /** Seconds a task may run before its worker is killed. @default null (no limit) */
   walltimeS?: number | null;
-  /** Heap limit of each worker in MiB, to explain an out-of-memory death. @default null */
+  /**
+   * Memory limit of each worker in MiB (`mem_per_worker`): a worker whose resident memory goes
+   * over it while running a task is killed and the task fails with `WorkerLost`, saying so. This
+   * holds in a compiled binary too, where V8's heap limit cannot be set per worker. @default null
+   */
   memLimitMb?: number | null;
+  /** Milliseconds between checks of running workers' resident memory. @default 200 */
+  memCheckMs?: number;
   /** Seconds a worker may take to say hello. @default 30 */
   startTimeoutS?: number;
   /** Seconds `close()` waits for running tasks before killing workers. @default 5 */
@@ -200,6 +206,17 @@ export async function fileTail(path: string, bytes = 2000): Promise<string> {
   }
 }
 
+/** A process's resident memory in MiB, from `/proc/PID/status` (undefined when it is gone). */
+export function residentMib(pid: number): number | undefined {
+  if (pid <= 0) return undefined;
+  try {
+    const kb = /^VmRSS:\s+(\d+) kB$/m.exec(Deno.readTextFileSync(`/proc/${pid}/status`))?.[1];
+    return kb === undefined ? undefined : Number(kb) / 1024;
+  } catch {
+    return undefined;
+  }
+}
+
 /** A pool of worker subprocesses, owned by one manager. */
 export class WorkerPool {
   readonly #opts: Required<WorkerPoolOptions>;
@@ -215,6 +232,7 @@ export class WorkerPool {
   #next = 0;
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
   #state: PoolState = "starting";
+  #memTimer: ReturnType<typeof setInterval> | undefined;
 
   private constructor(options: WorkerPoolOptions) {
     this.#opts = {
@@ -224,6 +242,7 @@ export class WorkerPool {
       accelerators: [],
       walltimeS: null,
       memLimitMb: null,
+      memCheckMs: 200,
       startTimeoutS: 30,
       graceS: 5,
       ...options,
@@ -237,6 +256,9 @@ export class WorkerPool {
   /** Starts the pool and waits until every worker has said hello. */
   static async start(options: WorkerPoolOptions): Promise<WorkerPool> {
     const pool = new WorkerPool(options);
+    if (pool.#opts.memLimitMb !== null) {
+      pool.#memTimer = setInterval(() => pool.#checkMemory(), pool.#opts.memCheckMs);
+    }
     await Deno.mkdir(options.logDir, { recursive: true });
     try {
       await Promise.all(Array.from({ length: options.workers }, () => pool.#spawn("")));
@@ -499,6 +521,22 @@ export class WorkerPool {
     w.writer.send({ type: "task", task_id: task.task_id, buffer: task.buffer });
   }
 
+  /** Kills each running worker whose resident memory is over `memLimitMb`. */
+  #checkMemory(): void {
+    const limit = this.#opts.memLimitMb;
+    if (limit === null) return;
+    for (const [taskId, w] of this.#running) {
+      const mib = residentMib(w.pid);
+      if (mib === undefined || mib <= limit) continue;
+      this.#kill(
+        w,
+        "WorkerLost",
+        `Worker ${w.n} (pid ${w.pid}) was killed while running task "${taskId}": it ran out of ` +
+          `memory (mem_per_worker limit ${limit} MiB), with ${Math.round(mib)} MiB resident`,
+      );
+    }
+  }
+
   #kill(w: WorkerProc, name: EngineFailure, message: string): void {
     w.killReason ??= { name, message };
     w.kill();
@@ -569,6 +607,7 @@ export class WorkerPool {
     if (this.#state === "stopped" || this.#state === "draining") return;
     this.#state = "draining";
     for (const t of this.#timers) clearTimeout(t);
+    clearInterval(this.#memTimer);
     const workers = [...this.#workers];
     for (const w of workers) {
       w.writer.send({ type: "shutdown" });
