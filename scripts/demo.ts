@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { FuncXExecutor, packArgs, TaskExecutionFailed } from "../mod.ts";
+import { FuncXExecutor, TaskExecutionFailed } from "../mod.ts";
+import { packArgs } from "../sdk/protocol/mod.ts";
 import { ensureRabbitInstalled, RabbitBroker } from "../tests/harness/rabbitmq.ts";
 import { brokerAccess, clientOf, startStack } from "../tests/harness/stack.ts";
 import { waitForResult } from "../tests/harness/wait.ts";

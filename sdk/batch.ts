@@ -33,10 +33,11 @@ export class Batch {
    *
    * @example
    * ```ts
-   * import { Batch } from "./batch.ts";
+   * import assert from "node:assert/strict";
+   * import { Batch } from "@funcx/sdk";
    * const batch = new Batch();
    * batch.add("6f1b8e64-5b9a-4b1e-9d55-2f4f3f9c1a01", "0c7a5c7e-4a55-4d43-9f0e-3f3c2b1a9d88", [1, 2]);
-   * console.assert(batch.size === 1);
+   * assert.ok(batch.size === 1);
    * ```
    */
   constructor(options: BatchOptions = {}) {

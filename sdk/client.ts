@@ -6,28 +6,31 @@
  *
  * @module
  */
-import ky, { type KyInstance } from "ky";
 import { getLogger } from "@logtape/logtape";
-import { backoffDelay, sleep } from "./_backoff.ts";
+import { HttpTransport, RETRY_STATUSES } from "./_http.ts";
 import { Batch, type BatchOptions } from "./batch.ts";
 import { resolveEnvironment } from "./environment.ts";
 import { LoginManager } from "./login_manager.ts";
 import { SHELL_FUNCTION_NAME, type ShellFunction } from "./shell_function.ts";
 import {
   FuncxAPIError,
-  type RemoteErrorInfo,
-  type TaskExecutionFailed,
+  remoteErrorOf,
+  TaskExecutionFailed,
   taskFailure,
   TaskPending,
 } from "./errors.ts";
 import {
-  deserialize,
+  DeserializationError,
+  deserializeData,
   isTerminalState,
   packArgs,
   packBuffers,
   serialize,
   SerializerMethod,
 } from "./protocol/mod.ts";
+import { compareVersions, SDK_VERSION } from "./version.ts";
+
+export { SDK_VERSION };
 
 const log = getLogger(["funcx", "sdk", "client"]);
 
@@ -50,12 +53,22 @@ export interface FuncXClientOptions {
   /** Check the service's minimum SDK version on the first request. @default true */
   checkVersion?: boolean;
   /**
-   * How many times a request is sent again after a network error, a timeout or a 502/503/504
-   * (with jittered exponential backoff, 0.25 s doubling up to 8 s). A POST carries an
-   * `Idempotency-Key` that stays the same across its attempts, so the service does it once.
+   * How many times a request is sent again after a network error, a timeout, a 429 or a
+   * 502/503/504 (with jittered exponential backoff, 0.25 s doubling up to 8 s, or as long as
+   * `Retry-After` says, at most 30 s). A POST carries an `Idempotency-Key` that stays the same
+   * across its attempts, so the service does it once.
    * @default 4
    */
   retries?: number;
+}
+
+/** What every {@linkcode FuncXClient} call accepts. */
+export interface RequestOptions {
+  /**
+   * Aborts the call, its retries and their waits; the call rejects with the signal's reason.
+   * @default none
+   */
+  signal?: AbortSignal;
 }
 
 /** A result queue of one process on a task group, from {@linkcode FuncXClient.openResultStream}. */
@@ -71,14 +84,16 @@ export interface ResultStreamInfo {
 /**
  * Whether an error from a {@linkcode FuncXClient} call means the service could not be reached or
  * could not answer now (network error, 502/503/504, 429, a repeat still in progress), so the same
- * call may succeed later, as opposed to a refusal.
+ * call may succeed later, as opposed to a refusal. The executor waits out such errors.
  *
  * @example
  * ```ts
- * import { FuncxAPIError } from "./errors.ts";
- * import { isTransientError } from "./client.ts";
- * if (!isTransientError(new FuncxAPIError(0, "network_error", "down"))) throw new Error("no");
- * if (isTransientError(new FuncxAPIError(404, "task_not_found", "gone"))) throw new Error("no");
+ * import assert from "node:assert/strict";
+ * import { FuncxAPIError, isTransientError } from "@funcx/sdk";
+ * assert.ok(isTransientError(new FuncxAPIError(0, "network_error", "down")));
+ * assert.ok(isTransientError(new FuncxAPIError(503, "http_503", "busy")));
+ * assert.ok(!isTransientError(new FuncxAPIError(404, "task_not_found", "gone")));
+ * assert.ok(!isTransientError(new Error("not an API error")));
  * ```
  */
 export function isTransientError(err: unknown): boolean {
@@ -88,7 +103,7 @@ export function isTransientError(err: unknown): boolean {
 }
 
 /** Options of {@linkcode FuncXClient.registerFunction}. */
-export interface RegisterFunctionOptions {
+export interface RegisterFunctionOptions extends RequestOptions {
   /** Name to register under. @default the function's own name */
   name?: string;
   /** Free-text description. @default "" */
@@ -114,7 +129,7 @@ export interface ContainerInfo {
 }
 
 /** Options of {@linkcode FuncXClient.run}. */
-export interface RunOptions {
+export interface RunOptions extends RequestOptions {
   /** Positional arguments. @default [] */
   args?: readonly unknown[];
   /** Keyword arguments, passed to the function as a last argument when not empty. @default {} */
@@ -126,7 +141,7 @@ export interface RunOptions {
 }
 
 /** Options of {@linkcode FuncXClient.registerEndpoint}. */
-export interface RegisterEndpointOptions {
+export interface RegisterEndpointOptions extends RequestOptions {
   /** The endpoint's id, for re-registration. @default a new one */
   endpointId?: string;
   /** Facts about the endpoint (host, user, version, config). @default {} */
@@ -199,23 +214,40 @@ interface CachedToken {
 }
 
 /**
- * REST client of the funcX service.
+ * REST client of the funcX service: every route, one call each. Requests that fail on the way
+ * are sent again (see {@linkcode FuncXClientOptions.retries}); every call takes a `signal`.
  *
- * @example Run a function and wait for its result
- * ```ts ignore
+ * @example Run a function and wait for its result (when `FUNCX_ENDPOINT_ID` names an endpoint)
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { FuncXClient, TaskPending } from "@funcx/sdk";
- * const fx = new FuncXClient();
- * const fnId = await fx.registerFunction((a: number, b: number) => a + b);
- * const taskId = await fx.run(fnId, Deno.env.get("FUNCX_ENDPOINT_ID")!, { args: [1, 2] });
- * for (;;) {
- *   try {
- *     console.log(await fx.getResult(taskId));
- *     break;
- *   } catch (e) {
- *     if (!(e instanceof TaskPending)) throw e;
- *     await new Promise((r) => setTimeout(r, 200));
+ *
+ * const endpointId = Deno.env.get("FUNCX_ENDPOINT_ID");
+ * if (endpointId) {
+ *   const fx = new FuncXClient(); // FUNCX_SERVICE_ADDRESS, FUNCX_SDK_CLIENT_ID/SECRET
+ *   const fnId = await fx.registerFunction((a: number, b: number) => a + b);
+ *   const taskId = await fx.run(fnId, endpointId, { args: [1, 2] });
+ *   let result: unknown;
+ *   for (;;) {
+ *     try {
+ *       result = await fx.getResult(taskId, { signal: AbortSignal.timeout(60_000) });
+ *       break;
+ *     } catch (e) {
+ *       if (!(e instanceof TaskPending)) throw e;
+ *       await new Promise((r) => setTimeout(r, 200));
+ *     }
  *   }
+ *   assert.equal(result, 3);
  * }
+ * ```
+ *
+ * @example Options without a service: nothing is sent until a call
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { FuncXClient } from "@funcx/sdk";
+ * const fx = new FuncXClient({ serviceAddress: "http://127.0.0.1:9/", accessToken: "t" });
+ * assert.equal(fx.serviceAddress, "http://127.0.0.1:9");
+ * assert.match(fx.sessionTaskGroupId, /^[0-9a-f-]{36}$/);
  * ```
  */
 export class FuncXClient {
@@ -225,10 +257,9 @@ export class FuncXClient {
   readonly sessionTaskGroupId: string = crypto.randomUUID();
   readonly #clientId: string | undefined;
   readonly #clientSecret: string | undefined;
-  readonly #http: KyInstance;
+  readonly #http: HttpTransport;
   readonly #loginManager: LoginManager | undefined;
   readonly #checkVersion: boolean;
-  readonly #retries: number;
   #versionChecked: Promise<void> | undefined;
   #token: CachedToken | undefined;
   #tokenRequest: Promise<string> | undefined;
@@ -241,7 +272,14 @@ export class FuncXClient {
     });
     this.serviceAddress = env.serviceAddress;
     this.#checkVersion = options.checkVersion ?? true;
-    this.#retries = options.retries ?? 4;
+    const retries = options.retries ?? 4;
+    if (!Number.isInteger(retries) || retries < 0) {
+      throw new RangeError(`Invalid retries ${retries}: expected a whole number >= 0`);
+    }
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    if (!(timeoutMs > 0)) {
+      throw new RangeError(`Invalid timeoutMs ${timeoutMs}: expected a number > 0`);
+    }
     this.#clientId = options.clientId ?? Deno.env.get("FUNCX_SDK_CLIENT_ID");
     this.#clientSecret = options.clientSecret ?? Deno.env.get("FUNCX_SDK_CLIENT_SECRET");
     const token = options.accessToken ?? Deno.env.get("FUNCX_SDK_ACCESS_TOKEN");
@@ -250,11 +288,19 @@ export class FuncXClient {
       (token || (this.#clientId && this.#clientSecret)
         ? undefined
         : new LoginManager({ serviceAddress: env.serviceAddress, environment: env.environment }));
-    this.#http = ky.create({
-      prefix: this.serviceAddress,
-      timeout: options.timeoutMs ?? 30_000,
-      throwHttpErrors: false,
-      retry: { limit: 0 },
+    this.#http = new HttpTransport({
+      serviceAddress: this.serviceAddress,
+      timeoutMs,
+      retries,
+      auth: {
+        token: () => this.#accessToken(),
+        // Only client credentials can log in again by themselves.
+        invalidate: () => {
+          if (!this.#clientId || !this.#clientSecret) return false;
+          this.#token = undefined;
+          return true;
+        },
+      },
     });
   }
 
@@ -275,114 +321,54 @@ export class FuncXClient {
           "`funcx-service client create`), or log in with `new LoginManager().login()`",
       );
     }
-    const form = {
-      grant_type: "client_credentials",
-      client_id: this.#clientId,
-      client_secret: this.#clientSecret,
-    };
-    // Asking for a token twice does no harm, so it is retried like a GET.
-    const res = await this.#send(
-      "post",
-      "v2/oauth/token",
-      () => this.#http.post("v2/oauth/token", { body: new URLSearchParams(form) }),
-    );
-    const body = await readBody(res);
-    if (!res.ok) throw apiError(res, body, "Cannot log in with client credentials");
-    const t = body as { access_token: string; expires_in: number };
+    // Asking for a token twice does no harm, so it is retried like a GET, with no key.
+    const t = await this.#http.request<{ access_token: string; expires_in: number }>({
+      method: "post",
+      path: "v2/oauth/token",
+      form: {
+        grant_type: "client_credentials",
+        client_id: this.#clientId,
+        client_secret: this.#clientSecret,
+      },
+      idempotencyKey: false,
+      auth: false,
+      doing: "Cannot log in with client credentials",
+    });
     // Renew a minute early so a request never carries a token that expires in flight.
     this.#token = { token: t.access_token, expiresAt: Date.now() + (t.expires_in - 60) * 1000 };
     log.debug("Logged in as client {id}", { id: this.#clientId });
     return t.access_token;
   }
 
-  /**
-   * Sends an authenticated request. On a 401 it logs in again once; on a 429 (or a 409 saying the
-   * same idempotent request is still in progress) it waits as long as `Retry-After` says (at most
-   * 30 s, three times), since such a request did nothing. Network errors, timeouts and 502/503/504
-   * are retried with backoff; a POST keeps one `Idempotency-Key` across its attempts, so the
-   * service carries it out once even when an answer was lost on the way back.
-   */
+  /** Sends an authenticated request through the transport, after the version check. */
   async #request<T>(
     method: "get" | "post" | "delete",
     path: string,
     json?: unknown,
-    idempotencyKey?: string,
+    options: RequestOptions & { idempotencyKey?: string } = {},
   ): Promise<T> {
     if (this.#checkVersion) {
-      this.#versionChecked ??= this.checkVersion();
-      await this.#versionChecked;
+      this.#versionChecked ??= this.checkVersion().catch((err) => {
+        this.#versionChecked = undefined; // an unreachable service is asked again next time
+        throw err;
+      });
+      await abortable(this.#versionChecked, options.signal);
     }
-    const headers: Record<string, string> = method === "post"
-      ? { "idempotency-key": idempotencyKey ?? crypto.randomUUID() }
-      : {};
-    let relogged = false;
-    for (let limited = 0;;) {
-      const token = await this.#accessToken();
-      const res = await this.#send(method, path, () =>
-        this.#http(path, {
-          method,
-          headers: { ...headers, authorization: `Bearer ${token}` },
-          ...(json === undefined ? {} : { json }),
-        }));
-      const body = await readBody(res);
-      if (res.status === 401 && !relogged && this.#clientId) {
-        relogged = true;
-        this.#token = undefined;
-        continue;
-      }
-      const inProgress = res.status === 409 &&
-        (body as { code?: unknown } | undefined)?.code === "idempotency_key_in_progress";
-      if ((res.status === 429 || inProgress) && limited++ < 3) {
-        const wait = Math.min(30, Number(res.headers.get("retry-after") ?? "1") || 1);
-        log.warn("The service asks to wait ({status}); retrying in {wait} s", {
-          status: res.status,
-          wait,
-        });
-        await new Promise((r) => setTimeout(r, wait * 1000));
-        continue;
-      }
-      if (!res.ok && res.status !== 207) {
-        throw apiError(res, body, `${method.toUpperCase()} /${path} failed`);
-      }
-      return body as T;
-    }
-  }
-
-  /**
-   * Sends one request, again after a network error, a timeout or a 502/503/504 (up to the
-   * `retries` option); the last such failure is a {@linkcode FuncxAPIError} `network_error`
-   * (status 0) or the last response.
-   */
-  async #send(method: string, path: string, call: () => Promise<Response>): Promise<Response> {
-    const what = `${method.toUpperCase()} /${path}`;
-    for (let failures = 0;; failures++) {
-      let res: Response;
-      try {
-        res = await call();
-      } catch (err) {
-        if (!isTransient(err) || failures >= this.#retries) {
-          throw new FuncxAPIError(
-            0,
-            "network_error",
-            `${what} failed after ${failures + 1} attempt(s): ${errorText(err)}. ` +
-              `Check that the service at ${this.serviceAddress} is reachable`,
-          );
-        }
-        await backoff(failures + 1, `${what}: ${errorText(err)}`);
-        continue;
-      }
-      if (!RETRY_STATUSES.has(res.status) || failures >= this.#retries) return res;
-      await res.body?.cancel();
-      await backoff(failures + 1, `${what}: HTTP ${res.status}`);
-    }
+    return await this.#http.request<T>({
+      method,
+      path,
+      ...(json === undefined ? {} : { json }),
+      ...(options.idempotencyKey ? { idempotencyKey: options.idempotencyKey } : {}),
+      signal: options.signal,
+    });
   }
 
   /**
    * Checks that this SDK is at least the service's minimum SDK version; throws a
    * {@linkcode FuncxAPIError} (`sdk_outdated`) naming both versions otherwise.
    */
-  async checkVersion(): Promise<void> {
-    const v = await this.version();
+  async checkVersion(options: RequestOptions = {}): Promise<void> {
+    const v = await this.version(options);
     const min = String(v["min_sdk_version"] ?? "0.0.0");
     if (compareVersions(SDK_VERSION, min) < 0) {
       throw new FuncxAPIError(
@@ -396,15 +382,15 @@ export class FuncXClient {
   }
 
   /** The service's version info. */
-  async version(): Promise<Record<string, unknown>> {
-    const res = await this.#send(
-      "get",
-      "v2/version",
-      () => this.#http.get("v2/version", { searchParams: { service: "all" } }),
-    );
-    const body = await readBody(res);
-    if (!res.ok) throw apiError(res, body, "Cannot read the service version");
-    return body as Record<string, unknown>;
+  async version(options: RequestOptions = {}): Promise<Record<string, unknown>> {
+    return await this.#http.request<Record<string, unknown>>({
+      method: "get",
+      path: "v2/version",
+      searchParams: { service: "all" },
+      auth: false,
+      doing: "Cannot read the service version",
+      signal: options.signal,
+    });
   }
 
   /** Registers a function (sent as its source text) and returns its id. */
@@ -418,7 +404,7 @@ export class FuncXClient {
       description: options.description ?? "",
       public: options.public ?? false,
       container_uuid: options.containerId ?? null,
-    });
+    }, options);
     return body.function_uuid;
   }
 
@@ -439,29 +425,37 @@ export class FuncXClient {
   async registerContainer(
     location: string,
     type: string,
-    options: { name?: string; description?: string } = {},
+    options: RequestOptions & { name?: string; description?: string } = {},
   ): Promise<string> {
     const body = await this.#request<{ container_id: string }>("post", "v2/containers", {
       name: options.name ?? "",
       location,
       description: options.description ?? "",
       type,
-    });
+    }, options);
     return body.container_id;
   }
 
   /** A registered container, by id and type. */
-  async getContainer(containerId: string, type: string): Promise<ContainerInfo> {
+  async getContainer(
+    containerId: string,
+    type: string,
+    options: RequestOptions = {},
+  ): Promise<ContainerInfo> {
     const body = await this.#request<{ container: ContainerInfo }>(
       "get",
       `v2/containers/${encodeURIComponent(containerId)}/${encodeURIComponent(type)}`,
+      undefined,
+      options,
     );
     return body.container;
   }
 
   /** Who the service says this client is. */
-  async whoami(): Promise<{ id: string; username: string; client_id: string | null }> {
-    return await this.#request("get", "v2/whoami");
+  async whoami(
+    options: RequestOptions = {},
+  ): Promise<{ id: string; username: string; client_id: string | null }> {
+    return await this.#request("get", "v2/whoami", undefined, options);
   }
 
   /**
@@ -473,7 +467,7 @@ export class FuncXClient {
   async submit(
     tasks: readonly SubmitEntry[],
     taskGroupId?: string,
-    options: {
+    options: RequestOptions & {
       createQueue?: boolean;
       idempotencyKey?: string;
       userEndpointConfig?: Record<string, unknown>;
@@ -484,7 +478,7 @@ export class FuncXClient {
       create_websocket_queue: options.createQueue ?? false,
       tasks,
       ...(options.userEndpointConfig ? { user_endpoint_config: options.userEndpointConfig } : {}),
-    }, options.idempotencyKey);
+    }, options);
   }
 
   /**
@@ -493,10 +487,13 @@ export class FuncXClient {
    * on is put on it. Each caller gets its own queue, so several processes watching one group
    * each get every result.
    */
-  async openResultStream(taskGroupId: string): Promise<ResultStreamInfo> {
+  async openResultStream(
+    taskGroupId: string,
+    options: RequestOptions = {},
+  ): Promise<ResultStreamInfo> {
     return await this.#request<ResultStreamInfo>("post", "v2/result_streams", {
       task_group_id: taskGroupId,
-    });
+    }, options);
   }
 
   /**
@@ -514,18 +511,17 @@ export class FuncXClient {
       description: options.description ?? "",
       public: options.public ?? false,
       container_uuid: options.containerId ?? null,
-    });
+    }, options);
     return body.function_uuid;
   }
 
   /** Runs a registered function on an endpoint; returns the task id. */
   async run(functionId: string, endpointId: string, options: RunOptions = {}): Promise<string> {
     const payload = packArgs(options.args ?? [], options.kwargs ?? {});
-    const res = await this.submit(
-      [[functionId, endpointId, payload]],
-      options.taskGroupId,
-      options.userEndpointConfig ? { userEndpointConfig: options.userEndpointConfig } : {},
-    );
+    const res = await this.submit([[functionId, endpointId, payload]], options.taskGroupId, {
+      ...(options.userEndpointConfig ? { userEndpointConfig: options.userEndpointConfig } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
     const r = res.results[0];
     if (!r) {
       throw new FuncxAPIError(500, "internal_error", "Service answered a submit with no result");
@@ -540,18 +536,24 @@ export class FuncXClient {
    * Cancels a task: it fails with `TaskCancelled`, a queued one never runs and a running one is
    * stopped on the endpoint. Returns whether it was cancelled (false once it had finished).
    */
-  async cancelTask(taskId: string): Promise<boolean> {
+  async cancelTask(taskId: string, options: RequestOptions = {}): Promise<boolean> {
     const res = await this.#request<{ cancelled: boolean }>(
       "post",
       `v2/tasks/${taskId}/cancel`,
       {},
+      options,
     );
     return res.cancelled;
   }
 
   /** A task's state; `result`/`exception` are still serialized. */
-  async getTask(taskId: string): Promise<TaskInfo> {
-    const t = await this.#request<Omit<TaskInfo, "pending">>("get", `v2/tasks/${taskId}`);
+  async getTask(taskId: string, options: RequestOptions = {}): Promise<TaskInfo> {
+    const t = await this.#request<Omit<TaskInfo, "pending">>(
+      "get",
+      `v2/tasks/${taskId}`,
+      undefined,
+      options,
+    );
     return { ...t, pending: !isTerminalState(t.status) };
   }
 
@@ -559,10 +561,10 @@ export class FuncXClient {
    * A task's result. Throws {@linkcode TaskPending} while it runs and
    * {@linkcode TaskExecutionFailed} (with the remote error's name, message and stack) if it failed.
    */
-  async getResult(taskId: string): Promise<unknown> {
-    const t = await this.getTask(taskId);
+  async getResult(taskId: string, options: RequestOptions = {}): Promise<unknown> {
+    const t = await this.getTask(taskId, options);
     if (t.pending) throw new TaskPending(taskId, t.status);
-    if (t.status === "success") return deserialize(t.result ?? "");
+    if (t.status === "success") return resultValue(taskId, t.result ?? "");
     throw taskFailure(
       taskId,
       t.error_code ?? "RemoteExecutionError",
@@ -581,12 +583,12 @@ export class FuncXClient {
    * {@linkcode FuncxAPIError} naming the first refused task if any was refused (the others were
    * still submitted: their ids are in `errorArgs[1]`).
    */
-  async batchRun(batch: Batch): Promise<string[]> {
+  async batchRun(batch: Batch, options: RequestOptions = {}): Promise<string[]> {
     const res = await this.#request<SubmitResponse>("post", "v2/submit", {
       task_group_id: batch.taskGroupId ?? this.sessionTaskGroupId,
       create_websocket_queue: batch.createQueue,
       tasks: batch.tasks(),
-    });
+    }, options);
     const ids = res.results.map((r) => (r.status === "Success" ? r.task_uuid : null));
     const bad = res.results.findIndex((r) => r.status !== "Success");
     if (bad >= 0) {
@@ -607,7 +609,10 @@ export class FuncXClient {
    * Results of many tasks (1,024 per request). Every id gets an entry: finished ones with their
    * result or error, pending ones with their state, unknown ones with a `task_not_found` error.
    */
-  async getBatchResult(taskIds: readonly string[]): Promise<Map<string, BatchResult>> {
+  async getBatchResult(
+    taskIds: readonly string[],
+    options: RequestOptions = {},
+  ): Promise<Map<string, BatchResult>> {
     const out = new Map<string, BatchResult>();
     for (let i = 0; i < taskIds.length; i += 1024) {
       const chunk = taskIds.slice(i, i + 1024);
@@ -615,6 +620,7 @@ export class FuncXClient {
         "post",
         "v2/batch_status",
         { task_ids: chunk },
+        options,
       );
       for (const id of chunk) {
         const t = res.results[id];
@@ -625,43 +631,60 @@ export class FuncXClient {
   }
 
   /** The ids of a task group's tasks (to reattach to it from another process). */
-  async getTaskGroup(taskGroupId: string): Promise<string[]> {
+  async getTaskGroup(taskGroupId: string, options: RequestOptions = {}): Promise<string[]> {
     const res = await this.#request<{ tasks: Array<{ id: string }> }>(
       "get",
       `v2/taskgroup/${taskGroupId}`,
+      undefined,
+      options,
     );
     return res.tasks.map((t) => t.id);
   }
 
   /** Where this user's result stream is: an AMQP URL with a login of its own, and the prefix. */
-  async getResultAmqpUrl(): Promise<{ connection_url: string; queue_prefix: string }> {
-    return await this.#request("get", "v2/get_amqp_result_connection_url");
+  async getResultAmqpUrl(
+    options: RequestOptions = {},
+  ): Promise<{ connection_url: string; queue_prefix: string }> {
+    return await this.#request("get", "v2/get_amqp_result_connection_url", undefined, options);
   }
 
   /** Functions an endpoint allows (empty: all). */
-  async getWhitelist(endpointId: string): Promise<string[]> {
+  async getWhitelist(endpointId: string, options: RequestOptions = {}): Promise<string[]> {
     const res = await this.#request<{ functions: string[] }>(
       "get",
       `v2/endpoints/${endpointId}/whitelist`,
+      undefined,
+      options,
     );
     return res.functions;
   }
 
   /** Allows functions on an endpoint; returns the allow-list. */
-  async addToWhitelist(endpointId: string, functionIds: readonly string[]): Promise<string[]> {
+  async addToWhitelist(
+    endpointId: string,
+    functionIds: readonly string[],
+    options: RequestOptions = {},
+  ): Promise<string[]> {
     const res = await this.#request<{ functions: string[] }>(
       "post",
       `v2/endpoints/${endpointId}/whitelist`,
       { func: functionIds },
+      options,
     );
     return res.functions;
   }
 
   /** Removes a function from an endpoint's allow-list; returns the allow-list. */
-  async deleteFromWhitelist(endpointId: string, functionId: string): Promise<string[]> {
+  async deleteFromWhitelist(
+    endpointId: string,
+    functionId: string,
+    options: RequestOptions = {},
+  ): Promise<string[]> {
     const res = await this.#request<{ functions: string[] }>(
       "delete",
       `v2/endpoints/${endpointId}/whitelist/${functionId}`,
+      undefined,
+      options,
     );
     return res.functions;
   }
@@ -676,19 +699,22 @@ export class FuncXClient {
       // Always an id, so that a retry after a lost answer registers the same endpoint.
       endpoint_uuid: options.endpointId ?? crypto.randomUUID(),
       metadata: options.metadata ?? {},
-    });
+    }, options);
   }
 
   /** The user's endpoints. */
-  async getEndpoints(): Promise<
+  async getEndpoints(options: RequestOptions = {}): Promise<
     Array<{ endpoint_id: string; name: string; status: "online" | "offline" }>
   > {
-    return await this.#request("get", "v2/endpoints");
+    return await this.#request("get", "v2/endpoints", undefined, options);
   }
 
   /** An endpoint's record (name, metadata, registration times). */
-  async getEndpoint(endpointId: string): Promise<Record<string, unknown>> {
-    return await this.#request("get", `v2/endpoints/${endpointId}`);
+  async getEndpoint(
+    endpointId: string,
+    options: RequestOptions = {},
+  ): Promise<Record<string, unknown>> {
+    return await this.#request("get", `v2/endpoints/${endpointId}`, undefined, options);
   }
 
   /**
@@ -697,28 +723,35 @@ export class FuncXClient {
    */
   async lockEndpoint(
     endpointId: string,
-    options: { seconds?: number } = {},
+    options: RequestOptions & { seconds?: number } = {},
   ): Promise<{ endpoint_id: string; locked_until: number }> {
     return await this.#request("post", `v2/endpoints/${endpointId}/lock`, {
       ...(options.seconds ? { seconds: options.seconds } : {}),
-    });
+    }, options);
   }
 
   /** Stops an endpoint everywhere it runs (funcX's `stop_endpoint`): a lock of 60 s. */
-  async stopEndpoint(endpointId: string): Promise<{ endpoint_id: string; locked_until: number }> {
-    return await this.lockEndpoint(endpointId);
+  async stopEndpoint(
+    endpointId: string,
+    options: RequestOptions = {},
+  ): Promise<{ endpoint_id: string; locked_until: number }> {
+    return await this.lockEndpoint(endpointId, options.signal ? { signal: options.signal } : {});
   }
 
   /** Deletes an endpoint at the service; its id can not be registered again. */
-  async deleteEndpoint(endpointId: string): Promise<Record<string, unknown>> {
-    return await this.#request("delete", `v2/endpoints/${endpointId}`);
+  async deleteEndpoint(
+    endpointId: string,
+    options: RequestOptions = {},
+  ): Promise<Record<string, unknown>> {
+    return await this.#request("delete", `v2/endpoints/${endpointId}`, undefined, options);
   }
 
   /** An endpoint's status: `online` while its heartbeats arrive. */
   async getEndpointStatus(
     endpointId: string,
+    options: RequestOptions = {},
   ): Promise<{ status: "online" | "offline"; logs: Record<string, unknown>[] }> {
-    return await this.#request("get", `v2/endpoints/${endpointId}/status`);
+    return await this.#request("get", `v2/endpoints/${endpointId}/status`, undefined, options);
   }
 }
 
@@ -748,7 +781,16 @@ function batchEntry(id: string, t: Record<string, unknown> | undefined): BatchRe
   const status = String(t["status"]);
   if (!isTerminalState(status)) return { taskId: id, status, pending: true };
   if (status === "success") {
-    return { taskId: id, status, pending: false, result: deserialize(String(t["result"] ?? "")) };
+    try {
+      return {
+        taskId: id,
+        status,
+        pending: false,
+        result: resultValue(id, String(t["result"] ?? "")),
+      };
+    } catch (err) {
+      return { taskId: id, status: "failed", pending: false, error: err as TaskExecutionFailed };
+    }
   }
   return {
     taskId: id,
@@ -764,100 +806,31 @@ function batchEntry(id: string, t: Record<string, unknown> | undefined): BatchRe
 }
 
 /**
- * This SDK's version.
- *
- * @example
- * ```ts
- * import { SDK_VERSION } from "./client.ts";
- * console.assert(/^\d+\.\d+\.\d+/.test(SDK_VERSION));
- * ```
+ * The value of a successful task's serialized result. A result that is not data (the source
+ * text of a function the task returned, from a worker that let it pass) is the task's failure.
  */
-export const SDK_VERSION = "0.1.0";
-
-/**
- * Compares dotted versions numerically: negative, zero or positive.
- *
- * @example
- * ```ts
- * import { compareVersions } from "./client.ts";
- * console.assert(compareVersions("0.10.0", "0.9.9") > 0);
- * ```
- */
-export function compareVersions(a: string, b: string): number {
-  const pa = a.split(/[.-]/).map((x) => parseInt(x, 10) || 0);
-  const pb = b.split(/[.-]/).map((x) => parseInt(x, 10) || 0);
-  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
-    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
-    if (d !== 0) return d;
-  }
-  return 0;
-}
-
-/**
- * Decodes the serialized remote error of a failed task.
- *
- * @example
- * ```ts
- * import { remoteErrorOf } from "./client.ts";
- * import { serialize } from "./protocol/mod.ts";
- * const info = remoteErrorOf(serialize({ name: "TypeError", message: "bad", stack: "..." }));
- * console.assert(info.name === "TypeError");
- * ```
- */
-export function remoteErrorOf(exception: string | undefined): RemoteErrorInfo {
-  if (!exception) return { name: "Error", message: "Task failed with no error details", stack: "" };
+export function resultValue(taskId: string, payload: string): unknown {
   try {
-    const v = deserialize(exception) as Partial<RemoteErrorInfo> | null;
-    if (v && typeof v === "object" && typeof v.message === "string") {
-      return {
-        name: typeof v.name === "string" ? v.name : "Error",
-        message: v.message,
-        stack: typeof v.stack === "string" ? v.stack : "",
-      };
+    return deserializeData(payload);
+  } catch (err) {
+    if (!(err instanceof DeserializationError) || !payload.startsWith(SerializerMethod.SOURCE)) {
+      throw err;
     }
-  } catch {
-    // Not serialized data: a plain text reason from the service or endpoint.
-  }
-  return { name: "Error", message: exception, stack: exception };
-}
-
-async function readBody(res: Response): Promise<unknown> {
-  const text = await res.text();
-  try {
-    return text ? JSON.parse(text) : null;
-  } catch {
-    return text;
+    throw new TaskExecutionFailed(taskId, "SerializationError", {
+      name: "SerializationError",
+      message: "The task returned a function; a task's result must be data",
+      stack: "",
+    });
   }
 }
 
-function apiError(res: Response, body: unknown, doing: string): FuncxAPIError {
-  const b = (body && typeof body === "object" ? body : {}) as Record<string, unknown>;
-  const code = typeof b["code"] === "string" ? b["code"] : `http_${res.status}`;
-  const reason = typeof b["reason"] === "string" ? b["reason"] : String(body ?? res.statusText);
-  return new FuncxAPIError(
-    res.status,
-    code,
-    `${doing}: service answered ${res.status} (${code}): ${reason}`,
-    Array.isArray(b["error_args"]) ? b["error_args"] : [],
-  );
-}
-
-/** Statuses that mean "the service or a proxy in front of it could not answer now". */
-const RETRY_STATUSES = new Set([502, 503, 504]);
-
-/** A failure of the connection or a timeout, as opposed to a bug or an abort by the caller. */
-function isTransient(err: unknown): boolean {
-  const name = (err as { name?: unknown } | null)?.name;
-  return err instanceof TypeError || name === "NetworkError" || name === "TimeoutError";
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-/** Sleeps before retry `attempt` (1, 2, ...): jittered, from 0.25 s doubling, capped at 8 s. */
-async function backoff(attempt: number, why: string): Promise<void> {
-  const ms = backoffDelay(attempt, { minMs: 250, maxMs: 8_000 });
-  log.warn("{why}; retry {attempt} in {ms} ms", { why, attempt, ms: Math.round(ms) });
-  await sleep(ms);
+/** `promise`, or the signal's reason as soon as `signal` aborts. */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  signal.throwIfAborted();
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }

@@ -12,8 +12,9 @@ import { join } from "node:path";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { BUILTIN_ENVIRONMENTS } from "./environment.ts";
- * console.assert(BUILTIN_ENVIRONMENTS["local"] === "http://127.0.0.1:8000");
+ * assert.ok(BUILTIN_ENVIRONMENTS["local"] === "http://127.0.0.1:8000");
  * ```
  */
 export const BUILTIN_ENVIRONMENTS: Readonly<Record<string, string>> = {
@@ -44,9 +45,10 @@ function environmentsFile(): Record<string, string> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { resolveEnvironment } from "./environment.ts";
  * const env = resolveEnvironment({ serviceAddress: "http://127.0.0.1:9000/" });
- * console.assert(env.serviceAddress === "http://127.0.0.1:9000");
+ * assert.ok(env.serviceAddress === "http://127.0.0.1:9000");
  * ```
  */
 export function resolveEnvironment(

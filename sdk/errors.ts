@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { RemoteErrorInfo } from "./protocol/mod.ts";
+import { deserialize, type RemoteErrorInfo } from "./protocol/mod.ts";
 
 export type { RemoteErrorInfo };
 
@@ -15,7 +15,7 @@ export type { RemoteErrorInfo };
  *
  * @example
  * ```ts
- * import { ResultTimeoutError } from "./errors.ts";
+ * import { ResultTimeoutError } from "@funcx/sdk";
  * const err = new ResultTimeoutError("t1", 5000);
  * if (err.taskId !== "t1" || err.name !== "ResultTimeoutError") throw new Error("wrong fields");
  * ```
@@ -55,9 +55,10 @@ export class FuncxAPIError extends Error {
    *
    * @example Catch an unknown task
    * ```ts
-   * import { FuncxAPIError } from "./errors.ts";
+   * import assert from "node:assert/strict";
+   * import { FuncxAPIError } from "@funcx/sdk";
    * const err = new FuncxAPIError(404, "task_not_found", 'Task "x" was not found');
-   * console.assert(err.codeName === "task_not_found");
+   * assert.ok(err.codeName === "task_not_found");
    * ```
    */
   constructor(
@@ -88,9 +89,10 @@ export class TaskPending extends Error {
    *
    * @example
    * ```ts
-   * import { TaskPending } from "./errors.ts";
+   * import assert from "node:assert/strict";
+   * import { TaskPending } from "@funcx/sdk";
    * const err = new TaskPending("3f0c1a9e-0000-4000-8000-000000000000", "running");
-   * console.assert(err.status === "running");
+   * assert.ok(err.status === "running");
    * ```
    */
   constructor(taskId: string, status: string) {
@@ -121,13 +123,14 @@ export class TaskExecutionFailed extends Error {
    *
    * @example
    * ```ts
-   * import { TaskExecutionFailed } from "./errors.ts";
+   * import assert from "node:assert/strict";
+   * import { TaskExecutionFailed } from "@funcx/sdk";
    * const err = new TaskExecutionFailed("t1", "RemoteExecutionError", {
    *   name: "RangeError",
    *   message: "too big",
    *   stack: "RangeError: too big\n    at f (<task>:1:20)",
    * });
-   * console.assert(err.remote.name === "RangeError");
+   * assert.ok(err.remote.name === "RangeError");
    * ```
    */
   constructor(
@@ -158,13 +161,14 @@ function indent(text: string): string {
  *
  * @example
  * ```ts
- * import { MaxResultSizeExceeded, TaskExecutionFailed } from "./errors.ts";
+ * import assert from "node:assert/strict";
+ * import { MaxResultSizeExceeded, TaskExecutionFailed } from "@funcx/sdk";
  * const err = new MaxResultSizeExceeded("t1", "MaxResultSizeExceeded", {
  *   name: "MaxResultSizeExceeded",
  *   message: "too big",
  *   stack: "",
  * });
- * console.assert(err instanceof TaskExecutionFailed);
+ * assert.ok(err instanceof TaskExecutionFailed);
  * ```
  */
 export class MaxResultSizeExceeded extends TaskExecutionFailed {
@@ -178,13 +182,15 @@ export class MaxResultSizeExceeded extends TaskExecutionFailed {
  *
  * @example
  * ```ts
- * import { MaxResultSizeExceeded, taskFailure } from "./errors.ts";
+ * import assert from "node:assert/strict";
+ * import { MaxResultSizeExceeded } from "@funcx/sdk";
+ * import { taskFailure } from "./errors.ts";
  * const err = taskFailure("t1", "MaxResultSizeExceeded", {
  *   name: "MaxResultSizeExceeded",
  *   message: "Task result of 20971520B exceeded current limit of 10485760B",
  *   stack: "",
  * });
- * console.assert(err instanceof MaxResultSizeExceeded);
+ * assert.ok(err instanceof MaxResultSizeExceeded);
  * ```
  */
 export function taskFailure(
@@ -196,4 +202,34 @@ export function taskFailure(
   return errorCode === "MaxResultSizeExceeded"
     ? new MaxResultSizeExceeded(taskId, errorCode, remote, completionT)
     : new TaskExecutionFailed(taskId, errorCode, remote, completionT);
+}
+
+/**
+ * Decodes the serialized remote error of a failed task (or keeps a plain-text reason).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { serialize } from "@funcx/sdk/protocol";
+ * import { remoteErrorOf } from "./errors.ts";
+ * const info = remoteErrorOf(serialize({ name: "TypeError", message: "bad", stack: "..." }));
+ * assert.equal(info.name, "TypeError");
+ * assert.equal(remoteErrorOf("plain reason").message, "plain reason");
+ * ```
+ */
+export function remoteErrorOf(exception: string | undefined): RemoteErrorInfo {
+  if (!exception) return { name: "Error", message: "Task failed with no error details", stack: "" };
+  try {
+    const v = deserialize(exception) as Partial<RemoteErrorInfo> | null;
+    if (v && typeof v === "object" && typeof v.message === "string") {
+      return {
+        name: typeof v.name === "string" ? v.name : "Error",
+        message: v.message,
+        stack: typeof v.stack === "string" ? v.stack : "",
+      };
+    }
+  } catch {
+    // Not serialized data: a plain text reason from the service or endpoint.
+  }
+  return { name: "Error", message: exception, stack: exception };
 }

@@ -14,11 +14,11 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { type BatchResult, FuncXClient, isTransientError, remoteErrorOf } from "./client.ts";
-import { FuncxAPIError, ResultTimeoutError, taskFailure } from "./errors.ts";
+import { type BatchResult, FuncXClient, isTransientError, resultValue } from "./client.ts";
+import { FuncxAPIError, remoteErrorOf, ResultTimeoutError, taskFailure } from "./errors.ts";
 import { backoffDelay, sleep } from "./_backoff.ts";
 import { FuncXFuture } from "./future.ts";
-import { deserialize, packArgs, type ResultMessage } from "./protocol/mod.ts";
+import { packArgs, type ResultMessage } from "./protocol/mod.ts";
 import { type ResultSubscriber, SharedResultStream } from "./_result_hub.ts";
 
 const log = getLogger(["funcx", "sdk", "executor"]);
@@ -35,7 +35,10 @@ export interface FuncXExecutorOptions {
   endpointId: string;
   /** Client to use. @default a new `FuncXClient()` from the environment */
   client?: FuncXClient;
-  /** Task group to submit into (reuse one to reattach with `reloadTasks`). @default a new one */
+  /**
+   * Task group to submit into (give an existing one to reattach to it with `reloadTasks`; it can
+   * also be assigned later, see {@linkcode FuncXExecutor.taskGroupId}). @default a new one
+   */
   taskGroupId?: string;
   /** Most tasks per submit request. @default 128 */
   batchSize?: number;
@@ -77,6 +80,8 @@ interface Pending {
   future: FuncXFuture<unknown>;
   functionId: Promise<string>;
   payload: string;
+  /** The task group it goes into: the executor's at the time of `submit`. */
+  taskGroupId: string;
 }
 
 /** Any function the executor can send. */
@@ -93,12 +98,48 @@ export interface CompletedFuture<T> {
 /**
  * Runs functions on an endpoint, as futures.
  *
- * @example
- * ```ts ignore
+ * @example Submit, await, map (when `FUNCX_ENDPOINT_ID` names an endpoint)
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { FuncXExecutor } from "@funcx/sdk";
- * await using fx = new FuncXExecutor({ endpointId: Deno.env.get("FUNCX_ENDPOINT_ID")! });
- * const future = fx.submit((a: number, b: number) => a + b, 1, 2);
- * console.log(await future); // 3
+ *
+ * const endpointId = Deno.env.get("FUNCX_ENDPOINT_ID");
+ * if (endpointId) {
+ *   await using fx = new FuncXExecutor({ endpointId });
+ *   const future = fx.submit((a: number, b: number) => a + b, 1, 2);
+ *   assert.equal(await future, 3);
+ *   const squares = [];
+ *   for await (const r of fx.map((n: number) => n * n, [1, 2, 3])) squares.push(r);
+ *   assert.deepEqual(squares, [1, 4, 9]);
+ * }
+ * ```
+ *
+ * @example Reattach to a task group from another process
+ * ```ts
+ * import { FuncXExecutor } from "@funcx/sdk";
+ *
+ * const endpointId = Deno.env.get("FUNCX_ENDPOINT_ID");
+ * const group = Deno.env.get("FUNCX_TASK_GROUP_ID");
+ * if (endpointId && group) {
+ *   await using fx = new FuncXExecutor({ endpointId });
+ *   fx.taskGroupId = group; // as funcX's `fxe.task_group_id = "..."`
+ *   for (const future of await fx.reloadTasks()) console.log(future.taskId, await future);
+ * }
+ * ```
+ *
+ * @example Options are checked when the executor is built, before anything is sent
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { FuncXClient, FuncXExecutor } from "@funcx/sdk";
+ * const client = new FuncXClient({ serviceAddress: "http://127.0.0.1:9", accessToken: "t" });
+ * assert.throws(
+ *   () => new FuncXExecutor({ endpointId: crypto.randomUUID(), client, batchSize: 0 }),
+ *   RangeError,
+ * );
+ * const fx = new FuncXExecutor({ endpointId: crypto.randomUUID(), client });
+ * fx.taskGroupId = "3f0c1a9e-7d2b-4c55-9e61-0a8f4b2c1d3e";
+ * assert.equal(fx.taskGroupId, "3f0c1a9e-7d2b-4c55-9e61-0a8f4b2c1d3e");
+ * assert.throws(() => (fx.taskGroupId = "not-a-uuid"), TypeError);
  * ```
  */
 export class FuncXExecutor implements AsyncDisposable {
@@ -106,8 +147,7 @@ export class FuncXExecutor implements AsyncDisposable {
   readonly endpointId: string;
   /** The client used. */
   readonly client: FuncXClient;
-  /** The task group of this executor's tasks. */
-  readonly taskGroupId: string;
+  #taskGroupId: string;
   /** Name for logs. */
   readonly label: string;
   /**
@@ -124,7 +164,8 @@ export class FuncXExecutor implements AsyncDisposable {
   readonly #inFlight = new Set<FuncXFuture<unknown>>();
   #unsent = 0;
   #flushing: Promise<void> | undefined;
-  #stream: SharedResultStream | undefined;
+  /** The result streams of the task groups this executor has tasks in, by group. */
+  readonly #streams = new Map<string, SharedResultStream>();
   readonly #subscriber: ResultSubscriber = {
     offer: (r) => this.#deliver(r),
     awaitingIds: () => this.#unsent > 0,
@@ -145,7 +186,7 @@ export class FuncXExecutor implements AsyncDisposable {
   constructor(options: FuncXExecutorOptions) {
     this.endpointId = options.endpointId;
     this.client = options.client ?? new FuncXClient();
-    this.taskGroupId = options.taskGroupId ?? crypto.randomUUID();
+    this.#taskGroupId = checkTaskGroupId(options.taskGroupId ?? crypto.randomUUID());
     this.label = options.label ?? "FuncXExecutor";
     this.containerId = options.containerId;
     this.#batchSize = options.batchSize ?? 128;
@@ -178,6 +219,21 @@ export class FuncXExecutor implements AsyncDisposable {
     this.#open.clear();
     for (const f of open) f.setException(reason);
     this.#checkIdle();
+  }
+
+  /**
+   * The task group that tasks submitted from now on go into. Assigning it reattaches the
+   * executor to that group, as funcX's `fxe.task_group_id = "..."` does: `reloadTasks()` then
+   * gives futures for the group's tasks, and their results (and those of new submissions) come
+   * to this executor. Futures of tasks already submitted into another group keep working.
+   * Throws a `TypeError` for a value that is not a UUID.
+   */
+  get taskGroupId(): string {
+    return this.#taskGroupId;
+  }
+
+  set taskGroupId(taskGroupId: string) {
+    this.#taskGroupId = checkTaskGroupId(taskGroupId);
   }
 
   /** Tasks the service has accepted from this executor. */
@@ -255,6 +311,7 @@ export class FuncXExecutor implements AsyncDisposable {
     const pending: Pending = {
       functionId,
       payload: packArgs(args, kwargs),
+      taskGroupId: this.#taskGroupId,
       future: new FuncXFuture<unknown>((f) => {
         // Not sent yet: take it out of the queue so it never runs.
         const i = this.#queue.indexOf(pending);
@@ -275,7 +332,7 @@ export class FuncXExecutor implements AsyncDisposable {
     if (this.#timeoutMs !== undefined) this.#deadline(pending, this.#timeoutMs);
     this.#queue.push(pending);
     this.#unsent++;
-    this.#ensureWatcher();
+    this.#ensureWatcher(pending.taskGroupId);
     this.#scheduleFlush();
     return pending.future;
   }
@@ -305,7 +362,7 @@ export class FuncXExecutor implements AsyncDisposable {
       const sending = new Set<Promise<void>>();
       while (this.#queue.length > 0 || sending.size > 0) {
         while (this.#queue.length > 0 && sending.size < SUBMITS_IN_FLIGHT) {
-          const sent: Promise<void> = this.#send(this.#queue.splice(0, this.#batchSize))
+          const sent: Promise<void> = this.#send(this.#nextBatch())
             .finally(() => sending.delete(sent));
           sending.add(sent);
         }
@@ -317,7 +374,18 @@ export class FuncXExecutor implements AsyncDisposable {
     });
   }
 
+  /** Takes the next batch off the queue: up to `batchSize` tasks of one task group. */
+  #nextBatch(): Pending[] {
+    const group = this.#queue[0]?.taskGroupId;
+    let n = 0;
+    while (
+      n < this.#queue.length && n < this.#batchSize && this.#queue[n]!.taskGroupId === group
+    ) n++;
+    return this.#queue.splice(0, n);
+  }
+
   async #send(batch: Pending[]): Promise<void> {
+    const group = batch[0]!.taskGroupId;
     for (const p of batch) this.#inFlight.add(p.future);
     try {
       const ids = await Promise.all(batch.map((p) => p.functionId));
@@ -328,15 +396,17 @@ export class FuncXExecutor implements AsyncDisposable {
       ]);
       // Whether this process's result queue is bound before the request goes out: if not, the
       // tasks may finish before it is, and their outcomes are read from the service once it is.
-      const epoch = this.#stream?.epoch;
+      const stream = this.#ensureWatcher(group);
+      const epoch = stream?.epoch;
       // One key for every attempt: the service does the submit once.
       const idempotencyKey = crypto.randomUUID();
       const res = await this.#untilAnswered(
         "submit",
         () =>
-          this.client.submit(entries, this.taskGroupId, {
+          this.client.submit(entries, group, {
             createQueue: true,
             idempotencyKey,
+            signal: this.#stop.signal,
             ...(this.#userEndpointConfig ? { userEndpointConfig: this.#userEndpointConfig } : {}),
           }),
       );
@@ -349,13 +419,13 @@ export class FuncXExecutor implements AsyncDisposable {
           if (f.done) return; // cancelled, timed out or aborted while in flight
           this.#open.set(r.task_uuid, f);
           accepted.push(r.task_uuid);
-          const early = this.#stream?.claim(r.task_uuid);
+          const early = stream?.claim(r.task_uuid);
           if (early) this.#deliver(early);
         } else {
           f.setException(new FuncxAPIError(r.http_status_code, r.code, r.reason, r.error_args));
         }
       });
-      this.#catchUpIfUnbound(epoch, accepted);
+      this.#catchUpIfUnbound(stream, epoch, accepted);
     } catch (err) {
       // A refusal (for example a function or endpoint that is not the user's), or the executor
       // was aborted: the tasks were not accepted.
@@ -410,7 +480,7 @@ export class FuncXExecutor implements AsyncDisposable {
         if (ids.length === 0) break;
         let results: Map<string, BatchResult>;
         try {
-          results = await this.client.getBatchResult(ids);
+          results = await this.client.getBatchResult(ids, { signal: this.#stop.signal });
         } catch (err) {
           log.warn("{label}: cannot read {n} task outcomes from the service now: {err}", {
             label: this.label,
@@ -430,8 +500,11 @@ export class FuncXExecutor implements AsyncDisposable {
    * (or was another queue) at `epoch`, before they were sent or read: their results may have
    * been forwarded before the queue existed.
    */
-  #catchUpIfUnbound(epoch: number | undefined, taskIds: string[]): void {
-    const stream = this.#stream;
+  #catchUpIfUnbound(
+    stream: SharedResultStream | undefined,
+    epoch: number | undefined,
+    taskIds: string[],
+  ): void {
     if (taskIds.length === 0 || !stream) return;
     if (epoch === undefined || epoch !== stream.epoch) {
       void stream.whenBound().then(() => this.#catchUp(taskIds));
@@ -448,15 +521,19 @@ export class FuncXExecutor implements AsyncDisposable {
     else f.setResult(r.result);
   }
 
-  #ensureWatcher(): void {
-    if (this.#stream || this.#idleNow()) return;
+  /** The result stream of `group`, joined if this executor has not yet (unless it is idle). */
+  #ensureWatcher(group: string): SharedResultStream | undefined {
+    const joined = this.#streams.get(group);
+    if (joined || this.#idleNow()) return joined;
     // Executors of one task group in this process share one stream: one queue of this process.
-    this.#stream = SharedResultStream.join(
+    const stream = SharedResultStream.join(
       this.client.serviceAddress,
-      this.taskGroupId,
-      () => this.client.openResultStream(this.taskGroupId),
+      group,
+      () => this.client.openResultStream(group),
       this.#subscriber,
     );
+    this.#streams.set(group, stream);
+    return stream;
   }
 
   /** Whether nothing is queued, on its way or outstanding. */
@@ -476,7 +553,7 @@ export class FuncXExecutor implements AsyncDisposable {
       return true;
     }
     try {
-      f.setResult(deserialize(r.data));
+      f.setResult(resultValue(r.task_id, r.data));
     } catch (err) {
       f.setException(err);
     }
@@ -485,9 +562,9 @@ export class FuncXExecutor implements AsyncDisposable {
 
   /** Leaves the result stream (the last executor out closes it). */
   async #closeStream(): Promise<void> {
-    const s = this.#stream;
-    this.#stream = undefined;
-    await s?.leave(this.#subscriber);
+    const streams = [...this.#streams.values()];
+    this.#streams.clear();
+    await Promise.all(streams.map((s) => s.leave(this.#subscriber)));
   }
 
   #checkIdle(): void {
@@ -557,17 +634,25 @@ export class FuncXExecutor implements AsyncDisposable {
   }
 
   /**
-   * Reattaches to this executor's task group (give the same `taskGroupId` in another process):
-   * returns a future for every task of the group; finished ones are settled at once.
+   * Reattaches to this executor's task group (the one given as `taskGroupId`, or assigned to
+   * {@linkcode FuncXExecutor.taskGroupId}): returns a future for every task of the group;
+   * finished ones are settled at once, and the results of the others come to this executor.
+   *
+   * Unlike funcX, it does not cancel the futures this executor handed out before: in funcX that
+   * is a side effect of replacing its one result watcher, while here the executor listens on
+   * every task group it has open tasks in. A task this executor already has open gets the same
+   * future back.
    */
   async reloadTasks(): Promise<FuncXFuture<unknown>[]> {
+    const group = this.#taskGroupId;
+    const signal = this.#stop.signal;
     const ids = await this.#untilAnswered(
       "reloadTasks",
-      () => this.client.getTaskGroup(this.taskGroupId),
+      () => this.client.getTaskGroup(group, { signal }),
     );
     const results = await this.#untilAnswered(
       "reloadTasks",
-      () => this.client.getBatchResult(ids),
+      () => this.client.getBatchResult(ids, { signal }),
     );
     const out: FuncXFuture<unknown>[] = [];
     const pending: string[] = [];
@@ -576,6 +661,7 @@ export class FuncXExecutor implements AsyncDisposable {
       f.setTaskId(id);
       const r = results.get(id)!;
       if (!r.pending) {
+        this.#open.delete(id);
         if (r.error) f.setException(r.error);
         else f.setResult(r.result);
       } else if (!this.#open.has(id)) {
@@ -585,10 +671,13 @@ export class FuncXExecutor implements AsyncDisposable {
       }
       out.push(f);
     }
+    if (ids.length === 0) {
+      log.warn("{label}: task group {group} has no tasks", { label: this.label, group });
+    }
     // Results stored between the read above and the stream's queue being bound are read again.
-    const epoch = this.#stream?.epoch;
-    this.#ensureWatcher();
-    this.#catchUpIfUnbound(epoch, pending);
+    const epoch = this.#streams.get(group)?.epoch;
+    this.#catchUpIfUnbound(this.#ensureWatcher(group), epoch, pending);
+    this.#checkIdle();
     return out;
   }
 
@@ -631,4 +720,16 @@ function mapKey(fn: AnyFn): string {
     mapKeys.set(fn, k);
   }
   return k;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function checkTaskGroupId(taskGroupId: unknown): string {
+  if (typeof taskGroupId !== "string" || !UUID.test(taskGroupId)) {
+    throw new TypeError(
+      `Invalid task group id ${JSON.stringify(taskGroupId)}: expected a UUID such as ` +
+        `"${crypto.randomUUID()}"`,
+    );
+  }
+  return taskGroupId.toLowerCase();
 }

@@ -10,10 +10,11 @@
  *
  * @example
  * ```ts
- * import { FuncXFuture, TaskCancelledError } from "./future.ts";
+ * import assert from "node:assert/strict";
+ * import { FuncXFuture, TaskCancelledError } from "@funcx/sdk";
  * const f = new FuncXFuture<number>();
  * f.cancel();
- * await f.then(() => {}, (e) => console.assert(e instanceof TaskCancelledError));
+ * await f.then(() => {}, (e) => assert.ok(e instanceof TaskCancelledError));
  * ```
  */
 export class TaskCancelledError extends Error {
@@ -39,10 +40,11 @@ export class FuncXFuture<T> implements PromiseLike<T> {
    *
    * @example
    * ```ts
-   * import { FuncXFuture } from "./future.ts";
+   * import assert from "node:assert/strict";
+   * import { FuncXFuture } from "@funcx/sdk";
    * const f = new FuncXFuture<number>();
    * f.setResult(3);
-   * console.assert(await f === 3);
+   * assert.ok(await f === 3);
    * ```
    */
   constructor(onCancel?: (f: FuncXFuture<T>) => boolean) {

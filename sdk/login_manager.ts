@@ -78,11 +78,28 @@ export class LoginManager {
   /**
    * Builds a login manager; nothing is read until a token is needed.
    *
-   * @example
-   * ```ts ignore
+   * @example Log in once (when a person runs it in a terminal), then reuse the stored login
+   * ```ts
+   * import { FuncXClient, LoginManager } from "@funcx/sdk";
+   *
+   * if (Deno.env.get("FUNCX_INTERACTIVE_LOGIN")) {
+   *   const login = new LoginManager(); // FUNCX_SERVICE_ADDRESS, or the environment's
+   *   if (!(await login.accessToken())) await login.login(); // shows a code to approve
+   *   const client = new FuncXClient({ loginManager: login });
+   *   console.log(await client.whoami());
+   *   await login.close();
+   * }
+   * ```
+   *
+   * @example Nothing stored yet: no token, and nothing written
+   * ```ts
+   * import assert from "node:assert/strict";
    * import { LoginManager } from "@funcx/sdk";
-   * const login = new LoginManager({ serviceAddress: "http://127.0.0.1:8000" });
-   * if (!(await login.accessToken())) await login.login();
+   * const storePath = `${await Deno.makeTempDir()}/storage.db`;
+   * const login = new LoginManager({ serviceAddress: "http://127.0.0.1:9", storePath });
+   * assert.equal(await login.accessToken(), undefined);
+   * assert.equal(await login.logout(), false);
+   * await assert.rejects(Deno.stat(storePath), Deno.errors.NotFound);
    * ```
    */
   constructor(options: LoginManagerOptions = {}) {

@@ -44,18 +44,22 @@ export type WatcherState = "starting" | "running" | "draining" | "stopped";
  * Consumes one process's result queue of a task group. `FuncXExecutor` runs one; use it directly
  * only to watch a task group without an executor.
  *
- * @example
- * ```ts ignore
- * // Needs a running service; see the README's tour.
- * import { FuncXClient, ResultWatcher } from "@funcx/sdk";
- * const client = new FuncXClient();
- * const watcher = new ResultWatcher(() => client.openResultStream(Deno.env.get("GROUP")!), {
- *   onResult: (r) => console.log(r.task_id, r.error_details ?? "ok"),
- *   onAttached: () => console.log("attached"),
- *   onDown: (err) => console.warn("reconnecting:", err.message),
- * });
- * await new Promise((r) => setTimeout(r, 10_000));
- * await watcher.close();
+ * @example Watch a task group (when `FUNCX_TASK_GROUP_ID` names one)
+ * ```ts
+ * import { FuncXClient } from "@funcx/sdk";
+ * import { ResultWatcher } from "./result_watcher.ts";
+ *
+ * const group = Deno.env.get("FUNCX_TASK_GROUP_ID");
+ * if (group) {
+ *   const client = new FuncXClient();
+ *   const watcher = new ResultWatcher(() => client.openResultStream(group), {
+ *     onResult: (r) => console.log(r.task_id, r.error_details ?? "ok"),
+ *     onAttached: () => console.log("attached"),
+ *     onDown: (err) => console.warn("reconnecting:", err.message),
+ *   });
+ *   await new Promise((r) => setTimeout(r, 10_000));
+ *   await watcher.close();
+ * }
  * ```
  */
 export class ResultWatcher {

@@ -13,8 +13,9 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SHELL_FUNCTION_NAME, shellFunctionSource } from "./shell_function.ts";
- * console.assert(shellFunctionSource({ cmd: "true" }).includes(SHELL_FUNCTION_NAME));
+ * assert.ok(shellFunctionSource({ cmd: "true" }).includes(SHELL_FUNCTION_NAME));
  * ```
  */
 export const SHELL_FUNCTION_NAME = "__funcx_shell__";
@@ -50,9 +51,10 @@ export interface ShellResult {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { shellFunctionSource } from "./shell_function.ts";
  * const source = shellFunctionSource({ cmd: "echo {x}" });
- * console.assert(source.startsWith("function __funcx_shell__"));
+ * assert.ok(source.startsWith("function __funcx_shell__"));
  * ```
  */
 export function shellFunctionSource(spec: ShellSpec): string {
@@ -72,9 +74,10 @@ export class ShellFunction {
    *
    * @example
    * ```ts
-   * import { ShellFunction } from "./shell_function.ts";
+   * import assert from "node:assert/strict";
+   * import { ShellFunction } from "@funcx/sdk";
    * const sf = new ShellFunction("wc -l {path}", { timeout_s: 60 });
-   * console.assert(sf.spec.cmd === "wc -l {path}");
+   * assert.ok(sf.spec.cmd === "wc -l {path}");
    * ```
    */
   constructor(cmd: string, options: Omit<ShellSpec, "cmd"> = {}) {

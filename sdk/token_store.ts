@@ -25,8 +25,9 @@ export interface StoredTokens {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { defaultTokenStorePath } from "./token_store.ts";
- * console.assert(defaultTokenStorePath().endsWith("storage.db"));
+ * assert.ok(defaultTokenStorePath().endsWith("storage.db"));
  * ```
  */
 export function defaultTokenStorePath(): string {
@@ -39,9 +40,10 @@ export function defaultTokenStorePath(): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { TokenStore } from "./token_store.ts";
  * const store = await TokenStore.open(`${await Deno.makeTempDir()}/storage.db`);
- * console.assert(store.environments().length === 0);
+ * assert.ok(store.environments().length === 0);
  * store.close();
  * ```
  */
@@ -61,6 +63,7 @@ export class TokenStore {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { TokenStore } from "./token_store.ts";
    * const dir = await Deno.makeTempDir();
    * const store = await TokenStore.open(`${dir}/storage.db`);
@@ -70,7 +73,7 @@ export class TokenStore {
    *   expiresAt: Date.now() + 60_000,
    *   refreshToken: null,
    * });
-   * console.assert(store.get("local")?.accessToken === "a");
+   * assert.ok(store.get("local")?.accessToken === "a");
    * store.close();
    * ```
    */

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Buffer } from "node:buffer";
 import amqp from "amqplib";
-import { packArgs, serialize } from "../mod.ts";
+import { packArgs, serialize } from "../sdk/protocol/mod.ts";
 import { packMessage } from "../sdk/protocol/mod.ts";
 import { waitForResult } from "./harness/wait.ts";
 import { ResultJournal } from "../endpoint/result_journal.ts";

@@ -102,7 +102,7 @@ Deno.test("first trip: SDK -> service -> broker -> endpoint -> worker -> back", 
 
   await t.step("1,000 tasks through 4 workers all return correct results", async () => {
     const fnId = await fx.registerFunction((i: number) => ({ i, square: i * i, pid: Deno.pid }));
-    const { packArgs } = await import("../mod.ts");
+    const { packArgs } = await import("../sdk/protocol/mod.ts");
     const taskIds: string[] = [];
     for (let start = 0; start < 1000; start += 250) {
       const batch = Array.from(

@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { FuncxAPIError, FuncXClient, LoginManager, TokenStore } from "../mod.ts";
+import { FuncxAPIError, FuncXClient, LoginManager } from "../mod.ts";
+import { TokenStore } from "../sdk/token_store.ts";
 import { api } from "./harness/http.ts";
 import { startServiceOnly } from "./harness/service_only.ts";
 

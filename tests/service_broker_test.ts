@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import amqp from "amqplib";
-import { packArgs } from "../mod.ts";
+import { packArgs } from "../sdk/protocol/mod.ts";
 import { type Message, packMessage } from "../sdk/protocol/mod.ts";
 import { api } from "./harness/http.ts";
 import { publishAs, resultFor, take, takeTasks, until } from "./harness/endpoint_peer.ts";

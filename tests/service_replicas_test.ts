@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import amqp from "amqplib";
-import { packArgs, packBuffers, serialize } from "../mod.ts";
+import { packArgs, packBuffers, serialize } from "../sdk/protocol/mod.ts";
 import { encodeTask, type Message } from "../sdk/protocol/mod.ts";
 import { api, type ApiAnswer, envelopeCode } from "./harness/http.ts";
 import { publishAs, resultFor, takeTasks, until } from "./harness/endpoint_peer.ts";

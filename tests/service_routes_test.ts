@@ -4,7 +4,8 @@
  * steps run with each store: SQLite and PostgreSQL.
  */
 import assert from "node:assert/strict";
-import { FuncxAPIError, packArgs, packBuffers, serialize } from "../mod.ts";
+import { FuncxAPIError } from "../mod.ts";
+import { packArgs, packBuffers, serialize } from "../sdk/protocol/mod.ts";
 import { api, envelopeCode } from "./harness/http.ts";
 import { startServiceOnly } from "./harness/service_only.ts";
 

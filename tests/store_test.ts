@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { TaskState } from "../mod.ts";
+import { TaskState } from "../sdk/protocol/mod.ts";
 import { nowNs } from "../sdk/protocol/mod.ts";
 import { testDatabase } from "./harness/postgres.ts";
 import {

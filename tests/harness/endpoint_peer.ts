@@ -6,7 +6,7 @@
  */
 import { Buffer } from "node:buffer";
 import amqp from "amqplib";
-import { TaskState } from "../../mod.ts";
+import { TaskState } from "../../sdk/protocol/mod.ts";
 import type { EndpointRegistration } from "../../mod.ts";
 import {
   type Message,
