@@ -10,6 +10,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { ResultMessage } from "../../sdk/protocol/mod.ts";
 import { engineCommand } from "./command.ts";
+import { backoffDelay } from "../../sdk/_backoff.ts";
 import type { Engine, EngineStatus } from "./engine.ts";
 import { Interchange, type ManagerEvent } from "./interchange.ts";
 import { LocalProvider } from "./local_provider.ts";
@@ -292,10 +293,10 @@ export class HighThroughputEngine implements Engine, AsyncDisposable {
     const failure = results.find((r) => r.status === "rejected");
     if (failure) {
       this.#submitFailures++;
-      const backoffS = Math.min(60, 2 ** this.#submitFailures);
-      this.#submitAfter = Date.now() + backoffS * 1000;
+      const backoffMs = backoffDelay(this.#submitFailures, { minMs: 2000, maxMs: 60_000 });
+      this.#submitAfter = Date.now() + backoffMs;
       log.error("Cannot start a block (next try in {s} s): {err}", {
-        s: backoffS,
+        s: Math.round(backoffMs / 100) / 10,
         err: (failure.reason as Error).message,
       });
     }

@@ -11,6 +11,7 @@
 import { getLogger } from "@logtape/logtape";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
+import { backoffDelay } from "../../sdk/_backoff.ts";
 import {
   type BlockHandle,
   type BlockState,
@@ -269,7 +270,7 @@ export class SlurmProvider implements Provider {
       }
       if (err.permanent || attempt >= max) throw err;
       log.warn("{message}; trying again", { message: err.message });
-      await delay(1000 * 2 ** (attempt - 1));
+      await delay(backoffDelay(attempt, { minMs: 1000, maxMs: 30_000 }));
     }
   }
 }

@@ -121,7 +121,19 @@ type Runner = (taskId: string, buffer: string) => Promise<ResultMessage>;
  */
 async function warmUp(run: Runner): Promise<void> {
   const warm = (a: number, b: { c: string }) => ({ a, b, d: new Date(0) });
-  await run("warm-up", packBuffers([serialize(warm)]) + packArgs([1, { c: "x" }]));
+  const frame = encodeFrame(
+    {
+      type: "task",
+      task_id: "warm-up",
+      buffer: packBuffers([serialize(warm)]) + packArgs([1, { c: "x" }]),
+    } satisfies ToWorker,
+  );
+  // The frame decoder and encoder too, through the same functions a real task takes.
+  for await (const task of readFrames<ToWorker>(ReadableStream.from([frame]))) {
+    if (task.type !== "task") continue;
+    const result = await run(task.task_id, task.buffer);
+    encodeFrame({ type: "result", result } satisfies FromWorker);
+  }
 }
 
 /** The permission set a compiled binary's manager handed this worker, if any. */
