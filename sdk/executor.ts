@@ -289,8 +289,19 @@ export class FuncXExecutor implements AsyncDisposable {
   }
 
   /** Runs `fn(...args)` on the endpoint. */
+  /**
+   * Runs `fn(...args)` on the endpoint. Throws a `SerializationError` (a `TypeError`) at once,
+   * before anything is sent, when an argument cannot be sent (a function, say); a task that
+   * returns a function fails with a `TaskExecutionFailed` whose remote error is a
+   * `SerializationError`.
+   */
   submit<F extends AnyFn>(fn: F, ...args: Parameters<F>): FuncXFuture<Awaited<ReturnType<F>>> {
-    return this.#enqueue(this.#functionId(fn), args) as FuncXFuture<Awaited<ReturnType<F>>>;
+    if (typeof fn !== "function") {
+      throw new TypeError(`Cannot submit ${typeof fn}: expected a function`);
+    }
+    return this.#enqueue(() => this.#functionId(fn), args) as FuncXFuture<
+      Awaited<ReturnType<F>>
+    >;
   }
 
   /** Runs an already registered function by id. */
@@ -299,18 +310,20 @@ export class FuncXExecutor implements AsyncDisposable {
     args: readonly unknown[] = [],
     kwargs: Record<string, unknown> = {},
   ): FuncXFuture<unknown> {
-    return this.#enqueue(Promise.resolve(functionId), args, kwargs);
+    return this.#enqueue(() => Promise.resolve(functionId), args, kwargs);
   }
 
+  /** Queues a task; `functionId` is asked for once its arguments are known to be sendable. */
   #enqueue(
-    functionId: Promise<string>,
+    functionId: () => Promise<string>,
     args: readonly unknown[],
     kwargs: Record<string, unknown> = {},
   ): FuncXFuture<unknown> {
     if (this.#closed) throw new Error(`${this.label} is shut down: no new tasks`);
+    const payload = packArgs(args, kwargs);
     const pending: Pending = {
-      functionId,
-      payload: packArgs(args, kwargs),
+      functionId: functionId(),
+      payload,
       taskGroupId: this.#taskGroupId,
       future: new FuncXFuture<unknown>((f) => {
         // Not sent yet: take it out of the queue so it never runs.
@@ -604,7 +617,7 @@ export class FuncXExecutor implements AsyncDisposable {
         this.containerId ? { containerId: this.containerId } : {},
       ),
     );
-    const futures = chunks.map((c) => this.#enqueue(id, [c]));
+    const futures = chunks.map((c) => this.#enqueue(() => id, [c]));
     for (const f of futures) {
       for (const r of await f as Awaited<R>[]) yield r;
     }

@@ -9,6 +9,7 @@ import {
   type FuncXFuture,
   MaxResultSizeExceeded,
   ResultTimeoutError,
+  SerializationError,
   ShellFunction,
   type ShellResult,
   TaskCancelledError,
@@ -59,6 +60,71 @@ Deno.test("FuncXExecutor through the real system", async (t) => {
     assert.equal(err.remote.message, "nope");
     assert.match(sum.taskId ?? "", /^[0-9a-f-]{36}$/);
     assert.equal(fx.taskCountSubmitted, 3);
+  });
+
+  await t.step("a task returning a function fails with a SerializationError", async () => {
+    await using fx = new FuncXExecutor({ endpointId, client });
+    const err = await fx.submit(() => () => 1).then(
+      (v) => assert.fail(`resolved to ${JSON.stringify(v)}`),
+      (e) => e,
+    );
+    assert.ok(err instanceof TaskExecutionFailed, String(err));
+    assert.equal(err.remote.name, "SerializationError");
+    assert.match(err.remote.message, /function/);
+    // Data that only holds a function fails the same way.
+    const nested = await fx.submit(() => ({ callback() {} })).then(() => undefined, (e) => e);
+    assert.ok(nested instanceof TaskExecutionFailed, String(nested));
+    assert.equal(nested.remote.name, "SerializationError");
+  });
+
+  await t.step("a function as an argument is refused by submit, before anything is sent", () => {
+    const fx = new FuncXExecutor({ endpointId, client });
+    assert.throws(
+      () => fx.submit((f: () => number) => f(), () => 1),
+      (e: unknown) => e instanceof SerializationError && /function/.test(e.message),
+    );
+    assert.equal(fx.taskCountSubmitted, 0);
+  });
+
+  await t.step("assigning taskGroupId reattaches: that group's results come here", async () => {
+    const group = crypto.randomUUID();
+    const slow = async (x: number) => {
+      await new Promise((r) => setTimeout(r, 400));
+      return x * 10;
+    };
+    const submitter = new FuncXExecutor({ endpointId, client, taskGroupId: group });
+    const sent = [1, 2, 3].map((i) => submitter.submit(slow, i));
+    await submitter.shutdown({ wait: false });
+    assert.ok(sent.every((f) => f.taskId !== undefined));
+
+    await using fx = new FuncXExecutor({ endpointId, client });
+    const own = fx.submit(slow, 7); // in the executor's first group
+    assert.notEqual(fx.taskGroupId, group);
+    fx.taskGroupId = group;
+    assert.equal(fx.taskGroupId, group);
+    const reloaded = await fx.reloadTasks();
+    assert.deepEqual(reloaded.map((f) => f.taskId).sort(), sent.map((f) => f.taskId).sort());
+    assert.deepEqual((await Promise.all(reloaded)).sort(), [10, 20, 30]);
+    // The future of the earlier group still settles, and new tasks go into the new group.
+    assert.equal(await own, 70);
+    const next = fx.submit(slow, 4);
+    assert.equal(await next, 40);
+    assert.ok((await client.getTaskGroup(group)).includes(next.taskId!));
+    assert.throws(() => (fx.taskGroupId = "not-a-uuid"), TypeError);
+  });
+
+  await t.step("reloadTasks keeps the futures handed out before (unlike funcX)", async () => {
+    await using fx = new FuncXExecutor({ endpointId, client });
+    const running = fx.submit(async () => {
+      await new Promise((r) => setTimeout(r, 500));
+      return "done";
+    });
+    while (running.taskId === undefined) await new Promise((r) => setTimeout(r, 10));
+    const reloaded = await fx.reloadTasks();
+    assert.equal(reloaded.length, 1);
+    assert.equal(reloaded[0], running, "a task already open gets the same future back");
+    assert.equal(await running, "done");
+    assert.notEqual(running.state, "cancelled");
   });
 
   await t.step(
