@@ -9,7 +9,7 @@ import { FuncxAPIError, FuncXClient } from "../mod.ts";
 import { startServiceOnly } from "./harness/service_only.ts";
 
 /** What the proxy does with the next requests whose path ends with a given suffix. */
-type Fault = "unavailable" | "lose-answer";
+type Fault = "unavailable" | "lose-answer" | "unauthorized" | "rate-limited" | "in-progress";
 
 /** A proxy to `target` that applies queued faults, and records what reached it. */
 function faultyProxy(target: string) {
@@ -26,6 +26,21 @@ function faultyProxy(target: string) {
       ...(fault ? { fault } : {}),
     });
     if (fault === "unavailable") return new Response("down for a moment", { status: 503 });
+    if (fault === "unauthorized") {
+      return Response.json({ code: "unauthorized", reason: "token expired" }, { status: 401 });
+    }
+    if (fault === "rate-limited") {
+      return Response.json({ code: "too_many_requests", reason: "slow down" }, {
+        status: 429,
+        headers: { "retry-after": "1" },
+      });
+    }
+    if (fault === "in-progress") {
+      return Response.json({ code: "idempotency_key_in_progress", reason: "still at it" }, {
+        status: 409,
+        headers: { "retry-after": "1" },
+      });
+    }
     const res = await fetch(target + url.pathname + url.search, {
       method: req.method,
       headers: req.headers,
@@ -80,6 +95,61 @@ Deno.test("FuncXClient retries: 503, lost answers with one idempotency key, unre
       assert.equal(calls[0]!.fault, "lose-answer");
       // The service did the first one; the second got its stored answer.
       assert.deepEqual(await client.getTaskGroup(group), [taskId]);
+    });
+
+    await t.step("a 401 logs in again once and the call succeeds", async () => {
+      proxy.faults.push({ path: "/v2/endpoints", fault: "unauthorized" });
+      const before = proxy.seen.length;
+      const endpoints = await client.getEndpoints();
+      assert.ok(endpoints.some((e) => e.endpoint_id === endpointId));
+      const paths = proxy.seen.slice(before).map((s) => s.path);
+      assert.deepEqual(paths, ["/v2/endpoints", "/v2/oauth/token", "/v2/endpoints"]);
+    });
+
+    await t.step("a 401 that a new login does not cure is a FuncxAPIError", async () => {
+      proxy.faults.push({ path: "/v2/whoami", fault: "unauthorized" });
+      proxy.faults.push({ path: "/v2/whoami", fault: "unauthorized" });
+      const err = await client.whoami().then(() => assert.fail("refused twice"), (e) => e);
+      assert.ok(err instanceof FuncxAPIError, String(err));
+      assert.equal(err.httpStatus, 401);
+      assert.equal(err.codeName, "unauthorized");
+    });
+
+    await t.step("a 429 and a 409 in progress wait as long as Retry-After says", async () => {
+      for (const fault of ["rate-limited", "in-progress"] as const) {
+        proxy.faults.push({ path: "/v2/functions", fault });
+        const before = proxy.seen.length;
+        const started = performance.now();
+        await client.registerFunction((x: number) => x - 1);
+        const waited = performance.now() - started;
+        const calls = proxy.seen.slice(before).filter((s) => s.path === "/v2/functions");
+        assert.equal(calls.length, 2, fault);
+        assert.equal(calls[1]!.key, calls[0]!.key, "the retry carries the same key");
+        assert.ok(waited >= 950, `${fault}: retried after ${waited.toFixed(0)} ms, not 1 s`);
+      }
+    });
+
+    await t.step("an aborted signal ends a call and its retries at once", async () => {
+      for (let i = 0; i < 10; i++) {
+        proxy.faults.push({ path: "/v2/endpoints", fault: "unavailable" });
+      }
+      const patient = new FuncXClient({
+        serviceAddress: proxy.address,
+        clientId: user.clientId,
+        clientSecret: user.clientSecret,
+        retries: 10,
+      });
+      const reason = new Error("user gave up");
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(reason), 300);
+      const started = performance.now();
+      const err = await patient.getEndpoints({ signal: controller.signal }).then(
+        () => assert.fail("no answer was possible"),
+        (e) => e,
+      );
+      assert.equal(err, reason);
+      assert.ok(performance.now() - started < 2_000, "the backoff waits were cut short");
+      proxy.faults.length = 0;
     });
 
     await t.step("two submits with their own keys are two tasks", async () => {
