@@ -47,8 +47,8 @@ export interface HttpTransportOptions {
   timeoutMs: number;
   /** Attempts after the first one. */
   retries: number;
-  /** Bearer tokens for authenticated requests. */
-  auth: HttpAuth;
+  /** Bearer tokens for authenticated requests. @default none: every request is anonymous */
+  auth?: HttpAuth;
 }
 
 /** One request. */
@@ -84,14 +84,14 @@ export class HttpTransport {
   /** The service's base address. */
   readonly serviceAddress: string;
   readonly #ky: KyInstance;
-  readonly #auth: HttpAuth;
+  readonly #auth: HttpAuth | undefined;
 
   /** Builds the transport; nothing is sent until a request is made. */
   constructor(options: HttpTransportOptions) {
     this.serviceAddress = options.serviceAddress;
     this.#auth = options.auth;
     const setToken = async (request: Request, context: Record<string, unknown>) => {
-      if ((context as unknown as CallContext).auth) {
+      if ((context as unknown as CallContext).auth && this.#auth) {
         request.headers.set("authorization", `Bearer ${await this.#auth.token()}`);
       }
     };
@@ -124,7 +124,7 @@ export class HttpTransport {
           const context = options.context as unknown as CallContext;
           if (response.status === 401 && context.auth && context.relogin) {
             context.relogin = false;
-            if (this.#auth.invalidate()) return ky.retry({ delay: 0, code: "RELOGIN" });
+            if (this.#auth?.invalidate()) return ky.retry({ delay: 0, code: "RELOGIN" });
           }
           if (response.status === 409) {
             const body = await readBody(response.clone());
@@ -140,6 +140,22 @@ export class HttpTransport {
 
   /** Sends `req` and returns the answer's parsed body; throws a `FuncxAPIError` on failure. */
   async request<T>(req: HttpRequest): Promise<T> {
+    return (await this.#send(req, true)).body as T;
+  }
+
+  /**
+   * Sends `req` and returns the answer's status and parsed body, a refusal (4xx) included, for
+   * protocols that speak in error answers (the OAuth device flow). Network errors, timeouts,
+   * 429 and 5xx are retried as by {@linkcode HttpTransport.request}, then thrown.
+   */
+  async exchange(req: HttpRequest): Promise<{ status: number; body: unknown }> {
+    return await this.#send(req, false);
+  }
+
+  async #send(
+    req: HttpRequest,
+    refusalsThrow: boolean,
+  ): Promise<{ status: number; body: unknown }> {
     const doing = req.doing ?? `${req.method.toUpperCase()} /${req.path}`;
     const headers: Record<string, string> = {};
     if (req.method === "post" && req.idempotencyKey !== false) {
@@ -157,6 +173,9 @@ export class HttpTransport {
         ...(req.form ? { body: new URLSearchParams(req.form) } : {}),
         ...(req.searchParams ? { searchParams: req.searchParams } : {}),
         ...(req.signal ? { signal: req.signal } : {}),
+        ...(refusalsThrow
+          ? {}
+          : { throwHttpErrors: (status: number) => status >= 500 || status === 429 }),
         hooks: {
           beforeError: [({ error, retryCount }) => {
             attempts = retryCount + 1;
@@ -185,7 +204,7 @@ export class HttpTransport {
       }
       throw err;
     }
-    return await readBody(res) as T;
+    return { status: res.status, body: await readBody(res) };
   }
 }
 

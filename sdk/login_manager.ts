@@ -10,6 +10,8 @@ import { getLogger } from "@logtape/logtape";
 import { FuncxAPIError } from "./errors.ts";
 import { defaultTokenStorePath, type StoredTokens, TokenStore } from "./token_store.ts";
 import { resolveEnvironment } from "./environment.ts";
+import { HttpTransport } from "./_http.ts";
+import { sleep } from "./_backoff.ts";
 
 const log = getLogger(["funcx", "sdk", "login"]);
 
@@ -40,29 +42,8 @@ export interface LoginManagerOptions {
 /** Renew tokens this long before they expire. */
 const EARLY_MS = 60_000;
 
-async function postForm(
-  url: string,
-  form: Record<string, string>,
-): Promise<{ status: number; body: Record<string, unknown> }> {
-  let res: Response;
-  try {
-    res = await fetch(url, { method: "POST", body: new URLSearchParams(form) });
-  } catch (err) {
-    throw new FuncxAPIError(
-      0,
-      "network_error",
-      `Cannot reach the service at ${new URL(url).origin}: ${(err as Error).message}`,
-    );
-  }
-  const text = await res.text();
-  let body: Record<string, unknown> = {};
-  try {
-    body = text ? JSON.parse(text) : {};
-  } catch {
-    body = { reason: text };
-  }
-  return { status: res.status, body };
-}
+/** Attempts after the first for the login's requests (a renewal holds the token store's lock). */
+const LOGIN_RETRIES = 2;
 
 /** Device-flow login and the stored tokens of one environment. */
 export class LoginManager {
@@ -72,6 +53,7 @@ export class LoginManager {
   readonly environment: string;
   readonly #storePath: string;
   readonly #onDeviceCode: (prompt: DeviceCodePrompt) => void;
+  readonly #http: HttpTransport;
   #store: Promise<TokenStore> | undefined;
   #renewing: Promise<string | undefined> | undefined;
 
@@ -107,12 +89,43 @@ export class LoginManager {
     this.serviceAddress = env.serviceAddress;
     this.environment = env.environment;
     this.#storePath = options.storePath ?? defaultTokenStorePath();
+    this.#http = transport(this.serviceAddress);
     this.#onDeviceCode = options.onDeviceCode ?? ((p) => {
       console.error(
         `To log in to funcX, open ${p.verificationUriComplete}\n` +
           `and approve code ${p.userCode} (it expires in ${Math.round(p.expiresIn / 60)} min).`,
       );
     });
+  }
+
+  /**
+   * Posts an OAuth form and returns the answer, a refusal included (the device flow speaks in
+   * 4xx answers); a service that could not answer (429, 5xx) after the retries is its status.
+   */
+  async #postForm(
+    path: string,
+    form: Record<string, string>,
+    options: { signal?: AbortSignal | undefined; http?: HttpTransport } = {},
+  ): Promise<{ status: number; body: Record<string, unknown> }> {
+    try {
+      const res = await (options.http ?? this.#http).exchange({
+        method: "post",
+        path,
+        form,
+        auth: false,
+        idempotencyKey: false,
+        signal: options.signal,
+      });
+      const body = res.body && typeof res.body === "object"
+        ? res.body as Record<string, unknown>
+        : { reason: String(res.body ?? "") };
+      return { status: res.status, body };
+    } catch (err) {
+      if (err instanceof FuncxAPIError && err.httpStatus >= 429) {
+        return { status: err.httpStatus, body: { reason: err.message } };
+      }
+      throw err;
+    }
   }
 
   #open(): Promise<TokenStore> {
@@ -144,7 +157,7 @@ export class LoginManager {
       const t = store.get(this.environment);
       if (!t?.refreshToken) return undefined;
       if (t.expiresAt - EARLY_MS > Date.now()) return t.accessToken;
-      const res = await postForm(`${this.serviceAddress}/v2/oauth/token`, {
+      const res = await this.#postForm("v2/oauth/token", {
         grant_type: "refresh_token",
         refresh_token: t.refreshToken,
       });
@@ -184,8 +197,8 @@ export class LoginManager {
 
   /** Runs the device flow: shows the code, waits for approval, stores the tokens. */
   async login(options: { signal?: AbortSignal } = {}): Promise<void> {
-    const start = await postForm(`${this.serviceAddress}/v2/oauth/device`, {
-      client_id: "funcx-cli",
+    const start = await this.#postForm("v2/oauth/device", { client_id: "funcx-cli" }, {
+      signal: options.signal,
     });
     if (start.status !== 200) {
       throw new FuncxAPIError(
@@ -205,11 +218,12 @@ export class LoginManager {
     const deadline = Date.now() + Number(b["expires_in"] ?? 600) * 1000;
     while (Date.now() < deadline) {
       options.signal?.throwIfAborted();
-      await new Promise((r) => setTimeout(r, interval * 1000));
-      const res = await postForm(`${this.serviceAddress}/v2/oauth/token`, {
+      await sleep(interval * 1000, options.signal);
+      options.signal?.throwIfAborted();
+      const res = await this.#postForm("v2/oauth/token", {
         grant_type: "urn:ietf:params:oauth:grant-type:device_code",
         device_code: String(b["device_code"]),
-      });
+      }, { signal: options.signal });
       if (res.status === 200) {
         this.#save(await this.#open(), res.body);
         return;
@@ -239,7 +253,10 @@ export class LoginManager {
     if (!t) return false;
     for (const token of [t.accessToken, t.refreshToken]) {
       if (!token) continue;
-      await postForm(`${t.serviceAddress}/v2/oauth/revoke`, { token }).catch((err) =>
+      const http = t.serviceAddress === this.serviceAddress
+        ? this.#http
+        : transport(t.serviceAddress);
+      await this.#postForm("v2/oauth/revoke", { token }, { http }).catch((err) =>
         log.warn("Cannot revoke a token: {err}", { err: String(err) })
       );
     }
@@ -253,4 +270,8 @@ export class LoginManager {
     this.#store = undefined;
     (await s)?.close();
   }
+}
+
+function transport(serviceAddress: string): HttpTransport {
+  return new HttpTransport({ serviceAddress, timeoutMs: 30_000, retries: LOGIN_RETRIES });
 }
