@@ -6,6 +6,8 @@
  */
 import type { TaskTransition } from "../sdk/protocol/mod.ts";
 import type {
+  AttemptLimit,
+  AttemptVerdict,
   ContainerRecord,
   DeviceCodeRecord,
   EndpointRecord,
@@ -14,7 +16,9 @@ import type {
   OutboxMessage,
   ResultBatch,
   TaskCompletion,
+  TaskGroupSummary,
   TaskRecord,
+  TaskSummary,
 } from "./store.ts";
 
 /**
@@ -75,6 +79,18 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
   response_status INTEGER, response_body TEXT, created_at ${real} NOT NULL,
   lease_until ${real} NOT NULL, expires_at ${real} NOT NULL, PRIMARY KEY (user_id, idem_key));
 CREATE INDEX IF NOT EXISTS idempotency_expires ON idempotency_keys(expires_at);
+CREATE TABLE IF NOT EXISTS sessions (
+  hash TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users(id), csrf TEXT NOT NULL,
+  created_at ${real} NOT NULL, expires_at ${real} NOT NULL);
+CREATE INDEX IF NOT EXISTS sessions_expires ON sessions(expires_at);
+CREATE TABLE IF NOT EXISTS sign_in_attempts (
+  attempt_key TEXT PRIMARY KEY, count INTEGER NOT NULL, window_start ${real} NOT NULL,
+  locked_until ${real} NOT NULL, expires_at ${real} NOT NULL);
+CREATE TABLE IF NOT EXISTS endpoint_uptime (
+  endpoint_id TEXT NOT NULL, since ${real} NOT NULL, last_report_at ${real} NOT NULL,
+  until ${real} NOT NULL, PRIMARY KEY (endpoint_id, since));
+CREATE INDEX IF NOT EXISTS tasks_owner_group ON tasks(owner_id, group_id);
+CREATE INDEX IF NOT EXISTS task_groups_owner ON task_groups(owner_id, created_at);
 `;
 }
 
@@ -266,5 +282,107 @@ export function toOutbox(r: Row): OutboxMessage {
     taskId: str(r, "task_id"),
     endpointId: str(r, "endpoint_id"),
     body: body instanceof Uint8Array ? body : new Uint8Array(0),
+  };
+}
+
+/** A `sign_in_attempts` row. */
+export interface AttemptRow {
+  count: number;
+  windowStart: number;
+  lockedUntil: number;
+}
+
+/** A `sign_in_attempts` row as an {@linkcode AttemptRow}. */
+export function toAttempt(row: Row): AttemptRow {
+  return {
+    count: num(row, "count"),
+    windowStart: num(row, "window_start"),
+    lockedUntil: num(row, "locked_until"),
+  };
+}
+
+/** When a row can be forgotten: its window and its lock are both over. */
+export function attemptExpiry(row: AttemptRow, limit: AttemptLimit): number {
+  return Math.max(row.windowStart + limit.windowS, row.lockedUntil);
+}
+
+function bumped(row: AttemptRow | undefined, limit: AttemptLimit, now: number): AttemptRow {
+  return !row || now - row.windowStart >= limit.windowS
+    ? { count: 1, windowStart: now, lockedUntil: 0 }
+    : { count: row.count + 1, windowStart: row.windowStart, lockedUntil: 0 };
+}
+
+function lockedRow(limit: AttemptLimit, now: number): AttemptRow {
+  return { count: 0, windowStart: now, lockedUntil: now + limit.lockS };
+}
+
+function verdictOf(limit: AttemptLimit, row: AttemptRow | undefined, now: number): AttemptVerdict {
+  if (row && row.lockedUntil > now) {
+    return { key: limit.key, count: 0, lockedUntil: row.lockedUntil };
+  }
+  return { key: limit.key, count: row?.count ?? 0, lockedUntil: 0 };
+}
+
+/**
+ * {@linkcode Store.countSignIn} for one key: the row to write (none: unchanged) and the verdict.
+ */
+export function countAttempt(
+  row: AttemptRow | undefined,
+  limit: AttemptLimit,
+  now: number,
+): { row: AttemptRow | undefined; verdict: AttemptVerdict } {
+  if ((row && row.lockedUntil > now) || !limit.countUpFront) {
+    return { row: undefined, verdict: verdictOf(limit, row, now) };
+  }
+  let next = bumped(row, limit, now);
+  if (next.count > limit.maxFailures) next = lockedRow(limit, now);
+  return { row: next, verdict: verdictOf(limit, next, now) };
+}
+
+/** {@linkcode Store.failSignIn} for one key: the row to write (none: unchanged) and the verdict. */
+export function failAttempt(
+  row: AttemptRow | undefined,
+  limit: AttemptLimit,
+  now: number,
+): { row: AttemptRow | undefined; verdict: AttemptVerdict } {
+  if (row && row.lockedUntil > now) return { row: undefined, verdict: verdictOf(limit, row, now) };
+  let next = limit.countUpFront ? (row ?? bumped(row, limit, now)) : bumped(row, limit, now);
+  if (next.count >= limit.maxFailures) next = lockedRow(limit, now);
+  return { row: next, verdict: verdictOf(limit, next, now) };
+}
+
+/** Limits sorted by key: every writer locks rows in the same order, so none deadlock. */
+export function byKey(limits: readonly AttemptLimit[]): AttemptLimit[] {
+  return [...limits].sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+}
+
+/** Rows of `(id, created_at, status, n)` as task group summaries, in the order first seen. */
+export function toGroupSummaries(rows: readonly Row[]): TaskGroupSummary[] {
+  const out = new Map<string, TaskGroupSummary>();
+  for (const r of rows) {
+    const id = str(r, "id");
+    let g = out.get(id);
+    if (!g) {
+      g = { id, createdAt: num(r, "created_at"), total: 0, counts: {} };
+      out.set(id, g);
+    }
+    const status = strOrNull(r, "status");
+    if (status === null) continue;
+    const n = num(r, "n");
+    g.total += n;
+    g.counts[status] = (g.counts[status] ?? 0) + n;
+  }
+  return [...out.values()];
+}
+
+/** A `tasks` row (without its result) as a {@linkcode TaskSummary}. */
+export function toTaskSummary(row: Row): TaskSummary {
+  return {
+    id: str(row, "id"),
+    functionId: str(row, "function_id"),
+    endpointId: str(row, "endpoint_id"),
+    status: str(row, "status"),
+    createdAt: num(row, "created_at"),
+    completionT: numOrNull(row, "completion_t"),
   };
 }

@@ -17,6 +17,9 @@ import type { OutboxRelay } from "./outbox_relay.ts";
 import type { Store, UserRecord } from "./store.ts";
 import { authRoutes } from "./routes/auth.ts";
 import { loginRoutes } from "./routes/login.ts";
+import { dashboardRoutes } from "./routes/dashboard.ts";
+import { Sessions } from "./session.ts";
+import { DEFAULT_SIGN_IN_SETTINGS, SignInGuard, type SignInSettings } from "./sign_in_guard.ts";
 import { containerRoutes } from "./routes/containers.ts";
 import { functionRoutes } from "./routes/functions.ts";
 import { endpointRoutes } from "./routes/endpoints.ts";
@@ -56,6 +59,11 @@ export interface AppSettings {
   maxRequestBytes: number;
   /** Seconds a task and its result are kept. */
   taskTtlS: number;
+  /**
+   * Limits on password and client-secret guessing, and dashboard sessions.
+   * @default {@linkcode DEFAULT_SIGN_IN_SETTINGS}
+   */
+  signIn?: SignInSettings;
 }
 
 /** What every route can reach. */
@@ -141,8 +149,12 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     }
     return c.json(API_VERSION);
   });
-  app.route("/v2/oauth", authRoutes(deps));
-  app.route("/login", loginRoutes(deps));
+  const signIn = deps.settings.signIn ?? DEFAULT_SIGN_IN_SETTINGS;
+  const sessions = new Sessions(deps.store, signIn, deps.settings.publicAddress);
+  const guard = new SignInGuard(deps.store, signIn);
+  app.route("/v2/oauth", authRoutes(deps, { sessions, guard }));
+  app.route("/", loginRoutes(deps, { sessions, guard }));
+  app.route("/", dashboardRoutes(deps, sessions));
 
   const limiter = new RateLimiter(deps.settings.rateLimitRequests, deps.settings.rateLimitWindowS);
   app.use("/v2/*", async (c, next) => {

@@ -46,6 +46,8 @@ export type ErrorCode =
   | "endpoint_deleted"
   | "request_too_large"
   | "rate_limited"
+  | "too_many_attempts"
+  | "csrf_failed"
   | "invalid_idempotency_key"
   | "idempotency_key_reused"
   | "idempotency_key_in_progress"

@@ -11,6 +11,11 @@
 import postgres from "postgres";
 import { Buffer } from "node:buffer";
 import {
+  attemptExpiry,
+  type AttemptRow,
+  byKey,
+  countAttempt,
+  failAttempt,
   normalizeBatch,
   num,
   reserveSql,
@@ -18,17 +23,22 @@ import {
   schema,
   str,
   strOrNull,
+  toAttempt,
   toContainer,
   toDeviceCode,
   toEndpoint,
   toFunction,
+  toGroupSummaries,
   toIdempotency,
   toOutbox,
   toTask,
+  toTaskSummary,
   transitionsJson,
 } from "./_store_rows.ts";
 import type {
   AddTasksOptions,
+  AttemptLimit,
+  AttemptVerdict,
   ContainerRecord,
   DeviceCodeRecord,
   EndpointRecord,
@@ -42,9 +52,13 @@ import type {
   PurgeCounts,
   ReserveOptions,
   ResultBatch,
+  SessionRecord,
   Store,
   TaskCompletion,
+  TaskGroupSummary,
   TaskRecord,
+  TaskSummary,
+  UptimeSegment,
   UserRecord,
 } from "./store.ts";
 
@@ -57,6 +71,9 @@ export interface PostgresStoreOptions {
   /** Seconds to wait for a connection. */
   connectTimeoutS: number;
 }
+
+/** Seconds an endpoint's online periods are kept after they end. */
+const UPTIME_KEPT_S = 7 * 86400;
 
 /** Any advisory lock id works, as long as every replica uses the same one. */
 const SCHEMA_LOCK = 0x66756e63;
@@ -527,6 +544,7 @@ export class PostgresStore implements Store {
             AS v(endpoint_id text, state text, expires_at double precision)
           ON CONFLICT (endpoint_id) DO UPDATE SET state = excluded.state,
             expires_at = excluded.expires_at`;
+        await this.#recordUptime(tx, b.statuses);
       }
       if (ids.length === 0) return 0;
       await this.#lockTasks(tx, ids);
@@ -557,6 +575,153 @@ export class PostgresStore implements Store {
         WHERE t.id = v.id AND t.status NOT IN ('success', 'failed')`;
       return res.count;
     });
+  }
+
+  /** Extends each endpoint's current online period, or starts one. */
+  async #recordUptime(
+    tx: Sql,
+    statuses: ReadonlyArray<{ endpointId: string; expiresAt: number }>,
+  ): Promise<void> {
+    const now = Date.now() / 1000;
+    for (const s of statuses) {
+      const res = await tx`UPDATE endpoint_uptime SET last_report_at = ${now},
+          until = ${s.expiresAt}
+        WHERE endpoint_id = ${s.endpointId} AND until >= ${now} AND since = (
+          SELECT max(since) FROM endpoint_uptime WHERE endpoint_id = ${s.endpointId})`;
+      if (res.count === 0 && s.expiresAt > now) {
+        await tx`INSERT INTO endpoint_uptime (endpoint_id, since, last_report_at, until)
+          VALUES (${s.endpointId}, ${now}, ${now}, ${s.expiresAt}) ON CONFLICT DO NOTHING`;
+      }
+    }
+  }
+
+  // ---- dashboard sessions and sign-in throttling ----
+
+  async addSession(hash: string, userId: string, csrf: string, expiresAt: number): Promise<void> {
+    await this.#sql`INSERT INTO sessions (hash, user_id, csrf, created_at, expires_at)
+      VALUES (${hash}, ${userId}, ${csrf}, ${Date.now() / 1000}, ${expiresAt})`;
+  }
+
+  async sessionFor(hash: string, now: number): Promise<SessionRecord | undefined> {
+    const row = await this.#one(this.#sql`SELECT u.id, u.name, s.csrf, s.expires_at
+      FROM sessions s JOIN users u ON u.id = s.user_id
+      WHERE s.hash = ${hash} AND s.expires_at > ${now}`);
+    return row
+      ? {
+        user: { id: str(row, "id"), name: str(row, "name") },
+        csrf: str(row, "csrf"),
+        expiresAt: num(row, "expires_at"),
+      }
+      : undefined;
+  }
+
+  async deleteSession(hash: string): Promise<boolean> {
+    return (await this.#sql`DELETE FROM sessions WHERE hash = ${hash}`).count > 0;
+  }
+
+  /** Reads each key's row locked for the transaction (made first when missing), in key order. */
+  async #attemptRows(tx: Sql, limits: readonly AttemptLimit[]) {
+    const out: Array<AttemptRow | undefined> = [];
+    for (const limit of limits) {
+      await tx`INSERT INTO sign_in_attempts (attempt_key, count, window_start, locked_until,
+          expires_at) VALUES (${limit.key}, 0, 0, 0, 0) ON CONFLICT DO NOTHING`;
+      const row = await this.#one(tx`SELECT * FROM sign_in_attempts
+        WHERE attempt_key = ${limit.key} FOR UPDATE`);
+      // A row made just now (window_start 0) stands for no row.
+      out.push(row && num(row, "window_start") > 0 ? toAttempt(row) : undefined);
+    }
+    return out;
+  }
+
+  async #writeAttempt(tx: Sql, limit: AttemptLimit, row: AttemptRow): Promise<void> {
+    await tx`UPDATE sign_in_attempts SET count = ${row.count}, window_start = ${row.windowStart},
+        locked_until = ${row.lockedUntil}, expires_at = ${attemptExpiry(row, limit)}
+      WHERE attempt_key = ${limit.key}`;
+  }
+
+  async countSignIn(limits: readonly AttemptLimit[], now: number): Promise<AttemptVerdict[]> {
+    const sorted = byKey(limits);
+    return await this.#sql.begin(async (tx) => {
+      const rows = await this.#attemptRows(tx, sorted);
+      const out: AttemptVerdict[] = [];
+      for (const [i, limit] of sorted.entries()) {
+        const { row, verdict } = countAttempt(rows[i], limit, now);
+        if (row) await this.#writeAttempt(tx, limit, row);
+        out.push(verdict);
+      }
+      return out;
+    });
+  }
+
+  async failSignIn(limits: readonly AttemptLimit[], now: number): Promise<AttemptVerdict[]> {
+    const sorted = byKey(limits);
+    return await this.#sql.begin(async (tx) => {
+      const rows = await this.#attemptRows(tx, sorted);
+      const out: AttemptVerdict[] = [];
+      for (const [i, limit] of sorted.entries()) {
+        const { row, verdict } = failAttempt(rows[i], limit, now);
+        if (row) await this.#writeAttempt(tx, limit, row);
+        out.push(verdict);
+      }
+      return out;
+    });
+  }
+
+  async passSignIn(key: string): Promise<void> {
+    await this.#sql`DELETE FROM sign_in_attempts WHERE attempt_key = ${key}`;
+  }
+
+  // ---- dashboard reads ----
+
+  async listFunctions(ownerId: string, limit: number): Promise<FunctionRecord[]> {
+    const rows = await this.#sql`SELECT * FROM functions WHERE owner_id = ${ownerId}
+      ORDER BY created_at DESC, id LIMIT ${limit}`;
+    return rows.map(toFunction);
+  }
+
+  async listTaskGroups(ownerId: string, limit: number): Promise<TaskGroupSummary[]> {
+    return toGroupSummaries(
+      await this.#sql`SELECT g.id, g.created_at, t.status, count(*)::int AS n FROM task_groups g
+        JOIN tasks t ON t.group_id = g.id
+        WHERE g.id IN (SELECT g2.id FROM task_groups g2 WHERE g2.owner_id = ${ownerId}
+          AND EXISTS (SELECT 1 FROM tasks t2 WHERE t2.group_id = g2.id)
+          ORDER BY g2.created_at DESC LIMIT ${limit})
+        GROUP BY g.id, g.created_at, t.status ORDER BY g.created_at DESC, g.id`,
+    );
+  }
+
+  async taskGroupSummary(groupId: string): Promise<TaskGroupSummary | undefined> {
+    return toGroupSummaries(
+      await this.#sql`SELECT g.id, g.created_at, t.status, count(t.id)::int AS n
+        FROM task_groups g LEFT JOIN tasks t ON t.group_id = g.id WHERE g.id = ${groupId}
+        GROUP BY g.id, g.created_at, t.status`,
+    )[0];
+  }
+
+  async listGroupTasks(groupId: string, limit: number): Promise<TaskSummary[]> {
+    const rows = await this.#sql`SELECT id, function_id, endpoint_id, status, created_at,
+        completion_t FROM tasks WHERE group_id = ${groupId} ORDER BY created_at, id
+      LIMIT ${limit}`;
+    return rows.map(toTaskSummary);
+  }
+
+  async waitingTasks(endpointIds: readonly string[]): Promise<Map<string, number>> {
+    if (endpointIds.length === 0) return new Map();
+    const rows = await this.#sql`SELECT endpoint_id, count(*)::int AS n FROM tasks
+      WHERE status = 'waiting-for-ep' AND endpoint_id IN (
+        SELECT jsonb_array_elements_text(${this.#sql.json([...endpointIds])}))
+      GROUP BY endpoint_id`;
+    return new Map(rows.map((r) => [str(r, "endpoint_id"), num(r, "n")]));
+  }
+
+  async endpointUptime(endpointId: string, since: number): Promise<UptimeSegment[]> {
+    const rows = await this.#sql`SELECT since, last_report_at, until FROM endpoint_uptime
+      WHERE endpoint_id = ${endpointId} AND until > ${since} ORDER BY since`;
+    return rows.map((r) => ({
+      since: num(r, "since"),
+      lastReportAt: num(r, "last_report_at"),
+      until: num(r, "until"),
+    }));
   }
 
   // ---- idempotency keys ----
@@ -609,12 +774,17 @@ export class PostgresStore implements Store {
   }
 
   async purgeExpired(now: number = Date.now() / 1000): Promise<PurgeCounts> {
-    return await this.#sql.begin(async (tx) => ({
-      tasks: (await tx`DELETE FROM tasks WHERE expires_at <= ${now}`).count,
-      tokens: (await tx`DELETE FROM tokens WHERE expires_at <= ${now}`).count,
-      deviceCodes: (await tx`DELETE FROM device_codes WHERE expires_at <= ${now}`).count,
-      idempotencyKeys: (await tx`DELETE FROM idempotency_keys WHERE expires_at <= ${now}`).count,
-    }));
+    return await this.#sql.begin(async (tx) => {
+      await tx`DELETE FROM sessions WHERE expires_at <= ${now}`;
+      await tx`DELETE FROM sign_in_attempts WHERE expires_at <= ${now}`;
+      await tx`DELETE FROM endpoint_uptime WHERE until <= ${now - UPTIME_KEPT_S}`;
+      return {
+        tasks: (await tx`DELETE FROM tasks WHERE expires_at <= ${now}`).count,
+        tokens: (await tx`DELETE FROM tokens WHERE expires_at <= ${now}`).count,
+        deviceCodes: (await tx`DELETE FROM device_codes WHERE expires_at <= ${now}`).count,
+        idempotencyKeys: (await tx`DELETE FROM idempotency_keys WHERE expires_at <= ${now}`).count,
+      };
+    });
   }
 
   close(): Promise<void> {

@@ -16,6 +16,7 @@ import { ResultProcessor } from "./result_processor.ts";
 import { OutboxRelay } from "./outbox_relay.ts";
 import { openStore, type Store } from "./store.ts";
 import { redactUrl } from "./_url.ts";
+import { signInSettingsFromEnv } from "./sign_in_guard.ts";
 
 export { redactUrl };
 
@@ -104,7 +105,7 @@ export class FuncxService {
       broker,
       outbox,
       credentials,
-      settings: config,
+      settings: { ...config, signIn: config.signIn ?? signInSettingsFromEnv(Deno.env.toObject()) },
     });
     const { promise: listening, resolve } = Promise.withResolvers<void>();
     const server = Deno.serve({

@@ -10,6 +10,10 @@
 // deno-lint-ignore-file require-await
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import {
+  attemptExpiry,
+  byKey,
+  countAttempt,
+  failAttempt,
   normalizeBatch,
   num,
   reserveSql,
@@ -17,17 +21,22 @@ import {
   schema,
   str,
   strOrNull,
+  toAttempt,
   toContainer,
   toDeviceCode,
   toEndpoint,
   toFunction,
+  toGroupSummaries,
   toIdempotency,
   toOutbox,
   toTask,
+  toTaskSummary,
   transitionsJson,
 } from "./_store_rows.ts";
 import type {
   AddTasksOptions,
+  AttemptLimit,
+  AttemptVerdict,
   ContainerRecord,
   DeviceCodeRecord,
   EndpointRecord,
@@ -41,11 +50,18 @@ import type {
   PurgeCounts,
   ReserveOptions,
   ResultBatch,
+  SessionRecord,
   Store,
   TaskCompletion,
+  TaskGroupSummary,
   TaskRecord,
+  TaskSummary,
+  UptimeSegment,
   UserRecord,
 } from "./store.ts";
+
+/** Seconds an endpoint's online periods are kept after they end. */
+const UPTIME_KEPT_S = 7 * 86400;
 
 /** Options of {@linkcode SqliteStore.open}. */
 export interface SqliteStoreOptions {
@@ -522,6 +538,7 @@ export class SqliteStore implements Store {
           "expires_at = excluded.expires_at",
       );
       for (const s of b.statuses) status.run(s.endpointId, s.state, s.expiresAt);
+      this.#recordUptime(b.statuses);
       const move = this.#stmt(
         "UPDATE tasks SET status = ? WHERE id = ? AND status NOT IN ('success', 'failed')",
       );
@@ -547,6 +564,143 @@ export class SqliteStore implements Store {
       }
       return changed;
     });
+  }
+
+  /** Extends each endpoint's current online period, or starts one. */
+  #recordUptime(statuses: ReadonlyArray<{ endpointId: string; expiresAt: number }>): void {
+    const now = Date.now() / 1000;
+    const extend = this.#stmt(
+      "UPDATE endpoint_uptime SET last_report_at = ?, until = ? WHERE endpoint_id = ? " +
+        "AND until >= ? AND since = (SELECT max(since) FROM endpoint_uptime WHERE endpoint_id = ?)",
+    );
+    const start = this.#stmt(
+      "INSERT INTO endpoint_uptime (endpoint_id, since, last_report_at, until) " +
+        "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    );
+    for (const s of statuses) {
+      const changed = Number(extend.run(now, s.expiresAt, s.endpointId, now, s.endpointId).changes);
+      if (changed === 0 && s.expiresAt > now) start.run(s.endpointId, now, now, s.expiresAt);
+    }
+  }
+
+  // ---- dashboard sessions and sign-in throttling ----
+
+  async addSession(hash: string, userId: string, csrf: string, expiresAt: number): Promise<void> {
+    this.#stmt(
+      "INSERT INTO sessions (hash, user_id, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+    ).run(hash, userId, csrf, Date.now() / 1000, expiresAt);
+  }
+
+  async sessionFor(hash: string, now: number): Promise<SessionRecord | undefined> {
+    const row = this.#stmt(
+      "SELECT u.id, u.name, s.csrf, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id " +
+        "WHERE s.hash = ? AND s.expires_at > ?",
+    ).get(hash, now);
+    return row
+      ? {
+        user: { id: str(row, "id"), name: str(row, "name") },
+        csrf: str(row, "csrf"),
+        expiresAt: num(row, "expires_at"),
+      }
+      : undefined;
+  }
+
+  async deleteSession(hash: string): Promise<boolean> {
+    return this.#changes("DELETE FROM sessions WHERE hash = ?", hash) > 0;
+  }
+
+  #attemptRow(key: string) {
+    const row = this.#stmt("SELECT * FROM sign_in_attempts WHERE attempt_key = ?").get(key);
+    return row ? toAttempt(row) : undefined;
+  }
+
+  #writeAttempt(limit: AttemptLimit, row: ReturnType<typeof toAttempt>): void {
+    this.#stmt(
+      "INSERT INTO sign_in_attempts (attempt_key, count, window_start, locked_until, expires_at) " +
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (attempt_key) DO UPDATE SET count = excluded.count, " +
+        "window_start = excluded.window_start, locked_until = excluded.locked_until, " +
+        "expires_at = excluded.expires_at",
+    ).run(limit.key, row.count, row.windowStart, row.lockedUntil, attemptExpiry(row, limit));
+  }
+
+  async countSignIn(limits: readonly AttemptLimit[], now: number): Promise<AttemptVerdict[]> {
+    return this.#tx(() =>
+      byKey(limits).map((limit) => {
+        const { row, verdict } = countAttempt(this.#attemptRow(limit.key), limit, now);
+        if (row) this.#writeAttempt(limit, row);
+        return verdict;
+      })
+    );
+  }
+
+  async failSignIn(limits: readonly AttemptLimit[], now: number): Promise<AttemptVerdict[]> {
+    return this.#tx(() =>
+      byKey(limits).map((limit) => {
+        const { row, verdict } = failAttempt(this.#attemptRow(limit.key), limit, now);
+        if (row) this.#writeAttempt(limit, row);
+        return verdict;
+      })
+    );
+  }
+
+  async passSignIn(key: string): Promise<void> {
+    this.#stmt("DELETE FROM sign_in_attempts WHERE attempt_key = ?").run(key);
+  }
+
+  // ---- dashboard reads ----
+
+  async listFunctions(ownerId: string, limit: number): Promise<FunctionRecord[]> {
+    return this.#stmt(
+      "SELECT * FROM functions WHERE owner_id = ? ORDER BY created_at DESC, id LIMIT ?",
+    ).all(ownerId, limit).map(toFunction);
+  }
+
+  async listTaskGroups(ownerId: string, limit: number): Promise<TaskGroupSummary[]> {
+    return toGroupSummaries(
+      this.#stmt(
+        "SELECT g.id, g.created_at, t.status, count(*) AS n FROM task_groups g " +
+          "JOIN tasks t ON t.group_id = g.id WHERE g.id IN (SELECT g2.id FROM task_groups g2 " +
+          "WHERE g2.owner_id = ? AND EXISTS (SELECT 1 FROM tasks t2 WHERE t2.group_id = g2.id) " +
+          "ORDER BY g2.created_at DESC LIMIT ?) GROUP BY g.id, g.created_at, t.status " +
+          "ORDER BY g.created_at DESC, g.id",
+      ).all(ownerId, limit),
+    );
+  }
+
+  async taskGroupSummary(groupId: string): Promise<TaskGroupSummary | undefined> {
+    return toGroupSummaries(
+      this.#stmt(
+        "SELECT g.id, g.created_at, t.status, count(t.id) AS n FROM task_groups g " +
+          "LEFT JOIN tasks t ON t.group_id = g.id WHERE g.id = ? GROUP BY g.id, g.created_at, " +
+          "t.status",
+      ).all(groupId),
+    )[0];
+  }
+
+  async listGroupTasks(groupId: string, limit: number): Promise<TaskSummary[]> {
+    return this.#stmt(
+      "SELECT id, function_id, endpoint_id, status, created_at, completion_t FROM tasks " +
+        "WHERE group_id = ? ORDER BY created_at, id LIMIT ?",
+    ).all(groupId, limit).map(toTaskSummary);
+  }
+
+  async waitingTasks(endpointIds: readonly string[]): Promise<Map<string, number>> {
+    const rows = this.#stmt(
+      "SELECT endpoint_id, count(*) AS n FROM tasks WHERE status = 'waiting-for-ep' AND " +
+        "endpoint_id IN (SELECT value FROM json_each(?)) GROUP BY endpoint_id",
+    ).all(JSON.stringify(endpointIds));
+    return new Map(rows.map((r) => [str(r, "endpoint_id"), num(r, "n")]));
+  }
+
+  async endpointUptime(endpointId: string, since: number): Promise<UptimeSegment[]> {
+    return this.#stmt(
+      "SELECT since, last_report_at, until FROM endpoint_uptime WHERE endpoint_id = ? " +
+        "AND until > ? ORDER BY since",
+    ).all(endpointId, since).map((r) => ({
+      since: num(r, "since"),
+      lastReportAt: num(r, "last_report_at"),
+      until: num(r, "until"),
+    }));
   }
 
   // ---- idempotency keys ----
@@ -603,12 +757,17 @@ export class SqliteStore implements Store {
   }
 
   async purgeExpired(now: number = Date.now() / 1000): Promise<PurgeCounts> {
-    return this.#tx(() => ({
-      tasks: this.#changes("DELETE FROM tasks WHERE expires_at <= ?", now),
-      tokens: this.#changes("DELETE FROM tokens WHERE expires_at <= ?", now),
-      deviceCodes: this.#changes("DELETE FROM device_codes WHERE expires_at <= ?", now),
-      idempotencyKeys: this.#changes("DELETE FROM idempotency_keys WHERE expires_at <= ?", now),
-    }));
+    return this.#tx(() => {
+      this.#stmt("DELETE FROM sessions WHERE expires_at <= ?").run(now);
+      this.#stmt("DELETE FROM sign_in_attempts WHERE expires_at <= ?").run(now);
+      this.#stmt("DELETE FROM endpoint_uptime WHERE until <= ?").run(now - UPTIME_KEPT_S);
+      return {
+        tasks: this.#changes("DELETE FROM tasks WHERE expires_at <= ?", now),
+        tokens: this.#changes("DELETE FROM tokens WHERE expires_at <= ?", now),
+        deviceCodes: this.#changes("DELETE FROM device_codes WHERE expires_at <= ?", now),
+        idempotencyKeys: this.#changes("DELETE FROM idempotency_keys WHERE expires_at <= ?", now),
+      };
+    });
   }
 
   async close(): Promise<void> {

@@ -198,6 +198,69 @@ export interface PurgeCounts {
   idempotencyKeys: number;
 }
 
+/** A dashboard session: who it signs in and the CSRF token of its forms. */
+export interface SessionRecord {
+  user: UserRecord;
+  /** The token every state-changing form of this session carries. */
+  csrf: string;
+  expiresAt: number;
+}
+
+/** The limit on one key of sign-in attempts (an account, a client address, an API client). */
+export interface AttemptLimit {
+  /** What is counted, e.g. `user:alice` or `addr:203.0.113.9`. */
+  key: string;
+  /** Failed attempts allowed in a window; the attempt that reaches it starts the lock. */
+  maxFailures: number;
+  /** Seconds after the first counted attempt that the count starts again. */
+  windowS: number;
+  /** Seconds a key stays locked. */
+  lockS: number;
+  /**
+   * Counted when the attempt starts, and forgotten when it succeeds (attempts racing cannot get
+   * past the limit: right for an account); otherwise counted only when it fails (a burst of
+   * good attempts cannot lock it: right for a client address).
+   */
+  countUpFront: boolean;
+}
+
+/** Where one key stands after an attempt was counted or failed. */
+export interface AttemptVerdict {
+  key: string;
+  /** Attempts counted in the window, this one included (0 when locked). */
+  count: number;
+  /** Epoch seconds until which the key is locked; 0 when it is not. */
+  lockedUntil: number;
+}
+
+/** An endpoint's online period: from its first report to the expiry of its last. */
+export interface UptimeSegment {
+  since: number;
+  /** Time of the last status report of the period. */
+  lastReportAt: number;
+  /** Until when the last report keeps it online. */
+  until: number;
+}
+
+/** A task group with its tasks counted by status. */
+export interface TaskGroupSummary {
+  id: string;
+  createdAt: number;
+  total: number;
+  /** Tasks by their stored status (`waiting-for-ep`, `running`, `success`, ...). */
+  counts: Record<string, number>;
+}
+
+/** A task without its result, for lists. */
+export interface TaskSummary {
+  id: string;
+  functionId: string;
+  endpointId: string;
+  status: string;
+  createdAt: number;
+  completionT: number | null;
+}
+
 /** Options of {@linkcode openStore}. */
 export interface StoreOptions {
   /** Seconds a task and its result are kept. @default 1209600 (two weeks) */
@@ -375,7 +438,47 @@ export interface Store {
   /** Gives up a reservation that has no response to keep (a retry may then do the work). */
   releaseIdempotencyKey(hold: IdempotencyHold): Promise<void>;
 
-  /** Deletes tasks, tokens, device codes and idempotency keys past their expiry. */
+  // ---- dashboard sessions and sign-in throttling ----
+
+  /** Stores a session by the hash of its cookie. */
+  addSession(hash: string, userId: string, csrf: string, expiresAt: number): Promise<void>;
+  /** The unexpired session with that hash. */
+  sessionFor(hash: string, now: number): Promise<SessionRecord | undefined>;
+  /** Ends a session; whether it existed. */
+  deleteSession(hash: string): Promise<boolean>;
+  /**
+   * Starts a sign-in attempt under each limit, in one transaction: a locked key is left as it
+   * is; a key with `countUpFront` counts the attempt now (a new window starts when the last is
+   * over) and is locked at once when counted past `maxFailures` (attempts racing).
+   */
+  countSignIn(limits: readonly AttemptLimit[], now: number): Promise<AttemptVerdict[]>;
+  /**
+   * Records that an attempt failed, in one transaction: keys without `countUpFront` count it
+   * now; a key whose count reached `maxFailures` is locked for `lockS`.
+   */
+  failSignIn(limits: readonly AttemptLimit[], now: number): Promise<AttemptVerdict[]>;
+  /** Records that an attempt succeeded: `key` (the account) starts afresh, lock included. */
+  passSignIn(key: string): Promise<void>;
+
+  // ---- dashboard reads ----
+
+  /** A user's functions, newest first. */
+  listFunctions(ownerId: string, limit: number): Promise<FunctionRecord[]>;
+  /** A user's task groups that have tasks, newest first, with their tasks counted by status. */
+  listTaskGroups(ownerId: string, limit: number): Promise<TaskGroupSummary[]>;
+  /** One task group with its tasks counted by status, or undefined when it does not exist. */
+  taskGroupSummary(groupId: string): Promise<TaskGroupSummary | undefined>;
+  /** Tasks of a group without their results, oldest first. */
+  listGroupTasks(groupId: string, limit: number): Promise<TaskSummary[]>;
+  /** How many tasks wait for each endpoint to take them (`waiting-for-ep`), by endpoint id. */
+  waitingTasks(endpointIds: readonly string[]): Promise<Map<string, number>>;
+  /** An endpoint's online periods that end after `since`, oldest first. */
+  endpointUptime(endpointId: string, since: number): Promise<UptimeSegment[]>;
+
+  /**
+   * Deletes tasks, tokens, device codes and idempotency keys past their expiry (counted), and
+   * sessions, sign-in counts and endpoint online periods that are over (not counted).
+   */
   purgeExpired(now?: number): Promise<PurgeCounts>;
   /** Closes the database; idempotent. */
   close(): Promise<void>;

@@ -18,6 +18,8 @@ import {
 } from "../auth.ts";
 import { HttpError } from "../http_error.ts";
 import type { AppDeps, AppEnv } from "../app.ts";
+import type { AccessToken } from "../auth.ts";
+import type { WebDeps } from "./login.ts";
 
 async function readParams(req: Request): Promise<Record<string, string>> {
   const type = req.headers.get("content-type") ?? "";
@@ -46,7 +48,7 @@ async function readParams(req: Request): Promise<Record<string, string>> {
 const DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code";
 
 /** Token routes: `/token`, `/device`, `/revoke`. */
-export function authRoutes(deps: AppDeps): Hono<AppEnv> {
+export function authRoutes(deps: AppDeps, web: WebDeps): Hono<AppEnv> {
   const ttl = () => ({
     accessTtlS: deps.settings.tokenTtlS,
     refreshTtlS: deps.settings.refreshTtlS,
@@ -61,7 +63,19 @@ export function authRoutes(deps: AppDeps): Hono<AppEnv> {
         if (!id || !secret) {
           throw oauthError(400, "invalid_request", "Missing client_id or client_secret");
         }
-        return c.json(await issueClientToken(deps.store, id, secret, ttl()));
+        // A wrong secret counts against the client and the address like a wrong password.
+        let issued: AccessToken | undefined;
+        const ok = await web.guard.attempt("client", id, web.sessions.address(c), async () => {
+          try {
+            issued = await issueClientToken(deps.store, id, secret, ttl());
+            return true;
+          } catch (err) {
+            if (err instanceof HttpError && err.status === 401) return false;
+            throw err;
+          }
+        });
+        if (!ok || !issued) throw oauthError(401, "invalid_client", "Invalid client credentials");
+        return c.json(issued);
       }
       if (grant === "refresh_token") {
         if (!p["refresh_token"]) throw oauthError(400, "invalid_request", "Missing refresh_token");
