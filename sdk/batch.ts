@@ -5,7 +5,17 @@
  */
 import { type DataMethod, packArgs } from "./protocol/mod.ts";
 
-/** Options of {@linkcode Batch}. */
+/**
+ * Options of {@linkcode Batch}.
+ *
+ * @example A batch for one task group, with JSON arguments
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Batch, type BatchOptions } from "@funcx/sdk";
+ * const options: BatchOptions = { taskGroupId: crypto.randomUUID(), method: "json" };
+ * assert.equal(new Batch(options).taskGroupId, options.taskGroupId);
+ * ```
+ */
 export interface BatchOptions {
   /** Task group the batch is submitted into. @default the client's session task group */
   taskGroupId?: string;
@@ -17,7 +27,22 @@ export interface BatchOptions {
   method?: DataMethod;
 }
 
-/** A batch of tasks to submit in one request. */
+/**
+ * A batch of tasks to submit in one request.
+ *
+ * @example Fill a batch until it is full
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Batch } from "@funcx/sdk";
+ * const batch = new Batch({ maxBytes: 1024 });
+ * const fn = crypto.randomUUID();
+ * const ep = crypto.randomUUID();
+ * assert.throws(() => {
+ *   for (let i = 0; i < 100; i++) batch.add(fn, ep, [i]);
+ * }, RangeError);
+ * assert.ok(batch.size > 0 && batch.bytes <= 1024);
+ * ```
+ */
 export class Batch {
   /** Task group of the batch, if set. */
   readonly taskGroupId: string | undefined;

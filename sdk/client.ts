@@ -34,7 +34,22 @@ export { SDK_VERSION };
 
 const log = getLogger(["funcx", "sdk", "client"]);
 
-/** Options of {@linkcode FuncXClient}. */
+/**
+ * Options of {@linkcode FuncXClient}.
+ *
+ * @example A client for a given service, with a token and few retries
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { FuncXClient, type FuncXClientOptions } from "@funcx/sdk";
+ * const options: FuncXClientOptions = {
+ *   serviceAddress: "http://127.0.0.1:8000",
+ *   accessToken: "a-token",
+ *   retries: 1,
+ *   timeoutMs: 5_000,
+ * };
+ * assert.equal(new FuncXClient(options).serviceAddress, "http://127.0.0.1:8000");
+ * ```
+ */
 export interface FuncXClientOptions {
   /** Base address of the service. @default env `FUNCX_SERVICE_ADDRESS`, else the environment's */
   serviceAddress?: string;
@@ -62,7 +77,17 @@ export interface FuncXClientOptions {
   retries?: number;
 }
 
-/** What every {@linkcode FuncXClient} call accepts. */
+/**
+ * What every {@linkcode FuncXClient} call accepts.
+ *
+ * @example Give up on a call after 10 s
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { RequestOptions } from "@funcx/sdk";
+ * const options: RequestOptions = { signal: AbortSignal.timeout(10_000) };
+ * assert.equal(options.signal?.aborted, false);
+ * ```
+ */
 export interface RequestOptions {
   /**
    * Aborts the call, its retries and their waits; the call rejects with the signal's reason.
@@ -71,7 +96,21 @@ export interface RequestOptions {
   signal?: AbortSignal;
 }
 
-/** A result queue of one process on a task group, from {@linkcode FuncXClient.openResultStream}. */
+/**
+ * A result queue of one process on a task group, from {@linkcode FuncXClient.openResultStream}.
+ *
+ * @example Where a process's results wait
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { ResultStreamInfo } from "@funcx/sdk";
+ * const stream: ResultStreamInfo = {
+ *   task_group_id: "3f0c1a9e-7d2b-4c55-9e61-0a8f4b2c1d3e",
+ *   connection_url: "amqp://user:secret@127.0.0.1:5672/",
+ *   queue: "results.3f0c1a9e.1",
+ * };
+ * assert.ok(stream.connection_url.startsWith("amqp://"));
+ * ```
+ */
 export interface ResultStreamInfo {
   /** The task group. */
   task_group_id: string;
@@ -102,7 +141,17 @@ export function isTransientError(err: unknown): boolean {
     err.httpStatus === 429 || RETRY_STATUSES.has(err.httpStatus);
 }
 
-/** Options of {@linkcode FuncXClient.registerFunction}. */
+/**
+ * Options of {@linkcode FuncXClient.registerFunction}.
+ *
+ * @example A public function with a name of its own
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { RegisterFunctionOptions } from "@funcx/sdk";
+ * const options: RegisterFunctionOptions = { name: "double", description: "n * 2", public: true };
+ * assert.equal(options.public, true);
+ * ```
+ */
 export interface RegisterFunctionOptions extends RequestOptions {
   /** Name to register under. @default the function's own name */
   name?: string;
@@ -114,7 +163,23 @@ export interface RegisterFunctionOptions extends RequestOptions {
   containerId?: string;
 }
 
-/** A container image registered with {@linkcode FuncXClient.registerContainer}. */
+/**
+ * A container image registered with {@linkcode FuncXClient.registerContainer}.
+ *
+ * @example A registered image
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { ContainerInfo } from "@funcx/sdk";
+ * const info: ContainerInfo = {
+ *   container_id: crypto.randomUUID(),
+ *   name: "numpy",
+ *   description: "",
+ *   container_type: "apptainer",
+ *   location: "/images/numpy.sif",
+ * };
+ * assert.equal(info.container_type, "apptainer");
+ * ```
+ */
 export interface ContainerInfo {
   /** The container's id. */
   container_id: string;
@@ -128,7 +193,21 @@ export interface ContainerInfo {
   location: string;
 }
 
-/** Options of {@linkcode FuncXClient.run}. */
+/**
+ * Options of {@linkcode FuncXClient.run}.
+ *
+ * @example Arguments, keyword arguments and a task group
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { RunOptions } from "@funcx/sdk";
+ * const options: RunOptions = {
+ *   args: [21],
+ *   kwargs: { scale: 2 },
+ *   taskGroupId: crypto.randomUUID(),
+ * };
+ * assert.deepEqual(options.args, [21]);
+ * ```
+ */
 export interface RunOptions extends RequestOptions {
   /** Positional arguments. @default [] */
   args?: readonly unknown[];
@@ -140,7 +219,20 @@ export interface RunOptions extends RequestOptions {
   userEndpointConfig?: Record<string, unknown>;
 }
 
-/** Options of {@linkcode FuncXClient.registerEndpoint}. */
+/**
+ * Options of {@linkcode FuncXClient.registerEndpoint}.
+ *
+ * @example Register again under a known id
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { RegisterEndpointOptions } from "@funcx/sdk";
+ * const options: RegisterEndpointOptions = {
+ *   endpointId: crypto.randomUUID(),
+ *   metadata: { hostname: "login1" },
+ * };
+ * assert.equal(options.metadata?.["hostname"], "login1");
+ * ```
+ */
 export interface RegisterEndpointOptions extends RequestOptions {
   /** The endpoint's id, for re-registration. @default a new one */
   endpointId?: string;
@@ -148,7 +240,35 @@ export interface RegisterEndpointOptions extends RequestOptions {
   metadata?: Record<string, unknown>;
 }
 
-/** Where an endpoint consumes tasks and publishes results, as registration returns it. */
+/**
+ * Where an endpoint consumes tasks and publishes results, as registration returns it.
+ *
+ * @example Where an endpoint reads tasks
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { EndpointRegistration } from "@funcx/sdk";
+ * function taskQueue(reg: EndpointRegistration): string {
+ *   return reg.task_queue_info.queue;
+ * }
+ * const url = "amqp://ep:secret@127.0.0.1:5672/";
+ * const reg: EndpointRegistration = {
+ *   endpoint_id: "e1",
+ *   task_queue_info: { connection_url: url, exchange: "tasks", queue: "e1.tasks" },
+ *   result_queue_info: {
+ *     connection_url: url,
+ *     exchange: "results",
+ *     queue: "results",
+ *     queue_publish_kwargs: {
+ *       exchange: "results",
+ *       routing_key: "results",
+ *       mandatory: true,
+ *       properties: { delivery_mode: 2 },
+ *     },
+ *   },
+ * };
+ * assert.equal(taskQueue(reg), "e1.tasks");
+ * ```
+ */
 export interface EndpointRegistration {
   /** The endpoint's id. */
   endpoint_id: string;
@@ -168,7 +288,19 @@ export interface EndpointRegistration {
   };
 }
 
-/** A task's state as the service reports it. */
+/**
+ * A task's state as the service reports it.
+ *
+ * @example Read a task's state
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { TaskInfo } from "@funcx/sdk";
+ * function describe(t: TaskInfo): string {
+ *   return t.pending ? `still ${t.status}` : `finished: ${t.status}`;
+ * }
+ * assert.equal(describe({ task_id: "t1", status: "running", pending: true }), "still running");
+ * ```
+ */
 export interface TaskInfo {
   /** The task id. */
   task_id: string;
@@ -186,10 +318,47 @@ export interface TaskInfo {
   completion_t?: number;
 }
 
-/** One task of a submit batch: `[function_id, endpoint_id, payload]`. */
+/**
+ * One task of a submit batch: `[function_id, endpoint_id, payload]`.
+ *
+ * @example One task of a submit request
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { SubmitEntry } from "@funcx/sdk";
+ * import { packArgs } from "@funcx/sdk/protocol";
+ * const entry: SubmitEntry = [crypto.randomUUID(), crypto.randomUUID(), packArgs([1, 2])];
+ * assert.equal(entry.length, 3);
+ * ```
+ */
 export type SubmitEntry = [string, string, string];
 
-/** The service's answer to a submit. */
+/**
+ * The service's answer to a submit.
+ *
+ * @example Task ids, or why a task was refused
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { SubmitResponse } from "@funcx/sdk";
+ * function taskIds(res: SubmitResponse): Array<string | null> {
+ *   return res.results.map((r) => (r.status === "Success" ? r.task_uuid : null));
+ * }
+ * const res: SubmitResponse = {
+ *   response: "batch",
+ *   task_group_id: "g1",
+ *   results: [
+ *     { status: "Success", task_uuid: "t1", http_status_code: 200 },
+ *     {
+ *       code: "function_not_found",
+ *       reason: "Function f2 was not found",
+ *       http_status_code: 404,
+ *       error_args: ["f2"],
+ *       task_uuid: null,
+ *     },
+ *   ],
+ * };
+ * assert.deepEqual(taskIds(res), ["t1", null]);
+ * ```
+ */
 export interface SubmitResponse {
   /** Always `"batch"`. */
   response: "batch";
@@ -755,7 +924,20 @@ export class FuncXClient {
   }
 }
 
-/** One task's entry in {@linkcode FuncXClient.getBatchResult}. */
+/**
+ * One task's entry in {@linkcode FuncXClient.getBatchResult}.
+ *
+ * @example Sort a batch's outcomes
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { BatchResult } from "@funcx/sdk";
+ * function describe(r: BatchResult): string {
+ *   if (r.pending) return `${r.taskId}: ${r.status}`;
+ *   return r.error ? `${r.taskId} failed: ${r.error.message}` : `${r.taskId} = ${r.result}`;
+ * }
+ * assert.equal(describe({ taskId: "t1", status: "success", pending: false, result: 42 }), "t1 = 42");
+ * ```
+ */
 export interface BatchResult {
   /** The task id. */
   taskId: string;

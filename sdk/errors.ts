@@ -39,7 +39,18 @@ export class ResultTimeoutError extends Error {
   }
 }
 
-/** An error answer of the service, with its stable string code. */
+/**
+ * An error answer of the service, with its stable string code.
+ *
+ * @example Tell a refusal from a service that is away
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { FuncxAPIError, isTransientError } from "@funcx/sdk";
+ * const err: unknown = new FuncxAPIError(404, "task_not_found", 'Task "t1" was not found', ["t1"]);
+ * assert.ok(err instanceof FuncxAPIError && err.codeName === "task_not_found");
+ * assert.ok(!isTransientError(err));
+ * ```
+ */
 export class FuncxAPIError extends Error {
   /** Always `"FuncxAPIError"`. */
   override name = "FuncxAPIError";
@@ -75,7 +86,30 @@ export class FuncxAPIError extends Error {
   }
 }
 
-/** Thrown by `getResult` while the task has not finished. */
+/**
+ * Thrown by `getResult` while the task has not finished.
+ *
+ * @example Poll until a task has a result
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { TaskPending } from "@funcx/sdk";
+ * let calls = 0;
+ * async function getResult(taskId: string): Promise<number> {
+ *   if (++calls < 3) throw new TaskPending(taskId, "running");
+ *   return 42;
+ * }
+ * let result: number;
+ * for (;;) {
+ *   try {
+ *     result = await getResult("t1");
+ *     break;
+ *   } catch (e) {
+ *     if (!(e instanceof TaskPending)) throw e;
+ *   }
+ * }
+ * assert.equal(result, 42);
+ * ```
+ */
 export class TaskPending extends Error {
   /** Always `"TaskPending"`. */
   override name = "TaskPending";
@@ -105,6 +139,20 @@ export class TaskPending extends Error {
 /**
  * Thrown by `getResult` when the task failed. `remote` holds the remote error's name, message
  * and stack; `cause` is an `Error` rebuilt from them.
+ *
+ * @example The remote error, as the endpoint saw it
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { TaskExecutionFailed } from "@funcx/sdk";
+ * const err = new TaskExecutionFailed("t1", "RemoteExecutionError", {
+ *   name: "ZeroDivisionError",
+ *   message: "division by zero",
+ *   stack: "ZeroDivisionError: division by zero\n    at f (<task>:1:1)",
+ * });
+ * assert.equal(err.remote.name, "ZeroDivisionError");
+ * assert.ok(err.cause instanceof Error && err.cause.name === "ZeroDivisionError");
+ * assert.match(err.message, /division by zero/);
+ * ```
  */
 export class TaskExecutionFailed extends Error {
   /** Always `"TaskExecutionFailed"`. */

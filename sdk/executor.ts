@@ -29,7 +29,22 @@ const SUBMITS_IN_FLIGHT = 3;
 /** How long an idle executor keeps its result stream open for the next task. */
 const IDLE_LINGER_MS = 200;
 
-/** Options of {@linkcode FuncXExecutor}. */
+/**
+ * Options of {@linkcode FuncXExecutor}.
+ *
+ * @example Options checked when the executor is built
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { FuncXClient, FuncXExecutor, type FuncXExecutorOptions } from "@funcx/sdk";
+ * const options: FuncXExecutorOptions = {
+ *   endpointId: crypto.randomUUID(),
+ *   client: new FuncXClient({ serviceAddress: "http://127.0.0.1:9", accessToken: "t" }),
+ *   batchSize: 256,
+ *   resultTimeoutMs: 60_000,
+ * };
+ * assert.equal(new FuncXExecutor(options).endpointId, options.endpointId);
+ * ```
+ */
 export interface FuncXExecutorOptions {
   /** Endpoint the tasks run on. */
   endpointId: string;
@@ -68,7 +83,17 @@ export interface FuncXExecutorOptions {
   signal?: AbortSignal;
 }
 
-/** Options of {@linkcode FuncXExecutor.shutdown}. */
+/**
+ * Options of {@linkcode FuncXExecutor.shutdown}.
+ *
+ * @example Stop without waiting, dropping what was not sent
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { ShutdownOptions } from "@funcx/sdk";
+ * const options: ShutdownOptions = { wait: false, cancelFutures: true };
+ * assert.equal(options.cancelFutures, true);
+ * ```
+ */
 export interface ShutdownOptions {
   /** Wait for outstanding futures to settle. @default true */
   wait?: boolean;
@@ -84,10 +109,37 @@ interface Pending {
   taskGroupId: string;
 }
 
-/** Any function the executor can send. */
+/**
+ * Any function the executor can send.
+ *
+ * @example Functions the executor accepts
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { AnyFn } from "@funcx/sdk";
+ * const fns: AnyFn[] = [(a: number, b: number) => a + b, async (s: string) => s.length];
+ * assert.equal(fns.length, 2);
+ * ```
+ */
 export type AnyFn = (...args: never[]) => unknown;
 
-/** A settled future from {@linkcode FuncXExecutor.asCompleted} and its index in the input. */
+/**
+ * A settled future from {@linkcode FuncXExecutor.asCompleted} and its index in the input.
+ *
+ * @example What asCompleted yields
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type CompletedFuture, FuncXExecutor, FuncXFuture } from "@funcx/sdk";
+ * const futures = [new FuncXFuture<number>(), new FuncXFuture<number>()];
+ * setTimeout(() => futures[1]!.setResult(2), 5);
+ * setTimeout(() => futures[0]!.setResult(1), 30);
+ * const order: number[] = [];
+ * for await (const done of FuncXExecutor.asCompleted(futures)) {
+ *   const c: CompletedFuture<number> = done;
+ *   order.push(c.index);
+ * }
+ * assert.deepEqual(order, [1, 0]);
+ * ```
+ */
 export interface CompletedFuture<T> {
   /** The settled future. */
   future: FuncXFuture<T>;

@@ -22,10 +22,35 @@ export class TaskCancelledError extends Error {
   override name = "TaskCancelledError";
 }
 
-/** Lifecycle of a future. */
+/**
+ * Lifecycle of a future.
+ *
+ * @example A future's state as it settles
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { FuncXFuture, type FutureState } from "@funcx/sdk";
+ * const f = new FuncXFuture<number>();
+ * const before: FutureState = f.state;
+ * f.setTaskId(crypto.randomUUID());
+ * f.setResult(1);
+ * assert.deepEqual([before, f.state], ["pending", "done"]);
+ * ```
+ */
 export type FutureState = "pending" | "submitted" | "done" | "failed" | "cancelled";
 
-/** A task's future result; await it like a promise. */
+/**
+ * A task's future result; await it like a promise.
+ *
+ * @example Await it like a promise
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { FuncXFuture } from "@funcx/sdk";
+ * const f = new FuncXFuture<string>();
+ * setTimeout(() => f.setResult("ready"), 10);
+ * assert.equal(await f, "ready");
+ * assert.ok(f.done);
+ * ```
+ */
 export class FuncXFuture<T> implements PromiseLike<T> {
   readonly #promise: Promise<T>;
   #resolve!: (v: T) => void;

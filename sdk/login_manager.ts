@@ -15,7 +15,23 @@ import { sleep } from "./_backoff.ts";
 
 const log = getLogger(["funcx", "sdk", "login"]);
 
-/** What the user must do to approve a device login. */
+/**
+ * What the user must do to approve a device login.
+ *
+ * @example Show the code your own way
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { DeviceCodePrompt } from "@funcx/sdk";
+ * const show = (p: DeviceCodePrompt) => `Open ${p.verificationUriComplete} (code ${p.userCode})`;
+ * const text = show({
+ *   userCode: "ABCD-EFGH",
+ *   verificationUri: "http://127.0.0.1:8000/login/device",
+ *   verificationUriComplete: "http://127.0.0.1:8000/login/device?code=ABCD-EFGH",
+ *   expiresIn: 600,
+ * });
+ * assert.match(text, /ABCD-EFGH/);
+ * ```
+ */
 export interface DeviceCodePrompt {
   /** The code to check on the login page. */
   userCode: string;
@@ -27,7 +43,21 @@ export interface DeviceCodePrompt {
   expiresIn: number;
 }
 
-/** Options of {@linkcode LoginManager}. */
+/**
+ * Options of {@linkcode LoginManager}.
+ *
+ * @example A token file of its own
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { LoginManager, type LoginManagerOptions } from "@funcx/sdk";
+ * const options: LoginManagerOptions = {
+ *   serviceAddress: "http://127.0.0.1:9",
+ *   storePath: `${await Deno.makeTempDir()}/storage.db`,
+ *   onDeviceCode: (p) => console.error(`approve ${p.userCode}`),
+ * };
+ * assert.equal(new LoginManager(options).serviceAddress, "http://127.0.0.1:9");
+ * ```
+ */
 export interface LoginManagerOptions {
   /** Service address. @default from `FUNCX_SERVICE_ADDRESS` or the environment */
   serviceAddress?: string;
@@ -45,7 +75,18 @@ const EARLY_MS = 60_000;
 /** Attempts after the first for the login's requests (a renewal holds the token store's lock). */
 const LOGIN_RETRIES = 2;
 
-/** Device-flow login and the stored tokens of one environment. */
+/**
+ * Device-flow login and the stored tokens of one environment.
+ *
+ * @example Environment names key the stored logins
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { LoginManager } from "@funcx/sdk";
+ * const login = new LoginManager({ serviceAddress: "http://127.0.0.1:9/", environment: "lab" });
+ * assert.equal(login.environment, "lab");
+ * assert.equal(login.serviceAddress, "http://127.0.0.1:9");
+ * ```
+ */
 export class LoginManager {
   /** The service address. */
   readonly serviceAddress: string;

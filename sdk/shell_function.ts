@@ -20,7 +20,17 @@
  */
 export const SHELL_FUNCTION_NAME = "__funcx_shell__";
 
-/** What a ShellFunction runs. */
+/**
+ * What a ShellFunction runs.
+ *
+ * @example A command with a time limit that fails on a non-zero exit
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ShellFunction, type ShellSpec } from "@funcx/sdk";
+ * const spec: ShellSpec = { cmd: "sbatch --wait {script}", timeout_s: 3600, fail_on_nonzero: true };
+ * assert.equal(new ShellFunction(spec.cmd, spec).spec.timeout_s, 3600);
+ * ```
+ */
 export interface ShellSpec {
   /** Command line; `{name}` and `{0}` are replaced from the arguments; `{{` and `}}` are braces. */
   cmd: string;
@@ -34,7 +44,17 @@ export interface ShellSpec {
   snippet_lines?: number;
 }
 
-/** What a ShellFunction returns. */
+/**
+ * What a ShellFunction returns.
+ *
+ * @example Read a command's outcome
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { ShellResult } from "@funcx/sdk";
+ * const ok = (r: ShellResult) => r.returncode === 0;
+ * assert.ok(ok({ returncode: 0, stdout: "hello\n", stderr: "", cmd: "echo hello" }));
+ * ```
+ */
 export interface ShellResult {
   /** Exit code (124 when it timed out, 128+N when killed by signal N). */
   returncode: number;
@@ -64,7 +84,18 @@ export function shellFunctionSource(spec: ShellSpec): string {
   return `function ${SHELL_FUNCTION_NAME}() { return ${JSON.stringify(spec)}; }`;
 }
 
-/** A command line to run on an endpoint; register it with `FuncXClient.registerShellFunction`. */
+/**
+ * A command line to run on an endpoint; register it with `FuncXClient.registerShellFunction`.
+ *
+ * @example A command line with placeholders
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ShellFunction } from "@funcx/sdk";
+ * const wc = new ShellFunction("wc -l {path}", { snippet_lines: 10 });
+ * assert.equal(wc.spec.cmd, "wc -l {path}");
+ * assert.throws(() => new ShellFunction(""), TypeError);
+ * ```
+ */
 export class ShellFunction {
   /** What it runs. */
   readonly spec: ShellSpec;
