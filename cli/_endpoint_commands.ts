@@ -20,6 +20,7 @@ import { readPidFile, removePidFile, terminateProcessTree } from "../endpoint/pi
 import { cliClient } from "./_endpoint_start.ts";
 import { CliExit, type CommonOptions, EXIT } from "./_endpoint_exit.ts";
 import { LoginManager } from "../sdk/login_manager.ts";
+import { multiUserConfigTemplate, writeMultiUserFiles } from "../endpoint/multi_user_files.ts";
 import { TokenStore } from "../sdk/token_store.ts";
 
 /** `configure [NAME]`. */
@@ -27,16 +28,27 @@ export async function configureCommand(
   name: string,
   common: CommonOptions,
   template?: string,
+  multiUser = false,
 ): Promise<number> {
   let file: string;
   try {
-    const text = template === undefined ? undefined : await readTemplate(template, name);
+    const text = template === undefined
+      ? (multiUser ? multiUserConfigTemplate(name) : undefined)
+      : await readTemplate(template, name);
     file = await configureEndpoint(common.configDir, name, text);
   } catch (err) {
     if (err instanceof Deno.errors.AlreadyExists) throw new CliExit(EXIT.ERROR, err.message);
     throw err;
   }
   console.log(`Created profile for endpoint "${name}"\n\n    Configuration file: ${file}\n`);
+  if (multiUser) {
+    const files = await writeMultiUserFiles(endpointDir(common.configDir, name));
+    console.log(
+      `A multi-user endpoint: map service users to local accounts, and say how their user ` +
+        `endpoints run, in:\n\n${files.map((f) => `    ${f}`).join("\n")}\n\n` +
+        "Start it as root (or an account allowed to switch users).\n",
+    );
+  }
   console.log(`Use the "start" subcommand to run it:\n\n    $ funcx-endpoint start ${name}`);
   return EXIT.OK;
 }

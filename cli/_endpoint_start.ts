@@ -33,6 +33,7 @@ import {
 } from "../endpoint/daemon.ts";
 import { BrokerUnreachable, Endpoint, EndpointRefused } from "../endpoint/endpoint.ts";
 import { workerPlan } from "../endpoint/engine/manager.ts";
+import { MultiUserEngine } from "../endpoint/user_endpoints.ts";
 import { selfCommand } from "../endpoint/engine/command.ts";
 import type { EndpointRegistration, FuncXClient } from "../sdk/client.ts";
 import { configureEndpointLogging } from "./_endpoint_logging.ts";
@@ -183,6 +184,9 @@ export async function startCommand(
 
 /** How many workers the endpoint runs per node, and why that many. */
 export function workersLine(config: EndpointConfig): string {
+  if (config.multi_user) {
+    return "Multi-user: each user's tasks run in a user endpoint under their local account";
+  }
   const e = config.engine;
   if (e.provider.type !== "local") {
     return `Workers: up to ${e.max_workers_per_node} per node, fewer where a node's cores ` +
@@ -254,8 +258,15 @@ async function runEndpoint(
   try {
     let ep: Endpoint;
     try {
-      ep = await Endpoint.start({ registration, config, endpointDir: dir });
+      const engine = config.multi_user ? await startMultiUserEngine(name, dir, config) : undefined;
+      ep = await Endpoint.start({
+        registration,
+        config,
+        endpointDir: dir,
+        ...(engine ? { engine } : {}),
+      });
     } catch (err) {
+      if (err instanceof CliExit) throw err;
       throw new CliExit(
         exitCodeOf(err as Error),
         `Cannot start endpoint "${name}": ${(err as Error).message}`,
@@ -291,6 +302,31 @@ async function runEndpoint(
     unwatch();
     for (const [sig, h] of handlers) Deno.removeSignalListener(sig, h);
     await releasePidFile(dir);
+  }
+}
+
+/**
+ * The engine of a multi-user endpoint; its mapping, template or schema with a bad field is exit
+ * 65 naming the file and the field.
+ */
+async function startMultiUserEngine(
+  name: string,
+  dir: string,
+  config: EndpointConfig,
+): Promise<MultiUserEngine> {
+  if (Deno.uid() !== 0) {
+    console.error(
+      `Endpoint "${name}" is multi-user but runs as uid ${Deno.uid()}, not root: it can only ` +
+        "start user endpoints for its own account",
+    );
+  }
+  try {
+    return await MultiUserEngine.start({ config, endpointDir: dir });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      throw new CliExit(EXIT.DATAERR, `Cannot start endpoint "${name}": ${err.message}`);
+    }
+    throw err;
   }
 }
 

@@ -104,10 +104,20 @@ withCommon(program.command("configure [name]"))
     "--endpoint-config <file>",
     "start from this config.yaml template instead ($name is replaced by the endpoint's name)",
   )
+  .option(
+    "--multi-user",
+    "an endpoint for a whole site, run by an administrator: each user's tasks run under their " +
+      "own local account",
+  )
   .action(
     run((name, o, cmd) =>
       commandsModule().then((m) =>
-        m.configureCommand(name, common(cmd), o.endpointConfig as string | undefined)
+        m.configureCommand(
+          name,
+          common(cmd),
+          o.endpointConfig as string | undefined,
+          Boolean(o["multiUser"]),
+        )
       )
     ),
   );
@@ -133,6 +143,13 @@ withStartFlags(withCommon(program.command("__daemon <name>", { hidden: true })))
 program.command("__manager", { hidden: true }).action(async () => {
   const { managerMain } = await import("../endpoint/engine/manager_main.ts");
   Deno.exit(await managerMain());
+});
+// A multi-user endpoint's user endpoint (already switched to its local account).
+program.command("__user_endpoint", { hidden: true }).action(async () => {
+  const { configureLogging } = await import("./_logging.ts");
+  await configureLogging(); // to stderr: its stdout carries frames
+  const { userEndpointMain } = await import("../endpoint/user_endpoint_main.ts");
+  Deno.exit(await userEndpointMain());
 });
 program.command("__worker", { hidden: true }).action(async () => {
   const { workerMain } = await import("../endpoint/engine/worker_main.ts");

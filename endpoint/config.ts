@@ -10,6 +10,32 @@ import { z } from "zod";
 import { parse as parseYaml } from "yaml";
 import { EngineConfigSchema } from "./engine/mod.ts";
 
+/** Schema of the `user_endpoints` section of a multi-user endpoint's `config.yaml`. */
+export const UserEndpointsSchema = z.object({
+  /** Maps service users to local accounts; relative to the endpoint's directory. */
+  identity_mapping: z.string().min(1).default("identity_mapping.yaml"),
+  /** The user endpoint config template (YAML with `{{ name }}` placeholders). */
+  template: z.string().min(1).default("user_config_template.yaml"),
+  /** The JSON Schema the values users send are checked against. */
+  schema: z.string().min(1).default("user_config_schema.json"),
+  /** Seconds a user endpoint without tasks lives on before it stops. */
+  idle_timeout: z.number().positive().default(300),
+  /** Seconds a user endpoint may take to start. */
+  start_timeout: z.number().positive().default(60),
+  /**
+   * The program that runs a user endpoint (it gets the hidden `__user_endpoint` command): it
+   * must be readable and runnable by every mapped account, so a site installs it in a
+   * world-readable place. Default: this program (the binary itself when compiled, else this Deno
+   * with `run -A` and this checkout's `cli/funcx_endpoint.ts`).
+   */
+  command: z.array(z.string().min(1)).min(1).nullable().default(null),
+  /**
+   * Environment of user endpoints, over the clean one they get (`HOME`, `USER`, `LOGNAME`,
+   * `SHELL`, `PATH`); for example `DENO_DIR` of the site's install.
+   */
+  env: z.record(z.string(), z.string()).default({}),
+}).strict();
+
 /** Schema of `config.yaml`. Unknown keys are errors, so a typo never passes silently. */
 export const EndpointConfigSchema = z.object({
   /** Name shown by the service; the directory name when unset. */
@@ -43,6 +69,20 @@ export const EndpointConfigSchema = z.object({
   prefetch: z.number().int().min(1).default(1000),
   /** How tasks are run (owned by the engine). */
   engine: EngineConfigSchema.prefault({}),
+  /**
+   * A file that gets one line per task state change (received, running, finished) with time,
+   * user, local account, function, task, endpoint and outcome, never arguments or results;
+   * appended to, mode 0600. Relative to the endpoint's directory; null for none.
+   */
+  audit_log: z.string().min(1).nullable().default(null),
+  /**
+   * A multi-user endpoint: started by an administrator (root), it runs each task in a user
+   * endpoint under the local account its submitter maps to (see `user_endpoints`); `engine` is
+   * then unused here, the user endpoint template says how tasks run.
+   */
+  multi_user: z.boolean().default(false),
+  /** How a multi-user endpoint starts and keeps its user endpoints. */
+  user_endpoints: UserEndpointsSchema.prefault({}),
 }).strict().refine((c) => c.reconnect_delay_max >= c.reconnect_delay_min, {
   message: "reconnect_delay_max must not be below reconnect_delay_min",
   path: ["reconnect_delay_max"],
@@ -75,6 +115,11 @@ export function envOverrides(env: Record<string, string | undefined>): ConfigOve
   if (env["FUNCX_SERVICE_ADDRESS"]) o["funcx_service_address"] = env["FUNCX_SERVICE_ADDRESS"];
   if (env["FUNCX_SDK_ENVIRONMENT"]) o["environment"] = env["FUNCX_SDK_ENVIRONMENT"];
   return o;
+}
+
+/** The first issue of a failed parse of `file`, as a {@linkcode ConfigError} naming the field. */
+export function describeConfigIssue(file: string, error: z.ZodError): ConfigError {
+  return describeIssues(file, error);
 }
 
 function describeIssues(file: string, error: z.ZodError): ConfigError {

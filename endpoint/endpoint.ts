@@ -39,6 +39,9 @@ import { type DaemonStatus, removeStatusFile, writeStatusFile } from "./status_f
 import { backoffDelay } from "../sdk/_backoff.ts";
 import { type BrokerSession, EndpointRefused, openSession } from "./broker_session.ts";
 import { IdleTracker } from "./idle_tracker.ts";
+import { AuditLog } from "./audit_log.ts";
+import { accountNameOf } from "./identity_map.ts";
+import { resolve as resolvePath } from "node:path";
 
 export { EndpointRefused } from "./broker_session.ts";
 
@@ -65,6 +68,11 @@ export interface EndpointOptions {
   endpointDir: string;
   /** Worker command line (tests and compiled binaries). @default the engine's own */
   workerCommand?: readonly string[];
+  /**
+   * An engine already started (a multi-user endpoint's); the endpoint closes it when it stops.
+   * @default one made from `config.engine`
+   */
+  engine?: Engine;
 }
 
 /** Lifecycle of an endpoint. */
@@ -133,6 +141,10 @@ export class Endpoint {
   readonly #idle: IdleTracker;
   /** Gives back the memory that start-up and each burst of tasks grew, once they are over. */
   readonly #reclaimer = new IdleReclaimer({ baselineBytes: 0 });
+  /** The audit log, when `audit_log` is set. */
+  #audit: AuditLog | undefined;
+  /** The account this daemon runs as (the local account of every task, unless multi-user). */
+  #localUser: string | null = null;
   #state: EndpointState = "starting";
   #session: BrokerSession | undefined;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
@@ -173,11 +185,25 @@ export class Endpoint {
         n: journal.pending,
       });
     }
-    const engine = await createEngine(
+    let audit: AuditLog | undefined;
+    if (options.config.audit_log) {
+      try {
+        audit = await AuditLog.open(resolvePath(options.endpointDir, options.config.audit_log));
+      } catch (err) {
+        await journal.close();
+        throw new Error(
+          `Cannot open the audit log "${options.config.audit_log}": ${(err as Error).message}`,
+          { cause: err },
+        );
+      }
+    }
+    const engine = options.engine ?? await createEngine(
       options.config.engine,
       options.workerCommand ? { workerCommand: options.workerCommand } : {},
     );
     const ep = new Endpoint(options, engine, journal);
+    ep.#audit = audit;
+    if (audit && !options.config.multi_user) ep.#localUser = await accountNameOf(Deno.uid() ?? -1);
     // Their results are with the service already: a redelivery of one is acked, not run.
     for (const id of journal.recoveredConfirmed) ep.#remember(id);
     try {
@@ -192,6 +218,7 @@ export class Endpoint {
           ep.#state = "stopped";
           await engine.close();
           await journal.close();
+          audit?.close();
           throw final;
         }
       } else {
@@ -451,18 +478,31 @@ export class Endpoint {
     this.#inFlight.set(taskId, delivery);
     this.stats.tasksReceived++;
     const received = nowNs();
-    const refusal = container ? containerRefusal(this.#config.engine, container) : undefined;
+    const audit = this.#audit ? this.#auditOf(task, received) : undefined;
+    if (audit && !this.#config.multi_user) audit.received(this.#localUser);
+    const refusal = container && !this.#config.multi_user
+      ? containerRefusal(this.#config.engine, container)
+      : undefined;
     const run = refusal
       ? Promise.resolve(
         failureResult(taskId, "ContainerUnavailable", refusal, [], ActorName.ENDPOINT),
       )
-      : this.#engine.submit(taskId, buffer, container?.location);
+      : this.#engine.submit(
+        taskId,
+        buffer,
+        container?.location,
+        audit ? { task, onAccount: (a) => audit.received(a) } : { task },
+      );
     run.then(
       (result) => {
         result.task_statuses = [
           { timestamp: received, state: TaskState.RECEIVED, actor: ActorName.ENDPOINT },
           ...(result.task_statuses ?? []),
         ];
+        // A task lost to this endpoint's own shutdown runs again later: not finished yet.
+        const requeued = this.#state === "draining" &&
+          result.error_details?.code === "WorkerLost";
+        if (audit && !requeued) audit.finished(result);
         return this.#deliver(taskId, result);
       },
       (err) => {
@@ -475,6 +515,42 @@ export class Endpoint {
         this.#release(taskId, false);
       },
     );
+  }
+
+  /** Audit lines of one task: `received` once (with its account), then `running`, `finished`. */
+  #auditOf(task: TaskMessage, receivedNs: bigint) {
+    const log = this.#audit!;
+    const base = {
+      endpoint_id: this.id,
+      task_id: task.task_id,
+      function_id: task.function_id ?? null,
+      user: task.user ?? null,
+    };
+    let account: string | null = null;
+    let said = false;
+    const received = (a: string | null) => {
+      if (said) return;
+      said = true;
+      account = a;
+      log.write({ time: isoOf(receivedNs), event: "received", ...base, local_user: a });
+    };
+    const finished = (result: ResultMessage) => {
+      received(null);
+      // One line per start on a worker: a task run again after a lost worker has two.
+      for (const t of result.task_statuses ?? []) {
+        if (t.state !== TaskState.RUNNING) continue;
+        log.write({ time: isoOf(t.timestamp), event: "running", ...base, local_user: account });
+      }
+      log.write({
+        time: new Date().toISOString(),
+        event: "finished",
+        ...base,
+        local_user: account,
+        outcome: result.error_details ? `failed: ${result.error_details.code}` : "success",
+        ...(result.attempts ? { attempts: result.attempts } : {}),
+      });
+    };
+    return { received, finished };
   }
 
   #onCommand(cmd: CommandMessage): void {
@@ -657,6 +733,7 @@ export class Endpoint {
       log.error("Cannot close the result journal: {err}", { err: String(err) })
     );
     await removeStatusFile(this.#dir);
+    this.#audit?.close();
     this.#state = "stopped";
     log.info("Endpoint {id} stopped: {why}", {
       id: this.id,
@@ -668,6 +745,11 @@ export class Endpoint {
   async #stopped(): Promise<void> {
     await this.#ended.promise;
   }
+}
+
+/** An ISO 8601 time from nanoseconds since the epoch. */
+function isoOf(ns: bigint): string {
+  return new Date(Number(ns / 1_000_000n)).toISOString();
 }
 
 /**

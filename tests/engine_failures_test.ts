@@ -168,6 +168,7 @@ Deno.test("engine: a task whose worker is killed runs again under max_retries_on
   const states = (r.task_statuses ?? []).map((s) => s.state);
   assert.equal(states.filter((s) => s === "waiting-for-launch").length, 2);
   assert.equal(states.filter((s) => s === "waiting-for-nodes").length, 2);
+  assert.equal(states.filter((s) => s === "running").length, 2);
   assert.equal(states.includes("failed"), false);
   await Deno.remove(dir, { recursive: true });
 });

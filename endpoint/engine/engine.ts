@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { ResultMessage } from "../../sdk/protocol/mod.ts";
+import type { ResultMessage, TaskMessage } from "../../sdk/protocol/mod.ts";
 
 /** Blocks of managers by state, in the endpoint's status reports. */
 export interface BlockCounts {
@@ -37,13 +37,26 @@ export interface EngineStatus {
   provider_error?: string | null;
 }
 
+/** What an engine may want to know of a task besides its buffer (a multi-user engine does). */
+export interface SubmitContext {
+  /** The task message as the service sent it (its user and template values). */
+  task?: TaskMessage;
+  /** Hears the local account the task will run as (null: refused before one was known). */
+  onAccount?: (account: string | null) => void;
+}
+
 /** An execution engine. */
 export interface Engine {
   /**
    * Runs a task. Resolves with its result; rejects (with {@linkcode PoolClosed}) only when the
    * engine closed before the task finished (the daemon then returns the task to the broker).
    */
-  submit(taskId: string, buffer: string, container?: string): Promise<ResultMessage>;
+  submit(
+    taskId: string,
+    buffer: string,
+    container?: string,
+    context?: SubmitContext,
+  ): Promise<ResultMessage>;
   /**
    * Cancels a task: a queued one never runs, a running one has its worker killed; either way its
    * `submit` resolves with a `TaskCancelled` failure. Returns `false` when the task is unknown or

@@ -21,7 +21,13 @@ export type EngineFailure =
   | "ManagerLost"
   | "TaskCancelled"
   | "TaskWalltimeExceeded"
-  | "ContainerUnavailable";
+  | "ContainerUnavailable"
+  /** (multi-user endpoint) the submitter has no usable local account. */
+  | "IdentityMappingFailed"
+  /** (multi-user endpoint) the values sent for the user endpoint template are refused. */
+  | "UserEndpointConfigInvalid"
+  /** (multi-user endpoint) the user endpoint could not start, or died. */
+  | "UserEndpointFailed";
 
 /** A failed result named `name`, with `statuses` followed by a `failed` transition. */
 export function failureResult(

@@ -311,8 +311,8 @@ export class Interchange {
     m.inflight.delete(r.task_id);
     if (r.error_details?.code === "WorkerLost" && this.#mayRetry(task, this.#systemRetries())) {
       // The lost run's transitions stay in the record; the task queues again, first in line.
-      const lostRun = (r.task_statuses ?? []).slice(task.statuses.length);
-      task.statuses.push(...lostRun.filter((t) => t.state !== TaskState.FAILED));
+      // (The manager's result holds only the transitions recorded there.)
+      task.statuses.push(...(r.task_statuses ?? []).filter((t) => t.state !== TaskState.FAILED));
       log.warn("Task {id} lost its worker on attempt {n}; running it again", {
         id: task.taskId,
         n: task.attempts,

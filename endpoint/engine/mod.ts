@@ -9,7 +9,7 @@ import { z } from "zod";
 import { type EngineOptions, HighThroughputEngine } from "./htex.ts";
 import { containerConfigProblem, ContainerConfigSchema } from "./container.ts";
 
-export type { BlockCounts, Engine, EngineStatus } from "./engine.ts";
+export type { BlockCounts, Engine, EngineStatus, SubmitContext } from "./engine.ts";
 export { PoolClosed } from "./engine.ts";
 export { HighThroughputEngine } from "./htex.ts";
 export type { EngineOptions, EngineState } from "./htex.ts";

@@ -1,0 +1,478 @@
+/**
+ * The engine of a multi-user endpoint. For each task it maps the submitting service user to a
+ * local account (`identity_map.ts`), renders the user endpoint config from the administrator's
+ * template and the values the user sent (`user_config_template.ts`), then hands the task to the
+ * user endpoint of that account and those values, starting one when there is none: a process
+ * switched to the account with `setpriv` (uid, gid, supplementary groups), with a clean
+ * environment and the account's home as working directory, that runs an engine of its own
+ * (`user_endpoint_main.ts`). A user endpoint without tasks for `idle_timeout` seconds is stopped.
+ * Anything that stops a task before it starts (no mapping, a bad value, a user endpoint that
+ * cannot start) is the task's failure result; the daemon (broker, journal, acks) is the same as
+ * for any endpoint.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { join } from "node:path";
+import { ActorName, type ResultMessage, type TaskMessage } from "../sdk/protocol/mod.ts";
+import { type Engine, type EngineStatus, PoolClosed, type SubmitContext } from "./engine/mod.ts";
+import { selfCommand } from "./engine/command.ts";
+import { type EngineFailure, failureResult } from "./engine/failure.ts";
+import { FrameWriter, readFrames } from "./engine/frames.ts";
+import { IdentityMap, type LocalAccount } from "./identity_map.ts";
+import { UserConfigInvalid, UserConfigTemplate } from "./user_config_template.ts";
+import {
+  type FromUserEndpoint,
+  type ToUserEndpoint,
+  USER_ENDPOINT_PROTOCOL_VERSION,
+} from "./user_endpoint_protocol.ts";
+import type { EndpointConfig } from "./config.ts";
+import { ConfigError } from "./config.ts";
+
+const log = getLogger(["funcx", "endpoint", "multi-user"]);
+
+/** One user endpoint in the multi-user endpoint's status report. */
+export interface UserEndpointStatus {
+  /** The local account it runs as. */
+  local_user: string;
+  /** Its uid. */
+  uid: number;
+  /** The service users whose tasks it ran. */
+  users: string[];
+  /** The template values it was started with. */
+  values: Record<string, unknown>;
+  /** Its process id. */
+  pid: number | null;
+  /** `starting`, `running` or `stopping`. */
+  state: UserEndpointState;
+  /** Tasks handed to it and not finished. */
+  tasks: number;
+  /** Seconds since its last task finished (0 while it has tasks). */
+  idle_s: number;
+}
+
+/** Lifecycle of one user endpoint. */
+export type UserEndpointState = "starting" | "running" | "stopping" | "stopped";
+
+/** Options of {@linkcode MultiUserEngine.start}. */
+export interface MultiUserEngineOptions {
+  /** The multi-user endpoint's config. */
+  config: EndpointConfig;
+  /** Its directory (the mapping, template and schema paths are relative to it). */
+  endpointDir: string;
+}
+
+interface Pending {
+  resolve: (r: ResultMessage) => void;
+  reject: (e: Error) => void;
+}
+
+/** Where a task failed before reaching a user endpoint. */
+class Refusal extends Error {
+  readonly code: EngineFailure;
+  /** The local account, when the refusal came after the mapping. */
+  readonly account: string | null;
+  constructor(code: EngineFailure, message: string, account: string | null) {
+    super(message);
+    this.code = code;
+    this.account = account;
+  }
+}
+
+/**
+ * The command that runs a user endpoint: the configured one, else this very program (the binary
+ * itself when compiled; else this Deno running this checkout's CLI).
+ */
+export function userEndpointCommand(configured: readonly string[] | null): string[] {
+  return [...(configured ?? selfCommand().argv), "__user_endpoint"];
+}
+
+/** One user endpoint process. */
+class UserEndpoint {
+  readonly key: string;
+  readonly account: LocalAccount;
+  readonly values: Record<string, unknown>;
+  readonly users = new Set<string>();
+  readonly pending = new Map<string, Pending>();
+  state: UserEndpointState = "starting";
+  idleSince = Date.now();
+  readonly #child: Deno.ChildProcess;
+  readonly #writer: FrameWriter<ToUserEndpoint>;
+  readonly ready: Promise<void>;
+  readonly exited: Promise<Deno.CommandStatus>;
+  readonly #logFile: string;
+  #stderrTail = "";
+
+  constructor(
+    key: string,
+    account: LocalAccount,
+    values: Record<string, unknown>,
+    engine: Record<string, unknown>,
+    options: { command: string[]; env: Record<string, string>; logFile: string; timeoutS: number },
+    onGone: (ue: UserEndpoint, why: string) => void,
+  ) {
+    this.key = key;
+    this.account = account;
+    this.values = values;
+    this.#logFile = options.logFile;
+    const sameUser = Deno.uid() === account.uid;
+    // A clean environment: nothing of the administrator's leaks to the user's processes.
+    const env: Record<string, string> = {
+      HOME: account.home,
+      USER: account.name,
+      LOGNAME: account.name,
+      SHELL: account.shell || "/bin/sh",
+      PATH: "/usr/local/bin:/usr/bin:/bin",
+      LANG: "C.UTF-8",
+      ...options.env,
+    };
+    const switchTo = sameUser ? [] : [
+      "setpriv",
+      `--reuid=${account.uid}`,
+      `--regid=${account.gid}`,
+      "--init-groups",
+      "--",
+    ];
+    const [program, ...args] = [...switchTo, ...options.command];
+    this.#child = new Deno.Command(program!, {
+      args,
+      env,
+      clearEnv: true,
+      cwd: account.home,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.exited = this.#child.status;
+    void this.#keepLog(this.#child.stderr);
+    this.#writer = new FrameWriter<ToUserEndpoint>(this.#child.stdin);
+    this.#writer.send({
+      type: "start",
+      protocol: USER_ENDPOINT_PROTOCOL_VERSION,
+      engine,
+      label: key,
+    });
+    const ready = Promise.withResolvers<void>();
+    this.ready = ready.promise;
+    const timer = setTimeout(
+      () => ready.reject(new Error(`it was not ready within ${options.timeoutS} s`)),
+      options.timeoutS * 1000,
+    );
+    void this.#pump(ready, timer, account, onGone);
+    this.ready.catch(() => this.kill());
+  }
+
+  /** Reads its frames until it exits; then fails or returns what it held. */
+  async #pump(
+    ready: PromiseWithResolvers<void>,
+    timer: ReturnType<typeof setTimeout>,
+    account: LocalAccount,
+    onGone: (ue: UserEndpoint, why: string) => void,
+  ): Promise<void> {
+    let why = "it exited";
+    try {
+      for await (const msg of readFrames<FromUserEndpoint>(this.#child.stdout)) {
+        if (msg.type === "ready") {
+          if (msg.protocol !== USER_ENDPOINT_PROTOCOL_VERSION) {
+            ready.reject(new Error(`it speaks protocol ${msg.protocol}`));
+            break;
+          }
+          if (msg.uid !== account.uid || msg.gid !== account.gid) {
+            ready.reject(
+              new Error(`it runs as uid ${msg.uid}, gid ${msg.gid}, not as "${account.name}"`),
+            );
+            break;
+          }
+          this.state = "running";
+          ready.resolve();
+        } else if (msg.type === "fatal") {
+          ready.reject(new Error(msg.message));
+          why = msg.message;
+        } else if (msg.type === "result") {
+          this.#settle(msg.result.task_id)?.resolve(msg.result);
+        } else if (msg.type === "closed") {
+          this.#settle(msg.task_id)?.reject(new PoolClosed(msg.task_id));
+        }
+      }
+    } catch (err) {
+      why = `its output could not be read (${(err as Error).message})`;
+    }
+    clearTimeout(timer);
+    // Whatever it did not answer for, it never will: stop it for good.
+    this.kill();
+    const status = await this.exited;
+    if (this.state !== "stopping") {
+      why = `${why} (exit code ${status.code}${status.signal ? `, ${status.signal}` : ""})`;
+    }
+    ready.reject(new Error(`${why}${this.#tail()}`));
+    this.state = "stopped";
+    onGone(this, why);
+  }
+
+  async #keepLog(stream: ReadableStream<Uint8Array>): Promise<void> {
+    const file = await Deno.open(this.#logFile, { append: true, create: true, mode: 0o600 })
+      .catch(() => undefined);
+    const dec = new TextDecoder();
+    for await (const chunk of stream) {
+      this.#stderrTail = (this.#stderrTail + dec.decode(chunk)).slice(-2000);
+      await file?.write(chunk).catch(() => {});
+    }
+    file?.close();
+  }
+
+  #tail(): string {
+    const t = this.#stderrTail.trim().split("\n").slice(-5).join("\n");
+    return t ? `; its log "${this.#logFile}" ends with:\n${t}` : "";
+  }
+
+  #settle(taskId: string): Pending | undefined {
+    const p = this.pending.get(taskId);
+    this.pending.delete(taskId);
+    if (this.pending.size === 0) this.idleSince = Date.now();
+    return p;
+  }
+
+  get pid(): number {
+    return this.#child.pid;
+  }
+
+  submit(taskId: string, buffer: string, container?: string): Promise<ResultMessage> {
+    const { promise, resolve, reject } = Promise.withResolvers<ResultMessage>();
+    this.pending.set(taskId, { resolve, reject });
+    this.#writer.send(
+      container === undefined
+        ? { type: "task", task_id: taskId, buffer }
+        : { type: "task", task_id: taskId, buffer, container },
+    );
+    return promise;
+  }
+
+  cancel(taskId: string): boolean {
+    if (!this.pending.has(taskId)) return false;
+    this.#writer.send({ type: "cancel", task_id: taskId });
+    return true;
+  }
+
+  /** Asks it to stop (its engine closes, unfinished tasks come back as `closed`). */
+  async stop(graceS: number): Promise<void> {
+    if (this.state === "stopped") return;
+    this.state = "stopping";
+    this.#writer.send({ type: "shutdown" });
+    await this.#writer.close();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<void>((r) => (timer = setTimeout(r, graceS * 1000)));
+    await Promise.race([this.exited, late]);
+    clearTimeout(timer);
+    this.kill();
+    await this.exited;
+  }
+
+  kill(): void {
+    try {
+      this.#child.kill("SIGKILL");
+    } catch {
+      // gone
+    }
+  }
+
+  /** Fails what it still holds (its process is gone). */
+  failAll(why: string): void {
+    for (const [taskId, p] of this.pending) {
+      p.resolve(failureResult(
+        taskId,
+        "ManagerLost",
+        `The user endpoint of local account "${this.account.name}" was lost while running ` +
+          `task "${taskId}": ${why}`,
+        [],
+        ActorName.ENDPOINT,
+      ));
+    }
+    this.pending.clear();
+  }
+}
+
+/** Runs each task in the user endpoint of its submitter's local account. */
+export class MultiUserEngine implements Engine {
+  readonly #config: EndpointConfig;
+  readonly #dir: string;
+  readonly #identities: IdentityMap;
+  readonly #templates: UserConfigTemplate;
+  readonly #command: string[];
+  readonly #byKey = new Map<string, UserEndpoint>();
+  /** Task id to the user endpoint that holds it. */
+  readonly #where = new Map<string, UserEndpoint>();
+  readonly #timer: ReturnType<typeof setInterval>;
+  #closed = false;
+
+  private constructor(
+    options: MultiUserEngineOptions,
+    identities: IdentityMap,
+    templates: UserConfigTemplate,
+  ) {
+    this.#config = options.config;
+    this.#dir = options.endpointDir;
+    this.#identities = identities;
+    this.#templates = templates;
+    this.#command = userEndpointCommand(options.config.user_endpoints.command);
+    const idleMs = options.config.user_endpoints.idle_timeout * 1000;
+    this.#timer = setInterval(() => this.#reap(idleMs), Math.min(1000, idleMs / 4));
+  }
+
+  /**
+   * Reads and checks the identity mapping, the template and the schema; throws a
+   * {@linkcode ConfigError} naming the file and field when one is bad.
+   */
+  static async start(options: MultiUserEngineOptions): Promise<MultiUserEngine> {
+    const u = options.config.user_endpoints;
+    const at = (p: string) => join(options.endpointDir, p);
+    const identities = await IdentityMap.load(at(u.identity_mapping));
+    const templates = await UserConfigTemplate.load(at(u.template), at(u.schema));
+    await Deno.mkdir(at("user_endpoints"), { recursive: true, mode: 0o700 });
+    return new MultiUserEngine(options, identities, templates);
+  }
+
+  async submit(
+    taskId: string,
+    buffer: string,
+    container?: string,
+    context: SubmitContext = {},
+  ): Promise<ResultMessage> {
+    if (this.#closed) throw new PoolClosed(taskId);
+    let ue: UserEndpoint;
+    try {
+      ue = await this.#userEndpointFor(taskId, context.task, context.onAccount);
+    } catch (err) {
+      if (err instanceof PoolClosed) throw err;
+      const code = err instanceof Refusal ? err.code : "UserEndpointFailed";
+      context.onAccount?.(err instanceof Refusal ? err.account : null);
+      log.warn("Task {id} refused: {err}", { id: taskId, err: (err as Error).message });
+      return failureResult(taskId, code, (err as Error).message, [], ActorName.ENDPOINT);
+    }
+    if (this.#closed) throw new PoolClosed(taskId);
+    this.#where.set(taskId, ue);
+    try {
+      return await ue.submit(taskId, buffer, container);
+    } finally {
+      this.#where.delete(taskId);
+    }
+  }
+
+  async #userEndpointFor(
+    taskId: string,
+    task: TaskMessage | undefined,
+    onAccount: ((account: string | null) => void) | undefined,
+  ): Promise<UserEndpoint> {
+    const who = await this.#identities.resolve(task?.user);
+    if (!who.ok) throw new Refusal("IdentityMappingFailed", who.reason, null);
+    const account = who.account;
+    let spec;
+    try {
+      spec = await this.#templates.render(task?.user_endpoint_config);
+    } catch (err) {
+      if (err instanceof UserConfigInvalid || err instanceof ConfigError) {
+        throw new Refusal("UserEndpointConfigInvalid", (err as Error).message, account.name);
+      }
+      throw err;
+    }
+    const key = `${account.name}-${spec.valuesHash}`;
+    let ue = this.#byKey.get(key);
+    if (!ue || ue.state === "stopping" || ue.state === "stopped") {
+      log.info("Starting a user endpoint for {user} as local account {account} ({values})", {
+        user: task?.user,
+        account: account.name,
+        values: JSON.stringify(spec.values),
+      });
+      ue = new UserEndpoint(key, account, spec.values, spec.raw, {
+        command: this.#command,
+        env: this.#config.user_endpoints.env,
+        logFile: join(this.#dir, "user_endpoints", `${key}.log`),
+        timeoutS: this.#config.user_endpoints.start_timeout,
+      }, (gone, why) => this.#onGone(gone, why));
+      this.#byKey.set(key, ue);
+    }
+    if (task?.user) ue.users.add(task.user);
+    // Counted as busy from now, so the reaper does not stop it while this task waits for it.
+    ue.pending.set(`starting:${taskId}`, { resolve: () => {}, reject: () => {} });
+    try {
+      await ue.ready;
+    } catch (err) {
+      throw new Refusal(
+        "UserEndpointFailed",
+        `Cannot start the user endpoint of local account "${account.name}": ` +
+          (err as Error).message,
+        account.name,
+      );
+    } finally {
+      ue.pending.delete(`starting:${taskId}`);
+    }
+    onAccount?.(account.name);
+    return ue;
+  }
+
+  #onGone(ue: UserEndpoint, why: string): void {
+    if (this.#byKey.get(ue.key) === ue) this.#byKey.delete(ue.key);
+    if (ue.pending.size > 0 && !this.#closed) {
+      log.error("User endpoint {key} was lost: {why}", { key: ue.key, why });
+    } else {
+      log.info("User endpoint {key} stopped", { key: ue.key });
+    }
+    if (this.#closed) {
+      for (const [id, p] of ue.pending) p.reject(new PoolClosed(id));
+      ue.pending.clear();
+    } else {
+      ue.failAll(why);
+    }
+  }
+
+  #reap(idleMs: number): void {
+    const now = Date.now();
+    for (const ue of this.#byKey.values()) {
+      if (ue.state !== "running" || ue.pending.size > 0 || now - ue.idleSince < idleMs) continue;
+      log.info("Stopping user endpoint {key}: idle for {s} s", {
+        key: ue.key,
+        s: Math.round((now - ue.idleSince) / 1000),
+      });
+      this.#byKey.delete(ue.key);
+      void ue.stop(5);
+    }
+  }
+
+  cancel(taskId: string): boolean {
+    return this.#where.get(taskId)?.cancel(taskId) ?? false;
+  }
+
+  /** The user endpoints, for the status report. */
+  userEndpoints(): UserEndpointStatus[] {
+    const now = Date.now();
+    return [...this.#byKey.values()].map((ue) => ({
+      local_user: ue.account.name,
+      uid: ue.account.uid,
+      users: [...ue.users],
+      values: ue.values,
+      pid: ue.pid,
+      state: ue.state,
+      tasks: ue.pending.size,
+      idle_s: ue.pending.size > 0 ? 0 : Math.round((now - ue.idleSince) / 1000),
+    }));
+  }
+
+  status(): EngineStatus & { user_endpoints: UserEndpointStatus[] } {
+    const ues = this.userEndpoints();
+    return {
+      managers: 0,
+      total_workers: 0,
+      idle_workers: 0,
+      pending_tasks: ues.reduce((n, u) => n + u.tasks, 0),
+      provider: "multi-user",
+      user_endpoints: ues,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#timer);
+    await Promise.all([...this.#byKey.values()].map((ue) => ue.stop(10)));
+    this.#byKey.clear();
+  }
+}

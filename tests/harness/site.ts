@@ -1,0 +1,180 @@
+/**
+ * What a site administrator sets up before a multi-user endpoint can run, done for real: local
+ * accounts made with `useradd` (and removed with `userdel -r`), and an install of the endpoint
+ * that every account can read and run (a copy of the Deno executable, the source tree and a
+ * module cache filled as root, `chmod -R a+rX`, under a fresh directory in `/tmp`). The Deno in
+ * use and its cache live under `/root` (mode 0700), where a switched process cannot look.
+ * Needs root.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type { LocalAccount } from "../../endpoint/identity_map.ts";
+import { lookupAccount } from "../../endpoint/identity_map.ts";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+
+/** Prefix of every account the tests make, so leftovers of an aborted run can be found. */
+export const TEST_ACCOUNT_PREFIX = "fxmu";
+
+async function run(cmd: string, args: string[]): Promise<string> {
+  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+  const dec = new TextDecoder();
+  if (!out.success) {
+    throw new Error(`${cmd} ${args.join(" ")} failed (${out.code}): ${dec.decode(out.stderr)}`);
+  }
+  return dec.decode(out.stdout);
+}
+
+/** Removes accounts with the test prefix left by an earlier run that was killed. */
+export async function removeLeftoverAccounts(): Promise<string[]> {
+  const passwd = await Deno.readTextFile("/etc/passwd");
+  const names = passwd.split("\n").map((l) => l.split(":")[0] ?? "")
+    .filter((n) => n.startsWith(TEST_ACCOUNT_PREFIX));
+  for (const name of names) await removeAccount(name);
+  return names;
+}
+
+/** Pids of the processes running as `uid`. */
+function processesOf(uid: number): number[] {
+  const out: number[] = [];
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const status = Deno.readTextFileSync(`/proc/${e.name}/status`);
+      if (Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]) === uid) out.push(Number(e.name));
+    } catch {
+      // exited
+    }
+  }
+  return out;
+}
+
+/** Kills what still runs as the (test) account, by pid, and removes it with its home. */
+export async function removeAccount(name: string): Promise<void> {
+  const account = await lookupAccount(name);
+  if (account && account.uid !== 0) {
+    for (const pid of processesOf(account.uid)) {
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch {
+        // gone
+      }
+    }
+  }
+  await new Deno.Command("userdel", { args: ["-r", "-f", name], stderr: "null" }).output();
+}
+
+/** Pids of live processes running as `uid` (a test's check that nothing is left). */
+export { processesOf };
+
+/** Local accounts made for one test; dispose to remove them. */
+export interface TestAccounts extends AsyncDisposable {
+  accounts: LocalAccount[];
+}
+
+/**
+ * Makes `count` local accounts named `<prefix><random><a|b|...>`, each with a private home
+ * (mode 0700).
+ */
+export async function createAccounts(count: number): Promise<TestAccounts> {
+  const tag = crypto.randomUUID().slice(0, 6);
+  const accounts: LocalAccount[] = [];
+  const names: string[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const name = `${TEST_ACCOUNT_PREFIX}${tag}${String.fromCharCode(97 + i)}`;
+      await run("useradd", ["-m", "-s", "/bin/sh", name]);
+      names.push(name);
+      const account = await lookupAccount(name);
+      if (!account) throw new Error(`useradd made "${name}" but getent cannot find it`);
+      await Deno.chmod(account.home, 0o700);
+      accounts.push(account);
+    }
+  } catch (err) {
+    for (const n of names) await removeAccount(n);
+    throw err;
+  }
+  return {
+    accounts,
+    async [Symbol.asyncDispose]() {
+      for (const n of names) await removeAccount(n);
+    },
+  };
+}
+
+/** A world-readable install of the endpoint. */
+export interface SiteInstall extends AsyncDisposable {
+  dir: string;
+  /** `user_endpoints.command` for the multi-user endpoint's config. */
+  command: string[];
+  /** `user_endpoints.env`: the install's module cache. */
+  env: Record<string, string>;
+}
+
+/** The module cache Deno uses here (`deno info --json`). */
+async function currentDenoDir(): Promise<string> {
+  const out = await run(Deno.execPath(), ["info", "--json"]);
+  return String(JSON.parse(out).denoDir);
+}
+
+/**
+ * Builds an install as a site would: the Deno executable, the endpoint's sources and a module
+ * cache filled as root, made readable (and the executable runnable) by everybody.
+ */
+export async function buildSiteInstall(): Promise<SiteInstall> {
+  const dir = await Deno.makeTempDir({ prefix: "funcx-site-" });
+  try {
+    const app = join(dir, "app");
+    await Deno.mkdir(app);
+    for (const part of ["endpoint", "sdk", "cli", "deno.json", "deno.lock", "mod.ts"]) {
+      await run("cp", ["-r", join(ROOT, part), app]);
+    }
+    const deno = join(dir, "deno");
+    await Deno.copyFile(Deno.execPath(), deno);
+    const denoDir = join(dir, "deno_dir");
+    // npm packages from this machine's cache, so filling the install needs no network.
+    await Deno.mkdir(denoDir);
+    await run("cp", ["-r", join(await currentDenoDir(), "npm"), denoDir]).catch(() => {});
+    const cache = await new Deno.Command(deno, {
+      args: [
+        "cache",
+        "--quiet",
+        `--config=${join(app, "deno.json")}`,
+        join(app, "cli/funcx_endpoint.ts"),
+        join(app, "endpoint/engine/manager_main.ts"),
+        join(app, "endpoint/engine/worker_main.ts"),
+        join(app, "endpoint/user_endpoint_main.ts"),
+      ],
+      env: { DENO_DIR: denoDir },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (!cache.success) {
+      throw new Error(`Cannot fill the install's cache: ${new TextDecoder().decode(cache.stderr)}`);
+    }
+    await run("chmod", ["-R", "a+rX", dir]);
+    await Deno.chmod(dir, 0o755);
+    return {
+      dir,
+      command: [
+        deno,
+        "run",
+        "--quiet",
+        "-A",
+        `--config=${join(app, "deno.json")}`,
+        join(
+          app,
+          "cli/funcx_endpoint.ts",
+        ),
+      ],
+      env: { DENO_DIR: denoDir },
+      async [Symbol.asyncDispose]() {
+        await Deno.remove(dir, { recursive: true }).catch(() => {});
+      },
+    };
+  } catch (err) {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    throw err;
+  }
+}
