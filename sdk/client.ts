@@ -29,6 +29,7 @@ import {
   SerializerMethod,
 } from "./protocol/mod.ts";
 import { compareVersions, SDK_VERSION } from "./version.ts";
+import process from "node:process";
 
 export { SDK_VERSION };
 
@@ -449,9 +450,9 @@ export class FuncXClient {
     if (!(timeoutMs > 0)) {
       throw new RangeError(`Invalid timeoutMs ${timeoutMs}: expected a number > 0`);
     }
-    this.#clientId = options.clientId ?? Deno.env.get("FUNCX_SDK_CLIENT_ID");
-    this.#clientSecret = options.clientSecret ?? Deno.env.get("FUNCX_SDK_CLIENT_SECRET");
-    const token = options.accessToken ?? Deno.env.get("FUNCX_SDK_ACCESS_TOKEN");
+    this.#clientId = options.clientId ?? process.env.FUNCX_SDK_CLIENT_ID;
+    this.#clientSecret = options.clientSecret ?? process.env.FUNCX_SDK_CLIENT_SECRET;
+    const token = options.accessToken ?? process.env.FUNCX_SDK_ACCESS_TOKEN;
     if (token) this.#token = { token, expiresAt: Infinity };
     this.#loginManager = options.loginManager ??
       (token || (this.#clientId && this.#clientSecret)

@@ -6,6 +6,8 @@
  * @module
  */
 import { join } from "node:path";
+import { readFileSync } from "node:fs";
+import process from "node:process";
 
 /**
  * Built-in environments.
@@ -30,12 +32,12 @@ export interface ResolvedEnvironment {
 }
 
 function environmentsFile(): Record<string, string> {
-  const dir = Deno.env.get("FUNCX_CONFIG_DIR") ?? join(Deno.env.get("HOME") ?? ".", ".funcx");
+  const dir = process.env.FUNCX_CONFIG_DIR ?? join(process.env.HOME ?? ".", ".funcx");
   try {
-    const data = JSON.parse(Deno.readTextFileSync(join(dir, "environments.json")));
+    const data = JSON.parse(readFileSync(join(dir, "environments.json"), "utf8"));
     return data && typeof data === "object" ? data : {};
   } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return {};
+    if ((err as { code?: unknown }).code === "ENOENT") return {};
     throw new Error(`Cannot read ${join(dir, "environments.json")}: ${(err as Error).message}`);
   }
 }
@@ -54,8 +56,8 @@ function environmentsFile(): Record<string, string> {
 export function resolveEnvironment(
   options: { serviceAddress?: string; environment?: string } = {},
 ): ResolvedEnvironment {
-  const direct = options.serviceAddress ?? Deno.env.get("FUNCX_SERVICE_ADDRESS");
-  const name = options.environment ?? Deno.env.get("FUNCX_SDK_ENVIRONMENT");
+  const direct = options.serviceAddress ?? process.env.FUNCX_SERVICE_ADDRESS;
+  const name = options.environment ?? process.env.FUNCX_SDK_ENVIRONMENT;
   if (direct) {
     const serviceAddress = direct.replace(/\/+$/, "");
     return { environment: name ?? serviceAddress, serviceAddress };

@@ -236,6 +236,12 @@ export class FuncXExecutor implements AsyncDisposable {
 
   /** Builds an executor for one endpoint. */
   constructor(options: FuncXExecutorOptions) {
+    if (typeof options.endpointId !== "string" || options.endpointId === "") {
+      throw new TypeError(
+        `Invalid endpointId ${JSON.stringify(options.endpointId)}: expected the endpoint's id ` +
+          "(set FUNCX_ENDPOINT_ID, or see `funcx-endpoint list`)",
+      );
+    }
     this.endpointId = options.endpointId;
     this.client = options.client ?? new FuncXClient();
     this.#taskGroupId = checkTaskGroupId(options.taskGroupId ?? crypto.randomUUID());

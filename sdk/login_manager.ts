@@ -12,6 +12,7 @@ import { defaultTokenStorePath, type StoredTokens, TokenStore } from "./token_st
 import { resolveEnvironment } from "./environment.ts";
 import { HttpTransport } from "./_http.ts";
 import { sleep } from "./_backoff.ts";
+import { stat } from "node:fs/promises";
 
 const log = getLogger(["funcx", "sdk", "login"]);
 
@@ -180,7 +181,7 @@ export class LoginManager {
    */
   async accessToken(): Promise<string | undefined> {
     // Asking must not create an empty token file: only a login does.
-    if (!this.#store && !(await Deno.stat(this.#storePath).then(() => true, () => false))) {
+    if (!this.#store && !(await stat(this.#storePath).then(() => true, () => false))) {
       return undefined;
     }
     const store = await this.#open();
@@ -286,7 +287,7 @@ export class LoginManager {
 
   /** Revokes the stored tokens at the service and forgets them; whether there were any. */
   async logout(): Promise<boolean> {
-    if (!this.#store && !(await Deno.stat(this.#storePath).then(() => true, () => false))) {
+    if (!this.#store && !(await stat(this.#storePath).then(() => true, () => false))) {
       return false;
     }
     const store = await this.#open();

@@ -7,6 +7,8 @@
  */
 import { DatabaseSync } from "node:sqlite";
 import { join } from "node:path";
+import { chmod, mkdir, open } from "node:fs/promises";
+import process from "node:process";
 
 /** The tokens kept for one environment. */
 export interface StoredTokens {
@@ -31,7 +33,7 @@ export interface StoredTokens {
  * ```
  */
 export function defaultTokenStorePath(): string {
-  const dir = Deno.env.get("FUNCX_CONFIG_DIR") ?? join(Deno.env.get("HOME") ?? ".", ".funcx");
+  const dir = process.env.FUNCX_CONFIG_DIR ?? join(process.env.HOME ?? ".", ".funcx");
   return join(dir, "storage.db");
 }
 
@@ -79,11 +81,10 @@ export class TokenStore {
    */
   static async open(path: string = defaultTokenStorePath()): Promise<TokenStore> {
     const dir = path.slice(0, Math.max(0, path.lastIndexOf("/"))) || ".";
-    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    await mkdir(dir, { recursive: true, mode: 0o700 });
     // Create the file 0600 before SQLite does, so tokens are never readable by others.
-    const f = await Deno.open(path, { create: true, write: true, mode: 0o600 });
-    f.close();
-    await Deno.chmod(path, 0o600);
+    await (await open(path, "a", 0o600)).close();
+    await chmod(path, 0o600);
     const db = new DatabaseSync(path);
     db.exec("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL;");
     db.exec(
