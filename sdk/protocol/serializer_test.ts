@@ -3,12 +3,15 @@ import { Buffer } from "node:buffer";
 import {
   DeserializationError,
   deserialize,
+  deserializeData,
   deserializeFunction,
   errorToInfo,
   type FunctionSource,
   packArgs,
   packBuffers,
+  SerializationError,
   serialize,
+  serializeData,
   unpackBuffers,
   unpackTask,
 } from "./mod.ts";
@@ -401,4 +404,43 @@ Deno.test("errorToInfo() describes non-Error thrown values readably", () => {
     assert.equal(typeof info.message, "string");
     assert.ok(info.stack.length > 0);
   }
+});
+
+Deno.test("serializeData() refuses a function, at the top or nested, with a SerializationError", () => {
+  for (
+    const value of [
+      () => 1,
+      { f: () => 1 },
+      [1, function named() {}],
+      new Map([["k", Math.max]]),
+    ]
+  ) {
+    const err = (() => {
+      try {
+        serializeData(value);
+      } catch (e) {
+        return e;
+      }
+      assert.fail("a function passed for data");
+    })();
+    assert.ok(err instanceof SerializationError, String(err));
+    assert.ok(err instanceof TypeError, "a SerializationError is a TypeError");
+    assert.match(err.message, /function/);
+  }
+  assert.throws(() => serializeData(() => 1, { method: "json" }), SerializationError);
+  assert.throws(() => serializeData({ a: 1n }, { method: "json" }), SerializationError);
+});
+
+Deno.test("packArgs() refuses a function argument or keyword argument", () => {
+  assert.throws(() => packArgs([() => 1]), SerializationError);
+  assert.throws(() => packArgs([], { callback: () => 1 }), SerializationError);
+});
+
+Deno.test("deserializeData() refuses a function payload, reads data like deserialize()", () => {
+  assert.deepEqual(deserializeData(serializeData({ at: new Date(0) })), { at: new Date(0) });
+  assert.throws(
+    () => deserializeData(serialize(function f() {})),
+    (e: unknown) => e instanceof DeserializationError && /function/.test(e.message),
+  );
+  assert.throws(() => deserializeData("zz\nbody"), DeserializationError);
 });
