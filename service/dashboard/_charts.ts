@@ -98,7 +98,7 @@ export function bucketLegend(counts: Record<Bucket, number>): Html {
  * offline grey, with the start, middle and end times below.
  */
 export function uptimeStrip(segments: readonly UptimeSegment[], from: number, to: number): Html {
-  const W = 600;
+  const W = 420;
   const span = Math.max(1, to - from);
   const x = (t: number) =>
     Math.round(((Math.min(Math.max(t, from), to) - from) / span) * W * 10) / 10;
@@ -177,37 +177,43 @@ export function hopsOf(
   return hops;
 }
 
-/** A bar per hop, its length the time spent, with the hop and its time written beside it. */
+/**
+ * A bar per hop, its length the time spent and its start where the hop before it ended, with
+ * the hop and its time written above it (readable when a phone scales the chart down).
+ */
 export function hopChart(hops: readonly Hop[]): Html {
   const total = hops.reduce((n, h) => n + h.ms, 0);
-  const W = 600;
-  const labelW = 250;
-  const barW = W - labelW - 90;
-  const row = 24;
-  const H = hops.length * row + 26;
+  const W = 420;
+  const row = 38;
+  const H = hops.length * row + 22;
   let start = 0;
   return html`
     <figure class="hops">
       <svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img"
         aria-label="Time in each hop, ${duration(total)} in all">
+    <rect x="0" y="0" width="${W}" height="${H - 20}" fill="#f6f8fa"></rect>
     ${hops.map((h, i) => {
-      const x = labelW + (total > 0 ? (start / total) * barW : 0);
-      const w = Math.max(1.5, total > 0 ? (h.ms / total) * barW : 0);
+      const x = total > 0 ? (start / total) * W : 0;
+      const w = Math.max(2, total > 0 ? (h.ms / total) * W : 0);
       start += h.ms;
       const y = i * row;
       return html`
         <g>
-          <text x="${labelW - 8}" y="${y + 16}" text-anchor="end">${h.from} → ${h.to}</text>
-          <rect x="${x.toFixed(1)}" y="${y + 4}" width="${w.toFixed(1)}" height="16" fill="#0969da"
-            rx="2"></rect>
-          <text x="${Math.min(W - 2, x + w + 6).toFixed(1)}" y="${y + 16}">${duration(h.ms)}</text>
+          <text x="4"
+            y="${y + 15}">${h.from} → ${h.to}: <tspan font-weight="600">${duration(
+              h.ms,
+            )}</tspan></text>
+          <rect x="${Math.min(x, W - w).toFixed(1)}" y="${y + 20}" width="${w.toFixed(
+            1,
+          )}" height="12"
+            fill="#0969da" rx="2"></rect>
         </g>
       `;
     })}
-    <text x="${labelW}" y="${H - 6}" class="muted">total ${duration(total)}</text>
+    <text x="4" y="${H - 4}">total ${duration(total)}</text>
       </svg>
-      <figcaption class="muted">Each bar starts where the hop before it ended; its length is the
-    time between the two recorded transitions.</figcaption>
+      <figcaption class="muted">Each bar starts where the hop before it ended; its length is the time
+    between the two recorded transitions.</figcaption>
     </figure>
   `;
 }

@@ -121,7 +121,7 @@ table{border-collapse:collapse;width:100%;font-size:.95rem}
 th,td{text-align:left;padding:.45rem .6rem;border-bottom:1px solid var(--line);vertical-align:top}
 th{background:var(--panel);font-weight:600;white-space:nowrap}
 tr:last-child td{border-bottom:0}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.88em}
 .id{overflow-wrap:anywhere;color:var(--muted)}
 pre{background:var(--panel);border:1px solid var(--line);border-radius:6px;padding:.7rem;
@@ -130,7 +130,8 @@ overflow:auto;max-height:28rem;white-space:pre-wrap;overflow-wrap:anywhere}
 font-weight:600;border:1px solid currentColor;white-space:nowrap}
 .s-online,.s-success{color:var(--ok)}.s-offline,.s-waiting{color:var(--muted)}
 .s-failed{color:var(--bad)}.s-locked{color:var(--warn)}.s-running{color:var(--run)}
-dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem;margin:0}
+dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem;margin:0 0 1.2rem}
+figure{margin:0 0 1rem}
 dl.facts dt{color:var(--muted)}dl.facts dd{margin:0;overflow-wrap:anywhere}
 .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(14rem,1fr));gap:1rem}
 .card{border:1px solid var(--line);border-radius:6px;padding:.8rem 1rem;background:var(--panel)}
@@ -153,6 +154,7 @@ background:var(--panel);color:var(--fg);cursor:pointer}
 button.primary{background:#1f883d;border-color:#1a7f37;color:#fff}
 .actions{display:flex;gap:.6rem;margin-top:1rem;flex-wrap:wrap}
 @media (max-width:640px){body{font-size:15px}main{padding:.7rem}
+nav ul{order:3;flex-basis:100%}nav .signout{margin-left:auto}
 th,td{padding:.35rem .4rem}.hide-narrow{display:none}dl.facts{grid-template-columns:1fr}
 dl.facts dt{margin-top:.4rem}}
 `;
@@ -190,6 +192,8 @@ export const SCRIPT = `"use strict";
               cell.textContent = t.status;
               cell.className = "badge s-" + t.bucket;
             }
+            var took = document.querySelector('[data-task-took="' + t.id + '"]');
+            if (took && t.took) took.textContent = t.took;
           });
           if (p.done) el.setAttribute("data-done", "true");
           else timer = setTimeout(once, 1000);

@@ -189,7 +189,12 @@ export function dashboardRoutes(deps: AppDeps, sessions: Sessions): Hono<AppEnv>
       bars: barLayout(counts, total),
       percent: percentDone(counts, total),
       done: total > 0 && counts.success + counts.failed === total,
-      tasks: tasks.map((t) => ({ id: t.id, status: t.status, bucket: bucketOf(t.status) })),
+      tasks: tasks.map((t) => ({
+        id: t.id,
+        status: t.status,
+        bucket: bucketOf(t.status),
+        took: t.completionT ? duration((t.completionT - t.createdAt) * 1000) : null,
+      })),
     };
   };
 
@@ -437,7 +442,7 @@ ${uptimeStrip(uptime, now - HISTORY_S, now)}
                   <td>${fnNames.get(t.functionId) ?? t.functionId}</td>
                   <td class="hide-narrow"><a href="/endpoints/${t
                     .endpointId}">${eps.get(t.endpointId) ?? t.endpointId}</a></td>
-                  <td class="hide-narrow num">${t.completionT
+                  <td class="hide-narrow num" data-task-took="${t.id}">${t.completionT
                     ? duration((t.completionT - t.createdAt) * 1000)
                     : "—"}</td>
                 </tr>

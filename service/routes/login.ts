@@ -181,9 +181,14 @@ export function loginRoutes(deps: AppDeps, web: WebDeps): Hono<AppEnv> {
       const form = new URLSearchParams(await c.req.text());
       const session = await sessions.current(c);
       const browser = sessions.fromBrowser(c);
-      if (browser) sessions.checkForm(c, form, session);
       const code = (form.get("user_code") ?? "").trim().toUpperCase();
       const next = safeNext(form.get("next"));
+      try {
+        if (browser) sessions.checkForm(c, form, session);
+      } catch (err) {
+        if (!(err instanceof HttpError)) throw err;
+        return signInPage(c, { code, next, note: message(`${err.message}.`), status: 403 });
+      }
       const decision = form.get("decision") ?? "approve";
       const username = form.get("username") ?? "";
       const password = form.get("password");
@@ -230,7 +235,17 @@ export function loginRoutes(deps: AppDeps, web: WebDeps): Hono<AppEnv> {
     .post("/logout", async (c) => {
       const form = new URLSearchParams(await c.req.text());
       const session = await sessions.current(c);
-      sessions.checkForm(c, form, session);
+      try {
+        sessions.checkForm(c, form, session);
+      } catch (err) {
+        if (!(err instanceof HttpError)) throw err;
+        return await page({
+          title: "Not signed out",
+          body: html`${message(`${err.message}.`)}<p><a href="/">Back to the dashboard</a></p>`,
+          status: 403,
+          ...(session ? { user: session.user.name, csrf: session.csrf } : {}),
+        });
+      }
       await sessions.end(c, session);
       return c.redirect("/login", 303);
     });
