@@ -88,9 +88,10 @@ export type IdentityResolution =
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseIdentityMapping } from "./identity_map.ts";
  * const m = parseIdentityMapping("m.yaml", "rules:\n  - user: ann\n    account: ann1\n");
- * console.assert(m.rules.length === 1 && m.allow_root === false);
+ * assert.ok(m.rules.length === 1 && m.allow_root === false);
  * ```
  */
 export function parseIdentityMapping(file: string, text: string): IdentityMapping {
@@ -112,10 +113,11 @@ export function parseIdentityMapping(file: string, text: string): IdentityMappin
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { mappedAccountName, parseIdentityMapping } from "./identity_map.ts";
  * const m = parseIdentityMapping("m.yaml", 'rules:\n  - match: "(.+)@uni\\\\.edu"\n    account: "u_$1"\n');
- * console.assert(mappedAccountName(m, "ann@uni.edu") === "u_ann");
- * console.assert(mappedAccountName(m, "ann@other.org") === undefined);
+ * assert.ok(mappedAccountName(m, "ann@uni.edu") === "u_ann");
+ * assert.ok(mappedAccountName(m, "ann@other.org") === undefined);
  * ```
  */
 export function mappedAccountName(mapping: IdentityMapping, user: string): string | undefined {

@@ -78,12 +78,13 @@ export class UserConfigInvalid extends Error {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { checkUserValues, UserConfigSchemaSchema } from "./user_config_template.ts";
  * const schema = UserConfigSchemaSchema.parse({
  *   type: "object",
  *   properties: { workers: { type: "integer", minimum: 1, maximum: 8 } },
  * });
- * console.assert(checkUserValues(schema, { workers: 2 }).workers === 2);
+ * assert.ok(checkUserValues(schema, { workers: 2 }).workers === 2);
  * ```
  */
 export function checkUserValues(
@@ -157,9 +158,10 @@ export interface ParsedTemplate {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseTemplate } from "./user_config_template.ts";
  * const t = parseTemplate("t.yaml", "engine:\n  max_workers_per_node: {{ workers | default(2) }}\n");
- * console.assert(t.slots[0]?.name === "workers" && t.slots[0]?.default === 2);
+ * assert.ok(t.slots[0]?.name === "workers" && t.slots[0]?.default === 2);
  * ```
  */
 export function parseTemplate(file: string, text: string): ParsedTemplate {
