@@ -361,6 +361,30 @@ Deno.test({
     expected.set(f.taskId!, ran("bob", B.name, "failed: WorkerLost"));
   });
 
+  await t.step(
+    "a typo in the mapping refuses tasks naming file and field; fixed, tasks run",
+    async () => {
+      const file = join(dir, "identity_mapping.yaml");
+      const good = await Deno.readTextFile(file);
+      await Deno.writeTextFile(file, good.replace("account:", "acount:"));
+      await using fx = new FuncXExecutor({ endpointId, client: alice });
+      const f = fx.submit(whoAmI, "/", "never");
+      const err = await remoteError(f);
+      assert.equal(err.name, "IdentityMappingFailed");
+      assert.match(err.message, /unknown field "rules\.0\.acount"/);
+      assert.ok(err.message.includes(file), err.message);
+      expected.set(f.taskId!, refused("alice", null, "IdentityMappingFailed"));
+      assert.equal(
+        await Promise.race([mep.status.then(() => "exited"), Promise.resolve("up")]),
+        "up",
+      );
+      await Deno.writeTextFile(file, good);
+      const again = fx.submit(whoAmI, B.home, "after-fix");
+      assert.equal((await again).uid, A.uid);
+      expected.set(again.taskId!, ran("alice", A.name));
+    },
+  );
+
   await t.step("the audit log has exactly the expected lines, mode 0600, no data", async () => {
     const file = join(dir, "audit.log");
     assert.equal((await Deno.stat(file)).mode! & 0o777, 0o600);
@@ -382,8 +406,30 @@ Deno.test({
       assert.deepEqual(got, want, `audit lines of task ${taskId}`);
     }
     // Arguments and results never reach it.
-    for (const secret of ["from-alice", "lost-once", "retried", "written by a task"]) {
+    for (const secret of ["from-alice", "after-fix", "lost-once", "retried", "written by a task"]) {
       assert.ok(!text.includes(secret), `the audit log holds "${secret}"`);
     }
   });
+});
+
+Deno.test({
+  name: "configure --multi-user writes the site files; start refuses a bad mapping naming it",
+  ignore: !isRoot,
+}, async () => {
+  await using s = await serviceEnv();
+  const made = await s.cli(["configure", "site", "--multi-user"]);
+  assert.equal(made.code, 0, made.stderr);
+  const dir = join(s.configDir, "site");
+  for (
+    const f of ["identity_mapping.yaml", "user_config_template.yaml", "user_config_schema.json"]
+  ) {
+    assert.ok(made.stdout.includes(join(dir, f)), made.stdout);
+    assert.equal((await Deno.stat(join(dir, f))).mode! & 0o777, 0o600);
+  }
+  assert.match(await Deno.readTextFile(join(dir, "config.yaml")), /^multi_user: true$/m);
+  await Deno.writeTextFile(join(dir, "identity_mapping.yaml"), "rules:\n  - user: ann\n");
+  const started = await s.cli(["start", "site", "--foreground"]);
+  assert.equal(started.code, 65, started.stderr);
+  assert.match(started.stderr, /identity_mapping\.yaml/);
+  assert.match(started.stderr, /field "rules\.0\.account"/);
 });
