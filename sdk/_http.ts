@@ -18,7 +18,13 @@
  *
  * @module
  */
-import ky, { isHTTPError, isNetworkError, isTimeoutError, type KyInstance } from "ky";
+import ky, {
+  isForceRetryError,
+  isHTTPError,
+  isNetworkError,
+  isTimeoutError,
+  type KyInstance,
+} from "ky";
 import { getLogger } from "@logtape/logtape";
 import { backoffDelay } from "./_backoff.ts";
 import { FuncxAPIError } from "./errors.ts";
@@ -77,6 +83,8 @@ interface CallContext {
   /** Whether the request may log in again after a 401 (once). */
   relogin: boolean;
   auth: boolean;
+  /** The answer a hook asked to retry, for the error when no retry is left. */
+  retried?: { status: number; body: unknown };
 }
 
 /** The client's HTTP transport. */
@@ -91,7 +99,7 @@ export class HttpTransport {
     this.serviceAddress = options.serviceAddress;
     this.#auth = options.auth;
     const setToken = async (request: Request, context: Record<string, unknown>) => {
-      if ((context as unknown as CallContext).auth && this.#auth) {
+      if (callOf(context).auth && this.#auth) {
         request.headers.set("authorization", `Bearer ${await this.#auth.token()}`);
       }
     };
@@ -121,14 +129,18 @@ export class HttpTransport {
           await setToken(request, options.context);
         }],
         afterResponse: [async ({ response, options }) => {
-          const context = options.context as unknown as CallContext;
+          const context = callOf(options.context);
           if (response.status === 401 && context.auth && context.relogin) {
             context.relogin = false;
-            if (this.#auth?.invalidate()) return ky.retry({ delay: 0, code: "RELOGIN" });
+            if (this.#auth?.invalidate()) {
+              context.retried = { status: 401, body: await readBody(response.clone()) };
+              return ky.retry({ delay: 0, code: "RELOGIN" });
+            }
           }
           if (response.status === 409) {
             const body = await readBody(response.clone());
             if ((body as { code?: unknown } | null)?.code === "idempotency_key_in_progress") {
+              context.retried = { status: 409, body };
               return ky.retry({ delay: retryAfterMs(response), code: "IN_PROGRESS" });
             }
           }
@@ -168,7 +180,8 @@ export class HttpTransport {
       res = await this.#ky(req.path, {
         method: req.method,
         headers,
-        context: context as unknown as Record<string, unknown>,
+        // ky copies `context`: the state goes in an object of its own, shared with the hooks.
+        context: { call: context },
         ...(req.json === undefined ? {} : { json: req.json }),
         ...(req.form ? { body: new URLSearchParams(req.form) } : {}),
         ...(req.searchParams ? { searchParams: req.searchParams } : {}),
@@ -188,6 +201,10 @@ export class HttpTransport {
       if (isHTTPError(err)) {
         throw apiError(err.response.status, err.data ?? err.response.statusText, doing);
       }
+      if (isForceRetryError(err) && context.retried) {
+        // A hook asked for a retry when none was left: the answer it saw is the outcome.
+        throw apiError(context.retried.status, context.retried.body, doing);
+      }
       if (isNetworkError(err) || isTimeoutError(err)) {
         const cause = (err as Error).cause;
         const why = cause instanceof Error ? `${(err as Error).message} (${cause.message})` : (
@@ -206,6 +223,10 @@ export class HttpTransport {
     }
     return { status: res.status, body: await readBody(res) };
   }
+}
+
+function callOf(context: Record<string, unknown>): CallContext {
+  return context["call"] as CallContext;
 }
 
 /** The wait a `Retry-After` header asks for (1 s when it is missing or unreadable), capped. */

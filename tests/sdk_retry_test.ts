@@ -113,6 +113,18 @@ Deno.test("FuncXClient retries: 503, lost answers with one idempotency key, unre
       assert.ok(err instanceof FuncxAPIError, String(err));
       assert.equal(err.httpStatus, 401);
       assert.equal(err.codeName, "unauthorized");
+      // With no retries allowed, the 401 itself is the outcome.
+      const strict = new FuncXClient({
+        serviceAddress: proxy.address,
+        clientId: user.clientId,
+        clientSecret: user.clientSecret,
+        retries: 0,
+      });
+      await strict.whoami();
+      proxy.faults.push({ path: "/v2/whoami", fault: "unauthorized" });
+      const once = await strict.whoami().then(() => assert.fail("refused"), (e) => e);
+      assert.ok(once instanceof FuncxAPIError, String(once));
+      assert.equal(once.httpStatus, 401);
     });
 
     await t.step("a 429 and a 409 in progress wait as long as Retry-After says", async () => {
