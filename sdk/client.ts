@@ -2,10 +2,12 @@
  * `FuncXClient`: the SDK's REST client of the service. It registers functions, submits tasks and
  * reads their results; it is also what the endpoint uses to register itself. Credentials are API
  * client credentials (`FUNCX_SDK_CLIENT_ID`, `FUNCX_SDK_CLIENT_SECRET`) traded for a bearer token,
- * or a bearer token given directly.
+ * or a bearer token given directly. The route methods only shape requests and answers: sending,
+ * retrying and logging in again is the transport's job (`_http.ts`).
  *
  * @module
  */
+import process from "node:process";
 import { getLogger } from "@logtape/logtape";
 import { HttpTransport, RETRY_STATUSES } from "./_http.ts";
 import { Batch, type BatchOptions } from "./batch.ts";
@@ -29,7 +31,6 @@ import {
   SerializerMethod,
 } from "./protocol/mod.ts";
 import { compareVersions, SDK_VERSION } from "./version.ts";
-import process from "node:process";
 
 export { SDK_VERSION };
 
@@ -568,6 +569,9 @@ export class FuncXClient {
     fn: (...args: never[]) => unknown,
     options: RegisterFunctionOptions = {},
   ): Promise<string> {
+    if (typeof fn !== "function") {
+      throw new TypeError(`Cannot register ${typeof fn}: expected a function`);
+    }
     const body = await this.#request<{ function_uuid: string }>("post", "v2/functions", {
       function_name: options.name ?? fn.name ?? "",
       function_code: packBuffers([serialize(fn)]),
