@@ -264,10 +264,18 @@ display_name: ${JSON.stringify(name)}
 # reconnect_delay_min: 1
 # reconnect_delay_max: 60
 
+# Append one line per task state change (received, running, finished: time, user, local
+# account, function, task, outcome; never arguments or results) to this file, mode 0600.
+# audit_log: audit.log
+
 # How tasks are run.
 engine:
   # Worker subprocesses per node (default: the number of CPU cores).
   # max_workers_per_node: 4
+
+  # Run a task again when its worker, manager or block was lost, up to this many times,
+  # before it fails with WorkerLost/ManagerLost.
+  # max_retries_on_system_failure: 0
 
   # Run functions registered with a container in that image (docker, podman, apptainer,
   # singularity or custom). The image needs funcx-endpoint on its PATH.
