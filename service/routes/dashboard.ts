@@ -359,15 +359,23 @@ ${uptimeStrip(uptime, now - HISTORY_S, now)}
       "/groups",
       guarded(async (_c, s) => {
         const groups = await store.listTaskGroups(s.user.id, GROUPS_SHOWN);
+        const running = groups.some((g) => {
+          const b = bucketCounts(g.counts);
+          return b.success + b.failed < g.total;
+        });
         return await page({
           title: "Task groups",
           user: s.user.name,
           csrf: s.csrf,
           nav: "groups",
           body: groups.length === 0 ? html`<p class="muted">No task groups yet.</p>` : html`
-            <div class="table-wrap">
+            <div class="table-wrap" ${running ? html`data-refresh="3"` : ""}>
               <table>
-                <caption class="muted">The ${GROUPS_SHOWN} most recent groups.</caption>
+                <caption class="muted">
+                  The ${GROUPS_SHOWN} most recent groups${running
+                    ? "; while one runs, the list refreshes every 3 s"
+                    : ""}.
+                </caption>
                 <thead>
                   <tr>
                     <th scope="col">Task group</th>
@@ -431,7 +439,7 @@ ${uptimeStrip(uptime, now - HISTORY_S, now)}
               ? html`<caption class="muted">The first ${tasks.length} of ${p.total} tasks.</caption>`
               : ""}
             <thead><tr><th scope="col">Task</th><th scope="col">Status</th><th scope="col">Function</th>
-            <th scope="col" class="hide-narrow">Endpoint</th><th scope="col" class="hide-narrow">Took</th>
+            <th scope="col" class="hide-narrow">Endpoint</th><th scope="col" class="hide-narrow num">Took</th>
             </tr></thead>
             <tbody>${tasks.map((t) =>
               html`

@@ -1,0 +1,249 @@
+/**
+ * What the dashboard and the sign-in limits keep in the store, on both stores (SQLite and the
+ * test run's PostgreSQL): sessions, sign-in counts and locks (attempts racing cannot get past
+ * the limit), endpoint online periods, and the reads of the pages. Then the HTTP app itself,
+ * driven with `app.request()`: cookies over https, the pages' security headers, and where a
+ * visitor without a session is sent.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { testDatabase } from "./harness/postgres.ts";
+import { openStore, type Store } from "../service/store.ts";
+import type { AttemptLimit } from "../service/store.ts";
+import { createApp } from "../service/app.ts";
+import { hashPassword } from "../service/auth.ts";
+import { safeNext } from "../service/routes/login.ts";
+import { DEFAULT_SIGN_IN_SETTINGS } from "../service/sign_in_guard.ts";
+import { hopsOf } from "../service/dashboard/_charts.ts";
+
+const limit = (key: string, countUpFront: boolean): AttemptLimit => ({
+  key,
+  maxFailures: 3,
+  windowS: 60,
+  lockS: 10,
+  countUpFront,
+});
+
+async function contract(t: Deno.TestContext, store: Store): Promise<void> {
+  const carol = await store.ensureUser("carol");
+
+  await t.step("sessions: found while alive, gone when deleted or expired", async () => {
+    await store.addSession("s1", carol.id, "tok", 2000);
+    const s = await store.sessionFor("s1", 1000);
+    assert.deepEqual(s, { user: carol, csrf: "tok", expiresAt: 2000 });
+    assert.equal(await store.sessionFor("s1", 2001), undefined);
+    assert.equal(await store.deleteSession("s1"), true);
+    assert.equal(await store.deleteSession("s1"), false);
+    assert.equal(await store.sessionFor("s1", 1000), undefined);
+  });
+
+  await t.step("attempts racing on one account never get past its limit", async () => {
+    const acct = limit("user:racer", true);
+    const verdicts = await Promise.all(
+      Array.from({ length: 8 }, () => store.countSignIn([acct], 100)),
+    );
+    const allowed = verdicts.filter(([v]) => v!.lockedUntil === 0).length;
+    assert.equal(allowed, 3, `${allowed} of 8 racing attempts were let through`);
+    const [after] = await store.countSignIn([acct], 101);
+    assert.equal(after!.lockedUntil, 110, "not locked for lockS");
+    const [later] = await store.countSignIn([acct], 111);
+    assert.deepEqual(later, { key: "user:racer", count: 1, lockedUntil: 0 });
+  });
+
+  await t.step("the failure that reaches the limit locks; success clears the account", async () => {
+    const acct = limit("user:dora", true);
+    const addr = limit("addr:192.0.2.1", false);
+    for (let i = 1; i <= 2; i++) {
+      const started = await store.countSignIn([acct, addr], 200);
+      assert.equal(started.find((v) => v.key === acct.key)!.count, i);
+      const failed = await store.failSignIn([acct, addr], 200);
+      assert.ok(failed.every((v) => v.lockedUntil === 0), `locked after ${i} failures`);
+    }
+    await store.countSignIn([acct, addr], 201);
+    await store.passSignIn(acct.key);
+    const fresh = await store.countSignIn([acct, addr], 202);
+    assert.equal(fresh.find((v) => v.key === acct.key)!.count, 1, "success did not clear it");
+    // The address kept its two failures; a third locks it (and so refuses the next attempt).
+    assert.equal(fresh.find((v) => v.key === addr.key)!.count, 2);
+    const third = await store.failSignIn([acct, addr], 203);
+    assert.equal(third.find((v) => v.key === addr.key)!.lockedUntil, 213);
+    const refused = await store.countSignIn([limit("user:other", true), addr], 204);
+    assert.equal(refused.find((v) => v.key === addr.key)!.lockedUntil, 213);
+  });
+
+  await t.step("endpoint online periods: extended by reports, new after a gap", async () => {
+    const now = Date.now() / 1000;
+    const ep = crypto.randomUUID();
+    await store.applyResults({
+      updates: [],
+      completions: [],
+      statuses: [{ endpointId: ep, state: { heartbeat_period: 30 }, expiresAt: now + 60 }],
+    });
+    await store.applyResults({
+      updates: [],
+      completions: [],
+      statuses: [{ endpointId: ep, state: { heartbeat_period: 30 }, expiresAt: now + 90 }],
+    });
+    const one = await store.endpointUptime(ep, 0);
+    assert.equal(one.length, 1);
+    assert.equal(one[0]!.until, now + 90);
+    // A goodbye (expiry now) ends the period; the next report starts another.
+    await store.applyResults({
+      updates: [],
+      completions: [],
+      statuses: [{ endpointId: ep, state: {}, expiresAt: Date.now() / 1000 - 0.001 }],
+    });
+    await new Promise((r) => setTimeout(r, 5));
+    await store.applyResults({
+      updates: [],
+      completions: [],
+      statuses: [{ endpointId: ep, state: {}, expiresAt: Date.now() / 1000 + 60 }],
+    });
+    assert.equal((await store.endpointUptime(ep, 0)).length, 2);
+  });
+
+  await t.step("task groups, their tasks and waiting tasks per endpoint", async () => {
+    const group = crypto.randomUUID();
+    const ep = crypto.randomUUID();
+    const ids = [crypto.randomUUID(), crypto.randomUUID(), crypto.randomUUID()];
+    await store.addTasks(
+      carol.id,
+      group,
+      ids.map((id) => ({ id, functionId: "f", endpointId: ep })),
+    );
+    await store.updateStatuses([{ taskId: ids[0]!, status: "running" }]);
+    const [g] = await store.listTaskGroups(carol.id, 10);
+    assert.equal(g!.id, group);
+    assert.equal(g!.total, 3);
+    assert.deepEqual(g!.counts, { "waiting-for-ep": 2, running: 1 });
+    assert.deepEqual(await store.taskGroupSummary(group), g);
+    assert.equal((await store.listGroupTasks(group, 2)).length, 2);
+    assert.equal((await store.waitingTasks([ep])).get(ep), 2);
+    assert.deepEqual(await store.listTaskGroups((await store.ensureUser("eve")).id, 10), []);
+    await store.addFunction({
+      id: crypto.randomUUID(),
+      ownerId: carol.id,
+      name: "double",
+      code: "st\n(n) => n * 2",
+      description: "",
+      public: false,
+      containerId: null,
+      createdAt: 1,
+    });
+    assert.deepEqual((await store.listFunctions(carol.id, 10)).map((f) => f.name), ["double"]);
+  });
+}
+
+Deno.test("dashboard store (sqlite): sessions, sign-in limits, uptime, lists", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "funcx-dash-store-" });
+  const store = await openStore(join(dir, "s.db"));
+  try {
+    await contract(t, store);
+  } finally {
+    await store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("dashboard store (postgres): sessions, sign-in limits, uptime, lists", async (t) => {
+  await using db = await testDatabase();
+  const store = await openStore(db.url);
+  try {
+    await contract(t, store);
+  } finally {
+    await store.close();
+  }
+});
+
+function app(store: Store) {
+  return createApp({
+    store,
+    broker: {} as never,
+    outbox: {} as never,
+    settings: {
+      publicAmqpUrl: "amqp://unused",
+      tokenTtlS: 60,
+      refreshTtlS: 60,
+      deviceIntervalS: 1,
+      publicAddress: undefined,
+      rateLimitRequests: 0,
+      rateLimitWindowS: 10,
+      maxResultBytes: 1e6,
+      maxRequestBytes: 1e6,
+      taskTtlS: 60,
+      signIn: { ...DEFAULT_SIGN_IN_SETTINGS, delayMs: 0 },
+    },
+  });
+}
+
+Deno.test("dashboard app: https cookies, security headers, sign-in redirects", async () => {
+  const store = await openStore(":memory:");
+  try {
+    const u = await store.ensureUser("ivy");
+    await store.setPassword(u.id, await hashPassword("ivy's password"));
+    const a = app(store);
+
+    const home = await a.request("https://funcx.example.org/groups");
+    assert.equal(home.status, 303);
+    assert.equal(home.headers.get("location"), "/login?next=%2Fgroups");
+    assert.equal((await a.request("https://funcx.example.org/groups/x/progress")).status, 401);
+
+    const form = await a.request("https://funcx.example.org/login");
+    assert.match(form.headers.get("content-security-policy") ?? "", /default-src 'none'/);
+    assert.match(form.headers.get("content-security-policy") ?? "", /frame-ancestors 'none'/);
+    const csrfCookie = form.headers.getSetCookie()[0]!;
+    assert.match(csrfCookie, /^__Host-funcx_csrf=/);
+    assert.match(csrfCookie, /; Secure/);
+    const token = /name="csrf" value="([^"]+)"/.exec(await form.text())![1]!;
+    const signed = await a.request("https://funcx.example.org/login", {
+      method: "POST",
+      headers: {
+        cookie: csrfCookie.split(";")[0]!,
+        origin: "https://funcx.example.org",
+        "sec-fetch-site": "same-origin",
+      },
+      body: new URLSearchParams({ csrf: token, username: "ivy", password: "ivy's password" }),
+    });
+    assert.equal(signed.status, 303);
+    const session = signed.headers.getSetCookie()[0]!;
+    assert.match(session, /^__Host-funcx_session=/);
+    for (const part of ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"]) {
+      assert.ok(session.includes(part), `session cookie without ${part}: ${session}`);
+    }
+    const page = await a.request("https://funcx.example.org/", {
+      headers: { cookie: session.split(";")[0]! },
+    });
+    assert.equal(page.status, 200);
+    assert.match(await page.text(), /ivy/);
+    assert.equal(page.headers.get("cache-control"), "no-store");
+  } finally {
+    await store.close();
+  }
+});
+
+Deno.test("safeNext keeps sign-in redirects on this site", () => {
+  assert.equal(safeNext("/groups/abc?x=1"), "/groups/abc?x=1");
+  for (const bad of ["//evil.example/", "https://evil.example/", "/\\evil.example", "", null]) {
+    assert.equal(safeNext(bad), "/", String(bad));
+  }
+});
+
+Deno.test("hopsOf: hops in time order, from submission to the stored result", () => {
+  const s = 1_700_000_000;
+  const ns = (ms: number) => String(BigInt(s * 1000 + ms) * 1_000_000n);
+  const hops = hopsOf(
+    [
+      { state: "running", timestamp: ns(30) },
+      { state: "waiting-for-nodes", timestamp: ns(10) },
+      { state: "execution-end", timestamp: ns(80) },
+    ],
+    s,
+    s + 0.1,
+  );
+  assert.deepEqual(hops.map((h) => [h.from, h.to, Math.round(h.ms)]), [
+    ["submitted", "waiting-for-nodes", 10],
+    ["waiting-for-nodes", "running", 20],
+    ["running", "execution-end", 50],
+    ["execution-end", "result stored", 20],
+  ]);
+});
