@@ -382,12 +382,22 @@ export class MultiUserEngine implements Engine {
         account: account.name,
         values: JSON.stringify(spec.values),
       });
-      ue = new UserEndpoint(key, account, spec.values, spec.raw, {
-        command: this.#command,
-        env: this.#config.user_endpoints.env,
-        logFile: join(this.#dir, "user_endpoints", `${key}.log`),
-        timeoutS: this.#config.user_endpoints.start_timeout,
-      }, (gone, why) => this.#onGone(gone, why));
+      try {
+        ue = new UserEndpoint(key, account, spec.values, spec.raw, {
+          command: this.#command,
+          env: this.#config.user_endpoints.env,
+          logFile: join(this.#dir, "user_endpoints", `${key}.log`),
+          timeoutS: this.#config.user_endpoints.start_timeout,
+        }, (gone, why) => this.#onGone(gone, why));
+      } catch (err) {
+        // Spawning itself failed: no home directory, no setpriv, a command that is not there.
+        throw new Refusal(
+          "UserEndpointFailed",
+          `Cannot start the user endpoint of local account "${account.name}" (home ` +
+            `"${account.home}", command "${this.#command[0]}"): ${(err as Error).message}`,
+          account.name,
+        );
+      }
       this.#byKey.set(key, ue);
     }
     if (task?.user) ue.users.add(task.user);
