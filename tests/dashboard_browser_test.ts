@@ -105,6 +105,8 @@ Deno.test("dashboard in Chromium: endpoints, live task group, failed task, sign-
       assert.ok(cookie, "no session cookie");
       assert.equal(cookie.httpOnly, true);
       assert.equal(cookie.sameSite, "Lax");
+      assert.match(await page.textContent("main") ?? "", /no endpoints yet/);
+      await page.evaluate(() => ((globalThis as { marker?: number }).marker = 1));
       endpoint = await startEndpoint({
         service: {
           ...service,
@@ -119,10 +121,15 @@ Deno.test("dashboard in Chromium: endpoints, live task group, failed task, sign-
         workers: 2,
       });
       endpointId = endpoint.endpointId;
-      // The page reloads itself every 5 s; the endpoint's row turns online.
+      // The page refreshes itself in place every 5 s; the endpoint's row appears, online.
       await page.waitForSelector(`tr[data-endpoint="${endpointId}"] .s-online`, {
         timeout: 60_000,
       });
+      assert.equal(
+        await page.evaluate(() => (globalThis as { marker?: number }).marker),
+        1,
+        "the page was reloaded instead of refreshed in place",
+      );
       const row = await page.textContent(`tr[data-endpoint="${endpointId}"]`);
       assert.match(row ?? "", /alices-laptop/);
       assert.match(row ?? "", /\d+ s ago/);

@@ -162,7 +162,7 @@ dl.facts dt{margin-top:.4rem}}
 /**
  * The one script: pages mark what it updates. `data-poll` on an element polls that JSON address
  * every second and writes the counts of a task group into the page until the group is done;
- * `data-refresh` reloads the page after that many seconds.
+ * `data-refresh` on an element refreshes it in place every that many seconds.
  */
 export const SCRIPT = `"use strict";
 (function () {
@@ -204,8 +204,29 @@ export const SCRIPT = `"use strict";
     return timer;
   }
   document.querySelectorAll("[data-poll]").forEach(poll);
-  var r = document.querySelector("[data-refresh]");
-  if (r) setTimeout(function () { location.reload(); }, 1000 * Number(r.getAttribute("data-refresh")));
+  // Refreshes a region in place from a fresh copy of the page, so scrolling stays where it is;
+  // skipped while the keyboard focus is inside it, so nobody loses their place.
+  function refresh(el) {
+    var seconds = Number(el.getAttribute("data-refresh"));
+    setTimeout(function again() {
+      var focused = document.activeElement;
+      if (document.hidden || (focused && focused !== document.body && el.contains(focused))) {
+        setTimeout(again, 1000 * seconds);
+        return;
+      }
+      fetch(location.href, { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+        .then(function (text) {
+          var doc = new DOMParser().parseFromString(text, "text/html");
+          var fresh = doc.querySelector("[data-refresh]");
+          if (!fresh) { location.reload(); return; }
+          el.innerHTML = fresh.innerHTML;
+          if (fresh.getAttribute("data-refresh")) setTimeout(again, 1000 * seconds);
+        })
+        .catch(function () { setTimeout(again, 1000 * seconds); });
+    }, 1000 * seconds);
+  }
+  document.querySelectorAll("[data-refresh]").forEach(refresh);
 })();
 `;
 
