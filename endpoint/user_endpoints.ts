@@ -2,7 +2,7 @@
  * The engine of a multi-user endpoint. For each task it maps the submitting service user to a
  * local account (`identity_map.ts`), renders the user endpoint config from the administrator's
  * template and the values the user sent (`user_config_template.ts`), then hands the task to the
- * user endpoint of that account and those values, starting one when there is none: a process
+ * user endpoint of that user, account and values, starting one when there is none: a process
  * switched to the account with `setpriv` (uid, gid, supplementary groups), with a clean
  * environment and the account's home as working directory, that runs an engine of its own
  * (`user_endpoint_main.ts`). A user endpoint without tasks for `idle_timeout` seconds is stopped.
@@ -14,6 +14,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { join } from "node:path";
+import { createHash } from "node:crypto";
 import { ActorName, type ResultMessage, type TaskMessage } from "../sdk/protocol/mod.ts";
 import { type Engine, type EngineStatus, PoolClosed, type SubmitContext } from "./engine/mod.ts";
 import { selfCommand } from "./engine/command.ts";
@@ -291,6 +292,11 @@ class UserEndpoint {
   }
 }
 
+/** A short stable tag of a service user name, for file and key names. */
+function userTag(user: string): string {
+  return createHash("sha256").update(user).digest("hex").slice(0, 8);
+}
+
 /** Runs each task in the user endpoint of its submitter's local account. */
 export class MultiUserEngine implements Engine {
   readonly #config: EndpointConfig;
@@ -374,7 +380,9 @@ export class MultiUserEngine implements Engine {
       }
       throw err;
     }
-    const key = `${account.name}-${spec.valuesHash}`;
+    // One user endpoint per service user and set of values (users mapped to one shared account
+    // still get their own).
+    const key = `${account.name}-${spec.valuesHash}-${userTag(task?.user ?? "")}`;
     let ue = this.#byKey.get(key);
     if (!ue || ue.state === "stopping" || ue.state === "stopped") {
       log.info("Starting a user endpoint for {user} as local account {account} ({values})", {
