@@ -126,13 +126,17 @@ export class SignInGuard {
   ): Promise<boolean> {
     const s = this.#settings;
     const accountKey = `${kind}:${account.toLowerCase()}`;
+    // A person's account counts attempts as they start, so a burst of guesses sent at once
+    // cannot get past the limit. An API client counts failures only: scripts sharing one client
+    // may ask for tokens many at a time, and its secret is 256 random bits, not a password.
+    const upFront = kind === "user";
     const limits: AttemptLimit[] = [
       {
         key: accountKey,
         maxFailures: s.accountMaxFailures,
         windowS: s.windowS,
         lockS: s.lockS,
-        countUpFront: true,
+        countUpFront: upFront,
       },
       {
         key: `addr:${address}`,
@@ -153,9 +157,10 @@ export class SignInGuard {
       );
       throw tooManyAttempts(lockedUntil - now);
     }
-    const count = before.find((v) => v.key === accountKey)?.count ?? 1;
-    if (count >= 2 && s.delayMs > 0) {
-      const ms = Math.min(s.delayMs * 2 ** (count - 2), s.maxDelayMs);
+    const counted = before.find((v) => v.key === accountKey)?.count ?? 0;
+    const failedBefore = upFront ? counted - 1 : counted;
+    if (failedBefore >= 1 && s.delayMs > 0) {
+      const ms = Math.min(s.delayMs * 2 ** (failedBefore - 1), s.maxDelayMs);
       await new Promise((r) => setTimeout(r, ms));
     }
     if (await verify()) {
@@ -167,7 +172,7 @@ export class SignInGuard {
     const lockedNow = Math.max(...after.map((v) => v.lockedUntil));
     log.warn(`Failed sign-in to ${kind} {account} from {address} ({count} of {max})`, {
       ...at,
-      count,
+      count: failedBefore + 1,
       max: s.accountMaxFailures,
     });
     if (lockedNow > later) {

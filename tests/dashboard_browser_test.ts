@@ -145,7 +145,7 @@ Deno.test("dashboard in Chromium: endpoints, live task group, failed task, sign-
         await using fx = new FuncXExecutor({ endpointId, client: aliceClient });
         groupId = fx.taskGroupId;
         const slowSquare = async (n: number) => {
-          await new Promise((r) => setTimeout(r, 500));
+          await new Promise((r) => setTimeout(r, 700));
           if (n === 7) throw new RangeError(`bad input ${n}`);
           return { n, square: n * n };
         };
