@@ -26,12 +26,38 @@ async function run(cmd: string, args: string[]): Promise<string> {
   return dec.decode(out.stdout);
 }
 
-/** Removes accounts with the test prefix left by an earlier run that was killed. */
+/** The comment (GECOS) of test accounts: it names the test process that made them. */
+const OWNER_MARK = "funcx test, pid ";
+
+function alive(pid: number): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Removes test accounts (and install directories) left by an earlier run that was killed: those
+ * whose making process is gone. Another test run's live accounts are left alone.
+ */
 export async function removeLeftoverAccounts(): Promise<string[]> {
   const passwd = await Deno.readTextFile("/etc/passwd");
-  const names = passwd.split("\n").map((l) => l.split(":")[0] ?? "")
-    .filter((n) => n.startsWith(TEST_ACCOUNT_PREFIX));
+  const names: string[] = [];
+  for (const line of passwd.split("\n")) {
+    const [name = "", , , , gecos = ""] = line.split(":");
+    if (!name.startsWith(TEST_ACCOUNT_PREFIX) || !gecos.startsWith(OWNER_MARK)) continue;
+    if (alive(Number(gecos.slice(OWNER_MARK.length)))) continue;
+    names.push(name);
+  }
   for (const name of names) await removeAccount(name);
+  for (const e of Deno.readDirSync("/tmp")) {
+    const m = /^funcx-site-(\d+)-/.exec(e.name);
+    if (m && e.isDirectory && !alive(Number(m[1]))) {
+      await Deno.remove(join("/tmp", e.name), { recursive: true }).catch(() => {});
+    }
+  }
   return names;
 }
 
@@ -84,7 +110,7 @@ export async function createAccounts(count: number): Promise<TestAccounts> {
   try {
     for (let i = 0; i < count; i++) {
       const name = `${TEST_ACCOUNT_PREFIX}${tag}${String.fromCharCode(97 + i)}`;
-      await run("useradd", ["-m", "-s", "/bin/sh", name]);
+      await run("useradd", ["-m", "-s", "/bin/sh", "-c", `${OWNER_MARK}${Deno.pid}`, name]);
       names.push(name);
       const account = await lookupAccount(name);
       if (!account) throw new Error(`useradd made "${name}" but getent cannot find it`);
@@ -123,7 +149,7 @@ async function currentDenoDir(): Promise<string> {
  * cache filled as root, made readable (and the executable runnable) by everybody.
  */
 export async function buildSiteInstall(): Promise<SiteInstall> {
-  const dir = await Deno.makeTempDir({ prefix: "funcx-site-" });
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: `funcx-site-${Deno.pid}-` });
   try {
     const app = join(dir, "app");
     await Deno.mkdir(app);
