@@ -95,6 +95,10 @@ class UserEndpoint {
   readonly values: Record<string, unknown>;
   readonly users = new Set<string>();
   readonly pending = new Map<string, Pending>();
+  /** Tasks failed because this process died (they may run again elsewhere). */
+  readonly lost = new Set<string>();
+  /** Times a task lost with it may run again (the template's `max_retries_on_system_failure`). */
+  readonly retries: number;
   state: UserEndpointState = "starting";
   idleSince = Date.now();
   readonly #child: Deno.ChildProcess;
@@ -109,10 +113,17 @@ class UserEndpoint {
     account: LocalAccount,
     values: Record<string, unknown>,
     engine: Record<string, unknown>,
-    options: { command: string[]; env: Record<string, string>; logFile: string; timeoutS: number },
+    options: {
+      command: string[];
+      env: Record<string, string>;
+      logFile: string;
+      timeoutS: number;
+      retries: number;
+    },
     onGone: (ue: UserEndpoint, why: string) => void,
   ) {
     this.key = key;
+    this.retries = options.retries;
     this.account = account;
     this.values = values;
     this.#logFile = options.logFile;
@@ -279,6 +290,7 @@ class UserEndpoint {
   /** Fails what it still holds (its process is gone). */
   failAll(why: string): void {
     for (const [taskId, p] of this.pending) {
+      this.lost.add(taskId);
       p.resolve(failureResult(
         taskId,
         "ManagerLost",
@@ -343,23 +355,38 @@ export class MultiUserEngine implements Engine {
     container?: string,
     context: SubmitContext = {},
   ): Promise<ResultMessage> {
-    if (this.#closed) throw new PoolClosed(taskId);
-    let ue: UserEndpoint;
-    try {
-      ue = await this.#userEndpointFor(taskId, context.task, context.onAccount);
-    } catch (err) {
-      if (err instanceof PoolClosed) throw err;
-      const code = err instanceof Refusal ? err.code : "UserEndpointFailed";
-      context.onAccount?.(err instanceof Refusal ? err.account : null);
-      log.warn("Task {id} refused: {err}", { id: taskId, err: (err as Error).message });
-      return failureResult(taskId, code, (err as Error).message, [], ActorName.ENDPOINT);
-    }
-    if (this.#closed) throw new PoolClosed(taskId);
-    this.#where.set(taskId, ue);
-    try {
-      return await ue.submit(taskId, buffer, container);
-    } finally {
-      this.#where.delete(taskId);
+    // A user endpoint that dies is a lost block: its tasks run again in a new one, up to the
+    // template's max_retries_on_system_failure.
+    for (let attempt = 1;; attempt++) {
+      if (this.#closed) throw new PoolClosed(taskId);
+      let ue: UserEndpoint;
+      try {
+        ue = await this.#userEndpointFor(taskId, context.task, context.onAccount);
+      } catch (err) {
+        if (err instanceof PoolClosed) throw err;
+        const code = err instanceof Refusal ? err.code : "UserEndpointFailed";
+        context.onAccount?.(err instanceof Refusal ? err.account : null);
+        log.warn("Task {id} refused: {err}", { id: taskId, err: (err as Error).message });
+        return failureResult(taskId, code, (err as Error).message, [], ActorName.ENDPOINT);
+      }
+      if (this.#closed) throw new PoolClosed(taskId);
+      this.#where.set(taskId, ue);
+      let result: ResultMessage;
+      try {
+        result = await ue.submit(taskId, buffer, container);
+      } finally {
+        this.#where.delete(taskId);
+      }
+      const lost = ue.lost.delete(taskId);
+      if (!lost || attempt > ue.retries || this.#closed) {
+        const total = attempt - 1 + (result.attempts ?? 1);
+        if (total > 1) result.attempts = total;
+        return result;
+      }
+      log.warn("Task {id} lost its user endpoint on attempt {n}; running it again", {
+        id: taskId,
+        n: attempt,
+      });
     }
   }
 
@@ -396,6 +423,7 @@ export class MultiUserEngine implements Engine {
           env: this.#config.user_endpoints.env,
           logFile: join(this.#dir, "user_endpoints", `${key}.log`),
           timeoutS: this.#config.user_endpoints.start_timeout,
+          retries: spec.engine.max_retries_on_system_failure,
         }, (gone, why) => this.#onGone(gone, why));
       } catch (err) {
         // Spawning itself failed: no home directory, no setpriv, a command that is not there.

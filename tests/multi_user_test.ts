@@ -361,6 +361,64 @@ Deno.test({
     expected.set(f.taskId!, ran("bob", B.name, "failed: WorkerLost"));
   });
 
+  /** The pid of the user endpoint of `account` with `values` that holds a task. */
+  const busyUserEndpoint = (account: string, values: Record<string, unknown>) =>
+    until("the busy user endpoint in a status report", async () => {
+      const st = await s.client.getEndpointStatus(endpointId);
+      const ues = (st.logs[0]?.["user_endpoints"] ?? []) as Array<
+        { pid: number; local_user: string; values: Record<string, unknown>; tasks: number }
+      >;
+      return ues.find((u) =>
+        u.local_user === account && u.tasks > 0 &&
+        Object.entries(values).every(([k, v]) => u.values[k] === v)
+      )?.pid;
+    });
+
+  await t.step(
+    "a task whose user endpoint is killed runs again in a new one when retries are on",
+    async () => {
+      await using fx = new FuncXExecutor({
+        endpointId,
+        client: alice,
+        userEndpointConfig: { retries: 1 },
+      });
+      const f = fx.submit(lostOnce, "ue-lost-once");
+      await until(
+        "the first attempt to start",
+        () => Deno.readTextFile(join(A.home, "ue-lost-once")).catch(() => false),
+      );
+      const pid = await busyUserEndpoint(A.name, { retries: 1 });
+      Deno.kill(pid, "SIGKILL");
+      assert.equal(await f, "retried");
+      expected.set(f.taskId!, [
+        { event: "received", user: "alice", local_user: A.name },
+        { event: "running", user: "alice", local_user: A.name },
+        { event: "finished", user: "alice", local_user: A.name, outcome: "success", attempts: 2 },
+      ]);
+    },
+  );
+
+  await t.step(
+    "with retries off a killed user endpoint fails its task with ManagerLost",
+    async () => {
+      await using fx = new FuncXExecutor({ endpointId, client: bob });
+      const f = fx.submit(lostOnce, "ue-lost-for-good");
+      await until(
+        "the task to start",
+        () => Deno.readTextFile(join(B.home, "ue-lost-for-good")).catch(() => false),
+      );
+      const pid = await busyUserEndpoint(B.name, {});
+      Deno.kill(pid, "SIGKILL");
+      const err = await remoteError(f);
+      assert.equal(err.name, "ManagerLost");
+      assert.match(err.message, new RegExp(`user endpoint of local account "${B.name}" was lost`));
+      expected.set(f.taskId!, [
+        { event: "received", user: "bob", local_user: B.name },
+        { event: "finished", user: "bob", local_user: B.name, outcome: "failed: ManagerLost" },
+      ]);
+    },
+  );
+
   await t.step(
     "a typo in the mapping refuses tasks naming file and field; fixed, tasks run",
     async () => {
