@@ -33,7 +33,7 @@ import {
 } from "../endpoint/daemon.ts";
 import { BrokerUnreachable, Endpoint, EndpointRefused } from "../endpoint/endpoint.ts";
 import { workerPlan } from "../endpoint/engine/manager.ts";
-import { MultiUserEngine } from "../endpoint/user_endpoints.ts";
+import type { MultiUserEngine } from "../endpoint/user_endpoints.ts";
 import { selfCommand } from "../endpoint/engine/command.ts";
 import type { EndpointRegistration, FuncXClient } from "../sdk/client.ts";
 import { configureEndpointLogging } from "./_endpoint_logging.ts";
@@ -320,6 +320,8 @@ async function startMultiUserEngine(
         "start user endpoints for its own account",
     );
   }
+  // Loaded only here: a single-user daemon does not carry the multi-user code.
+  const { MultiUserEngine } = await import("../endpoint/user_endpoints.ts");
   try {
     return await MultiUserEngine.start({ config, endpointDir: dir });
   } catch (err) {

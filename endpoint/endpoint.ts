@@ -40,7 +40,6 @@ import { backoffDelay } from "../sdk/_backoff.ts";
 import { type BrokerSession, EndpointRefused, openSession } from "./broker_session.ts";
 import { IdleTracker } from "./idle_tracker.ts";
 import { AuditLog } from "./audit_log.ts";
-import { accountNameOf } from "./identity_map.ts";
 import { resolve as resolvePath } from "node:path";
 
 export { EndpointRefused } from "./broker_session.ts";
@@ -203,7 +202,10 @@ export class Endpoint {
     );
     const ep = new Endpoint(options, engine, journal);
     ep.#audit = audit;
-    if (audit && !options.config.multi_user) ep.#localUser = await accountNameOf(Deno.uid() ?? -1);
+    if (audit && !options.config.multi_user) {
+      const { accountNameOf } = await import("./identity_map.ts");
+      ep.#localUser = await accountNameOf(Deno.uid() ?? -1);
+    }
     // Their results are with the service already: a redelivery of one is acked, not run.
     for (const id of journal.recoveredConfirmed) ep.#remember(id);
     try {
