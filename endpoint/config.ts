@@ -117,6 +117,16 @@ export function envOverrides(env: Record<string, string | undefined>): ConfigOve
   return o;
 }
 
+/** A config field holding a regular expression: refused, with the reason, if it does not compile. */
+export const RegExpSource = z.string().min(1).refine((p) => {
+  try {
+    new RegExp(p);
+    return true;
+  } catch {
+    return false;
+  }
+}, "expected a valid regular expression");
+
 /** The first issue of a failed parse of `file`, as a {@linkcode ConfigError} naming the field. */
 export function describeConfigIssue(file: string, error: z.ZodError): ConfigError {
   return describeIssues(file, error);

@@ -9,7 +9,7 @@
  */
 import { z } from "zod";
 import { parse as parseYaml } from "yaml";
-import { ConfigError, describeConfigIssue } from "./config.ts";
+import { ConfigError, describeConfigIssue, RegExpSource } from "./config.ts";
 
 /** The file name of the mapping, in the endpoint's directory. */
 export const IDENTITY_MAPPING_FILE = "identity_mapping.yaml";
@@ -24,14 +24,7 @@ export const IdentityRuleSchema = z.object({
   /** A service user name, exactly. */
   user: z.string().min(1).optional(),
   /** A regular expression that must match the whole service user name. */
-  match: z.string().min(1).refine((p) => {
-    try {
-      new RegExp(p);
-      return true;
-    } catch {
-      return false;
-    }
-  }, "expected a valid regular expression").optional(),
+  match: RegExpSource.optional(),
   /** The local account of the same name as the service user. */
   same_name: z.literal(true).optional(),
   /** The local account (with `user` or `match`). */

@@ -15,7 +15,7 @@
 import { z } from "zod";
 import { parse as parseYaml } from "yaml";
 import { createHash } from "node:crypto";
-import { ConfigError, describeConfigIssue } from "./config.ts";
+import { ConfigError, describeConfigIssue, RegExpSource } from "./config.ts";
 import { type EngineConfig, EngineConfigSchema } from "./engine/mod.ts";
 
 /** Schema of one property in the administrator's JSON Schema (the subset understood here). */
@@ -28,14 +28,7 @@ const PropertySchema = z.object({
   maximum: z.number().optional(),
   minLength: z.number().int().min(0).optional(),
   maxLength: z.number().int().min(0).optional(),
-  pattern: z.string().refine((p) => {
-    try {
-      new RegExp(p);
-      return true;
-    } catch {
-      return false;
-    }
-  }, "expected a valid regular expression").optional(),
+  pattern: RegExpSource.optional(),
 }).strict();
 
 /** Schema of `user_config_schema.json`: a JSON Schema object of simple properties. */

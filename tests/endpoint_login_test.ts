@@ -8,34 +8,9 @@ import { join } from "node:path";
 import { LoginManager } from "../mod.ts";
 import { serviceEnv } from "./_endpoint_helpers.ts";
 import { api } from "./harness/http.ts";
+import { addUser } from "./harness/sign_in.ts";
 
-const ROOT = new URL("../", import.meta.url).pathname;
 const NO_CLIENT = { FUNCX_SDK_CLIENT_ID: "", FUNCX_SDK_CLIENT_SECRET: "" };
-
-async function addUser(dbPath: string, name: string, password: string): Promise<void> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--quiet",
-      "-A",
-      join(ROOT, "cli/funcx_service.ts"),
-      "user",
-      "add",
-      name,
-      "--password-stdin",
-      "--db",
-      dbPath,
-    ],
-    stdin: "piped",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const w = child.stdin.getWriter();
-  await w.write(new TextEncoder().encode(`${password}\n`));
-  await w.close();
-  const out = await child.output();
-  assert.ok(out.success, new TextDecoder().decode(out.stderr));
-}
 
 Deno.test("funcx-endpoint uses a stored device-flow login and logs out", async (t) => {
   await using s = await serviceEnv();

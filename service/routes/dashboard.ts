@@ -161,6 +161,21 @@ export function dashboardRoutes(deps: AppDeps, sessions: Sessions): Hono<AppEnv>
     return { pending: n(b["pending"]), running: n(b["running"]), failed: n(b["failed"]) };
   };
 
+  /** The head and rows of a table of task groups (the overview's and the list's). */
+  const groupRows = (groups: readonly TaskGroupSummary[]) =>
+    html`
+      <thead>
+        <tr>
+          <th scope="col">Task group</th>
+          <th scope="col" class="hide-narrow">Created</th>
+          <th scope="col" class="num">Tasks</th>
+          <th scope="col">Progress</th>
+          <th scope="col" class="num">Done</th>
+          <th scope="col" class="hide-narrow">By state</th>
+        </tr>
+      </thead>
+      <tbody>${groups.map(groupRow)}</tbody>
+    `;
   const groupRow = (g: TaskGroupSummary) => {
     const counts = bucketCounts(g.counts);
     const pct = percentDone(counts, g.total);
@@ -279,18 +294,7 @@ ${
               groups.length === 0 ? html`<p class="muted">No task groups yet.</p>` : html`
                 <div class="table-wrap">
                   <table>
-                    <thead>
-                      <tr>
-                        <th scope="col">Task group</th>
-                        <th scope="col" class="hide-narrow">Created</th>
-                        <th scope="col" class="num">Tasks</th>
-                        <th scope="col">Progress</th>
-                        <th scope="col"
-                          class="num">Done</th>
-                        <th scope="col" class="hide-narrow">By state</th>
-                      </tr>
-                    </thead>
-                    <tbody>${groups.map(groupRow)}</tbody>
+                    ${groupRows(groups)}
                   </table>
                 </div>
                 <p><a href="/groups">All task groups</a></p>
@@ -376,18 +380,7 @@ ${uptimeStrip(uptime, now - HISTORY_S, now)}
                     ? "; while one runs, the list refreshes every 3 s"
                     : ""}.
                 </caption>
-                <thead>
-                  <tr>
-                    <th scope="col">Task group</th>
-                    <th scope="col" class="hide-narrow">Created</th>
-                    <th scope="col" class="num">Tasks</th>
-                    <th scope="col">Progress</th>
-                    <th scope="col"
-                      class="num">Done</th>
-                    <th scope="col" class="hide-narrow">By state</th>
-                  </tr>
-                </thead>
-                <tbody>${groups.map(groupRow)}</tbody>
+                ${groupRows(groups)}
               </table>
             </div>
           `,
