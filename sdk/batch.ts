@@ -12,8 +12,14 @@ import { type DataMethod, packArgs } from "./protocol/mod.ts";
  * ```ts
  * import assert from "node:assert/strict";
  * import { Batch, type BatchOptions } from "@funcx/sdk";
- * const options: BatchOptions = { taskGroupId: crypto.randomUUID(), method: "json" };
- * assert.equal(new Batch(options).taskGroupId, options.taskGroupId);
+ * const options: BatchOptions = {
+ *   taskGroupId: crypto.randomUUID(),
+ *   method: "json",
+ *   userEndpointConfig: { partition: "debug", walltime: "00:10:00" },
+ * };
+ * const batch = new Batch(options);
+ * assert.equal(batch.taskGroupId, options.taskGroupId);
+ * assert.deepEqual(batch.userEndpointConfig, { partition: "debug", walltime: "00:10:00" });
  * ```
  */
 export interface BatchOptions {
@@ -25,6 +31,11 @@ export interface BatchOptions {
   maxBytes?: number;
   /** Data encoding of arguments. @default "cbor" */
   method?: DataMethod;
+  /**
+   * Values for a multi-user endpoint's user endpoint template (partition, walltime, workers,
+   * ...), sent with every task of the batch. @default none
+   */
+  userEndpointConfig?: Record<string, unknown>;
 }
 
 /**
@@ -48,6 +59,8 @@ export class Batch {
   readonly taskGroupId: string | undefined;
   /** Whether the service creates a result queue for the group. */
   readonly createQueue: boolean;
+  /** Values for a multi-user endpoint's user endpoint template, if any. */
+  readonly userEndpointConfig: Record<string, unknown> | undefined;
   readonly #maxBytes: number;
   readonly #method: DataMethod;
   readonly #tasks: Array<[string, string, string]> = [];
@@ -68,6 +81,7 @@ export class Batch {
   constructor(options: BatchOptions = {}) {
     this.taskGroupId = options.taskGroupId;
     this.createQueue = options.createQueue ?? false;
+    this.userEndpointConfig = options.userEndpointConfig;
     this.#maxBytes = options.maxBytes ?? 5 * 1024 * 1024;
     this.#method = options.method ?? "cbor";
   }

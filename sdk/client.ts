@@ -762,6 +762,7 @@ export class FuncXClient {
       task_group_id: batch.taskGroupId ?? this.sessionTaskGroupId,
       create_websocket_queue: batch.createQueue,
       tasks: batch.tasks(),
+      ...(batch.userEndpointConfig ? { user_endpoint_config: batch.userEndpointConfig } : {}),
     }, options);
     const ids = res.results.map((r) => (r.status === "Success" ? r.task_uuid : null));
     const bad = res.results.findIndex((r) => r.status !== "Success");

@@ -11,6 +11,7 @@ import { FuncXClient, FuncXExecutor, TaskExecutionFailed } from "../mod.ts";
 import { serviceEnv, until } from "./_endpoint_helpers.ts";
 import { runDeno, spawnDeno } from "./harness/process.ts";
 import { api } from "./harness/http.ts";
+import { waitForResult } from "./harness/wait.ts";
 import { buildSiteInstall, createAccounts, removeLeftoverAccounts } from "./harness/site.ts";
 import type { AuditRecord } from "../endpoint/audit_log.ts";
 
@@ -260,6 +261,14 @@ Deno.test({
         assert.match(err.message, why);
         expected.set(f.taskId!, refused("alice", A.name, "UserEndpointConfigInvalid"));
       }
+      // A batch sends its values with each of its tasks.
+      const batch = alice.createBatch({ userEndpointConfig: { workers: 99 } });
+      batch.add(await alice.registerFunction(whoAmI), endpointId, ["/", "never"]);
+      const [id] = await alice.batchRun(batch);
+      const err = await remoteError(waitForResult(alice, id!));
+      assert.equal(err.name, "UserEndpointConfigInvalid");
+      assert.match(err.message, /field "workers": 99 is above 4/);
+      expected.set(id!, refused("alice", A.name, "UserEndpointConfigInvalid"));
     },
   );
 
