@@ -9,6 +9,7 @@ import { configureLogging } from "./_logging.ts";
 import { FuncxService, redactUrl } from "../service/server.ts";
 import { openStore, type Store } from "../service/store.ts";
 import { createClient, hashPassword } from "../service/auth.ts";
+import { signInSettingsFrom } from "../service/sign_in_guard.ts";
 
 const env = (name: string, fallback: string): string => Deno.env.get(name) ?? fallback;
 
@@ -102,9 +103,31 @@ dbOption(program.command("serve").description("Run the service in the foreground
     "largest stored result",
     env("FUNCX_SERVICE_MAX_RESULT_BYTES", String(10 * 1024 * 1024)),
   )
+  .option("--sign-in-max-failures <n>", "failed sign-ins to an account before it is locked (5)")
+  .option(
+    "--sign-in-max-failures-per-address <n>",
+    "failed sign-ins from one client address before it is locked (20)",
+  )
+  .option("--sign-in-window <seconds>", "how long a failed sign-in counts (900)")
+  .option("--sign-in-lock <seconds>", "how long a lock lasts (300)")
+  .option("--sign-in-delay-ms <ms>", "delay after the first failure, doubling each time (250)")
+  .option("--sign-in-max-delay-ms <ms>", "longest such delay (4000)")
+  .option("--session-ttl <seconds>", "how long a dashboard session lasts (28800)")
+  .option("--trust-proxy", "client address and scheme from X-Forwarded-For/-Proto (behind a proxy)")
   .option("--debug", "verbose logging")
   .action(async (o) => {
     await configureLogging({ debug: Boolean(o.debug) });
+    // Flags over FUNCX_SERVICE_SIGN_IN_* (and the rest) over the defaults.
+    const signIn = signInSettingsFrom({
+      accountMaxFailures: o.signInMaxFailures,
+      addressMaxFailures: o.signInMaxFailuresPerAddress,
+      windowS: o.signInWindow,
+      lockS: o.signInLock,
+      delayMs: o.signInDelayMs,
+      maxDelayMs: o.signInMaxDelayMs,
+      sessionTtlS: o.sessionTtl,
+      trustProxy: o.trustProxy,
+    }, Deno.env.toObject());
     const numbers: Record<string, number> = {};
     for (
       const key of [
@@ -149,6 +172,7 @@ dbOption(program.command("serve").description("Run the service in the foreground
       maxRequestBytes: numbers["maxRequestBytes"]!,
       taskTtlS: numbers["taskTtl"]!,
       managementUrl: o.managementUrl,
+      signIn,
     });
     // One machine-readable line so supervisors and tests know where the service is.
     console.log(JSON.stringify({ event: "listening", address: service.address }));

@@ -63,6 +63,52 @@ export const SIGN_IN_ENV: Readonly<Record<keyof SignInSettings, string>> = Objec
   trustProxy: "FUNCX_SERVICE_TRUST_PROXY",
 });
 
+/** The `funcx-service serve` flag of each setting (it wins over the environment variable). */
+export const SIGN_IN_FLAGS: Readonly<Record<keyof SignInSettings, string>> = Object.freeze({
+  accountMaxFailures: "--sign-in-max-failures",
+  addressMaxFailures: "--sign-in-max-failures-per-address",
+  windowS: "--sign-in-window",
+  lockS: "--sign-in-lock",
+  delayMs: "--sign-in-delay-ms",
+  maxDelayMs: "--sign-in-max-delay-ms",
+  sessionTtlS: "--session-ttl",
+  trustProxy: "--trust-proxy",
+});
+
+/**
+ * The settings from `funcx-service serve` flags (`flags`, by setting), then the environment, then
+ * the defaults; a bad value throws a `RangeError` naming the flag or the variable it came from.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { signInSettingsFrom } from "./sign_in_guard.ts";
+ * const s = signInSettingsFrom({ lockS: "3" }, { FUNCX_SERVICE_SIGN_IN_LOCK: "2" });
+ * assert.equal(s.lockS, 3);
+ * assert.throws(() => signInSettingsFrom({ lockS: "soon" }, {}), /--sign-in-lock/);
+ * ```
+ */
+export function signInSettingsFrom(
+  flags: Partial<Record<keyof SignInSettings, string | boolean>>,
+  env: Readonly<Record<string, string | undefined>>,
+): SignInSettings {
+  const merged: Record<string, string | undefined> = { ...env };
+  const named: Record<string, string> = {};
+  for (const [field, value] of Object.entries(flags) as [keyof SignInSettings, unknown][]) {
+    if (value === undefined || value === false) continue;
+    merged[SIGN_IN_ENV[field]] = value === true ? "true" : String(value);
+    named[SIGN_IN_ENV[field]] = SIGN_IN_FLAGS[field];
+  }
+  try {
+    return signInSettingsFromEnv(merged);
+  } catch (err) {
+    const m = /^Invalid (\S+) /.exec((err as Error).message);
+    const flag = m ? named[m[1]!] : undefined;
+    if (!flag) throw err;
+    throw new RangeError((err as Error).message.replace(m![1]!, flag));
+  }
+}
+
 /**
  * The settings from `FUNCX_SERVICE_SIGN_IN_*`, `FUNCX_SERVICE_SESSION_TTL` and
  * `FUNCX_SERVICE_TRUST_PROXY` over the defaults; a bad value throws a `RangeError` naming it.

@@ -25,6 +25,22 @@ const ENV = {
   FUNCX_SERVICE_SIGN_IN_MAX_DELAY_MS: "80",
 };
 
+/** The same settings as `serve` flags. */
+const FLAGS = [
+  "--sign-in-max-failures",
+  "3",
+  "--sign-in-max-failures-per-address",
+  "9",
+  "--sign-in-lock",
+  String(LOCK_S),
+  "--sign-in-window",
+  "600",
+  "--sign-in-delay-ms",
+  "20",
+  "--sign-in-max-delay-ms",
+  "80",
+];
+
 /** One sign-in form post, as a fresh browser would send it. */
 async function attempt(base: string, username: string, password: string) {
   const { res, text } = await new Visitor(base).signIn(username, password);
@@ -40,6 +56,7 @@ async function token(base: string, clientId: string, clientSecret: string) {
 async function withService(
   database: (dir: string) => Promise<{ url: string; drop?: () => Promise<void> }>,
   fn: (s: ServiceHandle, ctx: { dir: string; amqpUrl: string; database: string }) => Promise<void>,
+  settings: "env" | "flags" = "env",
 ) {
   const broker = await sharedBroker();
   const dir = await Deno.makeTempDir({ prefix: "funcx-throttle-" });
@@ -51,7 +68,7 @@ async function withService(
     amqpUrl,
     broker,
     database: db.url,
-    env: ENV,
+    ...(settings === "env" ? { env: ENV } : { env: {}, args: FLAGS }),
   });
   try {
     await fn(service, { dir, amqpUrl, database: db.url });
@@ -171,7 +188,7 @@ Deno.test("sign-in throttling: per account and address, 429 with Retry-After, lo
   });
 });
 
-Deno.test("client-secret throttling on POST /v2/oauth/token", async () => {
+Deno.test("client-secret throttling on POST /v2/oauth/token (limits set by serve flags)", async () => {
   await withService((dir) => Promise.resolve({ url: join(dir, "service.db") }), async (s) => {
     const base = s.address;
     const other = await addUser(s.dbPath, "olive", "olive's password");
@@ -205,7 +222,7 @@ Deno.test("client-secret throttling on POST /v2/oauth/token", async () => {
       new RegExp(`Failed sign-in to client "${s.clientId}" from "127\\.0\\.0\\.1"`),
     );
     assert.match(log, new RegExp(`Refused sign-in to client "${s.clientId}"`));
-  });
+  }, "flags");
 });
 
 Deno.test("sign-in limits and sessions hold across two replicas on PostgreSQL", async () => {

@@ -19,6 +19,8 @@ export interface ServiceWithEnvOptions {
   database: string;
   /** Environment of the service process (`FUNCX_SERVICE_SIGN_IN_*`, ...). */
   env: Record<string, string>;
+  /** More `serve` flags (`--sign-in-lock 2`, ...). @default none */
+  args?: string[];
   /** Log file name in `dir`. @default "service.log" */
   logName?: string;
   /** An API client to reuse (a second replica). @default a new one for user "dev" */
@@ -51,6 +53,7 @@ export async function startServiceWithEnv(o: ServiceWithEnvOptions): Promise<Ser
     managementUrlOf(o.broker),
     "--rate-limit",
     "0",
+    ...(o.args ?? []),
   ], {
     env: o.env,
     logFile: join(o.dir, o.logName ?? "service.log"),
