@@ -319,6 +319,9 @@ export class MultiUserEngine implements Engine {
   readonly #byKey = new Map<string, UserEndpoint>();
   /** Task id to the user endpoint that holds it. */
   readonly #where = new Map<string, UserEndpoint>();
+  /** Tasks waiting for their user endpoint to start, and those of them cancelled meanwhile. */
+  readonly #starting = new Set<string>();
+  readonly #cancelled = new Set<string>();
   readonly #timer: ReturnType<typeof setInterval>;
   #closed = false;
 
@@ -360,14 +363,27 @@ export class MultiUserEngine implements Engine {
     for (let attempt = 1;; attempt++) {
       if (this.#closed) throw new PoolClosed(taskId);
       let ue: UserEndpoint;
+      this.#starting.add(taskId);
       try {
         ue = await this.#userEndpointFor(taskId, context.task, context.onAccount);
       } catch (err) {
+        this.#cancelled.delete(taskId);
         if (err instanceof PoolClosed) throw err;
         const code = err instanceof Refusal ? err.code : "UserEndpointFailed";
         context.onAccount?.(err instanceof Refusal ? err.account : null);
         log.warn("Task {id} refused: {err}", { id: taskId, err: (err as Error).message });
         return failureResult(taskId, code, (err as Error).message, [], ActorName.ENDPOINT);
+      } finally {
+        this.#starting.delete(taskId);
+      }
+      if (this.#cancelled.delete(taskId)) {
+        return failureResult(
+          taskId,
+          "TaskCancelled",
+          `Task "${taskId}" was cancelled while its user endpoint started`,
+          [],
+          ActorName.ENDPOINT,
+        );
       }
       if (this.#closed) throw new PoolClosed(taskId);
       this.#where.set(taskId, ue);
@@ -484,6 +500,11 @@ export class MultiUserEngine implements Engine {
   }
 
   cancel(taskId: string): boolean {
+    if (this.#starting.has(taskId)) {
+      // Its user endpoint is still starting: it is not handed over once it is ready.
+      this.#cancelled.add(taskId);
+      return true;
+    }
     return this.#where.get(taskId)?.cancel(taskId) ?? false;
   }
 

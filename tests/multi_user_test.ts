@@ -96,6 +96,17 @@ Deno.test({
 
   assert.equal((await s.cli(["configure", "site", "--multi-user"])).code, 0);
   const dir = join(s.configDir, "site");
+  // User endpoints start through a wrapper that waits 3 s while a marker file exists: a task can
+  // then be cancelled for certain while its user endpoint starts.
+  const slowDir = await Deno.makeTempDir({ prefix: "funcx-mu-slow-" });
+  await Deno.chmod(slowDir, 0o755);
+  const slowMarker = join(slowDir, "slow");
+  const wrapper = join(slowDir, "start.sh");
+  await Deno.writeTextFile(wrapper, `if [ -e "${slowMarker}" ]; then sleep 3; fi\nexec "$@"\n`);
+  await Deno.chmod(wrapper, 0o755);
+  await using _slow = {
+    [Symbol.asyncDispose]: () => Deno.remove(slowDir, { recursive: true }).catch(() => {}),
+  };
   await Deno.writeTextFile(
     join(dir, "config.yaml"),
     stringifyYaml({
@@ -104,7 +115,7 @@ Deno.test({
       audit_log: "audit.log",
       user_endpoints: {
         idle_timeout: 3,
-        command: install.command,
+        command: ["/bin/sh", wrapper, ...install.command],
         env: install.env,
       },
     }),
@@ -313,6 +324,35 @@ Deno.test({
       );
     },
   );
+
+  await t.step("a task cancelled while its user endpoint starts never runs", async () => {
+    await Deno.writeTextFile(slowMarker, "");
+    await using fx = new FuncXExecutor({
+      endpointId,
+      client: alice,
+      userEndpointConfig: { workers: 3 },
+    });
+    const f = fx.submit(whoAmI, "/", "cancelled-while-starting");
+    const taskId = await until("the task sent", () => f.taskId);
+    await until("the endpoint to hold the task", async () => {
+      const st = await s.client.getEndpointStatus(endpointId);
+      const ues = (st.logs[0]?.["user_endpoints"] ?? []) as Array<
+        { state: string; values: Record<string, unknown> }
+      >;
+      return ues.some((u) => u.state === "starting" && u.values["workers"] === 3);
+    });
+    assert.ok(f.cancel());
+    await Deno.remove(slowMarker);
+    // The next task of that user endpoint runs once it is up; the cancelled one came before it.
+    const next = fx.submit(whoAmI, "/", "after-the-cancel");
+    assert.equal((await next).uid, A.uid);
+    await Deno.stat(join(A.home, "cancelled-while-starting")).then(
+      () => assert.fail("the cancelled task ran"),
+      (err) => assert.ok(err instanceof Deno.errors.NotFound),
+    );
+    expected.set(taskId, refused("alice", A.name, "TaskCancelled"));
+    expected.set(next.taskId!, ran("alice", A.name));
+  });
 
   await t.step("an idle user endpoint stops, and leaves the status report", async () => {
     await until("the idle user endpoints to exit", () =>
