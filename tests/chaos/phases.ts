@@ -105,6 +105,13 @@ export async function runPhase(run: ChaosRun, name: PhaseName, log: PhaseLog): P
       case "link-cut": {
         const first = run.submit(name, half);
         await run.started(first, 0.25);
+        // Both links must be up to be cut: the SDK opens its result stream when it has tasks
+        // again, which may be after the first of them have started.
+        await until(
+          "the endpoint's and the SDK's AMQP links through the proxy",
+          () => run.stack.amqpProxy.liveConnections >= 2,
+          30_000,
+        ).catch(() => {});
         const cut = run.stack.amqpProxy.cut({ forMs: run.options.cutMs });
         run.submit(name, size - half);
         log.note(`cut ${cut} AMQP connections for ${run.options.cutMs / 1000} s`);
