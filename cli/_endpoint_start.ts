@@ -37,7 +37,6 @@ import type { MultiUserEngine } from "../endpoint/user_endpoints.ts";
 import { selfCommand } from "../endpoint/engine/command.ts";
 import type { EndpointRegistration, FuncXClient } from "../sdk/client.ts";
 import { configureEndpointLogging } from "./_endpoint_logging.ts";
-import { loginClient, NotLoggedIn } from "./_endpoint_login.ts";
 
 import { CliExit, type CommonOptions, EXIT } from "./_endpoint_exit.ts";
 
@@ -204,6 +203,8 @@ const BROKER_WAIT_NOTE = "The broker cannot be reached yet: the endpoint keeps t
  * with the message that says how to get one.
  */
 export async function cliClient(address: string, common: CommonOptions): Promise<FuncXClient> {
+  // Loaded here: the daemon, which never logs in, does not carry the SDK client.
+  const { loginClient, NotLoggedIn } = await import("./_endpoint_login.ts");
   try {
     return (await loginClient(address, {
       configDir: common.configDir,
