@@ -206,6 +206,9 @@ export async function fileTail(path: string, bytes = 2000): Promise<string> {
   }
 }
 
+/** How long a worker's death by SIGTERM waits to be reported (see `#lost`). */
+const SIGTERM_GRACE_MS = 500;
+
 /** A process's resident memory in MiB, from `/proc/PID/status` (undefined when it is gone). */
 export function residentMib(pid: number): number | undefined {
   if (pid <= 0) return undefined;
@@ -573,6 +576,13 @@ export class WorkerPool {
         const how = status.signal ? `signal ${status.signal}` : `exit code ${status.code}`;
         message = `Worker ${w.n} (pid ${w.pid}) died with ${how} while running task ` +
           `"${task.task_id}"`;
+        if (status.signal === "SIGTERM" && this.#state === "running") {
+          // A batch system ending the block (scancel, walltime) signals every process of the
+          // job at once, this manager too: wait a moment before calling the worker lost, so that
+          // the manager's own shutdown wins and the task counts as lost with its block
+          // (ManagerLost, which max_retries_on_manager_lost covers).
+          await new Promise((r) => setTimeout(r, SIGTERM_GRACE_MS));
+        }
         const tail = await fileTail(w.logPath);
         if (/heap out of memory|Reached heap limit|out of memory/i.test(tail)) {
           message += `: it ran out of memory (mem_per_worker limit ${
