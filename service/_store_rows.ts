@@ -15,6 +15,7 @@ import type {
   IdempotencyRecord,
   OutboxMessage,
   ResultBatch,
+  SessionRecord,
   TaskCompletion,
   TaskGroupSummary,
   TaskRecord,
@@ -301,6 +302,15 @@ export function toAttempt(row: Row): AttemptRow {
   };
 }
 
+/** A `sessions` row joined with its user (`id`, `name`) as a {@linkcode SessionRecord}. */
+export function toSession(row: Row): SessionRecord {
+  return {
+    user: { id: str(row, "id"), name: str(row, "name") },
+    csrf: str(row, "csrf"),
+    expiresAt: num(row, "expires_at"),
+  };
+}
+
 /** When a row can be forgotten: its window and its lock are both over. */
 export function attemptExpiry(row: AttemptRow, limit: AttemptLimit): number {
   return Math.max(row.windowStart + limit.windowS, row.lockedUntil);
@@ -322,6 +332,13 @@ function verdictOf(limit: AttemptLimit, row: AttemptRow | undefined, now: number
   }
   return { key: limit.key, count: row?.count ?? 0, lockedUntil: 0 };
 }
+
+/** One key's step of a sign-in attempt: the row to write (none: unchanged) and the verdict. */
+export type AttemptStep = (
+  row: AttemptRow | undefined,
+  limit: AttemptLimit,
+  now: number,
+) => { row: AttemptRow | undefined; verdict: AttemptVerdict };
 
 /**
  * {@linkcode Store.countSignIn} for one key: the row to write (none: unchanged) and the verdict.

@@ -13,6 +13,7 @@ import { Buffer } from "node:buffer";
 import {
   attemptExpiry,
   type AttemptRow,
+  type AttemptStep,
   byKey,
   countAttempt,
   failAttempt,
@@ -31,6 +32,7 @@ import {
   toGroupSummaries,
   toIdempotency,
   toOutbox,
+  toSession,
   toTask,
   toTaskSummary,
   transitionsJson,
@@ -606,13 +608,7 @@ export class PostgresStore implements Store {
     const row = await this.#one(this.#sql`SELECT u.id, u.name, s.csrf, s.expires_at
       FROM sessions s JOIN users u ON u.id = s.user_id
       WHERE s.hash = ${hash} AND s.expires_at > ${now}`);
-    return row
-      ? {
-        user: { id: str(row, "id"), name: str(row, "name") },
-        csrf: str(row, "csrf"),
-        expiresAt: num(row, "expires_at"),
-      }
-      : undefined;
+    return row ? toSession(row) : undefined;
   }
 
   async deleteSession(hash: string): Promise<boolean> {
@@ -639,13 +635,18 @@ export class PostgresStore implements Store {
       WHERE attempt_key = ${limit.key}`;
   }
 
-  async countSignIn(limits: readonly AttemptLimit[], now: number): Promise<AttemptVerdict[]> {
+  /** Applies `step` to each limit's row (locked) in one transaction, in key order. */
+  async #attempt(
+    limits: readonly AttemptLimit[],
+    now: number,
+    step: AttemptStep,
+  ): Promise<AttemptVerdict[]> {
     const sorted = byKey(limits);
     return await this.#sql.begin(async (tx) => {
       const rows = await this.#attemptRows(tx, sorted);
       const out: AttemptVerdict[] = [];
       for (const [i, limit] of sorted.entries()) {
-        const { row, verdict } = countAttempt(rows[i], limit, now);
+        const { row, verdict } = step(rows[i], limit, now);
         if (row) await this.#writeAttempt(tx, limit, row);
         out.push(verdict);
       }
@@ -653,18 +654,12 @@ export class PostgresStore implements Store {
     });
   }
 
+  async countSignIn(limits: readonly AttemptLimit[], now: number): Promise<AttemptVerdict[]> {
+    return await this.#attempt(limits, now, countAttempt);
+  }
+
   async failSignIn(limits: readonly AttemptLimit[], now: number): Promise<AttemptVerdict[]> {
-    const sorted = byKey(limits);
-    return await this.#sql.begin(async (tx) => {
-      const rows = await this.#attemptRows(tx, sorted);
-      const out: AttemptVerdict[] = [];
-      for (const [i, limit] of sorted.entries()) {
-        const { row, verdict } = failAttempt(rows[i], limit, now);
-        if (row) await this.#writeAttempt(tx, limit, row);
-        out.push(verdict);
-      }
-      return out;
-    });
+    return await this.#attempt(limits, now, failAttempt);
   }
 
   async passSignIn(key: string): Promise<void> {

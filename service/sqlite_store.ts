@@ -11,6 +11,7 @@
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import {
   attemptExpiry,
+  type AttemptStep,
   byKey,
   countAttempt,
   failAttempt,
@@ -29,6 +30,7 @@ import {
   toGroupSummaries,
   toIdempotency,
   toOutbox,
+  toSession,
   toTask,
   toTaskSummary,
   transitionsJson,
@@ -596,13 +598,7 @@ export class SqliteStore implements Store {
       "SELECT u.id, u.name, s.csrf, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id " +
         "WHERE s.hash = ? AND s.expires_at > ?",
     ).get(hash, now);
-    return row
-      ? {
-        user: { id: str(row, "id"), name: str(row, "name") },
-        csrf: str(row, "csrf"),
-        expiresAt: num(row, "expires_at"),
-      }
-      : undefined;
+    return row ? toSession(row) : undefined;
   }
 
   async deleteSession(hash: string): Promise<boolean> {
@@ -623,24 +619,23 @@ export class SqliteStore implements Store {
     ).run(limit.key, row.count, row.windowStart, row.lockedUntil, attemptExpiry(row, limit));
   }
 
-  async countSignIn(limits: readonly AttemptLimit[], now: number): Promise<AttemptVerdict[]> {
+  /** Applies `step` to each limit's row in one transaction, in key order. */
+  #attempt(limits: readonly AttemptLimit[], now: number, step: AttemptStep): AttemptVerdict[] {
     return this.#tx(() =>
       byKey(limits).map((limit) => {
-        const { row, verdict } = countAttempt(this.#attemptRow(limit.key), limit, now);
+        const { row, verdict } = step(this.#attemptRow(limit.key), limit, now);
         if (row) this.#writeAttempt(limit, row);
         return verdict;
       })
     );
   }
 
+  async countSignIn(limits: readonly AttemptLimit[], now: number): Promise<AttemptVerdict[]> {
+    return this.#attempt(limits, now, countAttempt);
+  }
+
   async failSignIn(limits: readonly AttemptLimit[], now: number): Promise<AttemptVerdict[]> {
-    return this.#tx(() =>
-      byKey(limits).map((limit) => {
-        const { row, verdict } = failAttempt(this.#attemptRow(limit.key), limit, now);
-        if (row) this.#writeAttempt(limit, row);
-        return verdict;
-      })
-    );
+    return this.#attempt(limits, now, failAttempt);
   }
 
   async passSignIn(key: string): Promise<void> {
