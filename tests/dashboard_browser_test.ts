@@ -14,13 +14,14 @@ import { join } from "node:path";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { FuncXClient, FuncXExecutor } from "../mod.ts";
 import { api } from "./harness/http.ts";
-import { addUser, startServiceWithEnv } from "./harness/sign_in.ts";
+import { addUser } from "./harness/sign_in.ts";
 import {
   createVhost,
   deleteVhost,
   type EndpointHandle,
   sharedBroker,
   startEndpoint,
+  startService,
 } from "./harness/stack.ts";
 import { until } from "./harness/until.ts";
 
@@ -75,12 +76,11 @@ Deno.test("dashboard in Chromium: endpoints, live task group, failed task, sign-
   console.log(`Dashboard screenshots in ${shots}`);
   const vhost = `dash-${crypto.randomUUID().slice(0, 8)}`;
   const amqpUrl = await createVhost(broker, vhost);
-  const service = await startServiceWithEnv({
+  const service = await startService({
     dir,
     amqpUrl,
     broker,
     database: join(dir, "service.db"),
-    env: {},
   });
   const base = service.address;
   let endpoint: EndpointHandle | undefined;

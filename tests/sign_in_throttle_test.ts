@@ -11,8 +11,14 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { api } from "./harness/http.ts";
 import { testDatabase } from "./harness/postgres.ts";
-import { addUser, csrfOf, startServiceWithEnv, Visitor } from "./harness/sign_in.ts";
-import { createVhost, deleteVhost, type ServiceHandle, sharedBroker } from "./harness/stack.ts";
+import { addUser, csrfOf, Visitor } from "./harness/sign_in.ts";
+import {
+  createVhost,
+  deleteVhost,
+  type ServiceHandle,
+  sharedBroker,
+  startService,
+} from "./harness/stack.ts";
 import { until } from "./harness/until.ts";
 
 const LOCK_S = 2;
@@ -63,12 +69,12 @@ async function withService(
   const vhost = `thr-${crypto.randomUUID().slice(0, 8)}`;
   const amqpUrl = await createVhost(broker, vhost);
   const db = await database(dir);
-  const service = await startServiceWithEnv({
+  const service = await startService({
     dir,
     amqpUrl,
     broker,
     database: db.url,
-    ...(settings === "env" ? { env: ENV } : { env: {}, args: FLAGS }),
+    ...(settings === "env" ? { env: ENV } : { args: FLAGS }),
   });
   try {
     await fn(service, { dir, amqpUrl, database: db.url });
@@ -233,7 +239,7 @@ Deno.test("sign-in limits and sessions hold across two replicas on PostgreSQL", 
     return { url: pg.url, drop: () => pg!.drop() };
   }, async (a, ctx) => {
     await Deno.mkdir(join(ctx.dir, "b"));
-    const b = await startServiceWithEnv({
+    const b = await startService({
       dir: join(ctx.dir, "b"),
       amqpUrl: ctx.amqpUrl,
       broker,

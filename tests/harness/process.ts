@@ -176,17 +176,26 @@ export async function spawnDeno(
   }
 }
 
-/** Runs a `deno run` entry point to completion and returns its stdout. */
+/** Runs a `deno run` entry point to completion (with `stdin` as its input, if given) and returns its stdout. */
 export async function runDeno(
   script: string,
   args: readonly string[],
   env: Record<string, string> = {},
+  stdin?: string,
 ): Promise<string> {
-  const out = await new Deno.Command(Deno.execPath(), {
+  const child = new Deno.Command(Deno.execPath(), {
     args: denoRunArgs(script, args),
     env,
-    stdin: "null",
-  }).output();
+    stdin: stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(stdin));
+    await w.close();
+  }
+  const out = await child.output();
   const stdout = new TextDecoder().decode(out.stdout);
   if (!out.success) {
     throw new Error(

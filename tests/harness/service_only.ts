@@ -73,32 +73,8 @@ export async function startServiceOnly(options: ServiceOnlyOptions = {}): Promis
     throw err;
   });
   const client = clientOf(service);
-  const admin = async (args: string[], stdin?: string) => {
-    if (stdin === undefined) {
-      return await runDeno("cli/funcx_service.ts", [...args, "--database", service.dbPath]);
-    }
-    const root = new URL("../../", import.meta.url).pathname;
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--quiet",
-        "-A",
-        join(root, "cli/funcx_service.ts"),
-        ...args,
-        "--database",
-        service.dbPath,
-      ],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(stdin));
-    await w.close();
-    const out = await child.output();
-    if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
-    return new TextDecoder().decode(out.stdout);
-  };
+  const admin = (args: string[], stdin?: string) =>
+    runDeno("cli/funcx_service.ts", [...args, "--database", service.dbPath], {}, stdin);
   const fixture: ServiceFixture = {
     broker,
     dir,

@@ -1,79 +1,12 @@
 /**
- * For the dashboard's tests: a `funcx-service` process with environment settings of its own
- * (short sign-in locks; the environment of this test process is shared by the files that run
- * beside it, so it is not touched), users with passwords, and signing in on `/login` the way a
- * browser does (the form's CSRF token and cookie, then the session cookie).
+ * For the dashboard's tests: users with passwords, and signing in on `/login` the way a browser
+ * does (the form's CSRF token and cookie, then the session cookie). A service with sign-in
+ * settings of its own is `startService({ env })` (the environment of this test process is shared
+ * by the files that run beside it, so it is not touched).
  *
  * @module
  */
-import { join } from "node:path";
-import { runDeno, spawnDeno } from "./process.ts";
-import { type BrokerAccess, managementUrlOf, type ServiceHandle } from "./stack.ts";
-
-/** Options of {@linkcode startServiceWithEnv}. */
-export interface ServiceWithEnvOptions {
-  dir: string;
-  amqpUrl: string;
-  broker: BrokerAccess;
-  /** SQLite file or PostgreSQL URL. */
-  database: string;
-  /** Environment of the service process (`FUNCX_SERVICE_SIGN_IN_*`, ...). */
-  env: Record<string, string>;
-  /** More `serve` flags (`--sign-in-lock 2`, ...). @default none */
-  args?: string[];
-  /** Log file name in `dir`. @default "service.log" */
-  logName?: string;
-  /** An API client to reuse (a second replica). @default a new one for user "dev" */
-  existingClient?: { clientId: string; clientSecret: string };
-}
-
-/** Starts `funcx-service serve` with `env`, and an API client unless one is given. */
-export async function startServiceWithEnv(o: ServiceWithEnvOptions): Promise<ServiceHandle> {
-  const creds = o.existingClient
-    ? { client_id: o.existingClient.clientId, client_secret: o.existingClient.clientSecret }
-    : JSON.parse(
-      await runDeno("cli/funcx_service.ts", [
-        "client",
-        "create",
-        "--database",
-        o.database,
-        "--user",
-        "dev",
-      ]),
-    );
-  const process = await spawnDeno("cli/funcx_service.ts", [
-    "serve",
-    "--database",
-    o.database,
-    "--port",
-    "0",
-    "--amqp-url",
-    o.amqpUrl,
-    "--management-url",
-    managementUrlOf(o.broker),
-    "--rate-limit",
-    "0",
-    ...(o.args ?? []),
-  ], {
-    env: o.env,
-    logFile: join(o.dir, o.logName ?? "service.log"),
-    readyEvent: "listening",
-  });
-  const address = String(process.ready["address"]);
-  return {
-    process,
-    address,
-    clientId: creds.client_id,
-    clientSecret: creds.client_secret,
-    dbPath: o.database,
-    amqpUrl: o.amqpUrl,
-    env: {
-      FUNCX_SERVICE_ADDRESS: address,
-      FUNCX_SDK_CLIENT_ID: creds.client_id,
-      FUNCX_SDK_CLIENT_SECRET: creds.client_secret,
-    },
-  };
-}
+import { runDeno } from "./process.ts";
 
 /** Adds a user with a password, and an API client acting for it. */
 export async function addUser(
@@ -81,39 +14,15 @@ export async function addUser(
   name: string,
   password: string,
 ): Promise<{ clientId: string; clientSecret: string }> {
-  const root = new URL("../../", import.meta.url).pathname;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--quiet",
-      "-A",
-      `--config=${join(root, "deno.json")}`,
-      join(root, "cli/funcx_service.ts"),
-      "user",
-      "add",
-      name,
-      "--password-stdin",
-      "--database",
-      database,
-    ],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const w = child.stdin.getWriter();
-  await w.write(new TextEncoder().encode(`${password}\n`));
-  await w.close();
-  const out = await child.output();
-  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
+  const service = "cli/funcx_service.ts";
+  await runDeno(
+    service,
+    ["user", "add", name, "--password-stdin", "--database", database],
+    {},
+    `${password}\n`,
+  );
   const creds = JSON.parse(
-    await runDeno("cli/funcx_service.ts", [
-      "client",
-      "create",
-      "--user",
-      name,
-      "--database",
-      database,
-    ]),
+    await runDeno(service, ["client", "create", "--user", name, "--database", database]),
   );
   return { clientId: creds.client_id, clientSecret: creds.client_secret };
 }

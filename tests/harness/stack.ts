@@ -124,6 +124,8 @@ export interface StartServiceOptions {
   existingClient?: { clientId: string; clientSecret: string };
   /** The store: a PostgreSQL URL or a SQLite file. @default `<dir>/service.db` */
   database?: string;
+  /** Environment of the service process (`FUNCX_SERVICE_SIGN_IN_*`, ...). @default none */
+  env?: Record<string, string>;
 }
 
 /** The management URL with admin login of a broker. */
@@ -174,6 +176,7 @@ export async function startService(options: StartServiceOptions): Promise<Servic
     String(options.rateLimit ?? 0),
     ...(options.args ?? []),
   ], {
+    ...(options.env ? { env: options.env } : {}),
     logFile: join(options.dir, "service.log"),
     readyEvent: "listening",
     echo: options.echo ?? false,
