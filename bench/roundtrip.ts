@@ -31,6 +31,7 @@ import {
 import { peersRecord, sideBySideTable } from "./peers/side_by_side.ts";
 import { hopChartSvg } from "./hop_chart.ts";
 import { cmdline, descendants, processJiffies } from "./_proc.ts";
+import { residentMib } from "../endpoint/engine/worker_pool.ts";
 import { ensureRabbitInstalled, RabbitBroker } from "../tests/harness/rabbitmq.ts";
 import {
   brokerAccess,
@@ -62,9 +63,7 @@ function pct(sorted: number[], p: number): number {
 }
 
 function rssMiB(pid: number): number {
-  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? "0");
-  return Math.round(kb / 1024 * 10) / 10;
+  return Math.round((residentMib(pid) ?? 0) * 10) / 10;
 }
 
 /**

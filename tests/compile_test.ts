@@ -15,6 +15,7 @@ import {
 } from "../compile/verify.ts";
 import { standInCommand } from "../endpoint/engine/command.ts";
 import { ENDPOINT_VERSION } from "../endpoint/version.ts";
+import { denoRunArgs } from "./harness/process.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
@@ -30,14 +31,7 @@ Deno.test("compile: the ELF machine and glibc of an executable are read from the
 
 Deno.test("compile: the smoke checks pass the program and refuse a plain Deno runtime", async () => {
   await smokeCheckEndpoint(standInCommand(), ENDPOINT_VERSION);
-  await smokeCheckService([
-    Deno.execPath(),
-    "run",
-    "--quiet",
-    "-A",
-    `--config=${join(ROOT, "deno.json")}`,
-    join(ROOT, "cli/funcx_service.ts"),
-  ]);
+  await smokeCheckService([Deno.execPath(), ...denoRunArgs("cli/funcx_service.ts", [])]);
   await assert.rejects(
     smokeCheckEndpoint([Deno.execPath()], ENDPOINT_VERSION),
     new RegExp(

@@ -84,6 +84,18 @@ function standInArgv(): string[] | undefined {
   return argv;
 }
 
+/** `deno run` of `entry` with `flags` and the project's config. */
+function denoRun(entry: URL, flags: readonly string[]): string[] {
+  return [
+    Deno.execPath(),
+    "run",
+    "--quiet",
+    ...flags,
+    `--config=${fromFileUrl(CONFIG)}`,
+    fromFileUrl(entry),
+  ];
+}
+
 /**
  * The one compiled-mode check: `Deno.build.standalone`, or the stand-in variable. In a compiled
  * binary the command is the binary itself.
@@ -92,17 +104,7 @@ export function selfCommand(): SelfCommand {
   if (Deno.build.standalone) return { standalone: true, argv: [Deno.execPath()] };
   const standIn = standInArgv();
   if (standIn) return { standalone: true, argv: standIn };
-  return {
-    standalone: false,
-    argv: [
-      Deno.execPath(),
-      "run",
-      "--quiet",
-      "-A",
-      `--config=${fromFileUrl(CONFIG)}`,
-      fromFileUrl(CLI),
-    ],
-  };
+  return { standalone: false, argv: denoRun(CLI, ["-A"]) };
 }
 
 /** Whether this process is a `deno compile`d binary (or its stand-in) rather than `deno run`. */
@@ -116,14 +118,7 @@ export function isCompiledBinary(): boolean {
  * `FUNCX_STANDALONE_STAND_IN` (JSON) to run an endpoint down the compiled binary's code path.
  */
 export function standInCommand(): string[] {
-  return [
-    Deno.execPath(),
-    "run",
-    "--quiet",
-    ...STANDALONE_FLAGS,
-    `--config=${fromFileUrl(CONFIG)}`,
-    fromFileUrl(CLI),
-  ];
+  return denoRun(CLI, STANDALONE_FLAGS);
 }
 
 /** Deno flags for a permission set; always `--no-prompt` so a worker never waits on a TTY. */
@@ -168,13 +163,5 @@ export function webWorkerPermissions(p: WorkerPermissions): Record<string, boole
  */
 export function engineCommand(role: EngineRole, denoFlags: readonly string[] = []): string[] {
   const self = selfCommand();
-  if (self.standalone) return [...self.argv, `__${role}`];
-  return [
-    Deno.execPath(),
-    "run",
-    "--quiet",
-    ...denoFlags,
-    `--config=${fromFileUrl(CONFIG)}`,
-    fromFileUrl(ENTRY[role]),
-  ];
+  return self.standalone ? [...self.argv, `__${role}`] : denoRun(ENTRY[role], denoFlags);
 }
