@@ -1,8 +1,9 @@
 /**
- * The test command (`deno task test`): makes sure RabbitMQ and PostgreSQL are installed, starts
- * one private broker and one private PostgreSQL node for the whole run (at the same time), runs
- * `deno test` (with the JSDoc examples, `--doc`) against them, tears both down (also on failure
- * or Ctrl-C) and ends with one plain line `N passed, N failed`. Tests reach the broker through
+ * The test command (`deno task test`): makes sure every Debian package the suite needs is
+ * installed (`tests/harness/test_packages.ts`: as root it installs them, otherwise it stops and
+ * names them), starts one private broker and one private PostgreSQL node for the whole run (at
+ * the same time), runs `deno test` (with the JSDoc examples, `--doc`) against them, tears both
+ * down (also on failure or Ctrl-C) and ends with one plain line `N passed, N failed`. Tests reach the broker through
  * `FUNCX_TEST_AMQP_URL` and `FUNCX_TEST_MANAGEMENT_URL`, and PostgreSQL through
  * `FUNCX_TEST_POSTGRES_URL` (the maintenance database; each test creates a database of its own).
  *
@@ -10,14 +11,14 @@
  *
  * @module
  */
-import { ensureRabbitInstalled, RabbitBroker } from "../tests/harness/rabbitmq.ts";
-import { ensurePostgresInstalled, PostgresNode } from "../tests/harness/postgres.ts";
+import { RabbitBroker } from "../tests/harness/rabbitmq.ts";
+import { PostgresNode } from "../tests/harness/postgres.ts";
+import { ensureTestPackages } from "../tests/harness/test_packages.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const DEFAULT_TARGETS = ["mod.ts", "sdk/", "service/", "endpoint/", "tests/"];
 
-await ensureRabbitInstalled();
-await ensurePostgresInstalled();
+await ensureTestPackages();
 const started = performance.now();
 const seconds = () => ((performance.now() - started) / 1000).toFixed(1);
 const [brokerStart, postgresStart] = await Promise.allSettled([
