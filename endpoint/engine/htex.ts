@@ -13,12 +13,11 @@ import { engineCommand } from "./command.ts";
 import { backoffDelay } from "../../sdk/_backoff.ts";
 import type { Engine, EngineStatus } from "./engine.ts";
 import { Interchange, type ManagerEvent } from "./interchange.ts";
-import { LocalProvider } from "./local_provider.ts";
 import { type ManagerOptions, OPTIONS_ENV, SECRET_ENV } from "./manager.ts";
 import { randomHex } from "./manager_protocol.ts";
-import type { EngineConfig } from "./mod.ts";
+import type { EngineConfig } from "./engine_config.ts";
 import { type BlockHandle, type BlockState, type Provider, TERMINAL_STATES } from "./provider.ts";
-import { SlurmProvider } from "./slurm_provider.ts";
+import { providerFromConfig } from "./provider_config.ts";
 import { SimpleStrategy } from "./strategy.ts";
 import { fileTail } from "./worker_pool.ts";
 
@@ -57,25 +56,6 @@ interface Block {
   hadManager: boolean;
 }
 
-/** Builds the provider named by the config. */
-export function providerFromConfig(config: EngineConfig, runDir: string, graceS = 5): Provider {
-  const p = config.provider;
-  if (p.type === "local") return new LocalProvider({ logDir: runDir, graceS });
-  return new SlurmProvider({
-    runDir,
-    partition: p.partition,
-    account: p.account,
-    qos: p.qos,
-    walltime: p.walltime,
-    exclusive: p.exclusive,
-    schedulerOptions: p.scheduler_options,
-    workerInit: p.worker_init,
-    nodesPerBlock: config.nodes_per_block,
-    ...(p.launcher === "auto" ? {} : { launcher: p.launcher }),
-    commandTimeoutS: p.command_timeout_s,
-  });
-}
-
 /** Lifecycle of the engine. */
 export type EngineState = "starting" | "running" | "draining" | "stopped";
 
@@ -110,7 +90,11 @@ export class HighThroughputEngine implements Engine, AsyncDisposable {
     this.#runDir = runDir;
     this.#ownsRunDir = owns;
     this.#secret = options.secret ?? randomHex();
-    this.#provider = options.provider ?? providerFromConfig(config, runDir, options.graceS ?? 5);
+    this.#provider = options.provider ?? providerFromConfig(config.provider, {
+      runDir,
+      graceS: options.graceS ?? 5,
+      nodesPerBlock: config.nodes_per_block,
+    });
     this.#strategy = new SimpleStrategy(config);
     this.#interchange = Interchange.start({
       hostname: config.address,

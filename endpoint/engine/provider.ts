@@ -14,8 +14,8 @@
  * 2. `status(handles)` maps the scheduler's states (`qstat -x -f -F json`) to
  *    {@linkcode BlockState}s, one per handle, in one scheduler call for all of them.
  * 3. `stop(handle)` cancels the job (`qdel`) and waits (bounded) until it has left the node.
- * 4. Add a `{type: "pbspro", ...}` member to the `provider` union of `EngineConfigSchema` in
- *    `mod.ts` and build the provider from it in `htex.ts` (`providerFromConfig`).
+ * 4. Add a `{type: "pbspro", ...}` schema to `ProviderConfigSchema` in `provider_config.ts`
+ *    and a case building the provider from it to `providerFromConfig` beside it.
  *
  * @module
  */
