@@ -7,7 +7,8 @@
 import { Command, Option } from "commander";
 import { configureLogging } from "./_logging.ts";
 import { FuncxService, redactUrl } from "../service/server.ts";
-import { openStore, type Store } from "../service/store.ts";
+import { openStore } from "../service/open_store.ts";
+import type { Store } from "../service/store.ts";
 import { createClient, hashPassword } from "../service/auth.ts";
 import { signInSettingsFrom } from "../service/sign_in_guard.ts";
 

@@ -14,7 +14,8 @@ import { BrokerCredentials, parseManagementUrl, vhostOf } from "./broker_credent
 import { ServiceBroker } from "./broker.ts";
 import { ResultProcessor } from "./result_processor.ts";
 import { OutboxRelay } from "./outbox_relay.ts";
-import { openStore, type Store } from "./store.ts";
+import { openStore } from "./open_store.ts";
+import type { Store } from "./store.ts";
 import { redactUrl } from "./_url.ts";
 import { signInSettingsFromEnv } from "./sign_in_guard.ts";
 

@@ -3,19 +3,16 @@
  * task groups and tasks, and idempotency keys. Routes write submitted tasks here before they are
  * published; the result processor writes results here in batches.
  *
- * {@linkcode Store} is the interface; {@linkcode openStore} picks an implementation from where the
- * data lives: SQLite (`node:sqlite`, WAL mode) for a file path, the embedded default, or
- * PostgreSQL for a `postgres://` URL, the store that several service replicas share. Every
- * method that changes more than one row is one transaction, and every check-then-act that two
+ * This module is the contract only: the records, {@linkcode Store} and its errors. `open_store.ts`
+ * picks an implementation from where the data lives: SQLite (`node:sqlite`, WAL mode) for a file
+ * path, the embedded default, or PostgreSQL for a `postgres://` URL, the store that several
+ * service replicas share. Every method that changes more than one row is one transaction, and every check-then-act that two
  * replicas could race on (token rotation, device-code use, endpoint ownership, task group
  * ownership, idempotency reservations) is decided by the database, not by a read before a write.
  *
  * @module
  */
 import type { TaskTransition } from "../sdk/protocol/mod.ts";
-import { redactUrl } from "./_url.ts";
-import { PostgresStore } from "./postgres_store.ts";
-import { SqliteStore } from "./sqlite_store.ts";
 
 /** A user of the service. */
 export interface UserRecord {
@@ -261,16 +258,6 @@ export interface TaskSummary {
   completionT: number | null;
 }
 
-/** Options of {@linkcode openStore}. */
-export interface StoreOptions {
-  /** Seconds a task and its result are kept. @default 1209600 (two weeks) */
-  taskTtlS?: number;
-  /** Most connections to PostgreSQL (ignored for SQLite). @default 10 */
-  maxConnections?: number;
-  /** Seconds to wait for PostgreSQL to accept a connection (ignored for SQLite). @default 10 */
-  connectTimeoutS?: number;
-}
-
 /** The service's store. One instance per service process; replicas share one PostgreSQL. */
 export interface Store {
   /** Which database this is. */
@@ -487,51 +474,4 @@ export interface Store {
 /** The store could not be opened: the database is unreachable, refused the login, or is not one. */
 export class StoreUnavailableError extends Error {
   override name = "StoreUnavailableError";
-}
-
-/** Whether `location` names a PostgreSQL database (`postgres://` or `postgresql://`). */
-export function isPostgresUrl(location: string): boolean {
-  return /^postgres(ql)?:\/\//i.test(location);
-}
-
-/**
- * Opens the store at `location`: a `postgres://` or `postgresql://` URL opens PostgreSQL,
- * anything else is a SQLite file path (`":memory:"` for a private in-memory one). Tables are
- * created when missing. Throws {@linkcode StoreUnavailableError} with the location (password
- * hidden) and what to check when the database cannot be used.
- */
-export async function openStore(location: string, options: StoreOptions = {}): Promise<Store> {
-  const taskTtlS = options.taskTtlS ?? 1209600;
-  if (isPostgresUrl(location)) {
-    try {
-      return await PostgresStore.open(location, {
-        taskTtlS,
-        maxConnections: options.maxConnections ?? 10,
-        connectTimeoutS: options.connectTimeoutS ?? 10,
-      });
-    } catch (err) {
-      throw new StoreUnavailableError(
-        `Cannot open the PostgreSQL database "${redactUrl(location)}": ${describe(err)}; ` +
-          "check that PostgreSQL runs at that host and port, that the database exists and " +
-          "that the user may log in to it",
-        { cause: err },
-      );
-    }
-  }
-  try {
-    return SqliteStore.open(location, { taskTtlS });
-  } catch (err) {
-    throw new StoreUnavailableError(
-      `Cannot open the SQLite database "${location}": ${describe(err)}; check that its ` +
-        "directory exists and is writable, and that the file is a SQLite database",
-      { cause: err },
-    );
-  }
-}
-
-function describe(err: unknown): string {
-  if (!(err instanceof Error)) return String(err);
-  const code = (err as { code?: unknown }).code;
-  const message = err.message || String(code ?? err.name);
-  return typeof code === "string" && !message.includes(code) ? `${message} (${code})` : message;
 }

@@ -8,7 +8,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { testDatabase } from "./harness/postgres.ts";
-import { openStore, type Store } from "../service/store.ts";
+import { openStore } from "../service/open_store.ts";
+import type { Store } from "../service/store.ts";
 import type { AttemptLimit } from "../service/store.ts";
 import { createApp } from "../service/app.ts";
 import { hashPassword } from "../service/auth.ts";

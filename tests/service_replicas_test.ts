@@ -16,7 +16,7 @@ import { publishAs, resultFor, takeTasks, until } from "./harness/endpoint_peer.
 import { testDatabase } from "./harness/postgres.ts";
 import { denoRunArgs, runDeno } from "./harness/process.ts";
 import { createVhost, deleteVhost, sharedBroker, startService } from "./harness/stack.ts";
-import { openStore } from "../service/store.ts";
+import { openStore } from "../service/open_store.ts";
 import { hashPassword } from "../service/auth.ts";
 
 const DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code";

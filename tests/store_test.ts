@@ -9,9 +9,9 @@ import { join } from "node:path";
 import { TaskState } from "../sdk/protocol/mod.ts";
 import { nowNs } from "../sdk/protocol/mod.ts";
 import { testDatabase } from "./harness/postgres.ts";
+import { openStore } from "../service/open_store.ts";
 import {
   type NewTask,
-  openStore,
   type Store,
   StoreUnavailableError,
   type TaskCompletion,
