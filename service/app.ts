@@ -1,25 +1,23 @@
 /**
  * The service's HTTP app: a Hono value built from small route modules. It holds no sockets of its
- * own, so tests drive it with `app.request()`; `server.ts` puts it on `Deno.serve`.
+ * own, so tests drive it with `app.request()`; `server.ts` puts it on `Deno.serve`. The route
+ * modules depend on `context.ts` (what every route can reach), never on this module.
  *
  * @module
  */
 import { Hono } from "hono";
-import type { z } from "zod";
 import { getLogger } from "@logtape/logtape";
 import { authenticate } from "./auth.ts";
 import { idempotency } from "./idempotency.ts";
 import { HttpError } from "./http_error.ts";
 import { RateLimiter } from "./rate_limiter.ts";
-import { BrokerUnavailable, type ServiceBroker } from "./broker.ts";
-import type { BrokerCredentials } from "./broker_credentials.ts";
-import type { OutboxRelay } from "./outbox_relay.ts";
-import type { Store, UserRecord } from "./store.ts";
+import { BrokerUnavailable } from "./broker.ts";
+import type { AppDeps, AppEnv } from "./context.ts";
 import { authRoutes } from "./routes/auth.ts";
 import { loginRoutes } from "./routes/login.ts";
 import { dashboardRoutes } from "./routes/dashboard.ts";
 import { Sessions } from "./session.ts";
-import { DEFAULT_SIGN_IN_SETTINGS, SignInGuard, type SignInSettings } from "./sign_in_guard.ts";
+import { DEFAULT_SIGN_IN_SETTINGS, SignInGuard } from "./sign_in_guard.ts";
 import { containerRoutes } from "./routes/containers.ts";
 import { functionRoutes } from "./routes/functions.ts";
 import { endpointRoutes } from "./routes/endpoints.ts";
@@ -36,88 +34,6 @@ export const IDEMPOTENT_PATHS: readonly string[] = [
   "/v2/functions",
   "/v2/containers",
 ];
-
-/** Settings the routes need. */
-export interface AppSettings {
-  /** AMQP URL handed to endpoints at registration. */
-  publicAmqpUrl: string;
-  /** Access token lifetime in seconds. */
-  tokenTtlS: number;
-  /** Refresh token lifetime in seconds. */
-  refreshTtlS: number;
-  /** Seconds between device-flow polls. */
-  deviceIntervalS: number;
-  /** Address users reach the service at (for login links); the request's origin when unset. */
-  publicAddress: string | undefined;
-  /** Requests a client may make per window; 0 turns the limit off. */
-  rateLimitRequests: number;
-  /** Length of the rate limit window in seconds. */
-  rateLimitWindowS: number;
-  /** Largest result the service stores, in characters of its serialized form. */
-  maxResultBytes: number;
-  /** Largest request body in bytes. */
-  maxRequestBytes: number;
-  /** Seconds a task and its result are kept. */
-  taskTtlS: number;
-  /**
-   * Limits on password and client-secret guessing, and dashboard sessions.
-   * @default {@linkcode DEFAULT_SIGN_IN_SETTINGS}
-   */
-  signIn?: SignInSettings;
-}
-
-/** What every route can reach. */
-export interface AppDeps {
-  store: Store;
-  broker: ServiceBroker;
-  /** Publishes what submits put in the outbox. */
-  outbox: OutboxRelay;
-  settings: AppSettings;
-  /** Scoped broker logins; without it everyone gets the service's own broker URL. */
-  credentials?: BrokerCredentials | undefined;
-}
-
-/** Hono environment of the app. */
-export interface AppEnv {
-  Variables: { user: UserRecord & { clientId: string | null } };
-}
-
-/**
- * Reads and size-checks a JSON body, answering 4xx on any problem. An empty body is `empty` when
- * given, else an error.
- */
-export async function readJson(req: Request, maxBytes: number, empty?: unknown): Promise<unknown> {
-  const declared = Number(req.headers.get("content-length") ?? "0");
-  if (declared > maxBytes) throw tooLarge(declared, maxBytes);
-  const bytes = new Uint8Array(await req.arrayBuffer());
-  if (bytes.byteLength > maxBytes) throw tooLarge(bytes.byteLength, maxBytes);
-  if (empty !== undefined && bytes.byteLength === 0) return empty;
-  try {
-    return JSON.parse(new TextDecoder().decode(bytes));
-  } catch (err) {
-    throw new HttpError(400, "invalid_json", `Request body is not valid JSON: ${String(err)}`);
-  }
-}
-
-function tooLarge(size: number, limit: number): HttpError {
-  return new HttpError(
-    413,
-    "request_too_large",
-    `Request of ${size} bytes is over the limit of ${limit} bytes: split it into smaller batches`,
-    [size, limit],
-  );
-}
-
-/** Validates `value` with a zod schema, answering 400 with the path of the bad field. */
-export function parseBody<T>(schema: z.ZodType<T>, value: unknown): T {
-  const r = schema.safeParse(value);
-  if (r.success) return r.data;
-  const issue = r.error.issues[0]!;
-  const path = issue.path.length ? issue.path.join(".") : "(body)";
-  throw new HttpError(400, "bad_request", `Invalid request field "${path}": ${issue.message}`, [
-    path,
-  ]);
-}
 
 /** Builds the HTTP app. */
 export function createApp(deps: AppDeps): Hono<AppEnv> {

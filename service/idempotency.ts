@@ -21,7 +21,7 @@
  */
 import type { Context, MiddlewareHandler } from "hono";
 import { getLogger } from "@logtape/logtape";
-import type { AppEnv } from "./app.ts";
+import type { AppEnv } from "./context.ts";
 import { HttpError } from "./http_error.ts";
 import { sha256Hex } from "./auth.ts";
 import type { IdempotencyHold, IdempotencyRecord, Store } from "./store.ts";

@@ -9,7 +9,8 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { type AppSettings, createApp } from "./app.ts";
+import { createApp } from "./app.ts";
+import type { AppSettings } from "./context.ts";
 import { BrokerCredentials, parseManagementUrl, vhostOf } from "./broker_credentials.ts";
 import { ServiceBroker } from "./broker.ts";
 import { ResultProcessor } from "./result_processor.ts";

@@ -17,7 +17,7 @@ import {
   startDeviceAuthorization,
 } from "../auth.ts";
 import { HttpError } from "../http_error.ts";
-import type { AppDeps, AppEnv } from "../app.ts";
+import type { AppDeps, AppEnv } from "../context.ts";
 import type { AccessToken } from "../auth.ts";
 import type { WebDeps } from "./login.ts";
 

@@ -9,7 +9,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { HttpError, requireUuid } from "../http_error.ts";
-import { type AppDeps, type AppEnv, parseBody, readJson } from "../app.ts";
+import { type AppDeps, type AppEnv, parseBody, readJson } from "../context.ts";
 import type { ContainerRecord, UserRecord } from "../store.ts";
 
 /** Container runtimes an image can be registered for. */

@@ -18,7 +18,7 @@ import { type Context, Hono } from "hono";
 import { html } from "hono/html";
 import { deserialize, deserializeFunction, isTerminalState } from "../../sdk/protocol/mod.ts";
 import { isUuid } from "../http_error.ts";
-import type { AppDeps, AppEnv } from "../app.ts";
+import type { AppDeps, AppEnv } from "../context.ts";
 import type { EndpointRecord, FunctionRecord, TaskGroupSummary } from "../store.ts";
 import { type Session, type Sessions, withCookies } from "../session.ts";
 import { ago, duration, type Html, page, SCRIPT, STYLESHEET, when } from "../dashboard/_layout.ts";

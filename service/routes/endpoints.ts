@@ -13,7 +13,7 @@ import { packMessage } from "../../sdk/protocol/mod.ts";
 import { withLogin } from "../broker_credentials.ts";
 import { HttpError, requireUuid } from "../http_error.ts";
 import { usableFunction } from "./functions.ts";
-import { type AppDeps, type AppEnv, parseBody, readJson } from "../app.ts";
+import { type AppDeps, type AppEnv, parseBody, readJson } from "../context.ts";
 import type { EndpointRecord, UserRecord } from "../store.ts";
 
 const log = getLogger(["funcx", "service", "endpoints"]);

@@ -8,7 +8,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { deserializeFunction, unpackBuffers } from "../../sdk/protocol/mod.ts";
 import { HttpError, requireUuid } from "../http_error.ts";
-import { type AppDeps, type AppEnv, parseBody, readJson } from "../app.ts";
+import { type AppDeps, type AppEnv, parseBody, readJson } from "../context.ts";
 import type { FunctionRecord, UserRecord } from "../store.ts";
 import { usableContainer } from "./containers.ts";
 

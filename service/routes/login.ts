@@ -18,7 +18,7 @@ import { type Context, Hono } from "hono";
 import { html } from "hono/html";
 import { verifyPassword } from "../auth.ts";
 import { HttpError } from "../http_error.ts";
-import type { AppDeps, AppEnv } from "../app.ts";
+import type { AppDeps, AppEnv } from "../context.ts";
 import { type Html, page } from "../dashboard/_layout.ts";
 import { type Session, type Sessions, withCookies } from "../session.ts";
 import type { SignInGuard } from "../sign_in_guard.ts";

@@ -9,7 +9,7 @@ import { Hono } from "hono";
 import { createHash } from "node:crypto";
 import { encodeTask, packMessage, serialize, type TaskContainer } from "../../sdk/protocol/mod.ts";
 import { HttpError, isUuid, requireUuid } from "../http_error.ts";
-import { type AppDeps, type AppEnv, readJson } from "../app.ts";
+import { type AppDeps, type AppEnv, readJson } from "../context.ts";
 import { userQueuePrefix, withLogin } from "../broker_credentials.ts";
 import { IDEMPOTENCY_HEADER } from "../idempotency.ts";
 import type { FunctionRecord, NewTask, TaskRecord } from "../store.ts";
