@@ -8,6 +8,7 @@
  * @module
  */
 import { dirname } from "node:path";
+import { type ResultMessage, type TaskMessage, TaskState } from "../sdk/protocol/mod.ts";
 
 /** One line of the audit log. */
 export interface AuditRecord {
@@ -65,4 +66,60 @@ export class AuditLog {
     this.#closed = true;
     this.#file.close();
   }
+}
+
+/** The audit lines of one task, written by {@linkcode taskAudit}. */
+export interface TaskAudit {
+  /** Writes `received` with the task's local account (only the first call writes). */
+  received(account: string | null): void;
+  /** Writes `running` for each start on a worker, then `finished` with the outcome. */
+  finished(result: ResultMessage): void;
+}
+
+/**
+ * Audit lines of one task: `received` once (with its account), then `running`, `finished`.
+ * `receivedNs` is when the endpoint took it, in nanoseconds since the epoch.
+ */
+export function taskAudit(
+  log: AuditLog,
+  endpointId: string,
+  task: TaskMessage,
+  receivedNs: bigint,
+): TaskAudit {
+  const base = {
+    endpoint_id: endpointId,
+    task_id: task.task_id,
+    function_id: task.function_id ?? null,
+    user: task.user ?? null,
+  };
+  let account: string | null = null;
+  let said = false;
+  const received = (a: string | null) => {
+    if (said) return;
+    said = true;
+    account = a;
+    log.write({ time: isoOf(receivedNs), event: "received", ...base, local_user: a });
+  };
+  const finished = (result: ResultMessage) => {
+    received(null);
+    // One line per start on a worker: a task run again after a lost worker has two.
+    for (const t of result.task_statuses ?? []) {
+      if (t.state !== TaskState.RUNNING) continue;
+      log.write({ time: isoOf(t.timestamp), event: "running", ...base, local_user: account });
+    }
+    log.write({
+      time: new Date().toISOString(),
+      event: "finished",
+      ...base,
+      local_user: account,
+      outcome: result.error_details ? `failed: ${result.error_details.code}` : "success",
+      ...(result.attempts ? { attempts: result.attempts } : {}),
+    });
+  };
+  return { received, finished };
+}
+
+/** An ISO 8601 time from nanoseconds since the epoch. */
+function isoOf(ns: bigint): string {
+  return new Date(Number(ns / 1_000_000n)).toISOString();
 }

@@ -8,6 +8,7 @@
  * @module
  */
 import { z } from "zod";
+import type { TaskContainer } from "../../sdk/protocol/mod.ts";
 
 /** Container runtimes an endpoint can use. */
 export const CONTAINER_TYPES = ["docker", "podman", "apptainer", "singularity", "custom"] as const;
@@ -103,4 +104,27 @@ export function containerCommand(c: ContainerConfig, location: string): string[]
         return [word.replaceAll("{location}", location)];
     }
   });
+}
+
+/**
+ * Why this endpoint cannot run a task in `container`, or `undefined` when it can: it needs a
+ * container runtime, and one that starts images of the container's type (`custom` takes any;
+ * apptainer and singularity read each other's images).
+ */
+export function containerRefusal(
+  engine: ContainerConfig,
+  container: TaskContainer,
+): string | undefined {
+  const what = `container ${container.container_id} (${container.container_type} image ` +
+    `"${container.location}")`;
+  const runtime = engine.container_type;
+  if (runtime === null) {
+    return `The task must run in ${what}, but this endpoint runs no containers: set ` +
+      "engine.container_type in its config.yaml";
+  }
+  const family = (t: string) => t === "singularity" ? "apptainer" : t;
+  if (runtime !== "custom" && family(runtime) !== family(container.container_type)) {
+    return `The task must run in ${what}, but this endpoint's container runtime is ${runtime}`;
+  }
+  return undefined;
 }
