@@ -1,17 +1,18 @@
 /**
- * Is the hand-written CBOR fast path (`sdk/protocol/_cbor.ts`) worth its code? `Deno.bench` of
- * encode and decode on the shapes that cross every hop (a task message, a result message with its
- * transitions, a batch of 100 results, a task's packed arguments), against `cbor2` (the general
- * codec the dialect falls back on). `cbor-x` is left out: its optional native dependency
- * (`cbor-extract` 2.2.3) is not served by the registry these machines reach, so it cannot be
- * installed here.
+ * Is the hand-written CBOR fast path (`sdk/protocol/_cbor_encode.ts`, `_cbor_decode.ts`) worth its
+ * code? `Deno.bench` of encode and decode on the shapes that cross every hop (a task message, a
+ * result message with its transitions, a batch of 100 results, a task's packed arguments), against
+ * `cbor2` (the general codec the dialect falls back on). `cbor-x` is left out: its optional native
+ * dependency (`cbor-extract` 2.2.3) is not served by the registry these machines reach, so it
+ * cannot be installed here.
  *
  * Usage: `deno bench -A bench/cbor_bench.ts`
  *
  * @module
  */
 import { decode as cbor2Decode, encode as cbor2Encode } from "cbor2";
-import { decodeCbor, encodeCbor } from "../sdk/protocol/_cbor.ts";
+import { decodeCbor } from "../sdk/protocol/_cbor_decode.ts";
+import { encodeCbor } from "../sdk/protocol/_cbor_encode.ts";
 
 const ns = (i: number) => (1_780_000_000_000_000_000n + BigInt(i) * 1000n).toString();
 const taskId = () => crypto.randomUUID();

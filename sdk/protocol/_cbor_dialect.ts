@@ -1,6 +1,6 @@
 /**
  * The project's CBOR (RFC 8949) dialect, as `cbor2` options: the reference implementation that
- * `_cbor.ts`'s fast paths must agree with, and their fallback for anything unusual. The `cb`
+ * the fast paths (`_cbor_encode.ts`, `_cbor_decode.ts`) must agree with, and their fallback for anything unusual. The `cb`
  * serializer and the service <-> endpoint message envelope both use it, so a value survives
  * either path the same way.
  *
@@ -10,8 +10,9 @@
  * - encodes `Date` exactly (tag 1 when the epoch seconds round-trip, else tag 0 text);
  * - encodes `Uint8Array` (and `Buffer`) with tag 64 and copies byte strings on decode, so a
  *   decoded array owns its own `ArrayBuffer`;
- * - encodes every typed array kind, `Float16Array` included, with its RFC 8746 tag, and decodes
- *   the platform-endian ones with one copy instead of a per-element loop;
+ * - encodes every typed array kind, `Float16Array` included where the runtime has it, with its
+ *   RFC 8746 tag, and decodes the platform-endian ones with one copy instead of a per-element
+ *   loop;
  * - encodes `ArrayBuffer`, `DataView` and `Error` with private tags (below);
  * - resolves encoders along the prototype chain, so subclasses (`class X extends Map`, any
  *   `Error` subclass, `Buffer`) encode as their base type;
@@ -20,8 +21,7 @@
  *
  * Private tag numbers, from the IANA "first come first served" range (32768 and up), not
  * registered:
- * - 40500 Error: a map `{name, message, stack?, cause?, errors?, props?}` (`errors` for
- *   AggregateError, `props` the error's own enumerable properties such as `code`);
+ * - 40500 Error (`_cbor_error.ts`);
  * - 40501 ArrayBuffer: a byte string;
  * - 40502 DataView: a byte string.
  *
@@ -46,9 +46,8 @@ import {
   type Writer,
 } from "cbor2";
 import { writeInt, writeTag, writeUnknown } from "cbor2/encoder";
+import { decodeError, encodeError, ERROR_TAG } from "./_cbor_error.ts";
 
-/** Private CBOR tag of an `Error`. */
-export const ERROR_TAG = 40500;
 /** Private CBOR tag of an `ArrayBuffer`. */
 export const ARRAY_BUFFER_TAG = 40501;
 /** Private CBOR tag of a `DataView`. */
@@ -95,7 +94,15 @@ const TYPED_KINDS: readonly TypedKind[] = [
   { ctor: Int16Array, be: 73, le: 77, get: (d, o, l) => d.getInt16(o, l) },
   { ctor: Int32Array, be: 74, le: 78, get: (d, o, l) => d.getInt32(o, l) },
   { ctor: BigInt64Array, be: 75, le: 79, get: (d, o, l) => d.getBigInt64(o, l) },
-  { ctor: Float16Array, be: 80, le: 84, get: (d, o, l) => d.getFloat16(o, l) },
+  // Float16Array only where the runtime has it (not Node 20 to 23).
+  ...(typeof Float16Array === "function"
+    ? [{
+      ctor: Float16Array,
+      be: 80,
+      le: 84,
+      get: (d: DataView, o: number, l: boolean) => d.getFloat16(o, l),
+    }]
+    : []),
   { ctor: Float32Array, be: 81, le: 85, get: (d, o, l) => d.getFloat32(o, l) },
   { ctor: Float64Array, be: 82, le: 86, get: (d, o, l) => d.getFloat64(o, l) },
 ];
@@ -126,97 +133,6 @@ function decodeTyped(kind: TypedKind, littleEndian: boolean): TagDecoder {
     }
     return out;
   };
-}
-
-// --- Error ---------------------------------------------------------------------------------
-
-const ERROR_CTORS: ReadonlyMap<string, new (message?: string, options?: ErrorOptions) => Error> =
-  new Map<string, new (message?: string, options?: ErrorOptions) => Error>([
-    ["Error", Error],
-    ["TypeError", TypeError],
-    ["RangeError", RangeError],
-    ["SyntaxError", SyntaxError],
-    ["ReferenceError", ReferenceError],
-    ["EvalError", EvalError],
-    ["URIError", URIError],
-  ]);
-
-const RESERVED_ERROR_KEYS: ReadonlySet<string> = new Set(["name", "message", "stack", "cause"]);
-
-function encodeError(err: Error): TaggedValue {
-  return [ERROR_TAG, errorBody(err)];
-}
-
-/**
- * The contents of an Error's tag 40500: `{name, message, stack?, cause?, errors?, props?}`.
- *
- * @param err The error.
- * @returns A plain object to encode after the tag.
- */
-export function errorBody(err: Error): Record<string, unknown> {
-  const body: Record<string, unknown> = {
-    name: safeString(() => err.name, "Error"),
-    message: safeString(() => err.message, ""),
-  };
-  const stack = safeString(() => err.stack, undefined);
-  if (stack !== undefined) body.stack = stack;
-  if (Object.hasOwn(err, "cause")) body.cause = err.cause;
-  if (err instanceof AggregateError && Array.isArray(err.errors)) body.errors = err.errors;
-  let props: Record<string, unknown> | undefined;
-  for (const key of Object.keys(err)) {
-    if (RESERVED_ERROR_KEYS.has(key)) continue;
-    props ??= {};
-    defineValue(props, key, (err as unknown as Record<string, unknown>)[key], true);
-  }
-  if (props !== undefined) body.props = props;
-  return body;
-}
-
-function safeString<T>(get: () => unknown, fallback: T): string | T {
-  try {
-    const v = get();
-    return typeof v === "string" ? v : v === undefined || v === null ? fallback : String(v);
-  } catch {
-    return fallback;
-  }
-}
-
-function defineValue(target: object, key: string, value: unknown, enumerable: boolean): void {
-  Object.defineProperty(target, key, { value, writable: true, configurable: true, enumerable });
-}
-
-function decodeError(tag: ITag): Error {
-  const c = tag.contents;
-  if (typeof c !== "object" || c === null || Array.isArray(c) || c instanceof Map) {
-    throw new TypeError(`CBOR tag ${ERROR_TAG} (Error) must hold a map`);
-  }
-  const body = c as Record<string, unknown>;
-  const name = typeof body.name === "string" ? body.name : "Error";
-  const message = typeof body.message === "string" ? body.message : "";
-  const options: ErrorOptions | undefined = Object.hasOwn(body, "cause")
-    ? { cause: body.cause }
-    : undefined;
-  let err: Error;
-  if (name === "AggregateError") {
-    err = new AggregateError(Array.isArray(body.errors) ? body.errors : [], message, options);
-  } else {
-    const ctor = ERROR_CTORS.get(name);
-    err = ctor === undefined ? new Error(message, options) : new ctor(message, options);
-    if (ctor === undefined) defineValue(err, "name", name, false);
-  }
-  defineValue(
-    err,
-    "stack",
-    typeof body.stack === "string" ? body.stack : `${name}: ${message}`,
-    false,
-  );
-  const props = body.props;
-  if (typeof props === "object" && props !== null && !Array.isArray(props)) {
-    for (const [key, value] of Object.entries(props)) {
-      if (!RESERVED_ERROR_KEYS.has(key)) defineValue(err, key, value, true);
-    }
-  }
-  return err;
 }
 
 // --- Encoders ------------------------------------------------------------------------------

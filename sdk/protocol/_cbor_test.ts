@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { decodeCbor, encodeCbor, encodeCborBase64 } from "./_cbor.ts";
+import { decodeCbor } from "./_cbor_decode.ts";
+import { encodeCbor, encodeCborBase64 } from "./_cbor_encode.ts";
 import { slowDecode, slowEncode } from "./_cbor_dialect.ts";
 
 // The fast paths must agree with cbor2 in the same dialect: each reads what the other writes.

@@ -38,35 +38,24 @@ export {
 } from "./task_state.ts";
 export {
   type DataMethod,
-  DeserializationError,
   deserialize,
   deserializeData,
   deserializeFunction,
-  errorToInfo,
   type FunctionSource,
-  packArgs,
-  packBuffers,
-  type RemoteErrorInfo,
-  SerializationError,
   serialize,
   serializeData,
   type SerializeOptions,
   SerializerMethod,
-  type TaskPayload,
-  unpackBuffers,
-  unpackTask,
 } from "./serializer.ts";
+export { DeserializationError, SerializationError } from "./serialization_errors.ts";
+export { packBuffers, unpackBuffers } from "./pack_buffers.ts";
+export { packArgs, type TaskPayload, unpackTask } from "./task_payload.ts";
+export { errorToInfo, type RemoteErrorInfo } from "./error_info.ts";
 export {
   type CommandMessage,
-  encodeResult,
-  encodeTask,
   type EPStatusReport,
-  InvalidMessageError,
   type Message,
   type MessageType,
-  packMessage,
-  packResultBatch,
-  packTaskBatch,
   PROTOCOL_VERSION,
   type ResultBatchMessage,
   type ResultErrorDetails,
@@ -77,7 +66,9 @@ export {
   type TaskMessage,
   type TaskTransition,
   type TaskTransitionMessage,
-  unpackMessage,
-  UnrecognizedProtocolVersion,
 } from "./messages.ts";
-export { decodeCbor, encodeCbor } from "./_cbor.ts";
+export { InvalidMessageError, UnrecognizedProtocolVersion } from "./message_errors.ts";
+export { packMessage, unpackMessage } from "./pack_message.ts";
+export { encodeResult, encodeTask, packResultBatch, packTaskBatch } from "./pack_batch.ts";
+export { decodeCbor } from "./_cbor_decode.ts";
+export { encodeCbor } from "./_cbor_encode.ts";

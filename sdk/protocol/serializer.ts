@@ -2,7 +2,7 @@
  * The header-tagged serializer: how functions, arguments and results travel inside task buffers
  * and result messages. The SDK serializes a function once at registration and the arguments of
  * every submit; the service concatenates them into a task buffer; the worker unpacks it with
- * {@linkcode unpackTask} and serializes the result (or {@linkcode errorToInfo} of the error).
+ * `unpackTask` and serializes the result (or `errorToInfo` of the error).
  *
  * Every serialized value is a 2-character method identifier, a newline, then the body:
  *
@@ -16,9 +16,16 @@
  * `undefined`, `NaN`, `-0` and `Error` objects (name, message, stack, cause and own properties;
  * private CBOR tag 40500).
  *
+ * Beside it: `packBuffers` (`pack_buffers.ts`) frames payloads, `packArgs` and
+ * `unpackTask` (`task_payload.ts`) make and read task buffers, and
+ * `errorToInfo` (`error_info.ts`) turns what a task threw into a plain record.
+ *
  * @module
  */
-import { decodeCbor, encodeCborBase64 } from "./_cbor.ts";
+import { decodeCbor } from "./_cbor_decode.ts";
+import { encodeCborBase64 } from "./_cbor_encode.ts";
+import { decodeBase64 } from "./_encoding.ts";
+import { DeserializationError, SerializationError } from "./serialization_errors.ts";
 
 /**
  * The 2-character identifiers that start every serialized value.
@@ -94,122 +101,6 @@ export interface FunctionSource {
   readonly name: string;
   /** The function's source text, as `fn.toString()` gave it. */
   readonly source: string;
-}
-
-/**
- * A task buffer, unpacked: the function's source and the arguments to call it with.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { packArgs, packBuffers, serialize, type TaskPayload, unpackTask } from "@funcx/sdk/protocol";
- * const fnCode = packBuffers([serialize((a: number, b: number) => a + b)]);
- * const task: TaskPayload = unpackTask(fnCode + packArgs([1, 2]));
- * assert.ok(task.args.length === 2);
- * ```
- */
-export interface TaskPayload {
-  /** The function to run. */
-  fn: FunctionSource;
-  /** Positional arguments. */
-  args: unknown[];
-  /** Keyword arguments (funcX's `kwargs`), `{}` when none were given. */
-  kwargs: Record<string, unknown>;
-}
-
-/**
- * An error, as a plain record that result messages carry.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { errorToInfo, type RemoteErrorInfo } from "@funcx/sdk/protocol";
- * const info: RemoteErrorInfo = errorToInfo(new RangeError("too big"));
- * assert.ok(info.name === "RangeError" && info.message === "too big");
- * ```
- */
-export interface RemoteErrorInfo {
-  /** The error's name, for example `"TypeError"`. */
-  name: string;
-  /** The error's message. */
-  message: string;
-  /** The error's stack trace, followed by `Caused by:` sections for its causes. */
-  stack: string;
-}
-
-/**
- * A payload could not be deserialized: unknown header, malformed body, or a task buffer of the
- * wrong shape.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { DeserializationError, deserialize } from "@funcx/sdk/protocol";
- * try {
- *   deserialize("zz\nbody");
- * } catch (err) {
- *   assert.ok(err instanceof DeserializationError);
- * }
- * ```
- */
-export class DeserializationError extends Error {
-  /** Always `"DeserializationError"`. */
-  override name = "DeserializationError";
-
-  /**
-   * Makes the error.
-   *
-   * @param message What could not be deserialized, and why.
-   * @param options `cause`: the underlying error, if any.
-   *
-   * @example
-   * ```ts
-   * import assert from "node:assert/strict";
-   * import { DeserializationError } from "@funcx/sdk/protocol";
-   * const err = new DeserializationError("Bad body", { cause: new SyntaxError("x") });
-   * assert.ok(err.cause instanceof SyntaxError);
-   * ```
-   */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-  }
-}
-
-/**
- * A value could not be serialized as data: it is (or holds) a function, a class instance the
- * data method cannot carry, a cycle, or it has no JSON form. Functions travel only as a task's
- * function, never as an argument or a result. A `TypeError`, since the caller gave a value of
- * the wrong kind.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { SerializationError, serializeData } from "@funcx/sdk/protocol";
- * assert.throws(() => serializeData(() => 1), SerializationError);
- * assert.throws(() => serializeData(() => 1), TypeError);
- * ```
- */
-export class SerializationError extends TypeError {
-  /** Always `"SerializationError"`. */
-  override name = "SerializationError";
-
-  /**
-   * Makes the error.
-   *
-   * @param message What could not be serialized, and why.
-   * @param options `cause`: the underlying error, if any.
-   *
-   * @example
-   * ```ts
-   * import assert from "node:assert/strict";
-   * import { SerializationError } from "@funcx/sdk/protocol";
-   * const err = new SerializationError("Cannot serialize x", { cause: new RangeError("deep") });
-   * assert.ok(err.cause instanceof RangeError);
-   * ```
-   */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-  }
 }
 
 const NATIVE_SOURCE = /\{\s*\[native code\]\s*\}\s*$/;
@@ -382,7 +273,7 @@ export function deserialize(payload: string): unknown {
     case "cb": {
       let bytes: Uint8Array;
       try {
-        bytes = Uint8Array.fromBase64(payload.slice(3));
+        bytes = decodeBase64(payload.slice(3));
       } catch (err) {
         throw new DeserializationError(
           'Cannot deserialize "cb" payload: body is not valid base64',
@@ -471,286 +362,4 @@ export function deserializeFunction(payload: string): FunctionSource {
 
 function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
-}
-
-/**
- * Packs strings into one: each as `<length>\n<string>`, concatenated (funcX's `pack_buffers`).
- *
- * The length is the JavaScript string length in UTF-16 code units, not bytes or code points:
- * an emoji counts 2. Python's funcX counts code points; the two agree for the ASCII that `cb`
- * and `js` payloads (and most function sources) are made of.
- *
- * @param buffers The strings to pack.
- * @returns The packed string.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { packBuffers } from "@funcx/sdk/protocol";
- * assert.ok(packBuffers(["ab", "🙂"]) === "2\nab2\n🙂");
- * ```
- */
-export function packBuffers(buffers: readonly string[]): string {
-  let out = "";
-  for (const buf of buffers) {
-    if (typeof buf !== "string") {
-      throw new TypeError(`Cannot pack buffers: expected strings, got ${typeof buf}`);
-    }
-    out += `${buf.length}\n${buf}`;
-  }
-  return out;
-}
-
-/**
- * Splits a string made by {@linkcode packBuffers} back into its parts.
- *
- * @param packed The packed string; `""` gives no parts.
- * @returns The strings, in order.
- * @throws {DeserializationError} On a missing or non-decimal length, or a truncated part.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { packBuffers, unpackBuffers } from "@funcx/sdk/protocol";
- * const parts = unpackBuffers(packBuffers(["a\nb", ""]));
- * assert.ok(parts.length === 2 && parts[0] === "a\nb" && parts[1] === "");
- * ```
- */
-export function unpackBuffers(packed: string): string[] {
-  if (typeof packed !== "string") {
-    throw new DeserializationError(
-      `Cannot unpack buffers: expected a string, got ${typeof packed}`,
-    );
-  }
-  const out: string[] = [];
-  let pos = 0;
-  const total = packed.length;
-  while (pos < total) {
-    const nl = packed.indexOf("\n", pos);
-    if (nl < 0) {
-      throw new DeserializationError(
-        `Cannot unpack buffers: buffer ${out.length} has no length line at offset ${pos}`,
-      );
-    }
-    if (nl === pos || nl - pos > 15) {
-      throw new DeserializationError(
-        `Cannot unpack buffers: buffer ${out.length} has a bad length ${
-          JSON.stringify(packed.slice(pos, Math.min(nl, pos + 20)))
-        }`,
-      );
-    }
-    let len = 0;
-    for (let i = pos; i < nl; i++) {
-      const d = packed.charCodeAt(i) - 48;
-      if (d < 0 || d > 9) {
-        throw new DeserializationError(
-          `Cannot unpack buffers: buffer ${out.length} has a bad length ${
-            JSON.stringify(packed.slice(pos, nl))
-          }`,
-        );
-      }
-      len = len * 10 + d;
-    }
-    const start = nl + 1;
-    const end = start + len;
-    if (end > total) {
-      throw new DeserializationError(
-        `Cannot unpack buffers: buffer ${out.length} is truncated (length ${len}, ${
-          total - start
-        } left)`,
-      );
-    }
-    out.push(packed.slice(start, end));
-    pos = end;
-  }
-  return out;
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  if (typeof value !== "object" || value === null) return false;
-  const proto = Object.getPrototypeOf(value);
-  return proto === Object.prototype || proto === null;
-}
-
-/**
- * Packs a task's arguments, as the SDK submits them:
- * `packBuffers([serialize(args), serialize(kwargs)])`. The service appends this to the
- * function's packed code to make the task buffer.
- *
- * @param args Positional arguments.
- * @param kwargs Keyword arguments (funcX's `kwargs`); `{}` when left out.
- * @param options The data method.
- * @returns The packed arguments.
- * @throws {TypeError} When `args` is not an array or `kwargs` not a plain object;
- *   {@linkcode SerializationError} (a `TypeError`) when a value (a function, say) cannot
- *   be serialized.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { packArgs, unpackBuffers } from "@funcx/sdk/protocol";
- * const payload = packArgs([21], { scale: 2 });
- * assert.ok(unpackBuffers(payload).length === 2);
- * ```
- */
-export function packArgs(
-  args: readonly unknown[],
-  kwargs?: Record<string, unknown>,
-  options?: SerializeOptions,
-): string {
-  if (!Array.isArray(args)) throw new TypeError("Cannot pack arguments: args must be an array");
-  const kw = kwargs ?? {};
-  if (!isPlainObject(kw)) {
-    throw new TypeError("Cannot pack arguments: kwargs must be a plain object");
-  }
-  return packBuffers([serializeData(args, options), serializeData(kw, options)]);
-}
-
-/**
- * Unpacks a task buffer on the worker: exactly three packed buffers, the function, its
- * positional arguments and its keyword arguments.
- *
- * @param taskBuffer The function's packed code followed by {@linkcode packArgs}'s output.
- * @returns The function source and the deserialized arguments.
- * @throws {DeserializationError} When there are not 3 buffers ("Unpack expects 3 buffers, got
- *   N"), the first is not a function, args is not an array or kwargs not a plain object.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { packArgs, packBuffers, serialize, unpackTask } from "@funcx/sdk/protocol";
- * const buffer = packBuffers([serialize(function greet(who: string) {
- *   return `hi ${who}`;
- * })]) + packArgs(["ada"]);
- * const task = unpackTask(buffer);
- * assert.ok(task.fn.name === "greet" && task.args[0] === "ada");
- * ```
- */
-export function unpackTask(taskBuffer: string): TaskPayload {
-  const buffers = unpackBuffers(taskBuffer);
-  if (buffers.length !== 3) {
-    throw new DeserializationError(`Unpack expects 3 buffers, got ${buffers.length}`);
-  }
-  const fn = deserializeFunction(buffers[0]!);
-  const args = deserializeData(buffers[1]!);
-  if (!Array.isArray(args)) {
-    throw new DeserializationError(
-      `Cannot unpack task: args must be an array, got ${kindOf(args)}`,
-    );
-  }
-  const kwargs = deserializeData(buffers[2]!);
-  if (!isPlainObject(kwargs)) {
-    throw new DeserializationError(
-      `Cannot unpack task: kwargs must be a plain object, got ${kindOf(kwargs)}`,
-    );
-  }
-  return { fn, args, kwargs };
-}
-
-function kindOf(value: unknown): string {
-  if (value === null) return "null";
-  if (typeof value !== "object") return typeof value;
-  return Array.isArray(value) ? "an array" : (value.constructor?.name ?? "an object");
-}
-
-const isError: (value: unknown) => value is Error =
-  typeof (Error as { isError?: unknown }).isError === "function"
-    ? (Error as unknown as { isError: (value: unknown) => value is Error }).isError
-    : (value: unknown): value is Error => value instanceof Error;
-
-const MAX_CAUSES = 8;
-const MAX_DESCRIPTION = 2000;
-
-function describe(value: unknown): string {
-  switch (typeof value) {
-    case "string":
-      return value;
-    case "bigint":
-      return `${value}n`;
-    case "symbol":
-      return value.toString();
-    case "function":
-      return `[function ${value.name || "(anonymous)"}]`;
-    case "object": {
-      if (value === null) return "null";
-      let text: string | undefined;
-      try {
-        text = JSON.stringify(value);
-      } catch {
-        // cyclic, or holds a bigint
-      }
-      if (text === undefined || text === "{}") text = Object.prototype.toString.call(value);
-      return text.length > MAX_DESCRIPTION ? text.slice(0, MAX_DESCRIPTION) + "…" : text;
-    }
-    default:
-      return String(value);
-  }
-}
-
-function stackOf(err: Error, name: string, message: string): string {
-  let stack: unknown;
-  try {
-    stack = err.stack;
-  } catch {
-    // a throwing getter: fall back to the header line
-  }
-  return typeof stack === "string" && stack.length > 0 ? stack : `${name}: ${message}`;
-}
-
-function nameAndMessage(err: Error): [string, string] {
-  let name = "Error";
-  let message = "";
-  try {
-    name = typeof err.name === "string" && err.name !== "" ? err.name : "Error";
-    message = typeof err.message === "string" ? err.message : String(err.message);
-  } catch {
-    // throwing getters: keep the defaults
-  }
-  return [name, message];
-}
-
-/**
- * Turns anything thrown into a plain {@linkcode RemoteErrorInfo} for a result message. An
- * `Error` gives its name, message and stack, with each `cause` appended as a `Caused by:` section
- * (at most 8). Any other thrown value gives name `"Error"` and a readable message: a string as
- * is, other values as JSON or their `toString`.
- *
- * @param error The thrown value.
- * @returns The error's name, message and stack.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { errorToInfo } from "@funcx/sdk/protocol";
- * const info = errorToInfo(new Error("outer", { cause: new TypeError("inner") }));
- * assert.ok(info.stack.includes("Caused by: TypeError: inner"));
- * assert.ok(errorToInfo("boom").message === "boom");
- * ```
- */
-export function errorToInfo(error: unknown): RemoteErrorInfo {
-  if (!isError(error)) {
-    const message = describe(error);
-    return { name: "Error", message, stack: `Error: ${message}` };
-  }
-  const [name, message] = nameAndMessage(error);
-  let stack = stackOf(error, name, message);
-  const seen = new Set<unknown>([error]);
-  let current: unknown = error;
-  for (let depth = 0; depth < MAX_CAUSES; depth++) {
-    if (!isError(current) || !Object.hasOwn(current, "cause")) break;
-    const cause: unknown = current.cause;
-    if (seen.has(cause)) {
-      stack += "\nCaused by: [circular]";
-      break;
-    }
-    seen.add(cause);
-    if (isError(cause)) {
-      const [cName, cMessage] = nameAndMessage(cause);
-      stack += `\nCaused by: ${stackOf(cause, cName, cMessage)}`;
-    } else {
-      stack += `\nCaused by: ${describe(cause)}`;
-    }
-    current = cause;
-  }
-  return { name, message, stack };
 }
