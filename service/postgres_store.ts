@@ -8,8 +8,10 @@
  *
  * @module
  */
-import postgres from "postgres";
+import type postgres from "postgres";
 import { Buffer } from "node:buffer";
+import { connectPostgres, type PostgresConnectOptions } from "./_postgres_connect.ts";
+import { type Param, SqlStore, UPTIME_KEPT_S } from "./_sql_store.ts";
 import {
   attemptExpiry,
   type AttemptRow,
@@ -17,36 +19,22 @@ import {
   byKey,
   countAttempt,
   failAttempt,
+  toAttempt,
+} from "./_sign_in_attempts.ts";
+import {
   normalizeBatch,
   num,
-  reserveSql,
   type Row,
-  schema,
   str,
-  strOrNull,
-  toAttempt,
-  toContainer,
-  toDeviceCode,
-  toEndpoint,
-  toFunction,
-  toGroupSummaries,
   toIdempotency,
   toOutbox,
-  toSession,
-  toTask,
-  toTaskSummary,
   transitionsJson,
 } from "./_store_rows.ts";
+import { reserveParams, reserveSql } from "./_store_schema.ts";
 import type {
   AddTasksOptions,
   AttemptLimit,
   AttemptVerdict,
-  ContainerRecord,
-  DeviceCodeRecord,
-  EndpointRecord,
-  EndpointStatus,
-  FunctionRecord,
-  IdempotencyHold,
   IdempotencyRequest,
   IdempotencyReservation,
   NewTask,
@@ -54,192 +42,55 @@ import type {
   PurgeCounts,
   ReserveOptions,
   ResultBatch,
-  SessionRecord,
   Store,
-  TaskCompletion,
-  TaskGroupSummary,
-  TaskRecord,
-  TaskSummary,
-  UptimeSegment,
-  UserRecord,
 } from "./store.ts";
 
 /** Options of {@linkcode PostgresStore.open}. */
-export interface PostgresStoreOptions {
+export interface PostgresStoreOptions extends PostgresConnectOptions {
   /** Seconds a task and its result are kept. */
   taskTtlS: number;
-  /** Most connections in the pool. */
-  maxConnections: number;
-  /** Seconds to wait for a connection. */
-  connectTimeoutS: number;
 }
-
-/** Seconds an endpoint's online periods are kept after they end. */
-const UPTIME_KEPT_S = 7 * 86400;
-
-/** Any advisory lock id works, as long as every replica uses the same one. */
-const SCHEMA_LOCK = 0x66756e63;
 
 type Sql = postgres.Sql | postgres.TransactionSql;
 
-/** The PostgreSQL store. */
-export class PostgresStore implements Store {
+/** The shared statements' `?` placeholders as PostgreSQL's `$1`, `$2`, ... (none is quoted). */
+function numbered(sql: string): string {
+  let i = 0;
+  return sql.replace(/\?/g, () => `$${++i}`);
+}
+
+/** The PostgreSQL store: the shared statements, and its own transactions, locks and bulk writes. */
+export class PostgresStore extends SqlStore implements Store {
   readonly kind = "postgres" as const;
   readonly #sql: postgres.Sql;
   readonly #taskTtlS: number;
   #closed: Promise<void> | undefined;
 
   private constructor(sql: postgres.Sql, taskTtlS: number) {
+    super();
     this.#sql = sql;
     this.#taskTtlS = taskTtlS;
   }
 
   /** Connects to `url` and creates the tables that are missing. */
   static async open(url: string, options: PostgresStoreOptions): Promise<PostgresStore> {
-    const sql = postgres(url, {
-      max: options.maxConnections,
-      connect_timeout: options.connectTimeoutS,
-      idle_timeout: 60,
-      // CREATE ... IF NOT EXISTS notices would go to stdout.
-      onnotice: () => {},
-      connection: { application_name: "funcx-service" },
-    });
-    // Replicas starting together would race on the catalog; the lock serializes them.
-    const init = sql.begin(async (tx) => {
-      await tx`SELECT pg_advisory_xact_lock(${SCHEMA_LOCK}::bigint)`;
-      await tx.unsafe(schema("DOUBLE PRECISION", "BYTEA")).simple();
-    });
-    // The client's own connect_timeout does not end a first connection to a host that never
-    // answers (it retries), so the wait is bounded here.
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`no answer within ${options.connectTimeoutS} s`)),
-        options.connectTimeoutS * 1000,
-      );
-    });
-    try {
-      await Promise.race([init, timeout]);
-    } catch (err) {
-      init.catch(() => {});
-      await sql.end({ timeout: 0 }).catch(() => {});
-      throw err;
-    } finally {
-      clearTimeout(timer);
-    }
-    return new PostgresStore(sql, options.taskTtlS);
+    return new PostgresStore(await connectPostgres(url, options), options.taskTtlS);
   }
 
   async #one(query: Promise<Row[]>): Promise<Row | undefined> {
     return (await query)[0];
   }
 
-  // ---- users, clients, tokens ----
-
-  async ensureUser(name: string, passwordHash: string | null = null): Promise<UserRecord> {
-    const sql = this.#sql;
-    await sql`INSERT INTO users (id, name, password_hash, created_at)
-      VALUES (${crypto.randomUUID()}, ${name}, ${passwordHash}, ${Date.now() / 1000})
-      ON CONFLICT (name) DO NOTHING`;
-    const row = (await this.#one(sql`SELECT id, name FROM users WHERE name = ${name}`))!;
-    return { id: str(row, "id"), name: str(row, "name") };
+  // Prepared like the client's tagged templates, which the rest of this store uses.
+  protected override async all(sql: string, params: readonly Param[] = []): Promise<Row[]> {
+    return await this.#sql.unsafe(numbered(sql), [...params], { prepare: true });
   }
 
-  async listUsers(): Promise<UserRecord[]> {
-    const rows = await this.#sql`SELECT id, name FROM users ORDER BY name`;
-    return rows.map((r) => ({ id: str(r, "id"), name: str(r, "name") }));
+  protected override async run(sql: string, params: readonly Param[] = []): Promise<number> {
+    return (await this.#sql.unsafe(numbered(sql), [...params], { prepare: true })).count;
   }
 
-  async addClient(id: string, userId: string, secretHash: string, name: string): Promise<void> {
-    await this.#sql`INSERT INTO clients (id, user_id, secret_hash, name, created_at)
-      VALUES (${id}, ${userId}, ${secretHash}, ${name}, ${Date.now() / 1000})`;
-  }
-
-  async getClient(id: string): Promise<{ userId: string; secretHash: string } | undefined> {
-    const row = await this.#one(
-      this.#sql`SELECT user_id, secret_hash FROM clients WHERE id = ${id}`,
-    );
-    return row ? { userId: str(row, "user_id"), secretHash: str(row, "secret_hash") } : undefined;
-  }
-
-  async addToken(
-    hash: string,
-    userId: string,
-    clientId: string | null,
-    expiresAt: number,
-    kind: "access" | "refresh" = "access",
-  ): Promise<void> {
-    await this.#sql`INSERT INTO tokens (hash, user_id, client_id, kind, expires_at)
-      VALUES (${hash}, ${userId}, ${clientId}, ${kind}, ${expiresAt})`;
-  }
-
-  async userForToken(
-    hash: string,
-    now: number,
-    kind: "access" | "refresh" = "access",
-  ): Promise<(UserRecord & { clientId: string | null }) | undefined> {
-    const row = await this.#one(
-      this.#sql`SELECT u.id, u.name, t.client_id FROM tokens t JOIN users u ON u.id = t.user_id
-        WHERE t.hash = ${hash} AND t.expires_at > ${now} AND t.kind = ${kind}`,
-    );
-    return row
-      ? { id: str(row, "id"), name: str(row, "name"), clientId: strOrNull(row, "client_id") }
-      : undefined;
-  }
-
-  async deleteToken(hash: string): Promise<boolean> {
-    return (await this.#sql`DELETE FROM tokens WHERE hash = ${hash}`).count > 0;
-  }
-
-  async setPassword(userId: string, passwordHash: string): Promise<void> {
-    await this.#sql`UPDATE users SET password_hash = ${passwordHash} WHERE id = ${userId}`;
-  }
-
-  async userByName(
-    name: string,
-  ): Promise<(UserRecord & { passwordHash: string | null }) | undefined> {
-    const row = await this.#one(
-      this.#sql`SELECT id, name, password_hash FROM users WHERE name = ${name}`,
-    );
-    return row
-      ? {
-        id: str(row, "id"),
-        name: str(row, "name"),
-        passwordHash: strOrNull(row, "password_hash"),
-      }
-      : undefined;
-  }
-
-  async addDeviceCode(
-    hash: string,
-    userCode: string,
-    clientId: string,
-    expiresAt: number,
-  ): Promise<void> {
-    await this.#sql`INSERT INTO device_codes (hash, user_code, client_id, status, expires_at)
-      VALUES (${hash}, ${userCode}, ${clientId}, 'pending', ${expiresAt})`;
-  }
-
-  async deviceCode(hash: string): Promise<DeviceCodeRecord | undefined> {
-    const row = await this.#one(this.#sql`SELECT * FROM device_codes WHERE hash = ${hash}`);
-    return row ? toDeviceCode(row) : undefined;
-  }
-
-  async deviceCodeByUserCode(userCode: string): Promise<DeviceCodeRecord | undefined> {
-    const row = await this.#one(
-      this.#sql`SELECT * FROM device_codes WHERE user_code = ${userCode}`,
-    );
-    return row ? toDeviceCode(row) : undefined;
-  }
-
-  async decideDeviceCode(
-    hash: string,
-    status: "approved" | "denied",
-    userId: string | null,
-  ): Promise<void> {
-    await this.#sql`UPDATE device_codes SET status = ${status}, user_id = ${userId}
-      WHERE hash = ${hash} AND status = 'pending'`;
-  }
+  // ---- device codes ----
 
   async pollDeviceCode(hash: string, now: number): Promise<number> {
     return await this.#sql.begin(async (tx) => {
@@ -252,67 +103,7 @@ export class PostgresStore implements Store {
     });
   }
 
-  async deleteDeviceCode(hash: string): Promise<boolean> {
-    return (await this.#sql`DELETE FROM device_codes WHERE hash = ${hash}`).count > 0;
-  }
-
-  // ---- functions ----
-
-  async addFunction(fn: FunctionRecord): Promise<void> {
-    await this.#sql`INSERT INTO functions
-      (id, owner_id, name, code, description, public, container_id, created_at)
-      VALUES (${fn.id}, ${fn.ownerId}, ${fn.name}, ${fn.code}, ${fn.description},
-        ${fn.public ? 1 : 0}, ${fn.containerId}, ${fn.createdAt})`;
-  }
-
-  async getFunction(id: string): Promise<FunctionRecord | undefined> {
-    const row = await this.#one(this.#sql`SELECT * FROM functions WHERE id = ${id}`);
-    return row ? toFunction(row) : undefined;
-  }
-
-  // ---- containers ----
-
-  async addContainer(c: ContainerRecord): Promise<void> {
-    await this.#sql`INSERT INTO containers
-      (id, owner_id, name, description, type, location, created_at)
-      VALUES (${c.id}, ${c.ownerId}, ${c.name}, ${c.description}, ${c.type}, ${c.location},
-        ${c.createdAt})`;
-  }
-
-  async getContainer(id: string): Promise<ContainerRecord | undefined> {
-    const row = await this.#one(this.#sql`SELECT * FROM containers WHERE id = ${id}`);
-    return row ? toContainer(row) : undefined;
-  }
-
   // ---- endpoints ----
-
-  async upsertEndpoint(
-    ep: Omit<EndpointRecord, "createdAt" | "lastRegisteredAt" | "lockedUntil" | "deleted">,
-  ): Promise<boolean> {
-    const now = Date.now() / 1000;
-    const res = await this.#sql`INSERT INTO endpoints
-      (id, owner_id, name, metadata, created_at, last_registered_at)
-      VALUES (${ep.id}, ${ep.ownerId}, ${ep.name}, ${JSON.stringify(ep.metadata)}, ${now}, ${now})
-      ON CONFLICT (id) DO UPDATE SET name = excluded.name, metadata = excluded.metadata,
-        last_registered_at = excluded.last_registered_at
-      WHERE endpoints.owner_id = excluded.owner_id AND endpoints.deleted = 0`;
-    return res.count > 0;
-  }
-
-  async getEndpoint(id: string): Promise<EndpointRecord | undefined> {
-    const row = await this.#one(this.#sql`SELECT * FROM endpoints WHERE id = ${id}`);
-    return row ? toEndpoint(row) : undefined;
-  }
-
-  async listEndpoints(ownerId: string): Promise<EndpointRecord[]> {
-    const rows = await this.#sql`SELECT * FROM endpoints
-      WHERE owner_id = ${ownerId} AND deleted = 0 ORDER BY created_at, id`;
-    return rows.map(toEndpoint);
-  }
-
-  async lockEndpoint(id: string, until: number): Promise<void> {
-    await this.#sql`UPDATE endpoints SET locked_until = ${until} WHERE id = ${id}`;
-  }
 
   async deleteEndpoint(id: string): Promise<void> {
     await this.#sql.begin(async (tx) => {
@@ -328,30 +119,6 @@ export class PostgresStore implements Store {
       this.#sql.json([...userIds])
     }) u
       ON CONFLICT DO NOTHING`;
-  }
-
-  async unshareEndpoint(endpointId: string, userId: string): Promise<boolean> {
-    const res = await this.#sql`DELETE FROM endpoint_users
-      WHERE endpoint_id = ${endpointId} AND user_id = ${userId}`;
-    return res.count > 0;
-  }
-
-  async isSharedWith(endpointId: string, userId: string): Promise<boolean> {
-    const row = await this.#one(this.#sql`SELECT 1 AS shared FROM endpoint_users
-      WHERE endpoint_id = ${endpointId} AND user_id = ${userId}`);
-    return row !== undefined;
-  }
-
-  async sharedWith(endpointId: string): Promise<string[]> {
-    const rows = await this.#sql`SELECT u.name FROM endpoint_users e
-      JOIN users u ON u.id = e.user_id WHERE e.endpoint_id = ${endpointId} ORDER BY u.name`;
-    return rows.map((r) => str(r, "name"));
-  }
-
-  async whitelist(endpointId: string): Promise<string[]> {
-    const rows = await this.#sql`SELECT function_id FROM endpoint_whitelist
-      WHERE endpoint_id = ${endpointId} ORDER BY function_id`;
-    return rows.map((r) => str(r, "function_id"));
   }
 
   async addToWhitelist(endpointId: string, functionIds: readonly string[]): Promise<void> {
@@ -381,34 +148,7 @@ export class PostgresStore implements Store {
       ON CONFLICT DO NOTHING`;
   }
 
-  async removeFromWhitelist(endpointId: string, functionId: string): Promise<boolean> {
-    const res = await this.#sql`DELETE FROM endpoint_whitelist
-      WHERE endpoint_id = ${endpointId} AND function_id = ${functionId}`;
-    return res.count > 0;
-  }
-
-  async endpointStatus(endpointId: string, now: number): Promise<EndpointStatus | undefined> {
-    const row = await this.#one(this.#sql`SELECT state, expires_at FROM endpoint_status
-      WHERE endpoint_id = ${endpointId} AND expires_at > ${now}`);
-    return row
-      ? { endpointId, state: JSON.parse(str(row, "state")), expiresAt: num(row, "expires_at") }
-      : undefined;
-  }
-
   // ---- task groups and tasks ----
-
-  async taskGroupOwner(id: string): Promise<string | undefined> {
-    const row = await this.#one(this.#sql`SELECT owner_id FROM task_groups WHERE id = ${id}`);
-    return row ? str(row, "owner_id") : undefined;
-  }
-
-  async setResultQueue(groupId: string, queue: string): Promise<void> {
-    await this.#sql`UPDATE task_groups SET result_queue = ${queue} WHERE id = ${groupId}`;
-  }
-
-  async resultQueueOf(taskId: string): Promise<string | undefined> {
-    return (await this.resultQueuesOf([taskId])).get(taskId);
-  }
 
   async resultQueuesOf(taskIds: readonly string[]): Promise<Map<string, string>> {
     if (taskIds.length === 0) return new Map();
@@ -417,12 +157,6 @@ export class PostgresStore implements Store {
       WHERE t.id IN (SELECT jsonb_array_elements_text(${this.#sql.json([...taskIds])}))
         AND g.result_queue IS NOT NULL`;
     return new Map(rows.map((r) => [str(r, "id"), str(r, "result_queue")]));
-  }
-
-  async taskGroupTasks(groupId: string): Promise<string[]> {
-    const rows = await this.#sql`SELECT id FROM tasks WHERE group_id = ${groupId}
-      ORDER BY created_at, id`;
-    return rows.map((r) => str(r, "id"));
   }
 
   async addTasks(
@@ -494,10 +228,6 @@ export class PostgresStore implements Store {
       WHERE task_id IN (SELECT jsonb_array_elements_text(${this.#sql.json([...taskIds])}))`;
   }
 
-  async outboxSize(): Promise<number> {
-    return num((await this.#sql`SELECT count(*)::int AS n FROM outbox`)[0]!, "n");
-  }
-
   async failTasks(ids: readonly string[], code: string, exception: string): Promise<void> {
     if (ids.length === 0) return;
     const sorted = [...ids].sort();
@@ -515,19 +245,6 @@ export class PostgresStore implements Store {
     await tx`SELECT t.id FROM tasks t
       JOIN jsonb_array_elements_text(${tx.json([...sortedIds])}) AS v(id) ON v.id = t.id
       ORDER BY t.id FOR UPDATE OF t`;
-  }
-
-  async getTask(id: string): Promise<TaskRecord | undefined> {
-    const row = await this.#one(this.#sql`SELECT * FROM tasks WHERE id = ${id}`);
-    return row ? toTask(row) : undefined;
-  }
-
-  async completeTasks(completions: readonly TaskCompletion[]): Promise<number> {
-    return await this.applyResults({ updates: [], completions });
-  }
-
-  async updateStatuses(updates: ReadonlyArray<{ taskId: string; status: string }>): Promise<void> {
-    await this.applyResults({ updates, completions: [] });
   }
 
   async applyResults(batch: ResultBatch): Promise<number> {
@@ -599,22 +316,6 @@ export class PostgresStore implements Store {
 
   // ---- dashboard sessions and sign-in throttling ----
 
-  async addSession(hash: string, userId: string, csrf: string, expiresAt: number): Promise<void> {
-    await this.#sql`INSERT INTO sessions (hash, user_id, csrf, created_at, expires_at)
-      VALUES (${hash}, ${userId}, ${csrf}, ${Date.now() / 1000}, ${expiresAt})`;
-  }
-
-  async sessionFor(hash: string, now: number): Promise<SessionRecord | undefined> {
-    const row = await this.#one(this.#sql`SELECT u.id, u.name, s.csrf, s.expires_at
-      FROM sessions s JOIN users u ON u.id = s.user_id
-      WHERE s.hash = ${hash} AND s.expires_at > ${now}`);
-    return row ? toSession(row) : undefined;
-  }
-
-  async deleteSession(hash: string): Promise<boolean> {
-    return (await this.#sql`DELETE FROM sessions WHERE hash = ${hash}`).count > 0;
-  }
-
   /** Reads each key's row locked for the transaction (made first when missing), in key order. */
   async #attemptRows(tx: Sql, limits: readonly AttemptLimit[]) {
     const out: Array<AttemptRow | undefined> = [];
@@ -662,43 +363,7 @@ export class PostgresStore implements Store {
     return await this.#attempt(limits, now, failAttempt);
   }
 
-  async passSignIn(key: string): Promise<void> {
-    await this.#sql`DELETE FROM sign_in_attempts WHERE attempt_key = ${key}`;
-  }
-
   // ---- dashboard reads ----
-
-  async listFunctions(ownerId: string, limit: number): Promise<FunctionRecord[]> {
-    const rows = await this.#sql`SELECT * FROM functions WHERE owner_id = ${ownerId}
-      ORDER BY created_at DESC, id LIMIT ${limit}`;
-    return rows.map(toFunction);
-  }
-
-  async listTaskGroups(ownerId: string, limit: number): Promise<TaskGroupSummary[]> {
-    return toGroupSummaries(
-      await this.#sql`SELECT g.id, g.created_at, t.status, count(*)::int AS n FROM task_groups g
-        JOIN tasks t ON t.group_id = g.id
-        WHERE g.id IN (SELECT g2.id FROM task_groups g2 WHERE g2.owner_id = ${ownerId}
-          AND EXISTS (SELECT 1 FROM tasks t2 WHERE t2.group_id = g2.id)
-          ORDER BY g2.created_at DESC LIMIT ${limit})
-        GROUP BY g.id, g.created_at, t.status ORDER BY g.created_at DESC, g.id`,
-    );
-  }
-
-  async taskGroupSummary(groupId: string): Promise<TaskGroupSummary | undefined> {
-    return toGroupSummaries(
-      await this.#sql`SELECT g.id, g.created_at, t.status, count(t.id)::int AS n
-        FROM task_groups g LEFT JOIN tasks t ON t.group_id = g.id WHERE g.id = ${groupId}
-        GROUP BY g.id, g.created_at, t.status`,
-    )[0];
-  }
-
-  async listGroupTasks(groupId: string, limit: number): Promise<TaskSummary[]> {
-    const rows = await this.#sql`SELECT id, function_id, endpoint_id, status, created_at,
-        completion_t FROM tasks WHERE group_id = ${groupId} ORDER BY created_at, id
-      LIMIT ${limit}`;
-    return rows.map(toTaskSummary);
-  }
 
   async waitingTasks(endpointIds: readonly string[]): Promise<Map<string, number>> {
     if (endpointIds.length === 0) return new Map();
@@ -709,16 +374,6 @@ export class PostgresStore implements Store {
     return new Map(rows.map((r) => [str(r, "endpoint_id"), num(r, "n")]));
   }
 
-  async endpointUptime(endpointId: string, since: number): Promise<UptimeSegment[]> {
-    const rows = await this.#sql`SELECT since, last_report_at, until FROM endpoint_uptime
-      WHERE endpoint_id = ${endpointId} AND until > ${since} ORDER BY since`;
-    return rows.map((r) => ({
-      since: num(r, "since"),
-      lastReportAt: num(r, "last_report_at"),
-      until: num(r, "until"),
-    }));
-  }
-
   // ---- idempotency keys ----
 
   async reserveIdempotencyKey(
@@ -726,18 +381,7 @@ export class PostgresStore implements Store {
     options: ReserveOptions,
   ): Promise<IdempotencyReservation> {
     const token = crypto.randomUUID();
-    const { now } = options;
-    const params = [
-      request.userId,
-      request.key,
-      request.method,
-      request.path,
-      request.requestHash,
-      token,
-      now,
-      now + options.leaseS,
-      now + options.ttlS,
-    ];
+    const params = reserveParams(request, token, options);
     // The row can vanish between the conflicting insert and the read (its attempt gave it up):
     // then the insert is tried again.
     for (let attempt = 0;; attempt++) {
@@ -750,22 +394,6 @@ export class PostgresStore implements Store {
         throw new Error(`Cannot reserve idempotency key "${request.key}": it keeps changing`);
       }
     }
-  }
-
-  async finishIdempotencyKey(
-    hold: IdempotencyHold,
-    response: { status: number; body: string },
-  ): Promise<boolean> {
-    const res = await this.#sql`UPDATE idempotency_keys SET state = 'done',
-        response_status = ${response.status}, response_body = ${response.body}
-      WHERE user_id = ${hold.userId} AND idem_key = ${hold.key} AND token = ${hold.token}
-        AND state = 'in_progress'`;
-    return res.count > 0;
-  }
-
-  async releaseIdempotencyKey(hold: IdempotencyHold): Promise<void> {
-    await this.#sql`DELETE FROM idempotency_keys WHERE user_id = ${hold.userId}
-      AND idem_key = ${hold.key} AND token = ${hold.token} AND state = 'in_progress'`;
   }
 
   async purgeExpired(now: number = Date.now() / 1000): Promise<PurgeCounts> {

@@ -9,42 +9,29 @@
 // The methods are async to fulfil the Store interface; node:sqlite itself is synchronous.
 // deno-lint-ignore-file require-await
 import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { type Param, SqlStore, UPTIME_KEPT_S } from "./_sql_store.ts";
 import {
   attemptExpiry,
   type AttemptStep,
   byKey,
   countAttempt,
   failAttempt,
+  toAttempt,
+} from "./_sign_in_attempts.ts";
+import {
   normalizeBatch,
   num,
-  reserveSql,
   type Row,
-  schema,
   str,
-  strOrNull,
-  toAttempt,
-  toContainer,
-  toDeviceCode,
-  toEndpoint,
-  toFunction,
-  toGroupSummaries,
   toIdempotency,
   toOutbox,
-  toSession,
-  toTask,
-  toTaskSummary,
   transitionsJson,
 } from "./_store_rows.ts";
+import { reserveParams, reserveSql, schema } from "./_store_schema.ts";
 import type {
   AddTasksOptions,
   AttemptLimit,
   AttemptVerdict,
-  ContainerRecord,
-  DeviceCodeRecord,
-  EndpointRecord,
-  EndpointStatus,
-  FunctionRecord,
-  IdempotencyHold,
   IdempotencyRequest,
   IdempotencyReservation,
   NewTask,
@@ -52,18 +39,8 @@ import type {
   PurgeCounts,
   ReserveOptions,
   ResultBatch,
-  SessionRecord,
   Store,
-  TaskCompletion,
-  TaskGroupSummary,
-  TaskRecord,
-  TaskSummary,
-  UptimeSegment,
-  UserRecord,
 } from "./store.ts";
-
-/** Seconds an endpoint's online periods are kept after they end. */
-const UPTIME_KEPT_S = 7 * 86400;
 
 /** Options of {@linkcode SqliteStore.open}. */
 export interface SqliteStoreOptions {
@@ -71,8 +48,8 @@ export interface SqliteStoreOptions {
   taskTtlS: number;
 }
 
-/** The SQLite store. */
-export class SqliteStore implements Store {
+/** The SQLite store: the shared statements, run synchronously, and its own transactions. */
+export class SqliteStore extends SqlStore implements Store {
   readonly kind = "sqlite" as const;
   readonly #db: DatabaseSync;
   readonly #taskTtlS: number;
@@ -80,6 +57,7 @@ export class SqliteStore implements Store {
   #closed = false;
 
   private constructor(db: DatabaseSync, taskTtlS: number) {
+    super();
     this.#db = db;
     this.#taskTtlS = taskTtlS;
   }
@@ -120,117 +98,19 @@ export class SqliteStore implements Store {
     }
   }
 
-  #changes(sql: string, ...params: Array<string | number | null>): number {
+  #changes(sql: string, ...params: Param[]): number {
     return Number(this.#stmt(sql).run(...params).changes);
   }
 
-  // ---- users, clients, tokens ----
-
-  async ensureUser(name: string, passwordHash: string | null = null): Promise<UserRecord> {
-    this.#stmt(
-      "INSERT INTO users (id, name, password_hash, created_at) VALUES (?, ?, ?, ?) " +
-        "ON CONFLICT (name) DO NOTHING",
-    ).run(crypto.randomUUID(), name, passwordHash, Date.now() / 1000);
-    const row = this.#stmt("SELECT id, name FROM users WHERE name = ?").get(name)!;
-    return { id: str(row, "id"), name: str(row, "name") };
+  protected override async all(sql: string, params: readonly Param[] = []): Promise<Row[]> {
+    return this.#stmt(sql).all(...params);
   }
 
-  async listUsers(): Promise<UserRecord[]> {
-    return this.#stmt("SELECT id, name FROM users ORDER BY name").all().map((r) => ({
-      id: str(r, "id"),
-      name: str(r, "name"),
-    }));
+  protected override async run(sql: string, params: readonly Param[] = []): Promise<number> {
+    return this.#changes(sql, ...params);
   }
 
-  async addClient(id: string, userId: string, secretHash: string, name: string): Promise<void> {
-    this.#stmt(
-      "INSERT INTO clients (id, user_id, secret_hash, name, created_at) VALUES (?, ?, ?, ?, ?)",
-    ).run(id, userId, secretHash, name, Date.now() / 1000);
-  }
-
-  async getClient(id: string): Promise<{ userId: string; secretHash: string } | undefined> {
-    const row = this.#stmt("SELECT user_id, secret_hash FROM clients WHERE id = ?").get(id);
-    return row ? { userId: str(row, "user_id"), secretHash: str(row, "secret_hash") } : undefined;
-  }
-
-  async addToken(
-    hash: string,
-    userId: string,
-    clientId: string | null,
-    expiresAt: number,
-    kind: "access" | "refresh" = "access",
-  ): Promise<void> {
-    this.#stmt(
-      "INSERT INTO tokens (hash, user_id, client_id, kind, expires_at) VALUES (?, ?, ?, ?, ?)",
-    ).run(hash, userId, clientId, kind, expiresAt);
-  }
-
-  async userForToken(
-    hash: string,
-    now: number,
-    kind: "access" | "refresh" = "access",
-  ): Promise<(UserRecord & { clientId: string | null }) | undefined> {
-    const row = this.#stmt(
-      "SELECT u.id, u.name, t.client_id FROM tokens t JOIN users u ON u.id = t.user_id " +
-        "WHERE t.hash = ? AND t.expires_at > ? AND t.kind = ?",
-    ).get(hash, now, kind);
-    return row
-      ? { id: str(row, "id"), name: str(row, "name"), clientId: strOrNull(row, "client_id") }
-      : undefined;
-  }
-
-  async deleteToken(hash: string): Promise<boolean> {
-    return this.#changes("DELETE FROM tokens WHERE hash = ?", hash) > 0;
-  }
-
-  async setPassword(userId: string, passwordHash: string): Promise<void> {
-    this.#stmt("UPDATE users SET password_hash = ? WHERE id = ?").run(passwordHash, userId);
-  }
-
-  async userByName(
-    name: string,
-  ): Promise<(UserRecord & { passwordHash: string | null }) | undefined> {
-    const row = this.#stmt("SELECT id, name, password_hash FROM users WHERE name = ?").get(name);
-    return row
-      ? {
-        id: str(row, "id"),
-        name: str(row, "name"),
-        passwordHash: strOrNull(row, "password_hash"),
-      }
-      : undefined;
-  }
-
-  async addDeviceCode(
-    hash: string,
-    userCode: string,
-    clientId: string,
-    expiresAt: number,
-  ): Promise<void> {
-    this.#stmt(
-      "INSERT INTO device_codes (hash, user_code, client_id, status, expires_at) " +
-        "VALUES (?, ?, ?, 'pending', ?)",
-    ).run(hash, userCode, clientId, expiresAt);
-  }
-
-  async deviceCode(hash: string): Promise<DeviceCodeRecord | undefined> {
-    const row = this.#stmt("SELECT * FROM device_codes WHERE hash = ?").get(hash);
-    return row ? toDeviceCode(row) : undefined;
-  }
-
-  async deviceCodeByUserCode(userCode: string): Promise<DeviceCodeRecord | undefined> {
-    const row = this.#stmt("SELECT * FROM device_codes WHERE user_code = ?").get(userCode);
-    return row ? toDeviceCode(row) : undefined;
-  }
-
-  async decideDeviceCode(
-    hash: string,
-    status: "approved" | "denied",
-    userId: string | null,
-  ): Promise<void> {
-    this.#stmt(
-      "UPDATE device_codes SET status = ?, user_id = ? WHERE hash = ? AND status = 'pending'",
-    ).run(status, userId, hash);
-  }
+  // ---- device codes ----
 
   async pollDeviceCode(hash: string, now: number): Promise<number> {
     return this.#tx(() => {
@@ -240,81 +120,7 @@ export class SqliteStore implements Store {
     });
   }
 
-  async deleteDeviceCode(hash: string): Promise<boolean> {
-    return this.#changes("DELETE FROM device_codes WHERE hash = ?", hash) > 0;
-  }
-
-  // ---- functions ----
-
-  async addFunction(fn: FunctionRecord): Promise<void> {
-    this.#stmt(
-      "INSERT INTO functions (id, owner_id, name, code, description, public, container_id, " +
-        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    ).run(
-      fn.id,
-      fn.ownerId,
-      fn.name,
-      fn.code,
-      fn.description,
-      fn.public ? 1 : 0,
-      fn.containerId,
-      fn.createdAt,
-    );
-  }
-
-  async getFunction(id: string): Promise<FunctionRecord | undefined> {
-    const row = this.#stmt("SELECT * FROM functions WHERE id = ?").get(id);
-    return row ? toFunction(row) : undefined;
-  }
-
-  // ---- containers ----
-
-  async addContainer(c: ContainerRecord): Promise<void> {
-    this.#stmt(
-      "INSERT INTO containers (id, owner_id, name, description, type, location, created_at) " +
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-    ).run(c.id, c.ownerId, c.name, c.description, c.type, c.location, c.createdAt);
-  }
-
-  async getContainer(id: string): Promise<ContainerRecord | undefined> {
-    const row = this.#stmt("SELECT * FROM containers WHERE id = ?").get(id);
-    return row ? toContainer(row) : undefined;
-  }
-
   // ---- endpoints ----
-
-  async upsertEndpoint(
-    ep: Omit<EndpointRecord, "createdAt" | "lastRegisteredAt" | "lockedUntil" | "deleted">,
-  ): Promise<boolean> {
-    const now = Date.now() / 1000;
-    return this.#changes(
-      "INSERT INTO endpoints (id, owner_id, name, metadata, created_at, last_registered_at) " +
-        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name, " +
-        "metadata = excluded.metadata, last_registered_at = excluded.last_registered_at " +
-        "WHERE endpoints.owner_id = excluded.owner_id AND endpoints.deleted = 0",
-      ep.id,
-      ep.ownerId,
-      ep.name,
-      JSON.stringify(ep.metadata),
-      now,
-      now,
-    ) > 0;
-  }
-
-  async getEndpoint(id: string): Promise<EndpointRecord | undefined> {
-    const row = this.#stmt("SELECT * FROM endpoints WHERE id = ?").get(id);
-    return row ? toEndpoint(row) : undefined;
-  }
-
-  async listEndpoints(ownerId: string): Promise<EndpointRecord[]> {
-    return this.#stmt(
-      "SELECT * FROM endpoints WHERE owner_id = ? AND deleted = 0 ORDER BY created_at, id",
-    ).all(ownerId).map(toEndpoint);
-  }
-
-  async lockEndpoint(id: string, until: number): Promise<void> {
-    this.#stmt("UPDATE endpoints SET locked_until = ? WHERE id = ?").run(until, id);
-  }
 
   async deleteEndpoint(id: string): Promise<void> {
     this.#tx(() => {
@@ -330,36 +136,6 @@ export class SqliteStore implements Store {
       );
       for (const u of userIds) ins.run(endpointId, u);
     });
-  }
-
-  async unshareEndpoint(endpointId: string, userId: string): Promise<boolean> {
-    return this.#changes(
-      "DELETE FROM endpoint_users WHERE endpoint_id = ? AND user_id = ?",
-      endpointId,
-      userId,
-    ) > 0;
-  }
-
-  async isSharedWith(endpointId: string, userId: string): Promise<boolean> {
-    return this.#stmt("SELECT 1 FROM endpoint_users WHERE endpoint_id = ? AND user_id = ?")
-      .get(endpointId, userId) !== undefined;
-  }
-
-  async sharedWith(endpointId: string): Promise<string[]> {
-    return this.#stmt(
-      "SELECT u.name FROM endpoint_users e JOIN users u ON u.id = e.user_id " +
-        "WHERE e.endpoint_id = ? ORDER BY u.name",
-    ).all(endpointId).map((r) => str(r, "name"));
-  }
-
-  async whitelist(endpointId: string): Promise<string[]> {
-    return this.#whitelist(endpointId);
-  }
-
-  #whitelist(endpointId: string): string[] {
-    return this.#stmt(
-      "SELECT function_id FROM endpoint_whitelist WHERE endpoint_id = ? ORDER BY function_id",
-    ).all(endpointId).map((r) => str(r, "function_id"));
   }
 
   async addToWhitelist(endpointId: string, functionIds: readonly string[]): Promise<void> {
@@ -381,37 +157,7 @@ export class SqliteStore implements Store {
     });
   }
 
-  async removeFromWhitelist(endpointId: string, functionId: string): Promise<boolean> {
-    return this.#changes(
-      "DELETE FROM endpoint_whitelist WHERE endpoint_id = ? AND function_id = ?",
-      endpointId,
-      functionId,
-    ) > 0;
-  }
-
-  async endpointStatus(endpointId: string, now: number): Promise<EndpointStatus | undefined> {
-    const row = this.#stmt(
-      "SELECT state, expires_at FROM endpoint_status WHERE endpoint_id = ? AND expires_at > ?",
-    ).get(endpointId, now);
-    return row
-      ? { endpointId, state: JSON.parse(str(row, "state")), expiresAt: num(row, "expires_at") }
-      : undefined;
-  }
-
   // ---- task groups and tasks ----
-
-  async taskGroupOwner(id: string): Promise<string | undefined> {
-    const row = this.#stmt("SELECT owner_id FROM task_groups WHERE id = ?").get(id);
-    return row ? str(row, "owner_id") : undefined;
-  }
-
-  async setResultQueue(groupId: string, queue: string): Promise<void> {
-    this.#stmt("UPDATE task_groups SET result_queue = ? WHERE id = ?").run(queue, groupId);
-  }
-
-  async resultQueueOf(taskId: string): Promise<string | undefined> {
-    return (await this.resultQueuesOf([taskId])).get(taskId);
-  }
 
   async resultQueuesOf(taskIds: readonly string[]): Promise<Map<string, string>> {
     // One statement for the whole batch of results.
@@ -420,13 +166,6 @@ export class SqliteStore implements Store {
         "WHERE t.id IN (SELECT value FROM json_each(?)) AND g.result_queue IS NOT NULL",
     ).all(JSON.stringify(taskIds));
     return new Map(rows.map((r) => [str(r, "id"), str(r, "result_queue")]));
-  }
-
-  async taskGroupTasks(groupId: string): Promise<string[]> {
-    return this.#stmt("SELECT id FROM tasks WHERE group_id = ? ORDER BY created_at, id").all(
-      groupId,
-    )
-      .map((r) => str(r, "id"));
   }
 
   async addTasks(
@@ -500,10 +239,6 @@ export class SqliteStore implements Store {
     });
   }
 
-  async outboxSize(): Promise<number> {
-    return num(this.#stmt("SELECT count(*) AS n FROM outbox").get()!, "n");
-  }
-
   async failTasks(ids: readonly string[], code: string, exception: string): Promise<void> {
     const now = Date.now() / 1000;
     this.#tx(() => {
@@ -513,19 +248,6 @@ export class SqliteStore implements Store {
       );
       for (const id of ids) upd.run(exception, code, now, id);
     });
-  }
-
-  async getTask(id: string): Promise<TaskRecord | undefined> {
-    const row = this.#stmt("SELECT * FROM tasks WHERE id = ?").get(id);
-    return row ? toTask(row as Row) : undefined;
-  }
-
-  async completeTasks(completions: readonly TaskCompletion[]): Promise<number> {
-    return this.applyResults({ updates: [], completions });
-  }
-
-  async updateStatuses(updates: ReadonlyArray<{ taskId: string; status: string }>): Promise<void> {
-    await this.applyResults({ updates, completions: [] });
   }
 
   async applyResults(batch: ResultBatch): Promise<number> {
@@ -587,24 +309,6 @@ export class SqliteStore implements Store {
 
   // ---- dashboard sessions and sign-in throttling ----
 
-  async addSession(hash: string, userId: string, csrf: string, expiresAt: number): Promise<void> {
-    this.#stmt(
-      "INSERT INTO sessions (hash, user_id, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-    ).run(hash, userId, csrf, Date.now() / 1000, expiresAt);
-  }
-
-  async sessionFor(hash: string, now: number): Promise<SessionRecord | undefined> {
-    const row = this.#stmt(
-      "SELECT u.id, u.name, s.csrf, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id " +
-        "WHERE s.hash = ? AND s.expires_at > ?",
-    ).get(hash, now);
-    return row ? toSession(row) : undefined;
-  }
-
-  async deleteSession(hash: string): Promise<boolean> {
-    return this.#changes("DELETE FROM sessions WHERE hash = ?", hash) > 0;
-  }
-
   #attemptRow(key: string) {
     const row = this.#stmt("SELECT * FROM sign_in_attempts WHERE attempt_key = ?").get(key);
     return row ? toAttempt(row) : undefined;
@@ -638,46 +342,7 @@ export class SqliteStore implements Store {
     return this.#attempt(limits, now, failAttempt);
   }
 
-  async passSignIn(key: string): Promise<void> {
-    this.#stmt("DELETE FROM sign_in_attempts WHERE attempt_key = ?").run(key);
-  }
-
   // ---- dashboard reads ----
-
-  async listFunctions(ownerId: string, limit: number): Promise<FunctionRecord[]> {
-    return this.#stmt(
-      "SELECT * FROM functions WHERE owner_id = ? ORDER BY created_at DESC, id LIMIT ?",
-    ).all(ownerId, limit).map(toFunction);
-  }
-
-  async listTaskGroups(ownerId: string, limit: number): Promise<TaskGroupSummary[]> {
-    return toGroupSummaries(
-      this.#stmt(
-        "SELECT g.id, g.created_at, t.status, count(*) AS n FROM task_groups g " +
-          "JOIN tasks t ON t.group_id = g.id WHERE g.id IN (SELECT g2.id FROM task_groups g2 " +
-          "WHERE g2.owner_id = ? AND EXISTS (SELECT 1 FROM tasks t2 WHERE t2.group_id = g2.id) " +
-          "ORDER BY g2.created_at DESC LIMIT ?) GROUP BY g.id, g.created_at, t.status " +
-          "ORDER BY g.created_at DESC, g.id",
-      ).all(ownerId, limit),
-    );
-  }
-
-  async taskGroupSummary(groupId: string): Promise<TaskGroupSummary | undefined> {
-    return toGroupSummaries(
-      this.#stmt(
-        "SELECT g.id, g.created_at, t.status, count(t.id) AS n FROM task_groups g " +
-          "LEFT JOIN tasks t ON t.group_id = g.id WHERE g.id = ? GROUP BY g.id, g.created_at, " +
-          "t.status",
-      ).all(groupId),
-    )[0];
-  }
-
-  async listGroupTasks(groupId: string, limit: number): Promise<TaskSummary[]> {
-    return this.#stmt(
-      "SELECT id, function_id, endpoint_id, status, created_at, completion_t FROM tasks " +
-        "WHERE group_id = ? ORDER BY created_at, id LIMIT ?",
-    ).all(groupId, limit).map(toTaskSummary);
-  }
 
   async waitingTasks(endpointIds: readonly string[]): Promise<Map<string, number>> {
     const rows = this.#stmt(
@@ -687,17 +352,6 @@ export class SqliteStore implements Store {
     return new Map(rows.map((r) => [str(r, "endpoint_id"), num(r, "n")]));
   }
 
-  async endpointUptime(endpointId: string, since: number): Promise<UptimeSegment[]> {
-    return this.#stmt(
-      "SELECT since, last_report_at, until FROM endpoint_uptime WHERE endpoint_id = ? " +
-        "AND until > ? ORDER BY since",
-    ).all(endpointId, since).map((r) => ({
-      since: num(r, "since"),
-      lastReportAt: num(r, "last_report_at"),
-      until: num(r, "until"),
-    }));
-  }
-
   // ---- idempotency keys ----
 
   async reserveIdempotencyKey(
@@ -705,50 +359,14 @@ export class SqliteStore implements Store {
     options: ReserveOptions,
   ): Promise<IdempotencyReservation> {
     const token = crypto.randomUUID();
-    const { now } = options;
     // One transaction: between the conflicting insert and the read nobody can delete the row.
     return this.#tx((): IdempotencyReservation => {
-      const won = this.#stmt(reserveSql(() => "?")).get(
-        request.userId,
-        request.key,
-        request.method,
-        request.path,
-        request.requestHash,
-        token,
-        now,
-        now + options.leaseS,
-        now + options.ttlS,
-      );
+      const won = this.#stmt(reserveSql(() => "?")).get(...reserveParams(request, token, options));
       if (won && str(won, "token") === token) return { reserved: true, token };
       const row = this.#stmt("SELECT * FROM idempotency_keys WHERE user_id = ? AND idem_key = ?")
         .get(request.userId, request.key)!;
       return { reserved: false, existing: toIdempotency(row) };
     });
-  }
-
-  async finishIdempotencyKey(
-    hold: IdempotencyHold,
-    response: { status: number; body: string },
-  ): Promise<boolean> {
-    return this.#changes(
-      "UPDATE idempotency_keys SET state = 'done', response_status = ?, response_body = ? " +
-        "WHERE user_id = ? AND idem_key = ? AND token = ? AND state = 'in_progress'",
-      response.status,
-      response.body,
-      hold.userId,
-      hold.key,
-      hold.token,
-    ) > 0;
-  }
-
-  async releaseIdempotencyKey(hold: IdempotencyHold): Promise<void> {
-    this.#changes(
-      "DELETE FROM idempotency_keys WHERE user_id = ? AND idem_key = ? AND token = ? " +
-        "AND state = 'in_progress'",
-      hold.userId,
-      hold.key,
-      hold.token,
-    );
   }
 
   async purgeExpired(now: number = Date.now() / 1000): Promise<PurgeCounts> {
