@@ -4,6 +4,9 @@
  * `config.yaml`). The image must be able to start a worker: by default with
  * `funcx-endpoint __worker` (the endpoint binary on its `PATH`); `container_worker_cmd` says
  * otherwise (for example `deno run -A /opt/funcx/endpoint/engine/worker_main.ts`).
+ * `container_runtime_options` go before the runtime's `run`/`exec` (podman's `--runtime runc`),
+ * `container_cmd_options` after it (`--ulimit`, `-v`, `--bind`). The worker talks to its manager
+ * over its stdin and stdout, which the runtime passes through (`-i`).
  *
  * @module
  */
@@ -31,11 +34,25 @@ export function splitWords(text: string): string[] {
 export const ContainerConfigSchema = z.object({
   /** The runtime that starts containers; null: this endpoint runs no containers. */
   container_type: z.enum(CONTAINER_TYPES).nullable().default(null),
-  /** Extra options for the runtime (`--bind /scratch`, `--gpus all`, ...). */
+  /**
+   * Options of the runtime itself, which go before its `run` or `exec` (podman's
+   * `--runtime runc`, docker's `--host unix:///run/user/1000/docker.sock`, apptainer's
+   * `--quiet`): `{runtime_options}` in a launch command.
+   */
+  container_runtime_options: z.string().default("").refine(
+    (text) => !/^[^-]/.test(splitWords(text)[0] ?? "-"),
+    {
+      message: 'expected the runtime\'s own options, which start with "-" and go before its ' +
+        '"run" or "exec" (such as "--runtime runc"); options of run itself (--ulimit, -v, ' +
+        "--bind) go in container_cmd_options",
+    },
+  ),
+  /** Options of the runtime's `run` or `exec` (`--bind /scratch`, `--gpus all`, `-v a:b`). */
   container_cmd_options: z.string().default(""),
   /**
    * The command that starts a worker in a container, for `custom` (and to override the others):
-   * `{location}` is the image, `{options}` the options, `{worker}` the worker command.
+   * `{location}` is the image, `{runtime_options}` and `{options}` the options above, `{worker}`
+   * the worker command.
    */
   container_launch_cmd: z.string().min(1).nullable().default(null),
   /** The command that starts a worker inside the image. */
@@ -45,22 +62,74 @@ export const ContainerConfigSchema = z.object({
 /** The container fields of an engine config. */
 export type ContainerConfig = z.infer<typeof ContainerConfigSchema>;
 
+/** The container fields of `config` (an engine config, say), and nothing else. */
+export function containerSettings(config: ContainerConfig): ContainerConfig {
+  return {
+    container_type: config.container_type,
+    container_runtime_options: config.container_runtime_options,
+    container_cmd_options: config.container_cmd_options,
+    container_launch_cmd: config.container_launch_cmd,
+    container_worker_cmd: config.container_worker_cmd,
+  };
+}
+
 /** The default launch command of each runtime. */
 const DEFAULT_LAUNCH: Record<Exclude<ContainerType, "custom">, string> = {
-  docker: "docker run --rm -i --network host {env} {options} {location} {worker}",
-  podman: "podman run --rm -i --network host {env} {options} {location} {worker}",
-  apptainer: "apptainer exec {options} {location} {worker}",
-  singularity: "singularity exec {options} {location} {worker}",
+  docker: "docker {runtime_options} run --rm -i --network host {env} {options} {location} {worker}",
+  podman: "podman {runtime_options} run --rm -i --network host {env} {options} {location} {worker}",
+  apptainer: "apptainer {runtime_options} exec {options} {location} {worker}",
+  singularity: "singularity {runtime_options} exec {options} {location} {worker}",
 };
 
-/** A container config that cannot work; the message says which field and why. */
-export function containerConfigProblem(c: ContainerConfig): string | undefined {
+/** A container setting that cannot work: the field to fix and why. */
+export interface ContainerConfigProblem {
+  /** The field to fix. */
+  field: keyof ContainerConfig;
+  /** What is wrong with it. */
+  message: string;
+}
+
+/**
+ * A container config that cannot work, or `undefined`; the problem names the field and why.
+ *
+ * @example
+ * ```ts
+ * import { containerConfigProblem, ContainerConfigSchema } from "./container.ts";
+ * const problem = containerConfigProblem(
+ *   ContainerConfigSchema.parse({ container_runtime_options: "--runtime runc" }),
+ * );
+ * if (problem?.field !== "container_type") throw new Error(JSON.stringify(problem));
+ * ```
+ */
+export function containerConfigProblem(c: ContainerConfig): ContainerConfigProblem | undefined {
   if (c.container_type === "custom" && !c.container_launch_cmd) {
-    return 'container_type "custom" needs container_launch_cmd (with {location} and {worker})';
+    return {
+      field: "container_type",
+      message: 'container_type "custom" needs container_launch_cmd (with {location} and {worker})',
+    };
   }
   const launch = c.container_launch_cmd;
   if (launch && !/\{worker\}/.test(launch)) {
-    return "container_launch_cmd must contain {worker}, where the worker command goes";
+    return {
+      field: "container_launch_cmd",
+      message: "container_launch_cmd must contain {worker}, where the worker command goes",
+    };
+  }
+  if (c.container_runtime_options.trim() !== "") {
+    if (c.container_type === null) {
+      return {
+        field: "container_type",
+        message: "container_runtime_options is set, but no runtime is: set container_type " +
+          "(podman, docker, apptainer, singularity or custom)",
+      };
+    }
+    if (launch && !launch.includes("{runtime_options}")) {
+      return {
+        field: "container_launch_cmd",
+        message: "container_runtime_options is set, but container_launch_cmd has no " +
+          "{runtime_options} to put them in",
+      };
+    }
   }
   return undefined;
 }
@@ -70,17 +139,20 @@ export function containerConfigProblem(c: ContainerConfig): string | undefined {
  *
  * @example
  * ```ts
- * import { containerCommand } from "./container.ts";
+ * import { containerCommand, ContainerConfigSchema } from "./container.ts";
  * const cmd = containerCommand(
- *   {
- *     container_type: "apptainer",
- *     container_cmd_options: "--bind /scratch",
- *     container_launch_cmd: null,
- *     container_worker_cmd: "funcx-endpoint __worker",
- *   },
- *   "/images/py.sif",
+ *   ContainerConfigSchema.parse({
+ *     container_type: "podman",
+ *     container_runtime_options: "--runtime runc",
+ *     container_cmd_options: "--ulimit nofile=1024:1024",
+ *   }),
+ *   "localhost/py:3",
  * );
- * console.assert(cmd.join(" ") === "apptainer exec --bind /scratch /images/py.sif funcx-endpoint __worker");
+ * const line = cmd.join(" ");
+ * if (!line.startsWith("podman --runtime runc run --rm -i ")) throw new Error(line);
+ * if (!line.endsWith("--ulimit nofile=1024:1024 localhost/py:3 funcx-endpoint __worker")) {
+ *   throw new Error(line);
+ * }
  * ```
  */
 export function containerCommand(c: ContainerConfig, location: string): string[] {
@@ -88,12 +160,15 @@ export function containerCommand(c: ContainerConfig, location: string): string[]
   if (type === null) throw new Error("This endpoint runs no containers (container_type is unset)");
   const template = c.container_launch_cmd ??
     (type === "custom" ? undefined : DEFAULT_LAUNCH[type]);
-  if (!template) throw new Error(containerConfigProblem(c));
+  if (!template) throw new Error(containerConfigProblem(c)?.message);
+  const runtimeOptions = splitWords(c.container_runtime_options);
   const options = splitWords(c.container_cmd_options);
   const worker = splitWords(c.container_worker_cmd);
   const env = PINNING_VARS.flatMap((v) => ["-e", v]);
   return splitWords(template).flatMap((word) => {
     switch (word) {
+      case "{runtime_options}":
+        return runtimeOptions;
       case "{options}":
         return options;
       case "{worker}":
@@ -109,7 +184,7 @@ export function containerCommand(c: ContainerConfig, location: string): string[]
 /**
  * Why this endpoint cannot run a task in `container`, or `undefined` when it can: it needs a
  * container runtime, and one that starts images of the container's type (`custom` takes any;
- * apptainer and singularity read each other's images).
+ * apptainer and singularity read each other's images, as docker and podman do).
  */
 export function containerRefusal(
   engine: ContainerConfig,
@@ -122,7 +197,8 @@ export function containerRefusal(
     return `The task must run in ${what}, but this endpoint runs no containers: set ` +
       "engine.container_type in its config.yaml";
   }
-  const family = (t: string) => t === "singularity" ? "apptainer" : t;
+  // Docker and podman both run OCI images; apptainer and singularity read each other's images.
+  const family = (t: string) => t === "singularity" ? "apptainer" : t === "podman" ? "docker" : t;
   if (runtime !== "custom" && family(runtime) !== family(container.container_type)) {
     return `The task must run in ${what}, but this endpoint's container runtime is ${runtime}`;
   }

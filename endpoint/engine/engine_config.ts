@@ -91,13 +91,7 @@ export const EngineConfigSchema = z.object({
   ...ContainerConfigSchema.shape,
 }).strict().transform((c, ctx) => {
   const problem = containerConfigProblem(c);
-  if (problem) {
-    ctx.addIssue({
-      code: "custom",
-      path: [c.container_launch_cmd ? "container_launch_cmd" : "container_type"],
-      message: problem,
-    });
-  }
+  if (problem) ctx.addIssue({ code: "custom", path: [problem.field], message: problem.message });
   const init = c.init_blocks ?? c.managers ?? 1;
   const min = c.min_blocks ?? c.managers ?? (c.provider.type === "local" ? init : 0);
   const max = c.max_blocks ?? c.managers ?? Math.max(1, init, min);

@@ -16,10 +16,11 @@ import { Interchange, type ManagerEvent } from "./interchange.ts";
 import { type ManagerOptions, OPTIONS_ENV, SECRET_ENV } from "./manager.ts";
 import { randomHex } from "./manager_protocol.ts";
 import type { EngineConfig } from "./engine_config.ts";
+import { containerSettings } from "./container.ts";
 import { type BlockHandle, type BlockState, type Provider, TERMINAL_STATES } from "./provider.ts";
 import { providerFromConfig } from "./provider_config.ts";
 import { SimpleStrategy } from "./strategy.ts";
-import { fileTail } from "./worker_pool.ts";
+import { fileTail } from "./file_tail.ts";
 
 const log = getLogger(["funcx", "endpoint", "engine"]);
 
@@ -214,12 +215,7 @@ export class HighThroughputEngine implements Engine, AsyncDisposable {
       heartbeat_threshold: c.heartbeat_threshold,
       run_dir: this.#runDir,
       worker_command: this.#options.workerCommand ? [...this.#options.workerCommand] : null,
-      container: {
-        container_type: c.container_type,
-        container_cmd_options: c.container_cmd_options,
-        container_launch_cmd: c.container_launch_cmd,
-        container_worker_cmd: c.container_worker_cmd,
-      },
+      container: containerSettings(c),
     };
   }
 
