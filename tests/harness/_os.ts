@@ -1,7 +1,8 @@
 /**
  * What the private-server harnesses (RabbitMQ, PostgreSQL, Slurm) and their tests share: running
  * a command, installing Debian packages, finding a node's processes by an environment marker,
- * signalling, free ports and random names.
+ * signalling, free ports and random names, finding programs, and the process-tree watcher of the
+ * batch-system harnesses (Slurm, Grid Engine).
  *
  * @module
  */
@@ -80,4 +81,76 @@ export async function firstLine(stream: ReadableStream<Uint8Array>): Promise<str
     if (nl >= 0) return text.slice(0, nl);
   }
   throw new Error(`The process ended before printing a line (got "${text}")`);
+}
+
+/**
+ * Shell lines for a harness supervisor (`bash`, with `$D` its directory, `$MARK` its
+ * `NAME=value` marker and the harness's pipe on fd 3): a watcher in a session of its own that
+ * waits until the pipe closes (the harness process ended, in any way), then kills the
+ * descendants of every process carrying the marker (batch jobs live in sessions of their own
+ * below the daemons), then the marked processes, then removes the directory.
+ */
+export const TREE_WATCHER: string = `setsid sh -c 'cat >/dev/null
+  marked() { grep -lsxz "$MARK" /proc/[0-9]*/environ | sed "s|/proc/||; s|/environ||"; }
+  tree() { ps -e -o pid=,ppid= | awk -v roots=" $* " "
+    { parent[\\$1] = \\$2 }
+    END { for (p in parent) { q = p; while (q in parent && q > 1) {
+      if (index(roots, \\" \\" q \\" \\")) { print p; break } q = parent[q] } } }"; }
+  for i in 1 2 3; do
+    pids=$(tree $(marked)); [ -n "$pids" ] && kill -KILL $pids 2>/dev/null; sleep 0.1
+  done
+  rm -rf -- "$D"' "$0-watcher" <&3 3<&- &`;
+
+/** The programs of `programs` found in none of `PATH`, `extraDirs` and the system bin folders. */
+export async function missingPrograms(
+  programs: readonly string[],
+  extraDirs: readonly string[] = [],
+): Promise<string[]> {
+  const dirs = [
+    ...(Deno.env.get("PATH") ?? "").split(":"),
+    ...extraDirs,
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+  ].filter((d) => d !== "");
+  const missing: string[] = [];
+  for (const p of programs) {
+    let found = false;
+    for (const d of dirs) {
+      if (await isFile(`${d}/${p}`)) {
+        found = true;
+        break;
+      }
+    }
+    if (!found) missing.push(p);
+  }
+  return missing;
+}
+
+/** `roots` and all their descendants, children first. */
+export function descendantsOf(roots: number[]): number[] {
+  const parent = new Map<number, number>();
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
+      parent.set(Number(e.name), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+    } catch {
+      // gone
+    }
+  }
+  const rootSet = new Set(roots);
+  const depth = (pid: number): number => {
+    let d = 0;
+    for (let q: number | undefined = pid; q !== undefined && q > 1; q = parent.get(q), d++) {
+      if (rootSet.has(q)) return d;
+    }
+    return -1;
+  };
+  return [...parent.keys()]
+    .map((pid) => [pid, depth(pid)] as const)
+    .filter(([, d]) => d >= 0)
+    .sort((a, b) => b[1] - a[1])
+    .map(([pid]) => pid);
 }

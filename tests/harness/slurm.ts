@@ -13,7 +13,17 @@
  */
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
-import { aptInstall, freePorts, markedPids, PortTaken, randomHex, signal } from "./_os.ts";
+import {
+  aptInstall,
+  descendantsOf,
+  freePorts,
+  markedPids,
+  missingPrograms,
+  PortTaken,
+  randomHex,
+  signal,
+  TREE_WATCHER,
+} from "./_os.ts";
 
 const PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"];
 const PROGRAMS = ["slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo", "munged"];
@@ -29,16 +39,7 @@ const MARKER = "FUNCX_SLURM_CLUSTER";
  */
 const SUPERVISOR = `
 exec >>"$D/supervisor.log" 2>&1 3<&0
-setsid sh -c 'cat >/dev/null
-  marked() { grep -lsxz "$MARK" /proc/[0-9]*/environ | sed "s|/proc/||; s|/environ||"; }
-  tree() { ps -e -o pid=,ppid= | awk -v roots=" $* " "
-    { parent[\\$1] = \\$2 }
-    END { for (p in parent) { q = p; while (q in parent && q > 1) {
-      if (index(roots, \\" \\" q \\" \\")) { print p; break } q = parent[q] } } }"; }
-  for i in 1 2 3; do
-    pids=$(tree $(marked)); [ -n "$pids" ] && kill -KILL $pids 2>/dev/null; sleep 0.1
-  done
-  rm -rf -- "$D"' "$0-watcher" <&3 3<&- &
+${TREE_WATCHER}
 exec 3<&-
 env "$MARK" munged -F --force --socket="$D/munge/socket" --key-file="$D/munge/munge.key" \\
   --pid-file="$D/munge/munged.pid" --log-file="$D/log/munged.log" \\
@@ -104,16 +105,18 @@ export interface StartSlurmOptions {
  * packages with apt-get (progress on stderr); otherwise throws an error that says what to install.
  */
 export async function ensureSlurmInstalled(): Promise<void> {
-  if ((await missingPrograms()).length === 0) return;
+  if ((await missingPrograms(PROGRAMS)).length === 0) return;
   if (Deno.uid() !== 0) {
     throw new Error(
-      `Cannot find ${(await missingPrograms()).map((p) => `"${p}"`).join(", ")}: install them ` +
+      `Cannot find ${
+        (await missingPrograms(PROGRAMS)).map((p) => `"${p}"`).join(", ")
+      }: install them ` +
         `with "sudo apt-get install ${PACKAGES.join(" ")}"`,
     );
   }
   console.error(`Slurm is not installed; installing ${PACKAGES.join(" ")} with apt-get`);
   await aptInstall(PACKAGES);
-  const still = await missingPrograms();
+  const still = await missingPrograms(PROGRAMS);
   if (still.length > 0) {
     throw new Error(`Cannot find "${still.join('", "')}" after installing ${PACKAGES.join(" ")}`);
   }
@@ -360,28 +363,6 @@ export async function ensureSlurmCluster(): Promise<
   return { cluster, env: { FUNCX_TEST_SLURM_CONF: cluster.info.conf } };
 }
 
-async function missingPrograms(): Promise<string[]> {
-  const dirs = [
-    ...(Deno.env.get("PATH") ?? "").split(":"),
-    "/usr/sbin",
-    "/usr/bin",
-    "/sbin",
-    "/bin",
-  ].filter((d) => d !== "");
-  const missing: string[] = [];
-  for (const p of PROGRAMS) {
-    let found = false;
-    for (const d of dirs) {
-      if (await Deno.stat(join(d, p)).then((s) => s.isFile, () => false)) {
-        found = true;
-        break;
-      }
-    }
-    if (!found) missing.push(p);
-  }
-  return missing;
-}
-
 async function output(cmd: string, args: string[]): Promise<string> {
   const out = await new Deno.Command(cmd, { args, stdin: "null" }).output();
   if (out.code !== 0) throw new Error(`Command "${cmd}" exited with code ${out.code}`);
@@ -392,31 +373,4 @@ async function memTotalMb(): Promise<number> {
   const text = await Deno.readTextFile("/proc/meminfo");
   const kb = Number(/^MemTotal:\s+(\d+)/m.exec(text)?.[1] ?? 4_000_000);
   return Math.floor(kb / 1024);
-}
-
-/** `roots` and all their descendants, children first. */
-function descendantsOf(roots: number[]): number[] {
-  const parent = new Map<number, number>();
-  for (const e of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
-      parent.set(Number(e.name), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
-    } catch {
-      // gone
-    }
-  }
-  const rootSet = new Set(roots);
-  const depth = (pid: number): number => {
-    let d = 0;
-    for (let q: number | undefined = pid; q !== undefined && q > 1; q = parent.get(q), d++) {
-      if (rootSet.has(q)) return d;
-    }
-    return -1;
-  };
-  return [...parent.keys()]
-    .map((pid) => [pid, depth(pid)] as const)
-    .filter(([, d]) => d >= 0)
-    .sort((a, b) => b[1] - a[1])
-    .map(([pid]) => pid);
 }
