@@ -31,7 +31,7 @@ import {
 import { peersRecord, sideBySideTable } from "./peers/side_by_side.ts";
 import { hopChartSvg } from "./hop_chart.ts";
 import { cmdline, descendants, processJiffies } from "./_proc.ts";
-import { residentMib } from "../endpoint/engine/worker_pool.ts";
+import { residentMib } from "../endpoint/engine/worker_process.ts";
 import { ensureRabbitInstalled, RabbitBroker } from "../tests/harness/rabbitmq.ts";
 import {
   brokerAccess,

@@ -2,22 +2,17 @@
  * A manager's pool of Deno worker subprocesses. Tasks wait in a FIFO queue until a worker is
  * idle; each worker runs one task at a time. A worker that dies fails its task (`WorkerLost`, or
  * `TaskWalltimeExceeded` / `TaskCancelled` when the pool killed it on purpose) and is replaced,
- * and its accelerator goes back to the free list first so the replacement can have it.
+ * and its accelerator goes back to the free list first so the replacement can have it. Workers
+ * of a container image start when its tasks wait, in place of idle workers nobody waits for.
+ * One worker subprocess (spawn, frames, memory, death) is a {@linkcode WorkerProcess}.
  *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { join } from "node:path";
-import {
-  ActorName,
-  nowNs,
-  type ResultMessage,
-  TaskState,
-  type TaskTransition,
-} from "../../sdk/protocol/mod.ts";
+import { ActorName, nowNs, type ResultMessage, TaskState } from "../../sdk/protocol/mod.ts";
 import { type EngineFailure, failureResult } from "./failure.ts";
-import { FrameWriter, type FromWorker, readFrames, type ToWorker } from "./frames.ts";
-import { WORKER_PROTOCOL_VERSION } from "./frames.ts";
+import { type PoolTask, TaskQueue } from "./task_queue.ts";
+import { spawnWorker, type WorkerProcess } from "./worker_process.ts";
 
 const log = getLogger(["funcx", "endpoint", "pool"]);
 
@@ -61,176 +56,17 @@ export interface WorkerPoolOptions {
 /** Lifecycle of the pool. */
 export type PoolState = "starting" | "running" | "draining" | "stopped";
 
-/** A task in the pool, with the transitions recorded so far. */
-export interface PoolTask {
-  /** The task's id. */
-  task_id: string;
-  /** The task buffer. */
-  buffer: string;
-  /** Transitions recorded before the pool (interchange); the pool adds `running`. */
-  statuses: TaskTransition[];
-  /** The container image it runs in; absent for a plain worker. */
-  container?: string | undefined;
-}
-
-/** A FIFO of tasks of one kind (plain, or one container image). */
-class TaskQueue {
-  items: PoolTask[] = [];
-  head = 0;
-
-  get size(): number {
-    return this.items.length - this.head;
-  }
-
-  push(t: PoolTask): void {
-    this.items.push(t);
-  }
-
-  shift(): PoolTask | undefined {
-    if (this.head >= this.items.length) return undefined;
-    const t = this.items[this.head++]!;
-    if (this.head === this.items.length) {
-      // Drained: drop the handed-out tasks the array still points to.
-      this.items.length = 0;
-      this.head = 0;
-    } else if (this.head > 1024 && this.head * 2 > this.items.length) {
-      this.items.splice(0, this.head);
-      this.head = 0;
-    }
-    return t;
-  }
-
-  remove(taskId: string): PoolTask | undefined {
-    for (let i = this.head; i < this.items.length; i++) {
-      const t = this.items[i]!;
-      if (t.task_id !== taskId) continue;
-      this.items.splice(i, 1);
-      return t;
-    }
-    return undefined;
-  }
-}
-
-class WorkerProc {
-  readonly n: number;
-  /** `""` for a plain worker, else the container image it runs in. */
-  readonly kind: string;
-  /** Asked to exit so a worker of this kind can take its place. */
-  switchTo: string | undefined;
-  readonly child: Deno.ChildProcess;
-  readonly writer: FrameWriter<ToWorker>;
-  readonly logPath: string;
-  readonly accelerator: string | undefined;
-  readonly ready: Promise<void>;
-  readonly exited: Promise<Deno.CommandStatus>;
-  current: PoolTask | undefined;
-  timer: ReturnType<typeof setTimeout> | undefined;
-  killReason: { name: EngineFailure; message: string } | undefined;
-  settled: Promise<void> = Promise.resolve();
-  pid = 0;
-  isReady = false;
-
-  constructor(
-    n: number,
-    kind: string,
-    child: Deno.ChildProcess,
-    logFile: Deno.FsFile,
-    logPath: string,
-    accelerator: string | undefined,
-    onResult: (w: WorkerProc, r: ResultMessage) => void,
-  ) {
-    this.n = n;
-    this.kind = kind;
-    this.child = child;
-    this.logPath = logPath;
-    this.accelerator = accelerator;
-    const writer = new FrameWriter<ToWorker>(child.stdin, () => this.kill());
-    this.writer = writer;
-    const logDone = child.stderr.pipeTo(logFile.writable).catch(() => {});
-    const { promise: ready, resolve, reject } = Promise.withResolvers<void>();
-    this.ready = ready;
-    ready.catch(() => {});
-    this.exited = (async () => {
-      try {
-        for await (const msg of readFrames<FromWorker>(child.stdout)) {
-          if (!this.isReady) {
-            if (msg.type !== "hello" || msg.protocol !== WORKER_PROTOCOL_VERSION) {
-              reject(new Error(`Worker ${n} failed its handshake (${JSON.stringify(msg.type)})`));
-              this.kill();
-              break;
-            }
-            this.pid = msg.pid;
-            this.isReady = true;
-            resolve();
-          } else if (msg.type === "result") {
-            onResult(this, msg.result);
-          }
-        }
-      } catch (err) {
-        reject(err);
-        this.kill();
-      }
-      const status = await child.status;
-      await writer.close();
-      await logDone;
-      reject(new Error(`Worker ${n} exited with code ${status.code} before its handshake`));
-      return status;
-    })();
-  }
-
-  kill(): void {
-    try {
-      this.child.kill("SIGKILL");
-    } catch {
-      // already gone
-    }
-  }
-}
-
-/** Last `bytes` of a file, as text. */
-export async function fileTail(path: string, bytes = 2000): Promise<string> {
-  try {
-    using f = await Deno.open(path);
-    const size = (await f.stat()).size;
-    await f.seek(Math.max(0, size - bytes), Deno.SeekMode.Start);
-    const buf = new Uint8Array(Math.min(size, bytes));
-    let at = 0;
-    while (at < buf.length) {
-      const n = await f.read(buf.subarray(at));
-      if (n === null) break;
-      at += n;
-    }
-    return new TextDecoder().decode(buf.subarray(0, at));
-  } catch {
-    return "";
-  }
-}
-
-/** How long a worker's death by SIGTERM waits to be reported (see `#lost`). */
-const SIGTERM_GRACE_MS = 500;
-
-/** A process's resident memory in MiB, from `/proc/PID/status` (undefined when it is gone). */
-export function residentMib(pid: number): number | undefined {
-  if (pid <= 0) return undefined;
-  try {
-    const kb = /^VmRSS:\s+(\d+) kB$/m.exec(Deno.readTextFileSync(`/proc/${pid}/status`))?.[1];
-    return kb === undefined ? undefined : Number(kb) / 1024;
-  } catch {
-    return undefined;
-  }
-}
-
 /** A pool of worker subprocesses, owned by one manager. */
 export class WorkerPool {
   readonly #opts: Required<WorkerPoolOptions>;
   /** Waiting tasks by kind: `""` for plain workers, else a container image. */
   readonly #queues = new Map<string, TaskQueue>([["", new TaskQueue()]]);
   /** Idle workers by kind. */
-  readonly #idle = new Map<string, WorkerProc[]>([["", []]]);
+  readonly #idle = new Map<string, WorkerProcess[]>([["", []]]);
   /** Workers starting (or about to, in place of a switching one), by kind. */
   readonly #coming = new Map<string, number>();
-  readonly #workers = new Set<WorkerProc>();
-  readonly #running = new Map<string, WorkerProc>();
+  readonly #workers = new Set<WorkerProcess>();
+  readonly #running = new Map<string, WorkerProcess>();
   readonly #freeAccelerators: string[];
   #next = 0;
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
@@ -311,7 +147,7 @@ export class WorkerPool {
     return q;
   }
 
-  #idleOf(kind: string): WorkerProc[] {
+  #idleOf(kind: string): WorkerProcess[] {
     let list = this.#idle.get(kind);
     if (!list) this.#idle.set(kind, list = []);
     return list;
@@ -346,75 +182,38 @@ export class WorkerPool {
     if (this.#opts.accelerators.length > 0 && accelerator === undefined) {
       throw new Error(`No free accelerator for worker ${n}`);
     }
-    const env = { ...this.#opts.env };
-    if (accelerator !== undefined) {
-      env["CUDA_VISIBLE_DEVICES"] = accelerator;
-      env["ROCR_VISIBLE_DEVICES"] = accelerator;
-      env["SYCL_DEVICE_FILTER"] = `*:*:${accelerator}`;
-    }
-    const logPath = join(this.#opts.logDir, `worker_${n}.log`);
-    const logFile = await Deno.open(logPath, { create: true, append: true });
-    if (this.#state === "draining" || this.#state === "stopped") {
-      logFile.close();
-      if (accelerator !== undefined) this.#freeAccelerators.push(accelerator);
-      throw new Error(`Worker pool is ${this.#state}`);
-    }
-    const command = kind === "" ? this.#opts.command : this.#opts.containerCommand?.(kind);
-    if (!command) {
-      logFile.close();
-      if (accelerator !== undefined) this.#freeAccelerators.push(accelerator);
-      throw new Error("this endpoint runs no containers (engine.container_type is unset)");
-    }
-    const [cmd, ...args] = command;
-    let child: Deno.ChildProcess;
+    let w: WorkerProcess;
     try {
-      child = new Deno.Command(cmd!, {
-        args,
-        env,
-        clearEnv: true,
-        stdin: "piped",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
+      w = await spawnWorker({
+        n,
+        kind,
+        command: kind === "" ? this.#opts.command : this.#opts.containerCommand?.(kind),
+        env: this.#opts.env,
+        accelerator,
+        logDir: this.#opts.logDir,
+        refusal: () => {
+          if (this.#state === "draining" || this.#state === "stopped") {
+            return `Worker pool is ${this.#state}`;
+          }
+          if (kind !== "" && !this.#opts.containerCommand) {
+            return "this endpoint runs no containers (engine.container_type is unset)";
+          }
+          return undefined;
+        },
+        onResult: (w, r) => this.#done(w, r),
+      });
     } catch (err) {
-      logFile.close();
       if (accelerator !== undefined) this.#freeAccelerators.push(accelerator);
       throw err;
     }
-    const w = new WorkerProc(
-      n,
-      kind,
-      child,
-      logFile,
-      logPath,
-      accelerator,
-      (w, r) => this.#done(w, r),
-    );
     this.#workers.add(w);
     const startedAt = Date.now();
     w.settled = w.exited.then((status) => this.#lost(w, status, Date.now() - startedAt));
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const startTimeoutS = kind === ""
-      ? this.#opts.startTimeoutS
-      : Math.max(this.#opts.startTimeoutS, this.#opts.containerStartTimeoutS);
-    try {
-      await Promise.race([
-        w.ready,
-        new Promise((_, reject) => {
-          timer = setTimeout(
-            () => reject(new Error(`Worker ${n} did not start within ${startTimeoutS} s`)),
-            startTimeoutS * 1000,
-          );
-        }),
-      ]);
-    } catch (err) {
-      w.kill();
-      await w.exited;
-      const tail = await fileTail(logPath);
-      throw new Error(`${(err as Error).message}${tail ? `; its log ends:\n${tail}` : ""}`);
-    } finally {
-      clearTimeout(timer);
-    }
+    await w.started(
+      kind === ""
+        ? this.#opts.startTimeoutS
+        : Math.max(this.#opts.startTimeoutS, this.#opts.containerStartTimeoutS),
+    );
     this.#idleOf(kind).push(w);
     this.#dispatch();
   }
@@ -487,14 +286,13 @@ export class WorkerPool {
           from: spare.kind || "plain",
           to: kind || "plain",
         });
-        spare.writer.send({ type: "shutdown" });
-        void spare.writer.close();
+        spare.askToExit();
       }
     }
   }
 
   /** An idle worker of another kind whose own queue is empty, taken out of the idle lists. */
-  #spareWorker(kind: string): WorkerProc | undefined {
+  #spareWorker(kind: string): WorkerProcess | undefined {
     for (const [other, idle] of this.#idle) {
       if (other === kind || idle.length === 0 || (this.#queues.get(other)?.size ?? 0) > 0) {
         continue;
@@ -504,8 +302,7 @@ export class WorkerPool {
     return undefined;
   }
 
-  #run(w: WorkerProc, task: PoolTask): void {
-    w.current = task;
+  #run(w: WorkerProcess, task: PoolTask): void {
     task.statuses.push({
       timestamp: nowNs(),
       state: TaskState.RUNNING,
@@ -521,7 +318,7 @@ export class WorkerPool {
           `Task "${task.task_id}" exceeded its walltime of ${walltime} s; its worker was killed`,
         ), walltime * 1000);
     }
-    w.writer.send({ type: "task", task_id: task.task_id, buffer: task.buffer });
+    w.run(task);
   }
 
   /** Kills each running worker whose resident memory is over `memLimitMb`. */
@@ -529,7 +326,7 @@ export class WorkerPool {
     const limit = this.#opts.memLimitMb;
     if (limit === null) return;
     for (const [taskId, w] of this.#running) {
-      const mib = residentMib(w.pid);
+      const mib = w.residentMib();
       if (mib === undefined || mib <= limit) continue;
       this.#kill(
         w,
@@ -540,12 +337,11 @@ export class WorkerPool {
     }
   }
 
-  #kill(w: WorkerProc, name: EngineFailure, message: string): void {
-    w.killReason ??= { name, message };
-    w.kill();
+  #kill(w: WorkerProcess, name: EngineFailure, message: string): void {
+    w.killFor(name, message);
   }
 
-  #done(w: WorkerProc, result: ResultMessage): void {
+  #done(w: WorkerProcess, result: ResultMessage): void {
     const task = w.current;
     if (!task || task.task_id !== result.task_id || w.killReason) return;
     clearTimeout(w.timer);
@@ -557,7 +353,7 @@ export class WorkerPool {
     this.#dispatch();
   }
 
-  async #lost(w: WorkerProc, status: Deno.CommandStatus, livedMs: number): Promise<void> {
+  async #lost(w: WorkerProcess, status: Deno.CommandStatus, livedMs: number): Promise<void> {
     clearTimeout(w.timer);
     this.#workers.delete(w);
     const idle = this.#idleOf(w.kind);
@@ -573,24 +369,10 @@ export class WorkerPool {
       if (w.killReason) {
         ({ name, message } = w.killReason);
       } else {
-        const how = status.signal ? `signal ${status.signal}` : `exit code ${status.code}`;
-        message = `Worker ${w.n} (pid ${w.pid}) died with ${how} while running task ` +
-          `"${task.task_id}"`;
-        if (status.signal === "SIGTERM" && this.#state === "running") {
-          // A batch system ending the block (scancel, walltime) signals every process of the
-          // job at once, this manager too: wait a moment before calling the worker lost, so that
-          // the manager's own shutdown wins and the task counts as lost with its block
-          // (ManagerLost, which max_retries_on_manager_lost covers).
-          await new Promise((r) => setTimeout(r, SIGTERM_GRACE_MS));
-        }
-        const tail = await fileTail(w.logPath);
-        if (/heap out of memory|Reached heap limit|out of memory/i.test(tail)) {
-          message += `: it ran out of memory (mem_per_worker limit ${
-            this.#opts.memLimitMb ?? "?"
-          } MiB)`;
-        } else if (tail) {
-          message += `; its log ends:\n${tail.slice(-500)}`;
-        }
+        message = await w.describeDeath(status, task.task_id, {
+          waitOnSigterm: this.#state === "running",
+          memLimitMb: this.#opts.memLimitMb,
+        });
       }
       this.#opts.onResult(failureResult(task.task_id, name, message, task.statuses));
     }
@@ -619,10 +401,7 @@ export class WorkerPool {
     for (const t of this.#timers) clearTimeout(t);
     clearInterval(this.#memTimer);
     const workers = [...this.#workers];
-    for (const w of workers) {
-      w.writer.send({ type: "shutdown" });
-      void w.writer.close();
-    }
+    for (const w of workers) w.askToExit();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const grace = new Promise<void>((r) => (timer = setTimeout(r, this.#opts.graceS * 1000)));
     await Promise.race([Promise.all(workers.map((w) => w.exited)), grace]);

@@ -1,0 +1,244 @@
+/**
+ * One worker subprocess of a pool: started with its environment (pinned to an accelerator, if
+ * any) and its stderr appended to `worker_<n>.log`, it speaks length-prefixed frames on
+ * stdin/stdout (`hello` handshake first, then one `task` at a time and its `result`), and it is
+ * killed on purpose (walltime, cancel, memory) or dies on its own, which is described from its
+ * exit status and the end of its log. The pool decides what it runs and when it is replaced.
+ *
+ * @module
+ */
+import type { ResultMessage } from "../../sdk/protocol/mod.ts";
+import type { EngineFailure } from "./failure.ts";
+import { fileTail } from "./file_tail.ts";
+import { FrameWriter, type FromWorker, readFrames, type ToWorker } from "./frames.ts";
+import { WORKER_PROTOCOL_VERSION } from "./frames.ts";
+import type { PoolTask } from "./task_queue.ts";
+import { join } from "node:path";
+
+/** How long a worker's death by SIGTERM waits to be reported (see `describeDeath`). */
+const SIGTERM_GRACE_MS = 500;
+
+/** A process's resident memory in MiB, from `/proc/PID/status` (undefined when it is gone). */
+export function residentMib(pid: number): number | undefined {
+  if (pid <= 0) return undefined;
+  try {
+    const kb = /^VmRSS:\s+(\d+) kB$/m.exec(Deno.readTextFileSync(`/proc/${pid}/status`))?.[1];
+    return kb === undefined ? undefined : Number(kb) / 1024;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Options of {@linkcode spawnWorker}. */
+export interface SpawnWorkerOptions {
+  /** The worker's number in its pool (names its log). */
+  n: number;
+  /** `""` for a plain worker, else the container image it runs in. */
+  kind: string;
+  /** Command line that starts the worker; undefined when `refusal` says why there is none. */
+  command: readonly string[] | undefined;
+  /** Environment of the worker (the accelerator's variables are added). */
+  env: Record<string, string>;
+  /** The accelerator the worker is pinned to, if any. */
+  accelerator: string | undefined;
+  /** Directory of the `worker_<n>.log` files. */
+  logDir: string;
+  /** Why not to start after all (asked once the log is open), or undefined to start. */
+  refusal(): string | undefined;
+  /** Called with each result the worker sends. */
+  onResult(w: WorkerProcess, r: ResultMessage): void;
+}
+
+/**
+ * Starts one worker subprocess; it is not ready before {@linkcode WorkerProcess.started}.
+ * Throws, with nothing left running, when `refusal` answers or the command cannot be spawned.
+ */
+export async function spawnWorker(options: SpawnWorkerOptions): Promise<WorkerProcess> {
+  const { n, accelerator } = options;
+  const env = { ...options.env };
+  if (accelerator !== undefined) {
+    env["CUDA_VISIBLE_DEVICES"] = accelerator;
+    env["ROCR_VISIBLE_DEVICES"] = accelerator;
+    env["SYCL_DEVICE_FILTER"] = `*:*:${accelerator}`;
+  }
+  const logPath = join(options.logDir, `worker_${n}.log`);
+  const logFile = await Deno.open(logPath, { create: true, append: true });
+  const refusal = options.refusal();
+  if (refusal !== undefined || !options.command) {
+    logFile.close();
+    throw new Error(refusal ?? `Worker ${n} has no command line`);
+  }
+  const [cmd, ...args] = options.command;
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(cmd!, {
+      args,
+      env,
+      clearEnv: true,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+  } catch (err) {
+    logFile.close();
+    throw err;
+  }
+  return new WorkerProcess(options, child, logFile, logPath);
+}
+
+/** A live worker subprocess. */
+export class WorkerProcess {
+  readonly n: number;
+  /** `""` for a plain worker, else the container image it runs in. */
+  readonly kind: string;
+  /** Asked to exit so a worker of this kind can take its place. */
+  switchTo: string | undefined;
+  readonly child: Deno.ChildProcess;
+  readonly writer: FrameWriter<ToWorker>;
+  readonly logPath: string;
+  readonly accelerator: string | undefined;
+  readonly ready: Promise<void>;
+  readonly exited: Promise<Deno.CommandStatus>;
+  /** The task it runs now. */
+  current: PoolTask | undefined;
+  /** The walltime timer of the current task. */
+  timer: ReturnType<typeof setTimeout> | undefined;
+  /** Why it was killed on purpose: its task fails with this rather than `WorkerLost`. */
+  killReason: { name: EngineFailure; message: string } | undefined;
+  /** Settles once the pool has dealt with its exit. */
+  settled: Promise<void> = Promise.resolve();
+  pid = 0;
+  isReady = false;
+
+  /** Wraps a spawned child: reads its frames and copies its stderr to its log. */
+  constructor(
+    options: Pick<SpawnWorkerOptions, "n" | "kind" | "accelerator" | "onResult">,
+    child: Deno.ChildProcess,
+    logFile: Deno.FsFile,
+    logPath: string,
+  ) {
+    const n = options.n;
+    this.n = n;
+    this.kind = options.kind;
+    this.child = child;
+    this.logPath = logPath;
+    this.accelerator = options.accelerator;
+    const writer = new FrameWriter<ToWorker>(child.stdin, () => this.kill());
+    this.writer = writer;
+    const logDone = child.stderr.pipeTo(logFile.writable).catch(() => {});
+    const { promise: ready, resolve, reject } = Promise.withResolvers<void>();
+    this.ready = ready;
+    ready.catch(() => {});
+    this.exited = (async () => {
+      try {
+        for await (const msg of readFrames<FromWorker>(child.stdout)) {
+          if (!this.isReady) {
+            if (msg.type !== "hello" || msg.protocol !== WORKER_PROTOCOL_VERSION) {
+              reject(new Error(`Worker ${n} failed its handshake (${JSON.stringify(msg.type)})`));
+              this.kill();
+              break;
+            }
+            this.pid = msg.pid;
+            this.isReady = true;
+            resolve();
+          } else if (msg.type === "result") {
+            options.onResult(this, msg.result);
+          }
+        }
+      } catch (err) {
+        reject(err);
+        this.kill();
+      }
+      const status = await child.status;
+      await writer.close();
+      await logDone;
+      reject(new Error(`Worker ${n} exited with code ${status.code} before its handshake`));
+      return status;
+    })();
+  }
+
+  /**
+   * Waits for the handshake, at most `timeoutS` seconds; a worker that fails it is killed and
+   * the error quotes the end of its log.
+   */
+  async started(timeoutS: number): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await Promise.race([
+        this.ready,
+        new Promise((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`Worker ${this.n} did not start within ${timeoutS} s`)),
+            timeoutS * 1000,
+          );
+        }),
+      ]);
+    } catch (err) {
+      this.kill();
+      await this.exited;
+      const tail = await fileTail(this.logPath);
+      throw new Error(`${(err as Error).message}${tail ? `; its log ends:\n${tail}` : ""}`);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Sends the worker its task. */
+  run(task: PoolTask): void {
+    this.current = task;
+    this.writer.send({ type: "task", task_id: task.task_id, buffer: task.buffer });
+  }
+
+  /** Asks the worker to exit once its task (if any) is done. */
+  askToExit(): void {
+    this.writer.send({ type: "shutdown" });
+    void this.writer.close();
+  }
+
+  /** Its resident memory in MiB (undefined before the handshake or once it is gone). */
+  residentMib(): number | undefined {
+    return residentMib(this.pid);
+  }
+
+  /** Kills it on purpose: its task fails with `name` and `message` (the first reason wins). */
+  killFor(name: EngineFailure, message: string): void {
+    this.killReason ??= { name, message };
+    this.kill();
+  }
+
+  /** Kills it (SIGKILL); nothing when it is gone already. */
+  kill(): void {
+    try {
+      this.child.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+
+  /**
+   * Why it died on its own (exit `status`) while running `taskId`, with the end of its log.
+   * `waitOnSigterm`: a batch system ending the block (scancel, walltime) signals every process
+   * of the job at once, the manager too, so a death by SIGTERM is reported a moment later, so
+   * that the manager's own shutdown wins and the task counts as lost with its block
+   * (ManagerLost, which max_retries_on_manager_lost covers).
+   */
+  async describeDeath(
+    status: Deno.CommandStatus,
+    taskId: string,
+    options: { waitOnSigterm: boolean; memLimitMb: number | null },
+  ): Promise<string> {
+    const how = status.signal ? `signal ${status.signal}` : `exit code ${status.code}`;
+    let message = `Worker ${this.n} (pid ${this.pid}) died with ${how} while running task ` +
+      `"${taskId}"`;
+    if (status.signal === "SIGTERM" && options.waitOnSigterm) {
+      await new Promise((r) => setTimeout(r, SIGTERM_GRACE_MS));
+    }
+    const tail = await fileTail(this.logPath);
+    if (/heap out of memory|Reached heap limit|out of memory/i.test(tail)) {
+      message += `: it ran out of memory (mem_per_worker limit ${options.memLimitMb ?? "?"} MiB)`;
+    } else if (tail) {
+      message += `; its log ends:\n${tail.slice(-500)}`;
+    }
+    return message;
+  }
+}
