@@ -51,6 +51,11 @@ export interface WorkerPoolOptions {
   containerCommand?: ((location: string) => string[]) | undefined;
   /** Seconds a worker in a container may take to say hello (an image may be pulled). @default 300 */
   containerStartTimeoutS?: number;
+  /**
+   * Hears the container images this pool has ready workers in, each time that set changes (the
+   * manager tells the interchange, which sends such tasks where a worker is warm). @default none
+   */
+  onWarmKinds?: ((kinds: string[]) => void) | undefined;
 }
 
 /** Lifecycle of the pool. */
@@ -72,11 +77,13 @@ export class WorkerPool {
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
   #state: PoolState = "starting";
   #memTimer: ReturnType<typeof setInterval> | undefined;
+  #warm = "";
 
   private constructor(options: WorkerPoolOptions) {
     this.#opts = {
       containerCommand: undefined,
       containerStartTimeoutS: 300,
+      onWarmKinds: undefined,
       env: Deno.env.toObject(),
       accelerators: [],
       walltimeS: null,
@@ -162,7 +169,9 @@ export class WorkerPool {
       if (kind === "") throw err;
       // The image could not start a worker: say why to every task waiting for it, and keep the
       // pool at full strength with a plain worker instead.
-      const message = `Cannot start a worker in container "${kind}": ${(err as Error).message}`;
+      const runtime = this.#opts.containerCommand?.(kind)[0] ?? "no runtime";
+      const message = `Cannot start a worker in container "${kind}" with ${runtime}: ` +
+        (err as Error).message;
       log.error("{message}", { message });
       const q = this.#queues.get(kind);
       for (let t = q?.shift(); t; t = q?.shift()) {
@@ -215,7 +224,21 @@ export class WorkerPool {
         : Math.max(this.#opts.startTimeoutS, this.#opts.containerStartTimeoutS),
     );
     this.#idleOf(kind).push(w);
+    this.#reportWarm();
     this.#dispatch();
+  }
+
+  /** Tells `onWarmKinds` the images with ready workers not on their way out, if they changed. */
+  #reportWarm(): void {
+    const kinds = new Set<string>();
+    for (const w of this.#workers) {
+      if (w.kind !== "" && w.isReady && w.switchTo === undefined) kinds.add(w.kind);
+    }
+    const sorted = [...kinds].sort();
+    const key = sorted.join("\n");
+    if (key === this.#warm) return;
+    this.#warm = key;
+    this.#opts.onWarmKinds?.(sorted);
   }
 
   /** Queues a task; its result goes to `onResult`. */
@@ -287,6 +310,7 @@ export class WorkerPool {
           to: kind || "plain",
         });
         spare.askToExit();
+        this.#reportWarm();
       }
     }
   }
@@ -356,6 +380,7 @@ export class WorkerPool {
   async #lost(w: WorkerProcess, status: Deno.CommandStatus, livedMs: number): Promise<void> {
     clearTimeout(w.timer);
     this.#workers.delete(w);
+    this.#reportWarm();
     const idle = this.#idleOf(w.kind);
     const i = idle.indexOf(w);
     if (i >= 0) idle.splice(i, 1);
@@ -381,7 +406,8 @@ export class WorkerPool {
       const kind = w.switchTo;
       this.#coming.set(kind, (this.#coming.get(kind) ?? 1) - 1);
       this.#spawn(kind).catch((err) => log.error("Cannot start a worker: {err}", { err }));
-    } else if (this.#state === "running") {
+    } else if (this.#state === "running" && (w.isReady || w.kind === "")) {
+      // (A container worker that never said hello was replaced by a plain one in #spawn.)
       if (!w.killReason) log.warn("Worker {n} exited; starting a replacement", { n: w.n });
       // A worker that dies at start-up would otherwise be restarted in a tight loop.
       const delay = w.isReady && livedMs > 1000 ? 0 : 1000;
