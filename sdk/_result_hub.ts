@@ -11,7 +11,7 @@
  * @module
  */
 import type { ResultMessage } from "./protocol/mod.ts";
-import type { ResultStreamInfo } from "./client.ts";
+import type { ResultStreamInfo } from "./_client_task_groups.ts";
 import { ResultWatcher } from "./result_watcher.ts";
 
 /** An executor as the hub sees it. */

@@ -14,7 +14,7 @@ import amqp from "amqplib";
 import { getLogger } from "@logtape/logtape";
 import { type ResultMessage, unpackMessage } from "./protocol/mod.ts";
 import { backoffDelay, sleep } from "./_backoff.ts";
-import type { ResultStreamInfo } from "./client.ts";
+import type { ResultStreamInfo } from "./_client_task_groups.ts";
 
 const log = getLogger(["funcx", "sdk", "results"]);
 
