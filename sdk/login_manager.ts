@@ -8,11 +8,11 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { FuncxAPIError } from "./errors.ts";
-import { defaultTokenStorePath, type StoredTokens, TokenStore } from "./token_store.ts";
+import type { StoredTokens } from "./_token_backend.ts";
+import { defaultTokenStorePath, TokenStore } from "./token_store.ts";
 import { resolveEnvironment } from "./environment.ts";
 import { HttpTransport } from "./_http.ts";
 import { sleep } from "./_backoff.ts";
-import { stat } from "node:fs/promises";
 
 const log = getLogger(["funcx", "sdk", "login"]);
 
@@ -64,7 +64,10 @@ export interface LoginManagerOptions {
   serviceAddress?: string;
   /** Environment name (keys the token store). @default `FUNCX_SDK_ENVIRONMENT`, else "local" */
   environment?: string;
-  /** Token store file. @default `~/.funcx/storage.db` */
+  /**
+   * Token store file (on a runtime without `node:sqlite`, the tokens go to `storage.json` beside
+   * it). @default `~/.funcx/storage.db`
+   */
   storePath?: string;
   /** Shows the device code to the user. @default prints to stderr */
   onDeviceCode?: (prompt: DeviceCodePrompt) => void;
@@ -181,7 +184,7 @@ export class LoginManager {
    */
   async accessToken(): Promise<string | undefined> {
     // Asking must not create an empty token file: only a login does.
-    if (!this.#store && !(await stat(this.#storePath).then(() => true, () => false))) {
+    if (!this.#store && !(await TokenStore.exists(this.#storePath))) {
       return undefined;
     }
     const store = await this.#open();
@@ -287,7 +290,7 @@ export class LoginManager {
 
   /** Revokes the stored tokens at the service and forgets them; whether there were any. */
   async logout(): Promise<boolean> {
-    if (!this.#store && !(await stat(this.#storePath).then(() => true, () => false))) {
+    if (!this.#store && !(await TokenStore.exists(this.#storePath))) {
       return false;
     }
     const store = await this.#open();

@@ -1,29 +1,44 @@
 /**
- * The token store: `~/.funcx/storage.db`, an SQLite file (mode 0600) holding each environment's
- * access and refresh tokens. Several processes may share it: SQLite serializes their writes, and
- * a refresh happens inside a write transaction so two processes never spend one refresh token.
+ * The token store: each environment's access and refresh tokens, in `~/.funcx/` (mode 0600 in a
+ * 0700 folder). Where the runtime has `node:sqlite` (Deno; Node 22.5 and later) it is an SQLite
+ * file, `storage.db`; where it does not (Node 20, or Node 22 before 22.13 without
+ * `--experimental-sqlite`) a JSON file beside it, `storage.json`. A runtime reads the kind it
+ * writes. Several processes may share either: a refresh happens under the file's write lock, so
+ * two processes never spend one refresh token.
  *
  * @module
  */
-import { DatabaseSync } from "node:sqlite";
-import { join } from "node:path";
-import { chmod, mkdir, open } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { chmod, mkdir, open, stat } from "node:fs/promises";
 import process from "node:process";
+import type { StoredTokens, TokenBackend } from "./_token_backend.ts";
+import { TokenFile } from "./_token_file.ts";
+import { type DatabaseClass, TokenDatabase } from "./_token_sqlite.ts";
 
-/** The tokens kept for one environment. */
-export interface StoredTokens {
-  /** The service they are for. */
-  serviceAddress: string;
-  /** Bearer token. */
-  accessToken: string;
-  /** When the access token expires, in ms since the epoch. */
-  expiresAt: number;
-  /** Token that renews the access token, if the login gave one. */
-  refreshToken: string | null;
+/** How the tokens are kept: an SQLite file or a JSON file. */
+export type TokenStoreFormat = "sqlite" | "json";
+
+/** Options of {@linkcode TokenStore.open}. */
+export interface TokenStoreOptions {
+  /**
+   * How to keep the tokens.
+   *
+   * @default {"sqlite" where the runtime has `node:sqlite`, else "json"}
+   */
+  format?: TokenStoreFormat;
+}
+
+let sqlite: Promise<DatabaseClass | undefined> | undefined;
+
+/** `node:sqlite`, loaded on first use: importing it at the top would fail on Node 20. */
+function loadSqlite(): Promise<DatabaseClass | undefined> {
+  sqlite ??= import("node:sqlite").then((m) => m.DatabaseSync, () => undefined);
+  return sqlite;
 }
 
 /**
- * The default store path: `$FUNCX_CONFIG_DIR/storage.db` or `~/.funcx/storage.db`.
+ * The default store path: `$FUNCX_CONFIG_DIR/storage.db` or `~/.funcx/storage.db` (the JSON
+ * store, where it is used, is `storage.json` beside it).
  *
  * @example
  * ```ts
@@ -35,6 +50,37 @@ export interface StoredTokens {
 export function defaultTokenStorePath(): string {
   const dir = process.env.FUNCX_CONFIG_DIR ?? join(process.env.HOME ?? ".", ".funcx");
   return join(dir, "storage.db");
+}
+
+/**
+ * The file a store at `path` is in: `path` itself for SQLite; for JSON, `path` with `.db`
+ * replaced by `.json` (or `.json` added).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { tokenStoreFile } from "./token_store.ts";
+ * assert.equal(tokenStoreFile("/h/.funcx/storage.db", "json"), "/h/.funcx/storage.json");
+ * assert.equal(tokenStoreFile("/h/.funcx/storage.db", "sqlite"), "/h/.funcx/storage.db");
+ * ```
+ */
+export function tokenStoreFile(path: string, format: TokenStoreFormat): string {
+  if (format === "sqlite") return path;
+  return path.endsWith(".db") ? `${path.slice(0, -3)}.json` : `${path}.json`;
+}
+
+/**
+ * The format this runtime uses unless told otherwise: `"sqlite"` where it has `node:sqlite`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { defaultTokenStoreFormat } from "./token_store.ts";
+ * assert.equal(await defaultTokenStoreFormat(), "sqlite"); // Deno has node:sqlite
+ * ```
+ */
+export async function defaultTokenStoreFormat(): Promise<TokenStoreFormat> {
+  return (await loadSqlite()) ? "sqlite" : "json";
 }
 
 /**
@@ -50,14 +96,16 @@ export function defaultTokenStorePath(): string {
  * ```
  */
 export class TokenStore {
-  readonly #db: DatabaseSync;
-  #open = true;
-  /** Where the file is. */
+  readonly #backend: TokenBackend;
+  /** The file the tokens are in. */
   readonly path: string;
+  /** How they are kept. */
+  readonly format: TokenStoreFormat;
 
-  private constructor(db: DatabaseSync, path: string) {
-    this.#db = db;
-    this.path = path;
+  private constructor(backend: TokenBackend, format: TokenStoreFormat) {
+    this.#backend = backend;
+    this.path = backend.path;
+    this.format = format;
   }
 
   /**
@@ -68,90 +116,88 @@ export class TokenStore {
    * import assert from "node:assert/strict";
    * import { TokenStore } from "./token_store.ts";
    * const dir = await Deno.makeTempDir();
-   * const store = await TokenStore.open(`${dir}/storage.db`);
-   * store.set("local", {
-   *   serviceAddress: "http://127.0.0.1:8000",
-   *   accessToken: "a",
-   *   expiresAt: Date.now() + 60_000,
-   *   refreshToken: null,
-   * });
-   * assert.ok(store.get("local")?.accessToken === "a");
-   * store.close();
+   * for (const format of ["sqlite", "json"] as const) {
+   *   const store = await TokenStore.open(`${dir}/storage.db`, { format });
+   *   store.set("local", {
+   *     serviceAddress: "http://127.0.0.1:8000",
+   *     accessToken: format,
+   *     expiresAt: Date.now() + 60_000,
+   *     refreshToken: null,
+   *   });
+   *   assert.equal(store.get("local")?.accessToken, format);
+   *   store.close();
+   * }
    * ```
    */
-  static async open(path: string = defaultTokenStorePath()): Promise<TokenStore> {
-    const dir = path.slice(0, Math.max(0, path.lastIndexOf("/"))) || ".";
-    await mkdir(dir, { recursive: true, mode: 0o700 });
+  static async open(
+    path: string = defaultTokenStorePath(),
+    options: TokenStoreOptions = {},
+  ): Promise<TokenStore> {
+    const format = options.format ?? await defaultTokenStoreFormat();
+    const file = tokenStoreFile(path, format);
+    await mkdir(dirname(file), { recursive: true, mode: 0o700 });
     // Create the file 0600 before SQLite does, so tokens are never readable by others.
-    await (await open(path, "a", 0o600)).close();
-    await chmod(path, 0o600);
-    const db = new DatabaseSync(path);
-    db.exec("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL;");
-    db.exec(
-      "CREATE TABLE IF NOT EXISTS tokens (environment TEXT PRIMARY KEY, service TEXT NOT NULL, " +
-        "access_token TEXT NOT NULL, expires_at REAL NOT NULL, refresh_token TEXT)",
-    );
-    return new TokenStore(db, path);
+    await (await open(file, "a", 0o600)).close();
+    await chmod(file, 0o600);
+    if (format === "json") return new TokenStore(new TokenFile(file), format);
+    const Database = await loadSqlite();
+    if (!Database) {
+      throw new Error(
+        `Cannot open the token store "${file}" as SQLite: this runtime has no node:sqlite ` +
+          "(use Node 22.13 or later, or the JSON format)",
+      );
+    }
+    return new TokenStore(new TokenDatabase(Database, file), format);
+  }
+
+  /**
+   * Whether a store exists at `path` (in the format this runtime would open it with), without
+   * creating one.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { TokenStore } from "./token_store.ts";
+   * assert.equal(await TokenStore.exists(`${await Deno.makeTempDir()}/storage.db`), false);
+   * ```
+   */
+  static async exists(
+    path: string = defaultTokenStorePath(),
+    options: TokenStoreOptions = {},
+  ): Promise<boolean> {
+    const format = options.format ?? await defaultTokenStoreFormat();
+    return await stat(tokenStoreFile(path, format)).then(() => true, () => false);
   }
 
   /** The tokens of an environment. */
   get(environment: string): StoredTokens | undefined {
-    const row = this.#db.prepare("SELECT * FROM tokens WHERE environment = ?").get(environment);
-    if (!row) return undefined;
-    return {
-      serviceAddress: String(row["service"]),
-      accessToken: String(row["access_token"]),
-      expiresAt: Number(row["expires_at"]),
-      refreshToken: row["refresh_token"] === null ? null : String(row["refresh_token"]),
-    };
+    return this.#backend.get(environment);
   }
 
   /** Saves an environment's tokens. */
   set(environment: string, tokens: StoredTokens): void {
-    this.#db.prepare(
-      "INSERT INTO tokens (environment, service, access_token, expires_at, refresh_token) " +
-        "VALUES (?, ?, ?, ?, ?) ON CONFLICT(environment) DO UPDATE SET service = excluded.service, " +
-        "access_token = excluded.access_token, expires_at = excluded.expires_at, " +
-        "refresh_token = excluded.refresh_token",
-    ).run(
-      environment,
-      tokens.serviceAddress,
-      tokens.accessToken,
-      tokens.expiresAt,
-      tokens.refreshToken,
-    );
+    this.#backend.set(environment, tokens);
   }
 
-  /** The environments with stored tokens. */
+  /** The environments with stored tokens, sorted. */
   environments(): string[] {
-    return this.#db.prepare("SELECT environment FROM tokens ORDER BY environment").all()
-      .map((r) => String(r["environment"]));
+    return this.#backend.environments();
   }
 
   /** Forgets an environment's tokens. */
   delete(environment: string): void {
-    this.#db.prepare("DELETE FROM tokens WHERE environment = ?").run(environment);
+    this.#backend.delete(environment);
   }
 
   /**
-   * Runs `fn` holding the store's write lock (other processes wait), committing what it wrote.
+   * Runs `fn` holding the store's write lock (other processes wait), keeping what it wrote.
    */
-  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    this.#db.exec("BEGIN IMMEDIATE");
-    try {
-      const out = await fn();
-      this.#db.exec("COMMIT");
-      return out;
-    } catch (err) {
-      this.#db.exec("ROLLBACK");
-      throw err;
-    }
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.#backend.exclusive(fn);
   }
 
   /** Closes the file. */
   close(): void {
-    if (!this.#open) return;
-    this.#open = false;
-    this.#db.close();
+    this.#backend.close();
   }
 }
