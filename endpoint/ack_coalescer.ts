@@ -25,6 +25,7 @@ export interface Delivery {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { AckCoalescer } from "./ack_coalescer.ts";
  * const sent: string[] = [];
  * const acks = new AckCoalescer<{ fields: { deliveryTag: number } }>((m, multiple) =>
@@ -35,7 +36,7 @@ export interface Delivery {
  * acks.ack(a!);
  * acks.ack(c!);
  * acks.flush();
- * console.assert(sent.join() === "3,1+"); // 2 still runs: 3 goes alone
+ * assert.equal(sent.join(), "3,1+"); // 2 still runs: 3 goes alone
  * ```
  */
 export class AckCoalescer<M extends Delivery> {

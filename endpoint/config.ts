@@ -154,9 +154,11 @@ function describeIssues(file: string, error: z.ZodError): ConfigError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { validateConfig } from "./config.ts";
  * const c = validateConfig("config.yaml", { heartbeat_period: 5 });
- * console.assert(c.heartbeat_period === 5 && c.detach_endpoint === true);
+ * assert.equal(c.heartbeat_period, 5);
+ * assert.equal(c.detach_endpoint, true);
  * ```
  */
 export function validateConfig(
@@ -227,9 +229,10 @@ export function parseConfig(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { fillConfigTemplate } from "./config.ts";
  * const text = fillConfigTemplate("site.yaml", "display_name: $name-gpu\n", "alpha");
- * console.assert(text === "display_name: alpha-gpu\n");
+ * assert.equal(text, "display_name: alpha-gpu\n");
  * ```
  */
 export function fillConfigTemplate(file: string, template: string, name: string): string {

@@ -128,8 +128,9 @@ export async function readRegistrationFromStdin(): Promise<EndpointRegistration>
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { processIdentity } from "./daemon.ts";
- * console.assert(processIdentity(Deno.pid)?.pid === Deno.pid);
+ * assert.equal(processIdentity(Deno.pid)?.pid, Deno.pid);
  * ```
  */
 export function processIdentity(pid: number): { pid: number; startTicks: string } | undefined {

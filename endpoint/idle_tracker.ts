@@ -20,11 +20,12 @@ export class IdleTracker {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { IdleTracker } from "./idle_tracker.ts";
    * const idle = new IdleTracker(2, 100);
-   * console.assert(idle.beat(1, 1, 0) === undefined); // work moved
-   * console.assert(idle.beat(1, 1, 0) === undefined); // idle 1
-   * console.assert(idle.beat(1, 1, 0) !== undefined); // idle 2: stop
+   * assert.equal(idle.beat(1, 1, 0), undefined); // work moved
+   * assert.equal(idle.beat(1, 1, 0), undefined); // idle 1
+   * assert.notEqual(idle.beat(1, 1, 0), undefined); // idle 2: stop
    * ```
    */
   constructor(soft: number, hard: number) {

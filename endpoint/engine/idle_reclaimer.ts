@@ -59,9 +59,10 @@ function loadTrim(): Trim | null {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { reclaimMemory } from "./idle_reclaimer.ts";
  * const { gc } = await reclaimMemory();
- * console.assert(gc);
+ * assert.ok(gc);
  * ```
  */
 export async function reclaimMemory(): Promise<{ gc: boolean; trim: boolean }> {
