@@ -102,7 +102,7 @@ Deno.test("engine: results carry ns transitions from interchange, manager and wo
   }
 });
 
-Deno.test("engine: a throwing task keeps its name, message and stack; console goes to the worker log", async () => {
+Deno.test("engine: a throwing task keeps its name, message and its own frames of the stack; console goes to the worker log", async () => {
   const dir = await Deno.makeTempDir();
   await using engine = await createEngine({ max_workers_per_node: 1, run_dir: dir }, {
     graceS: 2,
@@ -118,6 +118,9 @@ Deno.test("engine: a throwing task keeps its name, message and stack; console go
   assert.equal(err.name, "RangeError");
   assert.equal(err.message, "bad 7");
   assert.match(err.stack, /explode/);
+  // Only the user's frames: the function's own, none of the worker's machinery.
+  assert.match(err.stack, /at explode \(funcx-function:explode/);
+  assert.doesNotMatch(err.stack, /endpoint\/engine\/|ext:/);
   assert.equal(err.code, "RemoteExecutionError");
   await engine.close(); // the log is complete once the worker has exited
   const log = await Deno.readTextFile(join(dir, "manager_1", "worker_0.log"));

@@ -62,6 +62,28 @@ export function compileFunction(name: string, source: string): AnyFn {
   return fn;
 }
 
+// The endpoint's and the SDK's own files: their frames in a task's stack are the worker's
+// machinery, not the user's code (the user's function is named `funcx-function:<name>`).
+const OWN_FILES = [new URL("../", import.meta.url), new URL("../../sdk/", import.meta.url)]
+  .flatMap((u) => [u.href, decodeURIComponent(u.pathname)]);
+
+/**
+ * A remote error's stack with only the user's frames: frames in the endpoint's and the SDK's own
+ * files and Deno's internals (`ext:`) are dropped; message lines and `Caused by:` sections stay.
+ */
+export function userFrames(stack: string): string {
+  return stack.split("\n").filter((line) =>
+    !/^\s+at /.test(line) ||
+    !(line.includes("(ext:") || line.includes(" ext:") || OWN_FILES.some((f) => line.includes(f)))
+  ).join("\n");
+}
+
+/** The wire form of a task's error, its stack trimmed to the user's frames. */
+function taskError(err: unknown): string {
+  const info = errorToInfo(err);
+  return serialize({ ...info, stack: userFrames(info.stack) });
+}
+
 /** Runs one task buffer and builds its result message. */
 export async function runTask(taskId: string, buffer: string): Promise<ResultMessage> {
   const statuses = [];
@@ -86,14 +108,14 @@ export async function runTask(taskId: string, buffer: string): Promise<ResultMes
         `Task result of ${data.length}B exceeded current limit of ${RESULT_SIZE_LIMIT}B`,
       );
       err.name = "MaxResultSizeExceeded";
-      data = serialize(errorToInfo(err));
+      data = taskError(err);
       errorDetails = {
         code: "MaxResultSizeExceeded",
         user_message: `remote error: ${err.message}`,
       };
     }
   } catch (err) {
-    data = serialize(errorToInfo(err));
+    data = taskError(err);
     errorDetails = {
       code: "RemoteExecutionError",
       user_message: "An error occurred during the execution of this task",
