@@ -2,7 +2,8 @@
  * The interchange: the engine's side in the endpoint daemon. It queues the daemon's tasks
  * (`waiting-for-nodes`), listens for managers on TCP, checks each one's secret, and hands tasks
  * to managers by free capacity plus a bounded prefetch (`waiting-for-launch`), in one batch per
- * manager per tick. A manager that goes silent past the heartbeat threshold, or whose connection
+ * manager per tick; a task for a container image goes where a worker in it is warm
+ * ({@link ./warm_routing.ts}). A manager that goes silent past the heartbeat threshold, or whose connection
  * drops, is lost: its tasks are retried (up to `maxRetries`) or fail with `ManagerLost`. A task
  * whose worker died (`WorkerLost`) is retried the same way, up to `maxSystemRetries`; its result
  * then says how many attempts it took.
@@ -28,6 +29,7 @@ import {
   type ToManager,
   type WireTask,
 } from "./manager_protocol.ts";
+import { HOLD, ManagerPicker, WarmKinds } from "./warm_routing.ts";
 
 const log = getLogger(["funcx", "endpoint", "interchange"]);
 
@@ -84,6 +86,8 @@ interface ManagerConn {
   readonly inflight: Map<string, Task>;
   state: "starting" | "ready" | "lost";
   capacity: number;
+  /** The container images it has workers in (reported), or tasks for (sent). */
+  readonly kinds: WarmKinds;
   lastHeard: number;
   lastSent: number;
 }
@@ -262,6 +266,7 @@ export class Interchange {
       inflight: new Map(),
       state: "starting",
       capacity: 0,
+      kinds: new WarmKinds(),
       lastHeard: Date.now(),
       lastSent: Date.now(),
     };
@@ -289,6 +294,8 @@ export class Interchange {
             workers: m.capacity,
           });
           this.#scheduleDispatch();
+        } else if (msg.type === "warm") {
+          m.kinds.report(msg.kinds);
         } else if (msg.type === "fatal") {
           log.error("Manager {id} failed: {message}", { id: m.id, message: msg.message });
           this.#o.onEvent?.({
@@ -309,6 +316,7 @@ export class Interchange {
     const task = m.inflight.get(r.task_id);
     if (!task) return;
     m.inflight.delete(r.task_id);
+    if (task.container !== undefined) m.kinds.done(task.container);
     if (r.error_details?.code === "WorkerLost" && this.#mayRetry(task, this.#systemRetries())) {
       // The lost run's transitions stay in the record; the task queues again, first in line.
       // (The manager's result holds only the transitions recorded there.)
@@ -429,35 +437,51 @@ export class Interchange {
     const ready = [...this.#managers.values()].filter((m) => m.state === "ready");
     if (ready.length === 0 || this.#queueHead >= this.#queue.length) return;
     const start = this.#rr++ % ready.length;
-    const order = [...ready.slice(start), ...ready.slice(0, start)];
+    const picker = new ManagerPicker([...ready.slice(start), ...ready.slice(0, start)]);
     const batches = new Map<ManagerConn, WireTask[]>();
-    // Free workers everywhere first, then prefetch slots, one task per manager per round.
-    for (const extra of [0, this.#o.prefetch]) {
-      let progress = true;
-      while (progress) {
-        progress = false;
-        for (const m of order) {
-          if (m.inflight.size >= m.capacity + extra) continue;
-          const t = this.#nextQueued();
-          if (!t) break;
-          t.manager = m;
-          t.attempts++;
-          m.inflight.set(t.taskId, t);
-          t.statuses.push({
-            timestamp: nowNs(),
-            state: TaskState.WAITING_FOR_LAUNCH,
-            actor: ActorName.INTERCHANGE,
-          });
-          let batch = batches.get(m);
-          if (!batch) batches.set(m, batch = []);
-          batch.push(
-            t.container === undefined
-              ? { task_id: t.taskId, buffer: t.buffer }
-              : { task_id: t.taskId, buffer: t.buffer, container: t.container },
-          );
-          progress = true;
-        }
+    const assign = (m: ManagerConn, t: Task) => {
+      t.manager = m;
+      t.attempts++;
+      m.inflight.set(t.taskId, t);
+      if (t.container !== undefined) m.kinds.sent(t.container);
+      t.statuses.push({
+        timestamp: nowNs(),
+        state: TaskState.WAITING_FOR_LAUNCH,
+        actor: ActorName.INTERCHANGE,
+      });
+      let batch = batches.get(m);
+      if (!batch) batches.set(m, batch = []);
+      batch.push(
+        t.container === undefined
+          ? { task_id: t.taskId, buffer: t.buffer }
+          : { task_id: t.taskId, buffer: t.buffer, container: t.container },
+      );
+    };
+    // Free workers first, managers taking turns; a task for an image some manager is warm in
+    // waits (held) for the prefetch round rather than start a container elsewhere. Holding more
+    // tasks than all prefetch slots together would only scan the queue for nothing.
+    let room = 0;
+    for (const m of ready) room += Math.max(0, m.capacity + this.#o.prefetch - m.inflight.size);
+    const held: Task[] = [];
+    for (let t = this.#nextQueued(); t; t = this.#nextQueued()) {
+      const m = picker.pick(t.container, 0, true);
+      if (m !== HOLD && m !== undefined) {
+        assign(m, t);
+        continue;
       }
+      held.push(t);
+      if (m === undefined || held.length >= room) break;
+    }
+    // Then prefetch slots, held tasks first; what finds no room goes back to the queue's head.
+    let h = 0;
+    const next = () => h < held.length ? held[h++] : this.#nextQueued();
+    for (let t = next(); t; t = next()) {
+      const m = picker.pick(t.container, this.#o.prefetch, false);
+      if (m === undefined || m === HOLD) {
+        this.#unshift([t, ...held.slice(h)]);
+        break;
+      }
+      assign(m, t);
     }
     for (const [m, tasks] of batches) m.writer.send({ type: "tasks", tasks });
     if (this.#queueHead >= this.#queue.length) {
@@ -468,6 +492,14 @@ export class Interchange {
       this.#queue = this.#queue.slice(this.#queueHead);
       this.#queueHead = 0;
     }
+  }
+
+  /**
+   * Puts `tasks`, taken from the queue in this dispatch, back at its head in their order: the
+   * slots before the head are free (each held one of this dispatch's tasks).
+   */
+  #unshift(tasks: Task[]): void {
+    for (let i = tasks.length - 1; i >= 0; i--) this.#queue[--this.#queueHead] = tasks[i]!;
   }
 
   /**

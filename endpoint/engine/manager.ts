@@ -28,6 +28,8 @@ import {
 } from "./manager_protocol.ts";
 import { WorkerPool } from "./worker_pool.ts";
 import { containerCommand, type ContainerConfig } from "./container.ts";
+import type { MpiConfig } from "./mpi_launcher.ts";
+import { isMpiTask, mpiModeRequired, type MpiRunner, startMpiRunner } from "./mpi_runner.ts";
 
 const log = getLogger(["funcx", "endpoint", "manager"]);
 
@@ -70,6 +72,8 @@ export interface ManagerOptions {
   worker_command: string[] | null;
   /** How workers in containers start; absent or `container_type: null` for none. */
   container?: ContainerConfig | undefined;
+  /** MPI mode (`engine.mpi`) and the block's node count; absent or null for none. */
+  mpi?: { config: MpiConfig; nodes_per_block: number } | null | undefined;
 }
 
 /** What decides how many workers a node runs. */
@@ -167,6 +171,7 @@ export class Manager {
   readonly #o: ManagerOptions;
   #state: ManagerState = "connecting";
   #pool: WorkerPool | undefined;
+  #mpi: MpiRunner | undefined;
   #batch: ResultMessage[] = [];
   #lastHeard = Date.now();
   readonly #reclaimer = new IdleReclaimer();
@@ -240,9 +245,14 @@ export class Manager {
         this.#lastHeard = Date.now();
         if (msg.type === "tasks") {
           this.#reclaimer.touch();
-          for (const t of msg.tasks) this.#pool.submit({ ...t, statuses: [] });
+          for (const t of msg.tasks) {
+            const task = { ...t, statuses: [] };
+            if (!isMpiTask(t.buffer)) this.#pool.submit(task);
+            else if (this.#mpi) this.#mpi.submit(task);
+            else this.#onResult(mpiModeRequired(task));
+          }
         } else if (msg.type === "cancel") {
-          this.#pool.cancel(msg.task_id);
+          if (!this.#mpi?.cancel(msg.task_id)) this.#pool.cancel(msg.task_id);
         } else if (msg.type === "shutdown") {
           break;
         }
@@ -254,6 +264,7 @@ export class Manager {
       this.#reclaimer.close();
       signal?.removeEventListener("abort", onAbort);
       this.#state = "draining";
+      await this.#mpi?.close();
       await this.#pool?.close();
       this.#flush();
       await writer.close();
@@ -295,6 +306,9 @@ export class Manager {
   async #startPool(): Promise<WorkerPool> {
     const o = this.#o;
     const env = await runWorkerInit(o.worker_init);
+    if (o.mpi) {
+      this.#mpi = await startMpiRunner(o.mpi, env, o.task_walltime_s, (r) => this.#onResult(r));
+    }
     // A compiled binary's worker cannot be started with narrower permissions: it runs its tasks
     // in a Web Worker with this permission set instead (`worker_main.ts`).
     if (isCompiledBinary() && !(o.permissions.all ?? true)) {
@@ -324,6 +338,8 @@ export class Manager {
       containerCommand: o.container?.container_type
         ? (location: string) => containerCommand(o.container!, location)
         : undefined,
+      // Until `ready` there is no writer, and no container worker either.
+      onWarmKinds: (kinds) => this.#writer?.send({ type: "warm", kinds }),
     });
   }
 }

@@ -5,7 +5,8 @@
  * Handshake: the interchange says `hello` with a random nonce; the manager answers `register`
  * with an HMAC-SHA256 of the nonce keyed by the per-endpoint secret (so the secret never crosses
  * the network); the interchange answers `welcome` or `refused` and closes. The manager then runs
- * `worker_init`, starts its workers and says `ready` with its capacity (or `fatal`).
+ * `worker_init`, starts its workers and says `ready` with its capacity (or `fatal`); from then
+ * on it says `warm` with the container images it has workers in whenever they change.
  *
  * @module
  */
@@ -46,6 +47,8 @@ export type FromManager =
     pid: number;
   }
   | { type: "ready"; workers: number }
+  /** The container images the manager has ready workers in, sent whenever that set changes. */
+  | { type: "warm"; kinds: string[] }
   | { type: "fatal"; message: string }
   | { type: "results"; results: ResultMessage[] }
   | { type: "heartbeat" };
