@@ -60,6 +60,12 @@ export const TEST_PACKAGES: readonly TestPackage[] = [
   },
   { name: "slurm-client", purpose: "sbatch, squeue, scancel", present: () => onPath("sbatch") },
   { name: "munge", purpose: "Slurm's authentication", present: () => anyFile("/usr/sbin/munged") },
+  { name: "podman", purpose: "containers with a real runtime", present: () => onPath("podman") },
+  {
+    name: "runc",
+    purpose: "podman's runtime (crun cannot run under hybrid cgroups)",
+    present: () => onPath("runc"),
+  },
   {
     name: "chromium",
     purpose: "the dashboard's browser test (headless)",
