@@ -99,6 +99,8 @@ export function shellFunctionSource(spec: ShellSpec): string {
 export class ShellFunction {
   /** What it runs. */
   readonly spec: ShellSpec;
+  /** The name it is registered under, which tells the endpoint how to run it. */
+  readonly functionName: string = SHELL_FUNCTION_NAME;
 
   /**
    * Builds a shell function from a command line and options.

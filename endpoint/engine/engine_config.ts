@@ -7,6 +7,7 @@
  */
 import { z } from "zod";
 import { containerConfigProblem, ContainerConfigSchema } from "./container.ts";
+import { MpiConfigSchema, mpiProviderProblem } from "./mpi_launcher.ts";
 import { ProviderConfigSchema } from "./provider_config.ts";
 
 const strings = z.array(z.string().min(1));
@@ -88,10 +89,19 @@ export const EngineConfigSchema = z.object({
   task_walltime_s: z.number().positive().nullable().default(null),
   /** Folder of manager and worker logs; null for a temporary one removed on close. */
   run_dir: z.string().min(1).nullable().default(null),
+  /**
+   * MPI mode: `MPIFunction` tasks run under this launcher on the block's nodes, which one
+   * manager per block shares among them; null for none.
+   */
+  mpi: MpiConfigSchema.nullable().default(null),
   ...ContainerConfigSchema.shape,
 }).strict().transform((c, ctx) => {
   const problem = containerConfigProblem(c);
   if (problem) ctx.addIssue({ code: "custom", path: [problem.field], message: problem.message });
+  const mpiProblem = c.mpi ? mpiProviderProblem(c.provider, c.nodes_per_block) : undefined;
+  if (mpiProblem) {
+    ctx.addIssue({ code: "custom", path: ["provider", "launcher"], message: mpiProblem });
+  }
   const init = c.init_blocks ?? c.managers ?? 1;
   const min = c.min_blocks ?? c.managers ?? (c.provider.type === "local" ? init : 0);
   const max = c.max_blocks ?? c.managers ?? Math.max(1, init, min);

@@ -27,7 +27,15 @@ export type EngineFailure =
   /** (multi-user endpoint) the values sent for the user endpoint template are refused. */
   | "UserEndpointConfigInvalid"
   /** (multi-user endpoint) the user endpoint could not start, or died. */
-  | "UserEndpointFailed";
+  | "UserEndpointFailed"
+  /** An `MPIFunction` reached an endpoint without MPI mode (`engine.mpi`). */
+  | "MPIModeRequired"
+  /** An MPI task's resource specification is malformed, or larger than a block. */
+  | "MPIResourcesExceeded"
+  /** The MPI launcher is not on the PATH of the manager's tasks. */
+  | "MPILauncherNotFound"
+  /** An MPI task's launcher exited non-zero: a rank failed. */
+  | "MPIRankFailed";
 
 /** A failed result named `name`, with `statuses` followed by a `failed` transition. */
 export function failureResult(

@@ -19,6 +19,7 @@ import type { EngineConfig } from "./engine_config.ts";
 import { containerSettings } from "./container.ts";
 import { type BlockHandle, type BlockState, type Provider, TERMINAL_STATES } from "./provider.ts";
 import { providerFromConfig } from "./provider_config.ts";
+import { mpiProviderConfig } from "./mpi_launcher.ts";
 import { SimpleStrategy } from "./strategy.ts";
 import { fileTail } from "./file_tail.ts";
 
@@ -91,11 +92,12 @@ export class HighThroughputEngine implements Engine, AsyncDisposable {
     this.#runDir = runDir;
     this.#ownsRunDir = owns;
     this.#secret = options.secret ?? randomHex();
-    this.#provider = options.provider ?? providerFromConfig(config.provider, {
-      runDir,
-      graceS: options.graceS ?? 5,
-      nodesPerBlock: config.nodes_per_block,
-    });
+    this.#provider = options.provider ??
+      providerFromConfig(mpiProviderConfig(config.provider, config.mpi), {
+        runDir,
+        graceS: options.graceS ?? 5,
+        nodesPerBlock: config.nodes_per_block,
+      });
     this.#strategy = new SimpleStrategy(config);
     this.#interchange = Interchange.start({
       hostname: config.address,
@@ -216,6 +218,7 @@ export class HighThroughputEngine implements Engine, AsyncDisposable {
       run_dir: this.#runDir,
       worker_command: this.#options.workerCommand ? [...this.#options.workerCommand] : null,
       container: containerSettings(c),
+      mpi: c.mpi ? { config: c.mpi, nodes_per_block: c.nodes_per_block } : null,
     };
   }
 

@@ -42,10 +42,19 @@ export function fillPlaceholders(
   });
 }
 
-function lastLines(text: string, n: number): string {
+/** The last `n` lines of `text`. */
+export function lastLines(text: string, n: number): string {
   const lines = text.split("\n");
   const trailing = lines.at(-1) === "" ? 1 : 0;
   return lines.length - trailing <= n ? text : lines.slice(-n - trailing).join("\n");
+}
+
+/** Options of {@linkcode runShell}. */
+export interface RunShellOptions {
+  /** The command's whole environment. @default this process's */
+  env?: Record<string, string>;
+  /** Aborting it kills the command's whole tree (the task was cancelled or ran out of time). */
+  signal?: AbortSignal;
 }
 
 /** Runs a ShellFunction task. */
@@ -53,6 +62,7 @@ export async function runShell(
   spec: ShellSpec,
   args: readonly unknown[],
   kwargs: Record<string, unknown>,
+  options: RunShellOptions = {},
 ): Promise<ShellResult> {
   if (typeof spec?.cmd !== "string") {
     throw new TypeError("ShellFunction spec has no cmd string");
@@ -66,21 +76,27 @@ export async function runShell(
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
+    ...(options.env ? { env: options.env, clearEnv: true } : {}),
   }).spawn();
-  let timedOut = false;
-  const timer = timeoutS === undefined ? undefined : setTimeout(() => {
-    timedOut = true;
+  const killTree = () => {
     try {
       Deno.kill(-child.pid, "SIGKILL");
     } catch {
       child.kill("SIGKILL");
     }
+  };
+  let timedOut = false;
+  const timer = timeoutS === undefined ? undefined : setTimeout(() => {
+    timedOut = true;
+    killTree();
   }, timeoutS * 1000);
+  options.signal?.addEventListener("abort", killTree, { once: true });
   let out: Deno.CommandOutput;
   try {
     out = await child.output();
   } finally {
     clearTimeout(timer);
+    options.signal?.removeEventListener("abort", killTree);
   }
   const n = spec.snippet_lines ?? 1000;
   const dec = new TextDecoder();
