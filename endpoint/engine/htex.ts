@@ -11,7 +11,7 @@ import { getLogger } from "@logtape/logtape";
 import type { ResultMessage } from "../../sdk/protocol/mod.ts";
 import { engineCommand } from "./command.ts";
 import { backoffDelay } from "../../sdk/_backoff.ts";
-import type { Engine, EngineStatus } from "./engine.ts";
+import type { Engine, EngineStatus, SubmitContext } from "./engine.ts";
 import { Interchange, type ManagerEvent } from "./interchange.ts";
 import { type ManagerOptions, OPTIONS_ENV, SECRET_ENV } from "./manager.ts";
 import { randomHex } from "./manager_protocol.ts";
@@ -172,9 +172,18 @@ export class HighThroughputEngine implements Engine, AsyncDisposable {
     return [...this.#blocks.values()].flatMap((b) => (b.handle ? [b.handle] : []));
   }
 
-  /** Runs a task (in the container image `container`, if given); resolves with its result. */
-  submit(taskId: string, buffer: string, container?: string): Promise<ResultMessage> {
-    return this.#interchange.submit(taskId, buffer, container);
+  /**
+   * Runs a task (in the container image `container`, if given; an MPI task with the resource
+   * specification its message carries); resolves with its result.
+   */
+  submit(
+    taskId: string,
+    buffer: string,
+    container?: string,
+    context?: SubmitContext,
+  ): Promise<ResultMessage> {
+    const spec = context?.task?.resource_specification ?? undefined;
+    return this.#interchange.submit(taskId, buffer, container, spec);
   }
 
   /** Cancels a queued or running task. */

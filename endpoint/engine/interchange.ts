@@ -30,6 +30,7 @@ import {
   type WireTask,
 } from "./manager_protocol.ts";
 import { HOLD, ManagerPicker, WarmKinds } from "./warm_routing.ts";
+import type { ResourceSpecificationWire } from "../../sdk/protocol/resource_specification.ts";
 
 const log = getLogger(["funcx", "endpoint", "interchange"]);
 
@@ -68,6 +69,8 @@ interface Task {
   readonly taskId: string;
   readonly buffer: string;
   readonly container: string | undefined;
+  /** What an MPI task asks for; absent for the default. */
+  readonly resourceSpecification: ResourceSpecificationWire | undefined;
   readonly promise: Promise<ResultMessage>;
   readonly resolve: (r: ResultMessage) => void;
   readonly reject: (err: Error) => void;
@@ -134,8 +137,16 @@ export class Interchange {
     return this.#state;
   }
 
-  /** Queues a task (to run in the container image `container`, if given); resolves with its result. */
-  submit(taskId: string, buffer: string, container?: string): Promise<ResultMessage> {
+  /**
+   * Queues a task (to run in the container image `container`, if given; an MPI task with its
+   * resource specification); resolves with its result.
+   */
+  submit(
+    taskId: string,
+    buffer: string,
+    container?: string,
+    resourceSpecification?: ResourceSpecificationWire,
+  ): Promise<ResultMessage> {
     if (this.#state !== "running") return Promise.reject(new PoolClosed(taskId));
     const known = this.#tasks.get(taskId);
     if (known) return known.promise;
@@ -144,6 +155,7 @@ export class Interchange {
       taskId,
       buffer,
       container,
+      resourceSpecification,
       promise,
       resolve,
       reject,
@@ -451,11 +463,11 @@ export class Interchange {
       });
       let batch = batches.get(m);
       if (!batch) batches.set(m, batch = []);
-      batch.push(
-        t.container === undefined
-          ? { task_id: t.taskId, buffer: t.buffer }
-          : { task_id: t.taskId, buffer: t.buffer, container: t.container },
-      );
+      const wire: WireTask = t.container === undefined
+        ? { task_id: t.taskId, buffer: t.buffer }
+        : { task_id: t.taskId, buffer: t.buffer, container: t.container };
+      if (t.resourceSpecification) wire.resource_specification = t.resourceSpecification;
+      batch.push(wire);
     };
     // Free workers first, managers taking turns; a task for an image some manager is warm in
     // waits (held) for the prefetch round rather than start a container elsewhere. Holding more

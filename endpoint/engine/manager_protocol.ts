@@ -11,6 +11,7 @@
  * @module
  */
 import type { ResultMessage } from "../../sdk/protocol/mod.ts";
+import type { ResourceSpecificationWire } from "../../sdk/protocol/resource_specification.ts";
 
 /** Version of the interchange ↔ manager protocol. */
 export const MANAGER_PROTOCOL_VERSION = 1;
@@ -23,6 +24,8 @@ export interface WireTask {
   buffer: string;
   /** The container image it runs in; absent for a plain worker. */
   container?: string;
+  /** What an MPI task asks for (MPI mode); absent for the default or a plain task. */
+  resource_specification?: ResourceSpecificationWire;
 }
 
 /** What the interchange sends a manager. */

@@ -6,6 +6,7 @@
  * @module
  */
 import { isPlainObject as isRecord } from "./_plain_object.ts";
+import { resolveResourceSpecification } from "./resource_specification.ts";
 import type {
   Message,
   MessageType,
@@ -138,6 +139,14 @@ export function taskData(data: Record<string, unknown>, prefix: string, fail: Fa
   const uec = data.user_endpoint_config;
   if (uec !== undefined && uec !== null) {
     task.user_endpoint_config = record(data, "user_endpoint_config", prefix, fail);
+  }
+  const rs = data.resource_specification;
+  if (rs !== undefined && rs !== null) {
+    try {
+      task.resource_specification = resolveResourceSpecification(rs);
+    } catch (err) {
+      fail(`${prefix}resource_specification`, `a valid one (${(err as Error).message})`);
+    }
   }
   return task;
 }

@@ -14,6 +14,7 @@
  * @module
  */
 import type { ActorName, TaskState } from "./task_state.ts";
+import type { ResourceSpecificationWire } from "./resource_specification.ts";
 
 /**
  * The version byte that starts every packed message.
@@ -80,6 +81,11 @@ export interface TaskMessage {
    * absent when none were sent.
    */
   user_endpoint_config?: Record<string, unknown>;
+  /**
+   * What an MPI task asks for (nodes, ranks per node, ranks), complete; absent or `null` for
+   * the endpoint's default (one node, one rank).
+   */
+  resource_specification?: ResourceSpecificationWire | null;
 }
 
 /**

@@ -68,6 +68,10 @@ export {
   type TaskTransitionMessage,
 } from "./messages.ts";
 export { InvalidMessageError, UnrecognizedProtocolVersion } from "./message_errors.ts";
+export {
+  resolveResourceSpecification,
+  type ResourceSpecificationWire,
+} from "./resource_specification.ts";
 export { packMessage, unpackMessage } from "./pack_message.ts";
 export { encodeResult, encodeTask, packResultBatch, packTaskBatch } from "./pack_batch.ts";
 export { decodeCbor } from "./_cbor_decode.ts";
