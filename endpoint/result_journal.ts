@@ -20,14 +20,14 @@
  * @module
  */
 import { join } from "node:path";
-import { crc32 } from "node:zlib";
+import {
+  confirmedRecord,
+  parseSegment,
+  resultRecord,
+  SEGMENT_NAME,
+  segmentName,
+} from "./journal_record.ts";
 
-const KIND_RESULT = 1;
-const KIND_CONFIRMED = 2;
-const HEADER = 8;
-/** A length beyond this is a corrupt header, not a record. */
-const MAX_RECORD = 1 << 30;
-const SEGMENT = /^(\d{12})\.log$/;
 const LEGACY_KEY = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 /** Options of {@linkcode ResultJournal.open}. */
@@ -58,61 +58,7 @@ interface Queued {
   taskId?: string;
 }
 
-const enc = new TextEncoder();
-const dec = new TextDecoder();
-
-function record(kind: number, taskId: string, packed?: Uint8Array): Uint8Array {
-  const id = enc.encode(taskId);
-  const payloadLen = 1 + (packed ? 2 + id.byteLength + packed.byteLength : id.byteLength);
-  const out = new Uint8Array(HEADER + payloadLen);
-  const view = new DataView(out.buffer);
-  view.setUint32(0, payloadLen, true);
-  out[HEADER] = kind;
-  if (packed) {
-    view.setUint16(HEADER + 1, id.byteLength, true);
-    out.set(id, HEADER + 3);
-    out.set(packed, HEADER + 3 + id.byteLength);
-  } else {
-    out.set(id, HEADER + 1);
-  }
-  view.setUint32(4, crc32(out.subarray(HEADER)), true);
-  return out;
-}
-
-type Parsed =
-  | { kind: "result"; taskId: string; packed: Uint8Array }
-  | { kind: "confirmed"; taskId: string };
-
-/** The whole records of a segment, in order; stops at the first torn or corrupt one. */
-function* parseSegment(bytes: Uint8Array): Generator<Parsed> {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  let off = 0;
-  while (off + HEADER <= bytes.byteLength) {
-    const len = view.getUint32(off, true);
-    if (len < 2 || len > MAX_RECORD || off + HEADER + len > bytes.byteLength) return;
-    const payload = bytes.subarray(off + HEADER, off + HEADER + len);
-    if (crc32(payload) !== view.getUint32(off + 4, true)) return;
-    off += HEADER + len;
-    if (payload[0] === KIND_RESULT) {
-      const idLen = payload[1]! | (payload[2]! << 8);
-      if (3 + idLen > len) return;
-      yield {
-        kind: "result",
-        taskId: dec.decode(payload.subarray(3, 3 + idLen)),
-        packed: payload.slice(3 + idLen),
-      };
-    } else if (payload[0] === KIND_CONFIRMED) {
-      yield { kind: "confirmed", taskId: dec.decode(payload.subarray(1)) };
-    } else {
-      return;
-    }
-  }
-}
-
-function segmentName(n: number): string {
-  return `${String(n).padStart(12, "0")}.log`;
-}
-
+/** Makes a new segment's directory entry durable, where the file system allows it. */
 async function syncDir(dir: string): Promise<void> {
   // Makes a new segment's directory entry durable; not every file system allows it.
   const f = await Deno.open(dir, { read: true }).catch(() => undefined);
@@ -187,7 +133,7 @@ export class ResultJournal {
     }
     const numbers: number[] = [];
     for await (const e of Deno.readDir(dir)) {
-      const m = e.isFile ? SEGMENT.exec(e.name) : null;
+      const m = e.isFile ? SEGMENT_NAME.exec(e.name) : null;
       if (m) numbers.push(Number(m[1]));
     }
     numbers.sort((a, b) => a - b);
@@ -253,7 +199,7 @@ export class ResultJournal {
   append(taskId: string, packed: Uint8Array): Promise<void> {
     if (this.#closed) return Promise.reject(new Error("The result journal is closed"));
     const { promise, resolve, reject } = Promise.withResolvers<void>();
-    const seg = this.#enqueue(record(KIND_RESULT, taskId, packed), taskId);
+    const seg = this.#enqueue(resultRecord(taskId, packed), taskId);
     const old = this.#pending.get(taskId);
     if (old !== undefined) this.#segments.get(old)!.pending--;
     this.#pending.set(taskId, seg);
@@ -270,7 +216,7 @@ export class ResultJournal {
     if (seg === undefined || this.#closed) return;
     this.#pending.delete(taskId);
     this.#segments.get(seg)!.pending--;
-    this.#enqueue(record(KIND_CONFIRMED, taskId));
+    this.#enqueue(confirmedRecord(taskId));
     this.#schedule();
   }
 
