@@ -8,7 +8,7 @@
 import { z } from "zod";
 import { containerConfigProblem, ContainerConfigSchema } from "./container.ts";
 import { MpiConfigSchema, mpiProviderProblem } from "./mpi_launcher.ts";
-import { ProviderConfigSchema } from "./provider_config.ts";
+import { providerConfigProblem, ProviderConfigSchema } from "./provider_config.ts";
 
 const strings = z.array(z.string().min(1));
 
@@ -98,6 +98,8 @@ export const EngineConfigSchema = z.object({
 }).strict().transform((c, ctx) => {
   const problem = containerConfigProblem(c);
   if (problem) ctx.addIssue({ code: "custom", path: [problem.field], message: problem.message });
+  const bad = providerConfigProblem(c.provider, c.nodes_per_block);
+  if (bad) ctx.addIssue({ code: "custom", path: ["provider", bad.field], message: bad.message });
   const mpiProblem = c.mpi ? mpiProviderProblem(c.provider, c.nodes_per_block) : undefined;
   if (mpiProblem) {
     ctx.addIssue({ code: "custom", path: ["provider", "launcher"], message: mpiProblem });

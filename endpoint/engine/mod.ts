@@ -20,6 +20,13 @@ export {
   slurmState,
 } from "./slurm_provider.ts";
 export {
+  GridEngineProvider,
+  type GridEngineProviderOptions,
+  gridEngineState,
+  parseQstatXml,
+  qacctState,
+} from "./gridengine_provider.ts";
+export {
   SimpleStrategy,
   type StrategyConfig,
   type StrategyDecision,
@@ -34,6 +41,7 @@ export {
   PermissionsSchema,
 } from "./engine_config.ts";
 export {
+  GridEngineProviderSchema,
   LocalProviderSchema,
   ProviderConfigSchema,
   SlurmProviderSchema,

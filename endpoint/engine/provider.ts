@@ -4,7 +4,8 @@
  * The engine never starts managers another way, and its scaling strategy only sees block states,
  * so a new batch system only has to implement this interface.
  *
- * Adding a provider (PBS Pro, LSF, Kubernetes...), in the shape of `slurm_provider.ts`:
+ * Adding a provider (PBS Pro, LSF, Kubernetes...), in the shape of `slurm_provider.ts` or
+ * `gridengine_provider.ts`:
  * 1. `start(blockId, command, env)` writes whatever the system needs (a batch script with
  *    `#PBS` lines in the engine's run directory, mode 0700 because `env` holds the endpoint's
  *    secret), submits it (`qsub`), and returns a {@linkcode BlockHandle} whose `jobId` is the
@@ -16,6 +17,10 @@
  * 3. `stop(handle)` cancels the job (`qdel`) and waits (bounded) until it has left the node.
  * 4. Add a `{type: "pbspro", ...}` schema to `ProviderConfigSchema` in `provider_config.ts`
  *    and a case building the provider from it to `providerFromConfig` beside it.
+ *
+ * `batch_job.ts` holds what batch providers share (the block handle, scheduler commands with
+ * retries and `SchedulerCommandError`, cancel-and-wait, shell quoting);
+ * `gridengine_provider.ts` is the shortest complete provider built on it.
  *
  * @module
  */

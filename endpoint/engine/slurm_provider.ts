@@ -10,8 +10,13 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { join } from "node:path";
-import { setTimeout as delay } from "node:timers/promises";
-import { backoffDelay } from "../../sdk/_backoff.ts";
+import {
+  BatchJobBlock,
+  cancelAndWait,
+  schedulerCommand,
+  SchedulerCommandError,
+  shellQuote,
+} from "./batch_job.ts";
 import {
   type BlockHandle,
   type BlockState,
@@ -54,44 +59,9 @@ export interface SlurmProviderOptions {
   cancelWaitS?: number;
 }
 
-/** A failed scheduler command, with its stderr in the message. */
-export class SchedulerCommandError extends Error {
-  /** Always `"SchedulerCommandError"`. */
-  override name = "SchedulerCommandError";
-  /** Whether trying again cannot help (bad partition, bad option). */
-  readonly permanent: boolean;
-  /** Makes the error. */
-  constructor(message: string, permanent: boolean) {
-    super(message);
-    this.permanent = permanent;
-  }
-}
+export { SchedulerCommandError };
 
 const PERMANENT = /invalid|not permitted|unrecognized|denied|not exist|unknown|requested node/i;
-
-class SlurmBlock implements BlockHandle {
-  readonly blockId: string;
-  readonly jobId: string;
-  readonly logPath: string;
-  readonly ended: Promise<string>;
-  readonly #end: (reason: string) => void;
-  last: BlockStatus = { state: "pending" };
-  constructor(blockId: string, jobId: string, logPath: string) {
-    this.blockId = blockId;
-    this.jobId = jobId;
-    this.logPath = logPath;
-    const { promise, resolve } = Promise.withResolvers<string>();
-    this.ended = promise;
-    this.#end = resolve;
-  }
-  update(s: BlockStatus): void {
-    if (TERMINAL_STATES.has(this.last.state)) return;
-    this.last = s;
-    if (TERMINAL_STATES.has(s.state)) {
-      this.#end(`job ${this.jobId} ${s.state}${s.message ? ` (${s.message})` : ""}`);
-    }
-  }
-}
 
 /** Runs each block as a Slurm batch job. */
 export class SlurmProvider implements Provider {
@@ -173,15 +143,12 @@ export class SlurmProvider implements Provider {
       throw new SchedulerCommandError(`Cannot submit block ${blockId}: sbatch said "${out}"`, true);
     }
     log.info("Block {block} submitted as Slurm job {job}", { block: blockId, job: jobId });
-    return new SlurmBlock(blockId, jobId, join(this.#o.runDir, `block_${blockId}.log`));
+    return new BatchJobBlock(blockId, jobId, join(this.#o.runDir, `block_${blockId}.log`));
   }
 
   /** Asks `squeue` for all blocks at once; jobs it no longer lists are asked of `sacct`. */
   async status(handles: readonly BlockHandle[]): Promise<BlockStatus[]> {
-    const blocks = handles.map((h) => {
-      if (!(h instanceof SlurmBlock)) throw new TypeError("Not a block of this provider");
-      return h;
-    });
+    const blocks = handles.map(BatchJobBlock.of);
     const live = blocks.filter((b) => !TERMINAL_STATES.has(b.last.state));
     if (live.length > 0) {
       const states = await this.#squeue(live.map((b) => b.jobId));
@@ -195,15 +162,13 @@ export class SlurmProvider implements Provider {
 
   /** `scancel`, then waits (bounded) until the job has left the node. */
   async stop(handle: BlockHandle): Promise<void> {
-    if (!(handle instanceof SlurmBlock)) throw new TypeError("Not a block of this provider");
-    if (TERMINAL_STATES.has(handle.last.state)) return;
-    await this.#command("scancel", [handle.jobId], `cancel block ${handle.blockId}`);
-    const deadline = Date.now() + this.#o.cancelWaitS * 1000;
-    while (!TERMINAL_STATES.has(handle.last.state) && Date.now() < deadline) {
-      await delay(500);
-      await this.status([handle]).catch(() => {});
-    }
-    handle.update({ state: "cancelled", message: "cancelled by the endpoint" });
+    const block = BatchJobBlock.of(handle);
+    await cancelAndWait(
+      block,
+      () => this.#command("scancel", [block.jobId], `cancel block ${block.blockId}`),
+      () => this.status([block]),
+      this.#o.cancelWaitS,
+    );
   }
 
   async #squeue(jobIds: string[]): Promise<Map<string, BlockStatus>> {
@@ -245,33 +210,13 @@ export class SlurmProvider implements Provider {
     return { state: "completed", message: "no longer known to the scheduler" };
   }
 
-  async #command(cmd: string, args: string[], what: string, attempts?: number): Promise<string> {
-    const max = attempts ?? this.#o.attempts;
-    for (let attempt = 1;; attempt++) {
-      let err: SchedulerCommandError;
-      try {
-        const out = await new Deno.Command(cmd, {
-          args,
-          env: this.#o.commandEnv,
-          stdin: "null",
-          signal: AbortSignal.timeout(this.#o.commandTimeoutS * 1000),
-        }).output();
-        const stderr = new TextDecoder().decode(out.stderr).trim();
-        if (out.code === 0) return new TextDecoder().decode(out.stdout);
-        err = new SchedulerCommandError(
-          `Cannot ${what}: "${cmd} ${args.join(" ")}" exited with code ${out.code}: ${stderr}`,
-          PERMANENT.test(stderr),
-        );
-      } catch (e) {
-        err = new SchedulerCommandError(
-          `Cannot ${what}: "${cmd}" failed: ${(e as Error).message}`,
-          e instanceof Deno.errors.NotFound,
-        );
-      }
-      if (err.permanent || attempt >= max) throw err;
-      log.warn("{message}; trying again", { message: err.message });
-      await delay(backoffDelay(attempt, { minMs: 1000, maxMs: 30_000 }));
-    }
+  #command(cmd: string, args: string[], what: string, attempts?: number): Promise<string> {
+    return schedulerCommand([cmd, ...args], what, {
+      env: this.#o.commandEnv,
+      attempts: attempts ?? this.#o.attempts,
+      timeoutS: this.#o.commandTimeoutS,
+      permanent: PERMANENT,
+    });
   }
 }
 
@@ -304,8 +249,4 @@ export function slurmState(state: string, reason = ""): BlockStatus {
     SPECIAL_EXIT: "failed",
   };
   return { state: map[s] ?? "unknown", ...message };
-}
-
-function shellQuote(s: string): string {
-  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replaceAll("'", `'\\''`)}'`;
 }

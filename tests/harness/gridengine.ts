@@ -12,7 +12,7 @@
  * the daemons at start) names every such reverse name an alias of the host name, computed here
  * with Grid Engine's own resolver, so nothing outside the cell's directory changes.
  *
- * The cell: one exec host, queue `funcx.q` with 8 slots (more blocks than cores in the tests),
+ * The cell: one exec host, queue `all.q` (Grid Engine's usual name) with 8 slots (more blocks than cores in the tests),
  * parallel environment `funcx` (`$fill_up`), project `funcx`, jobs of root allowed, a scheduling
  * interval of one second and accounting flushed every second (`qacct` knows a job at once).
  *
@@ -44,7 +44,7 @@ const READY_TIMEOUT_MS = 60_000;
 const START_ATTEMPTS = 3;
 const MARKER = "FUNCX_GRIDENGINE_CELL";
 const CELL = "funcx";
-const QUEUE = "funcx.q";
+const QUEUE = "all.q";
 const PE = "funcx";
 const PROJECT = "funcx";
 const SLOTS = 8;
@@ -98,7 +98,7 @@ export interface GridEngineCellInfo {
   host: string;
   /** Names aliased to `host` in the cell's `host_aliases` (e.g. `localhost`). */
   aliases: string[];
-  /** The queue, `funcx.q`. */
+  /** The queue, `all.q`. */
   queue: string;
   /** The parallel environment, `funcx` (allocation rule `$fill_up`). */
   pe: string;

@@ -60,6 +60,21 @@ export const TEST_PACKAGES: readonly TestPackage[] = [
   },
   { name: "slurm-client", purpose: "sbatch, squeue, scancel", present: () => onPath("sbatch") },
   { name: "munge", purpose: "Slurm's authentication", present: () => anyFile("/usr/sbin/munged") },
+  {
+    name: "gridengine-master",
+    purpose: "the private one-node Grid Engine cell (sge_qmaster)",
+    present: () => anyFile("/usr/lib/gridengine/sge_qmaster"),
+  },
+  {
+    name: "gridengine-exec",
+    purpose: "the private one-node Grid Engine cell (sge_execd)",
+    present: () => anyFile("/usr/lib/gridengine/sge_execd"),
+  },
+  {
+    name: "gridengine-client",
+    purpose: "qsub, qstat, qdel, qacct, qconf",
+    present: () => anyFile("/usr/lib/gridengine/qsub"),
+  },
   { name: "podman", purpose: "containers with a real runtime", present: () => onPath("podman") },
   {
     name: "runc",

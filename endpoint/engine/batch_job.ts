@@ -1,0 +1,143 @@
+/**
+ * What the batch-system providers (Slurm, Grid Engine) share: the handle of a block that is a
+ * batch job, running a scheduler command with retries and a clear error, and quoting for the
+ * job scripts they write.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { setTimeout as delay } from "node:timers/promises";
+import { backoffDelay } from "../../sdk/_backoff.ts";
+import { type BlockHandle, type BlockStatus, TERMINAL_STATES } from "./provider.ts";
+
+const log = getLogger(["funcx", "endpoint", "engine", "batch"]);
+
+/** A failed scheduler command, with its stderr in the message. */
+export class SchedulerCommandError extends Error {
+  /** Always `"SchedulerCommandError"`. */
+  override name = "SchedulerCommandError";
+  /** Whether trying again cannot help (bad partition or queue, bad option). */
+  readonly permanent: boolean;
+  /** Makes the error. */
+  constructor(message: string, permanent: boolean) {
+    super(message);
+    this.permanent = permanent;
+  }
+}
+
+/** A block that is a batch job; `ended` resolves once `update` sees a terminal state. */
+export class BatchJobBlock implements BlockHandle {
+  /** The engine's block id. */
+  readonly blockId: string;
+  /** The scheduler's job id. */
+  readonly jobId: string;
+  /** The job's output file. */
+  readonly logPath: string;
+  /** Resolves with a reason once the job has ended. */
+  readonly ended: Promise<string>;
+  readonly #end: (reason: string) => void;
+  /** The last state seen. */
+  last: BlockStatus = { state: "pending" };
+
+  /** A block submitted as `jobId`. */
+  constructor(blockId: string, jobId: string, logPath: string) {
+    this.blockId = blockId;
+    this.jobId = jobId;
+    this.logPath = logPath;
+    const { promise, resolve } = Promise.withResolvers<string>();
+    this.ended = promise;
+    this.#end = resolve;
+  }
+
+  /** Records a state; a terminal state is final. */
+  update(s: BlockStatus): void {
+    if (TERMINAL_STATES.has(this.last.state)) return;
+    this.last = s;
+    if (TERMINAL_STATES.has(s.state)) {
+      this.#end(`job ${this.jobId} ${s.state}${s.message ? ` (${s.message})` : ""}`);
+    }
+  }
+
+  /** `handle` as a block of a batch provider, or a `TypeError`. */
+  static of(handle: BlockHandle): BatchJobBlock {
+    if (!(handle instanceof BatchJobBlock)) throw new TypeError("Not a block of this provider");
+    return handle;
+  }
+}
+
+/** How {@linkcode schedulerCommand} runs a command. */
+export interface SchedulerCommandOptions {
+  /** Environment added to this process's. */
+  env: Record<string, string>;
+  /** Attempts when the error is transient. */
+  attempts: number;
+  /** Seconds one attempt may take. */
+  timeoutS: number;
+  /** Output that marks an error as permanent (bad queue, bad option): no retry. */
+  permanent: RegExp;
+}
+
+/**
+ * Runs a scheduler command and returns its stdout; retries with backoff unless the error is
+ * permanent. The final {@linkcode SchedulerCommandError} says what was being done (`what`), the
+ * command line, its exit code and its output.
+ */
+export async function schedulerCommand(
+  command: readonly string[],
+  what: string,
+  options: SchedulerCommandOptions,
+): Promise<string> {
+  const [cmd, ...args] = command as [string, ...string[]];
+  for (let attempt = 1;; attempt++) {
+    let err: SchedulerCommandError;
+    try {
+      const out = await new Deno.Command(cmd, {
+        args,
+        env: options.env,
+        stdin: "null",
+        signal: AbortSignal.timeout(options.timeoutS * 1000),
+      }).output();
+      const stdout = new TextDecoder().decode(out.stdout);
+      if (out.code === 0) return stdout;
+      // Some commands (qdel) write their refusals to stdout.
+      const said = new TextDecoder().decode(out.stderr).trim() || stdout.trim();
+      err = new SchedulerCommandError(
+        `Cannot ${what}: "${command.join(" ")}" exited with code ${out.code}: ${said}`,
+        options.permanent.test(said),
+      );
+    } catch (e) {
+      err = new SchedulerCommandError(
+        `Cannot ${what}: "${cmd}" failed: ${(e as Error).message}`,
+        e instanceof Deno.errors.NotFound,
+      );
+    }
+    if (err.permanent || attempt >= options.attempts) throw err;
+    log.warn("{message}; trying again", { message: err.message });
+    await delay(backoffDelay(attempt, { minMs: 1000, maxMs: 30_000 }));
+  }
+}
+
+/**
+ * Cancels a block with `cancel`, then polls `poll` until the block is in a terminal state or
+ * `waitS` seconds have passed, and marks it cancelled.
+ */
+export async function cancelAndWait(
+  block: BatchJobBlock,
+  cancel: () => Promise<unknown>,
+  poll: () => Promise<unknown>,
+  waitS: number,
+): Promise<void> {
+  if (TERMINAL_STATES.has(block.last.state)) return;
+  await cancel();
+  const deadline = Date.now() + waitS * 1000;
+  while (!TERMINAL_STATES.has(block.last.state) && Date.now() < deadline) {
+    await delay(500);
+    await poll().catch(() => {});
+  }
+  block.update({ state: "cancelled", message: "cancelled by the endpoint" });
+}
+
+/** `s` quoted for a POSIX shell (unchanged when it needs no quotes). */
+export function shellQuote(s: string): string {
+  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replaceAll("'", `'\\''`)}'`;
+}
