@@ -48,6 +48,7 @@ export {
   type BatchResult,
   type ContainerInfo,
   type EndpointRegistration,
+  type FunctionInfo,
   FuncXClient,
   type FuncXClientOptions,
   isTransientError,

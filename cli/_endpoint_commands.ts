@@ -22,6 +22,7 @@ import { CliExit, type CommonOptions, EXIT } from "./_endpoint_exit.ts";
 import { LoginManager } from "../sdk/login_manager.ts";
 import { multiUserConfigTemplate, writeMultiUserFiles } from "../endpoint/multi_user_files.ts";
 import { TokenStore } from "../sdk/token_store.ts";
+import { table } from "./_table.ts";
 
 /** `configure [NAME]`. */
 export async function configureCommand(
@@ -74,20 +75,19 @@ async function readTemplate(path: string, name: string): Promise<string> {
   }
 }
 
-/** Renders rows as a bordered text table (as funcX's texttable). */
-export function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-  const line = (ch: string) => "+" + widths.map((w) => ch.repeat(w + 2)).join("+") + "+";
-  const row = (cells: string[]) =>
-    "| " + cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(" | ") + " |";
-  return [line("-"), row(header), line("="), ...rows.flatMap((r) => [row(r), line("-")])].join(
-    "\n",
-  );
-}
-
-/** `list`. */
-export async function listCommand(common: CommonOptions): Promise<number> {
+/** `list [--json]`. */
+export async function listCommand(common: CommonOptions, json = false): Promise<number> {
   const eps = await listEndpoints(common.configDir);
+  if (json) {
+    console.log(JSON.stringify({
+      endpoints: eps.map((e) => ({
+        name: e.name,
+        endpoint_id: e.endpointId ?? null,
+        status: e.status,
+      })),
+    }));
+    return EXIT.OK;
+  }
   if (eps.length === 0) {
     console.log("No endpoints configured!\n\n  (Hint: funcx-endpoint configure)");
     return EXIT.OK;
@@ -238,11 +238,20 @@ export async function logoutCommand(
   return EXIT.OK;
 }
 
-/** `whoami`. */
-export async function whoamiCommand(common: CommonOptions): Promise<number> {
+/** `whoami [--json]`. */
+export async function whoamiCommand(common: CommonOptions, json = false): Promise<number> {
   const client = await serviceClient("default", common);
   try {
     const me = await client.whoami();
+    if (json) {
+      console.log(JSON.stringify({
+        user: me.username,
+        user_id: me.id,
+        client_id: me.client_id,
+        service: client.serviceAddress,
+      }));
+      return EXIT.OK;
+    }
     console.log(`User:      ${me.username} (${me.id})`);
     console.log(`Service:   ${client.serviceAddress}`);
     if (me.client_id) console.log(`Client id: ${me.client_id}`);

@@ -94,9 +94,16 @@ const program = withCommon(new Command("funcx-endpoint"))
     console.log(`Completion for ${shell} installed in "${file}"; open a new shell to use it`);
   });
 
-withCommon(program.command("version")).description("Print the version").action(() => {
-  console.log(`funcX endpoint version: ${ENDPOINT_VERSION}`);
-});
+withCommon(program.command("version"))
+  .description("Print the version")
+  .option("--json", 'print {"version": "..."}')
+  .action((o: Record<string, unknown>) => {
+    console.log(
+      o["json"]
+        ? JSON.stringify({ version: ENDPOINT_VERSION })
+        : `funcX endpoint version: ${ENDPOINT_VERSION}`,
+    );
+  });
 
 withCommon(program.command("configure [name]"))
   .description("Create <config-dir>/NAME/config.yaml from a commented template")
@@ -175,7 +182,12 @@ withStartFlags(withCommon(program.command("restart [name]")))
 
 withCommon(program.command("list"))
   .description("List endpoints with their local status")
-  .action(run(async (_n, _o, cmd) => (await commandsModule()).listCommand(common(cmd))));
+  .option("--json", 'print {"endpoints": [{"name", "endpoint_id", "status"}]}')
+  .action(
+    run(async (_n, o, cmd) =>
+      (await commandsModule()).listCommand(common(cmd), Boolean(o["json"]))
+    ),
+  );
 
 withCommon(program.command("delete [name]"))
   .description("Delete the endpoint on the service and here")
@@ -200,7 +212,12 @@ withCommon(program.command("logout"))
 
 withCommon(program.command("whoami"))
   .description("Show which service and identity this uses")
-  .action(run(async (_n, _o, cmd) => (await commandsModule()).whoamiCommand(common(cmd))));
+  .option("--json", 'print {"user", "user_id", "client_id", "service"}')
+  .action(
+    run(async (_n, o, cmd) =>
+      (await commandsModule()).whoamiCommand(common(cmd), Boolean(o["json"]))
+    ),
+  );
 
 withCommon(program.command("completion <shell>"))
   .description("Print the completion script for bash, zsh or fish")

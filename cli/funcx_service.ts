@@ -1,6 +1,8 @@
 /**
  * `funcx-service`: run the web service (`serve`) and administer it (`user add`, `user list`,
- * `client create`). Settings come from flags, then `FUNCX_SERVICE_*` environment variables.
+ * `client create`, `version`). Settings come from flags, then `FUNCX_SERVICE_*` environment
+ * variables. Output for scripts: `--json` on every command prints one JSON document on stdout
+ * (`user add` and `client create` always do).
  *
  * @module
  */
@@ -11,6 +13,8 @@ import { openStore } from "../service/open_store.ts";
 import type { Store } from "../service/store.ts";
 import { createClient, hashPassword } from "../service/auth.ts";
 import { signInSettingsFrom } from "../service/sign_in_guard.ts";
+import { API_VERSION } from "../service/app.ts";
+import { VERSION } from "./_version.ts";
 
 const env = (name: string, fallback: string): string => Deno.env.get(name) ?? fallback;
 
@@ -192,10 +196,22 @@ dbOption(program.command("serve").description("Run the service in the foreground
     // answering meanwhile, with 503 broker_unavailable where a request needs the broker.
   });
 
+program.command("version")
+  .description("Print the version")
+  .option("--json", 'print {"version", "api_version"}')
+  .action((o) => {
+    console.log(
+      o.json
+        ? JSON.stringify({ version: VERSION, api_version: API_VERSION })
+        : `funcX service version: ${VERSION} (REST API ${API_VERSION})`,
+    );
+  });
+
 const user = program.command("user").description("Manage users");
 dbOption(user.command("add <name>").description("Add a user (or set its password)"))
   .option("--password-stdin", "read the password from the first line of stdin")
   .option("--no-password", "a user that can not sign in on the login page (API clients only)")
+  .option("--json", "print the user as JSON (the default)")
   .action(async (name, o) => {
     let password: string | undefined;
     if (o.passwordStdin) {
@@ -213,11 +229,16 @@ dbOption(user.command("add <name>").description("Add a user (or set its password
       console.log(JSON.stringify({ ...u, can_sign_in: password !== undefined }));
     });
   });
-dbOption(user.command("list").description("List users")).action(async (o) => {
-  await withStore(o, async (store) => {
-    for (const u of await store.listUsers()) console.log(`${u.id}  ${u.name}`);
+dbOption(user.command("list").description("List users"))
+  .option("--json", 'print {"users": [{"id", "name"}]}')
+  .action(async (o) => {
+    await withStore(o, async (store) => {
+      const users = await store.listUsers();
+      if (o.json) {
+        console.log(JSON.stringify({ users: users.map(({ id, name }) => ({ id, name })) }));
+      } else for (const u of users) console.log(`${u.id}  ${u.name}`);
+    });
   });
-});
 
 dbOption(
   program.command("client").command("create").description(
@@ -226,6 +247,7 @@ dbOption(
 )
   .requiredOption("--user <name>", "user the client acts for (created if missing)")
   .option("--name <name>", "label of the client", "default")
+  .option("--json", 'print {"client_id", "client_secret"} (the default)')
   .action(async (o) => {
     const creds = await withStore(o, (store) => createClient(store, o.user, o.name));
     console.log(JSON.stringify(creds));

@@ -1,7 +1,8 @@
 /**
  * Checks that a `deno compile` build is what was asked for: the machine in the ELF header, the
  * glibc it needs, and, for the build host's own architecture, that the binary runs as the program
- * (`funcx-endpoint version` and `configure`, `funcx-service user list`) and not as a plain Deno
+ * (`funcx --version` and a usage error, `funcx-endpoint version` and `configure`,
+ * `funcx-service user list`) and not as a plain Deno
  * runtime. `compile/build.ts` runs these after each build; the release workflow runs the build.
  *
  * @module
@@ -126,6 +127,33 @@ export async function smokeCheckEndpoint(argv: readonly string[], version: strin
       throw new Error(
         `\`funcx-endpoint configure smoke\` should write ${config}; it exited ${c.code} and ` +
           `printed: ${c.out.slice(0, 400) || "(nothing)"}`,
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/**
+ * Runs a built `funcx` (`argv`: its command line): `--version` must print `version`, and `run`
+ * without what to run must be refused as bad usage (exit 64) before any network use.
+ */
+export async function smokeCheckFuncx(argv: readonly string[], version: string): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "funcx-smoke-" });
+  try {
+    const env = { FUNCX_CONFIG_DIR: join(dir, "config"), HOME: dir, NO_COLOR: "1" };
+    const v = await run([...argv, "--version"], env);
+    if (v.code !== 0 || v.out !== version) {
+      throw new Error(
+        `\`funcx --version\` should print ${version}; it exited ${v.code} and printed: ` +
+          (v.out.slice(0, 400) || "(nothing)"),
+      );
+    }
+    const u = await run([...argv, "run", "--json"], env);
+    if (u.code !== 64 || !u.out.includes('"code":"usage"')) {
+      throw new Error(
+        `\`funcx run --json\` with nothing to run should exit 64 with a usage error; it exited ` +
+          `${u.code} and printed: ${u.out.slice(0, 400) || "(nothing)"}`,
       );
     }
   } finally {

@@ -30,6 +30,39 @@ export interface RegisterFunctionOptions extends RequestOptions {
   containerId?: string;
 }
 
+/**
+ * A registered function, as {@linkcode FuncXClient.getFunctions} lists it.
+ *
+ * @example Name and id of each function
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { FunctionInfo } from "@funcx/sdk";
+ * const fn: FunctionInfo = {
+ *   function_uuid: "3f0c1a9e-7d2b-4c55-9e61-0a8f4b2c1d3e",
+ *   function_name: "add",
+ *   description: "",
+ *   public: false,
+ *   container_uuid: null,
+ *   created_at: 1767225600,
+ * };
+ * assert.equal(`${fn.function_name} ${fn.function_uuid}`.split(" ")[0], "add");
+ * ```
+ */
+export interface FunctionInfo {
+  /** The function's id. */
+  function_uuid: string;
+  /** The name it was registered under. */
+  function_name: string;
+  /** Its description. */
+  description: string;
+  /** Whether other users may run it. */
+  public: boolean;
+  /** The container it runs in, if any. */
+  container_uuid: string | null;
+  /** When it was registered, in seconds since the epoch. */
+  created_at: number;
+}
+
 /** The function routes, over the client's transport. */
 export class FunctionRoutes {
   readonly #transport: ClientTransport;
@@ -65,6 +98,17 @@ export class FunctionRoutes {
     options: Omit<RegisterFunctionOptions, "name"> = {},
   ): Promise<string> {
     return await this.#register(name, `${SerializerMethod.SOURCE}\n${name}:${source}`, options);
+  }
+
+  /** `GET v2/functions`: the user's functions, newest first, without their code. */
+  async getFunctions(options: RequestOptions & { limit?: number } = {}): Promise<FunctionInfo[]> {
+    const body = await this.#transport.request<{ functions: FunctionInfo[] }>(
+      "get",
+      `v2/functions?limit=${options.limit ?? 100}`,
+      undefined,
+      options,
+    );
+    return body.functions;
   }
 
   async #register(

@@ -14,7 +14,11 @@
  */
 import { ClientTransport, type RequestOptions } from "./_client_transport.ts";
 import { ClientAuth, whoami } from "./_client_auth.ts";
-import { FunctionRoutes, type RegisterFunctionOptions } from "./_client_functions.ts";
+import {
+  type FunctionInfo,
+  FunctionRoutes,
+  type RegisterFunctionOptions,
+} from "./_client_functions.ts";
 import { type ContainerInfo, ContainerRoutes } from "./_client_containers.ts";
 import {
   type BatchResult,
@@ -38,7 +42,7 @@ import { SDK_VERSION } from "./version.ts";
 
 export { SDK_VERSION };
 export { isTransientError, type RequestOptions } from "./_client_transport.ts";
-export type { RegisterFunctionOptions } from "./_client_functions.ts";
+export type { FunctionInfo, RegisterFunctionOptions } from "./_client_functions.ts";
 export type { ContainerInfo } from "./_client_containers.ts";
 export {
   type BatchResult,
@@ -280,6 +284,11 @@ export class FuncXClient {
     options: Omit<RegisterFunctionOptions, "name"> = {},
   ): Promise<string> {
     return await this.#functions.registerFunctionSource(name, source, options);
+  }
+
+  /** The user's registered functions, newest first (`limit`: how many, 1 to 1000, default 100). */
+  async getFunctions(options: RequestOptions & { limit?: number } = {}): Promise<FunctionInfo[]> {
+    return await this.#functions.getFunctions(options);
   }
 
   /** Runs a registered function on an endpoint; returns the task id. */

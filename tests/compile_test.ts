@@ -11,8 +11,10 @@ import {
   glibcNeeded,
   runtimeArchive,
   smokeCheckEndpoint,
+  smokeCheckFuncx,
   smokeCheckService,
 } from "../compile/verify.ts";
+import { BINARIES } from "../compile/build.ts";
 import { standInCommand } from "../endpoint/engine/command.ts";
 import { ENDPOINT_VERSION } from "../endpoint/version.ts";
 import { denoRunArgs } from "./harness/process.ts";
@@ -39,6 +41,14 @@ Deno.test("compile: the smoke checks pass the program and refuse a plain Deno ru
     ),
   );
   await assert.rejects(smokeCheckService([Deno.execPath()]), /`funcx-service user list`/);
+  await smokeCheckFuncx([Deno.execPath(), ...denoRunArgs("cli/funcx.ts", [])], ENDPOINT_VERSION);
+  await assert.rejects(smokeCheckFuncx([Deno.execPath()], ENDPOINT_VERSION), /`funcx --version`/);
+});
+
+Deno.test("compile: the build knows the three binaries and their entry points", async () => {
+  assert.deepEqual(BINARIES.map((b) => b.name), ["funcx", "funcx-endpoint", "funcx-service"]);
+  for (const b of BINARIES) await Deno.stat(join(ROOT, b.entry));
+  assert.equal(BINARIES.find((b) => b.name === "funcx")?.entry, "cli/funcx.ts");
 });
 
 Deno.test("compile: a runtime for the wrong machine, or the deno CLI as runtime, fails the build", async () => {

@@ -1,5 +1,6 @@
 /**
- * Function registration and lookup: `POST /v2/functions`, `GET /v2/functions/{id}`. The code is
+ * Function registration and lookup: `POST /v2/functions`, `GET /v2/functions` (the user's own,
+ * newest first, without their code), `GET /v2/functions/{id}`. The code is
  * kept as the packed function buffer the SDK sent; the service prepends it to each task payload.
  *
  * @module
@@ -85,6 +86,29 @@ export function functionRoutes(deps: AppDeps): Hono<AppEnv> {
         createdAt: Date.now() / 1000,
       });
       return c.json({ function_uuid: id });
+    })
+    .get("/", async (c) => {
+      const raw = c.req.query("limit") ?? "100";
+      const limit = Number(raw);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
+        throw new HttpError(
+          400,
+          "bad_request",
+          `Invalid query parameter "limit": "${raw}" is not a whole number from 1 to 1000`,
+          ["limit"],
+        );
+      }
+      const fns = await deps.store.listFunctions(c.get("user").id, limit);
+      return c.json({
+        functions: fns.map((fn) => ({
+          function_uuid: fn.id,
+          function_name: fn.name,
+          description: fn.description,
+          public: fn.public,
+          container_uuid: fn.containerId,
+          created_at: fn.createdAt,
+        })),
+      });
     })
     .get("/:id", async (c) => {
       const fn = await usableFunction(
