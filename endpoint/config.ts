@@ -294,5 +294,8 @@ engine:
   # singularity or custom). The image needs funcx-endpoint on its PATH.
   # container_type: apptainer
   # container_cmd_options: "--bind /scratch"
+  # The runtime's own options, before its run/exec (podman where crun cannot run: see
+  # docs/sites/podman.yaml).
+  # container_runtime_options: "--runtime runc"
 `;
 }
