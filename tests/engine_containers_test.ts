@@ -4,6 +4,7 @@
  * a small script standing in for `apptainer exec IMAGE CMD` that marks the worker's environment
  * with the image name (and refuses images named `missing*`), so the tests see which image each
  * task really ran in. One worker makes the pool switch between plain and container workers.
+ * `podman_test.ts` runs tasks in real containers (podman with runc).
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
