@@ -75,6 +75,19 @@ export const TEST_PACKAGES: readonly TestPackage[] = [
     purpose: "qsub, qstat, qdel, qacct, qconf",
     present: () => anyFile("/usr/lib/gridengine/qsub"),
   },
+  {
+    name: "openmpi-bin",
+    purpose: "the MPI tests' launcher (mpiexec, mpirun)",
+    present: () => anyFile("/usr/bin/ompi_info"),
+  },
+  {
+    name: "libopenmpi-dev",
+    purpose: "mpicc and mpi.h, to compile the MPI tests' program",
+    present: () =>
+      anyFile(
+        ...["x86_64", "aarch64"].map((a) => `/usr/lib/${a}-linux-gnu/openmpi/include/mpi.h`),
+      ),
+  },
   { name: "podman", purpose: "containers with a real runtime", present: () => onPath("podman") },
   {
     name: "runc",
