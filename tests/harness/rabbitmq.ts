@@ -30,6 +30,7 @@ import {
 } from "./_os.ts";
 
 const LIB_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+const CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl";
 const ADMIN_USER = "funcx";
 const READY_TIMEOUT_MS = 60_000;
 const STOP_GRACE_MS = 5_000;
@@ -59,7 +60,10 @@ FUNCX_BROKER_WATCHER=1 setsid sh -c 'cat >/dev/null
 exec 3<&-
 server=$1
 shift
-"$@" epmd -port "$ERL_EPMD_PORT" -address 127.0.0.1 </dev/null &
+# A cluster's nodes share one epmd that the cluster runs; a lone node runs its own.
+if [ "$FUNCX_BROKER_SHARED_EPMD" != 1 ]; then
+  "$@" epmd -port "$ERL_EPMD_PORT" -address 127.0.0.1 </dev/null &
+fi
 n=0
 until epmd -port "$ERL_EPMD_PORT" -names >/dev/null 2>&1; do
   n=$((n + 1))
@@ -105,6 +109,22 @@ export interface StartBrokerOptions {
   signal?: AbortSignal;
   /** Called once the node's process is launched, before it is ready. @default undefined */
   onLaunch?: (info: BrokerInfo) => void;
+  /**
+   * Makes the node ready to join a private cluster: the cluster's Erlang cookie and admin
+   * password, and the port of the one `epmd` the cluster runs (the node starts none of its own).
+   * @default undefined: a lone node with its own cookie, password and epmd
+   */
+  cluster?: ClusterSecrets;
+}
+
+/** What the nodes of one private cluster share (see `rabbitmq_cluster.ts`). */
+export interface ClusterSecrets {
+  /** The Erlang cookie of every node. */
+  cookie: string;
+  /** The administrator's password on every node. */
+  adminPassword: string;
+  /** The port of the cluster's `epmd`, already running. */
+  epmdPort: number;
 }
 
 /**
@@ -182,7 +202,7 @@ export class RabbitBroker implements AsyncDisposable {
     }
     for (let attempt = 1;; attempt++) {
       options.signal?.throwIfAborted();
-      const broker = await RabbitBroker.#prepare(server, verbose);
+      const broker = await RabbitBroker.#prepare(server, verbose, options.cluster);
       try {
         options.onLaunch?.(broker.info);
         await broker.#waitReady(options.signal);
@@ -197,15 +217,20 @@ export class RabbitBroker implements AsyncDisposable {
     }
   }
 
-  static async #prepare(server: string, verbose: boolean): Promise<RabbitBroker> {
-    const [amqpPort, managementPort, distPort, epmdPort] = freePorts(4) as [
+  static async #prepare(
+    server: string,
+    verbose: boolean,
+    cluster: ClusterSecrets | undefined,
+  ): Promise<RabbitBroker> {
+    const [amqpPort, managementPort, distPort, ownEpmdPort] = freePorts(4) as [
       number,
       number,
       number,
       number,
     ];
+    const epmdPort = cluster?.epmdPort ?? ownEpmdPort;
     const nodeName = `funcx-${randomHex(12)}@localhost`;
-    const adminPassword = randomHex(32);
+    const adminPassword = cluster?.adminPassword ?? randomHex(32);
     const dir = await Deno.makeTempDir({ prefix: "funcx-rabbitmq-" });
     const home = join(dir, "home");
     for (const sub of [home, join(dir, "mnesia"), join(dir, "log")]) await Deno.mkdir(sub);
@@ -232,7 +257,8 @@ log.file = false
     await Deno.writeTextFile(join(dir, "enabled_plugins"), "[rabbitmq_management].\n");
     await Deno.writeTextFile(join(dir, "rabbitmq-env.conf"), "");
     const cookie = join(home, ".erlang.cookie");
-    await Deno.writeTextFile(cookie, randomHex(20).toUpperCase(), { mode: 0o400 });
+    const cookieText = cluster?.cookie ?? randomHex(20).toUpperCase();
+    await Deno.writeTextFile(cookie, cookieText, { mode: 0o400 });
     let dropPrivileges: string[] = [];
     if (Deno.uid() === 0) {
       await run("chown", ["-R", "rabbitmq:rabbitmq", dir]);
@@ -246,6 +272,7 @@ log.file = false
       FUNCX_BROKER: nodeName,
       FUNCX_BROKER_DIR: dir,
       FUNCX_BROKER_VERBOSE: verbose ? "1" : "0",
+      FUNCX_BROKER_SHARED_EPMD: cluster ? "1" : "0",
       RABBITMQ_NODENAME: nodeName,
       RABBITMQ_USE_LONGNAME: "false",
       RABBITMQ_DIST_PORT: String(distPort),
@@ -281,7 +308,7 @@ log.file = false
     return new RabbitBroker({
       ...{ amqpPort, managementPort, epmdPort, amqpUrl, managementUrl, nodeName, dir },
       ...{ adminUser: ADMIN_USER, adminPassword },
-    }, { spawn });
+    }, { spawn, cookie: cookieText, env });
   }
 
   /** Where the node is in its life. */
@@ -362,6 +389,29 @@ log.file = false
       await delay(options.downMs, undefined, o).catch(() => options.signal?.throwIfAborted());
     }
     await this.startNode(options.signal ? { signal: options.signal } : {});
+  }
+
+  /**
+   * Runs `rabbitmqctl` against this node (for example `["cluster_status"]`) and returns its
+   * output; throws with the output when it fails.
+   */
+  async rabbitmqctl(args: readonly string[]): Promise<string> {
+    const out = await new Deno.Command(CTL, {
+      args: ["-n", this.info.nodeName, "--erlang-cookie", this.#launch.cookie, ...args],
+      env: this.#launch.env,
+      clearEnv: true,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    if (!out.success) {
+      throw new Error(
+        `rabbitmqctl ${args.join(" ")} on "${this.info.nodeName}" failed (${out.code}): ` +
+          text.trim(),
+      );
+    }
+    return text;
   }
 
   /** Processes of the running node, without the watchers (which only wait for `stop()`). */
@@ -489,6 +539,10 @@ function logExcerpt(log: string): string {
 /** How to start the node's supervisor again with the same name, ports and directory. */
 interface Launch {
   spawn(): Deno.ChildProcess;
+  /** The node's Erlang cookie, for `rabbitmqctl`. */
+  cookie: string;
+  /** The node's environment, for `rabbitmqctl`. */
+  env: Record<string, string>;
 }
 
 interface Init {
