@@ -5,7 +5,7 @@
  * @module
  */
 import postgres from "postgres";
-import { schema } from "./_store_schema.ts";
+import { addedColumnsSql, schema } from "./_store_schema.ts";
 
 /** How to connect. */
 export interface PostgresConnectOptions {
@@ -38,6 +38,7 @@ export async function connectPostgres(
   const init = sql.begin(async (tx) => {
     await tx`SELECT pg_advisory_xact_lock(${SCHEMA_LOCK}::bigint)`;
     await tx.unsafe(schema("DOUBLE PRECISION", "BYTEA")).simple();
+    await tx.unsafe(addedColumnsSql()).simple();
   });
   // The client's own connect_timeout does not end a first connection to a host that never
   // answers (it retries), so the wait is bounded here.

@@ -61,6 +61,9 @@ export function toTask(row: Row): TaskRecord {
     completionT: numOrNull(row, "completion_t"),
     expiresAt: num(row, "expires_at"),
     transitions: row["transitions"] ? JSON.parse(str(row, "transitions")) : null,
+    resourceSpecification: row["resource_specification"]
+      ? JSON.parse(str(row, "resource_specification"))
+      : null,
   };
 }
 

@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS tasks (
   id TEXT PRIMARY KEY, owner_id TEXT NOT NULL, group_id TEXT NOT NULL, function_id TEXT NOT NULL,
   endpoint_id TEXT NOT NULL, status TEXT NOT NULL, result TEXT, exception TEXT, error_code TEXT,
   transitions TEXT, created_at ${real} NOT NULL, completion_t ${real},
-  expires_at ${real} NOT NULL);
+  expires_at ${real} NOT NULL, resource_specification TEXT);
 CREATE INDEX IF NOT EXISTS tasks_group ON tasks(group_id);
 CREATE INDEX IF NOT EXISTS tasks_expires ON tasks(expires_at);
 CREATE TABLE IF NOT EXISTS outbox (
@@ -77,6 +77,24 @@ CREATE TABLE IF NOT EXISTS endpoint_uptime (
 CREATE INDEX IF NOT EXISTS tasks_owner_group ON tasks(owner_id, group_id);
 CREATE INDEX IF NOT EXISTS task_groups_owner ON task_groups(owner_id, created_at);
 `;
+}
+
+/**
+ * Columns added since a table was first created, as `[table, column, type]`: a store opened on an
+ * older database adds those it lacks (PostgreSQL with `ADD COLUMN IF NOT EXISTS` after
+ * {@linkcode schema}, SQLite after reading `PRAGMA table_info`). New ones go at the end.
+ */
+export const ADDED_COLUMNS: ReadonlyArray<readonly [string, string, string]> = [
+  // An MPI task's resource specification, as JSON (null for other tasks).
+  ["tasks", "resource_specification", "TEXT"],
+];
+
+/** PostgreSQL's statements adding {@linkcode ADDED_COLUMNS} to an older database. */
+export function addedColumnsSql(): string {
+  return ADDED_COLUMNS.map(([t, c, type]) =>
+    `ALTER TABLE ${t} ADD COLUMN IF NOT EXISTS ${c} ${type};`
+  )
+    .join("\n");
 }
 
 /**

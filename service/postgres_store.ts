@@ -179,13 +179,18 @@ export class PostgresStore extends SqlStore implements Store {
           WHERE id = ${groupId}`;
       }
       if (tasks.length === 0) return [];
-      const rows = tasks.map((t) => ({ id: t.id, f: t.functionId, e: t.endpointId }));
+      const rows = tasks.map((t) => ({
+        id: t.id,
+        f: t.functionId,
+        e: t.endpointId,
+        r: t.resourceSpecification ? JSON.stringify(t.resourceSpecification) : null,
+      }));
       const fresh = new Set(
         (await tx`INSERT INTO tasks (id, owner_id, group_id, function_id, endpoint_id, status,
-            created_at, expires_at)
+            created_at, expires_at, resource_specification)
           SELECT v.id, ${ownerId}::text, ${groupId}::text, v.f, v.e, 'waiting-for-ep',
-            ${now}::float8, ${expires}::float8
-          FROM jsonb_to_recordset(${tx.json(rows)}) AS v(id text, f text, e text)
+            ${now}::float8, ${expires}::float8, v.r
+          FROM jsonb_to_recordset(${tx.json(rows)}) AS v(id text, f text, e text, r text)
           ON CONFLICT (id) DO NOTHING RETURNING id`).map((r) => str(r, "id")),
       );
       const inserted = tasks.filter((t) => fresh.has(t.id));

@@ -27,7 +27,7 @@ import {
   toOutbox,
   transitionsJson,
 } from "./_store_rows.ts";
-import { reserveParams, reserveSql, schema } from "./_store_schema.ts";
+import { ADDED_COLUMNS, reserveParams, reserveSql, schema } from "./_store_schema.ts";
 import type {
   AddTasksOptions,
   AttemptLimit,
@@ -70,6 +70,10 @@ export class SqliteStore extends SqlStore implements Store {
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
       );
       db.exec(schema("REAL"));
+      for (const [table, column, type] of ADDED_COLUMNS) {
+        const has = db.prepare(`PRAGMA table_info(${table})`).all().some((c) => c.name === column);
+        if (!has) db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
+      }
     } catch (err) {
       db.close();
       throw err;
@@ -191,8 +195,8 @@ export class SqliteStore extends SqlStore implements Store {
       }
       const ins = this.#stmt(
         "INSERT INTO tasks (id, owner_id, group_id, function_id, endpoint_id, status, " +
-          "created_at, expires_at) VALUES (?, ?, ?, ?, ?, 'waiting-for-ep', ?, ?) " +
-          "ON CONFLICT (id) DO NOTHING",
+          "created_at, expires_at, resource_specification) " +
+          "VALUES (?, ?, ?, ?, ?, 'waiting-for-ep', ?, ?, ?) ON CONFLICT (id) DO NOTHING",
       );
       const out = this.#stmt(
         "INSERT INTO outbox (task_id, endpoint_id, body, created_at, lease_until) " +
@@ -202,8 +206,16 @@ export class SqliteStore extends SqlStore implements Store {
       for (const t of tasks) {
         if (
           Number(
-            ins.run(t.id, ownerId, groupId, t.functionId, t.endpointId, now, expires)
-              .changes,
+            ins.run(
+              t.id,
+              ownerId,
+              groupId,
+              t.functionId,
+              t.endpointId,
+              now,
+              expires,
+              t.resourceSpecification ? JSON.stringify(t.resourceSpecification) : null,
+            ).changes,
           ) === 0
         ) continue;
         inserted.push(t);

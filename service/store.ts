@@ -12,7 +12,7 @@
  *
  * @module
  */
-import type { TaskTransition } from "../sdk/protocol/mod.ts";
+import type { ResourceSpecificationWire, TaskTransition } from "../sdk/protocol/mod.ts";
 
 /** A user of the service. */
 export interface UserRecord {
@@ -76,6 +76,8 @@ export interface TaskRecord {
   expiresAt: number;
   /** Recorded state transitions; timestamps are ns since the epoch as decimal strings. */
   transitions: Array<{ state: string; actor: string; timestamp: string }> | null;
+  /** What an MPI task asked for; null for other tasks. */
+  resourceSpecification: ResourceSpecificationWire | null;
 }
 
 /** A new task to insert. */
@@ -85,6 +87,8 @@ export interface NewTask {
   endpointId: string;
   /** The task's CBOR (`encodeTask`), kept in the outbox until the broker confirms it. @default none */
   message?: Uint8Array;
+  /** What an MPI task asks for, stored with it. @default null */
+  resourceSpecification?: ResourceSpecificationWire | null;
 }
 
 /** Options of {@linkcode Store.addTasks}. */

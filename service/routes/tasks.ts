@@ -7,7 +7,14 @@
  */
 import { Hono } from "hono";
 import { createHash } from "node:crypto";
-import { encodeTask, packMessage, serialize, type TaskContainer } from "../../sdk/protocol/mod.ts";
+import {
+  encodeTask,
+  packMessage,
+  resolveResourceSpecification,
+  type ResourceSpecificationWire,
+  serialize,
+  type TaskContainer,
+} from "../../sdk/protocol/mod.ts";
 import { HttpError, isUuid, requireUuid } from "../http_error.ts";
 import { type AppDeps, type AppEnv, readJson } from "../context.ts";
 import { userQueuePrefix, withLogin } from "../broker_credentials.ts";
@@ -77,7 +84,46 @@ export function taskView(t: TaskRecord): Record<string, unknown> {
   if (t.errorCode !== null) out["error_code"] = t.errorCode;
   if (t.completionT !== null) out["completion_t"] = t.completionT;
   if (t.transitions) out["task_transitions"] = t.transitions;
+  if (t.resourceSpecification) out["resource_specification"] = t.resourceSpecification;
   return out;
+}
+
+/**
+ * The options of a submitted task (the optional 4th member of its entry): its resource
+ * specification, checked and completed, or null.
+ */
+function taskOptions(entry: unknown, i: number): ResourceSpecificationWire | null {
+  if (entry === undefined || entry === null) return null;
+  const field = `tasks.${i}.3`;
+  if (typeof entry !== "object" || Array.isArray(entry)) {
+    throw new HttpError(
+      400,
+      "bad_request",
+      `Invalid request field "${field}": expected an object ({resource_specification})`,
+      [field],
+    );
+  }
+  const { resource_specification: spec, ...rest } = entry as Record<string, unknown>;
+  const unknown = Object.keys(rest)[0];
+  if (unknown !== undefined) {
+    throw new HttpError(
+      400,
+      "bad_request",
+      `Invalid request field "${field}.${unknown}": unknown task option`,
+      [`${field}.${unknown}`],
+    );
+  }
+  if (spec === undefined || spec === null) return null;
+  try {
+    return resolveResourceSpecification(spec);
+  } catch (err) {
+    throw new HttpError(
+      400,
+      "bad_request",
+      `Invalid request field "${field}.resource_specification": ${(err as Error).message}`,
+      [`${field}.resource_specification`],
+    );
+  }
 }
 
 function parseSubmit(
@@ -171,15 +217,20 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
       for (const [i, entry] of tasks.entries()) {
         const taskId = taskIdOf(i);
         try {
-          if (!Array.isArray(entry) || entry.length !== 3 || typeof entry[2] !== "string") {
+          if (
+            !Array.isArray(entry) || entry.length < 3 || entry.length > 4 ||
+            typeof entry[2] !== "string"
+          ) {
             throw new HttpError(
               400,
               "bad_request",
-              `Invalid request field "tasks.${i}": expected [function_id, endpoint_id, payload]`,
+              `Invalid request field "tasks.${i}": expected [function_id, endpoint_id, payload] ` +
+                "or [function_id, endpoint_id, payload, {resource_specification}]",
               [`tasks.${i}`],
             );
           }
           const [fid, eid, payload] = entry as [unknown, unknown, string];
+          const resourceSpecification = taskOptions(entry[3], i);
           if (!isUuid(fid)) requireUuid(fid, "function");
           if (!isUuid(eid)) requireUuid(eid, "endpoint");
           const functionId = (fid as string).toLowerCase();
@@ -207,6 +258,7 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
             id: taskId,
             functionId,
             endpointId,
+            resourceSpecification,
             message: encodeTask({
               task_id: taskId,
               container_id: fn.containerId,
@@ -215,6 +267,7 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
               function_id: functionId,
               user: user.name,
               ...(userEndpointConfig ? { user_endpoint_config: userEndpointConfig } : {}),
+              ...(resourceSpecification ? { resource_specification: resourceSpecification } : {}),
             }),
           });
           results.push({ status: "Success", task_uuid: taskId, http_status_code: 200 });
