@@ -26,6 +26,9 @@ Deno.test("funcx-endpoint CLI: configure, start, list, stop, restart, delete", a
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /No endpoints configured!/);
     assert.match(r.stdout, /\(Hint: funcx-endpoint configure\)/);
+    const json = await s.cli(["list", "--json"]);
+    assert.equal(json.code, 0, json.stderr);
+    assert.deepEqual(JSON.parse(json.stdout), { endpoints: [] });
   });
 
   await t.step("configure writes config.yaml and refuses to overwrite it", async () => {
@@ -94,6 +97,9 @@ Deno.test("funcx-endpoint CLI: configure, start, list, stop, restart, delete", a
     assert.ok(processGroup(daemonPid).includes(daemonPid));
     const list = await s.cli(["list"]);
     assert.match(list.stdout, new RegExp(`\\| ${endpointId} \\| Running +\\| alpha`));
+    assert.deepEqual(JSON.parse((await s.cli(["list", "--json"])).stdout), {
+      endpoints: [{ name: "alpha", endpoint_id: endpointId, status: "Running" }],
+    });
     const fn = await s.client.registerFunction((x: number) => x * 3);
     assert.equal(
       await waitForResult(s.client, await s.client.run(fn, endpointId, { args: [14] })),
@@ -186,11 +192,22 @@ Deno.test("funcx-endpoint CLI: configure, start, list, stop, restart, delete", a
   });
 });
 
-Deno.test("funcx-endpoint CLI: version, whoami and completion", async () => {
+Deno.test("funcx-endpoint CLI: version, whoami (text and --json) and completion", async () => {
   await using s = await serviceEnv();
   const v = await s.cli(["version"]);
   assert.equal(v.code, 0);
   assert.match(v.stdout, /^funcX endpoint version: \d+\.\d+\.\d+/);
+  const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+  assert.deepEqual(JSON.parse((await s.cli(["version", "--json"])).stdout), {
+    version: config.version,
+  });
+  const whoJson = await s.cli(["whoami", "--json"]);
+  assert.equal(whoJson.code, 0, whoJson.stderr);
+  const me = JSON.parse(whoJson.stdout);
+  assert.equal(me.user, "dev");
+  assert.equal(me.client_id, s.service.clientId);
+  assert.equal(me.service, s.service.address);
+  assert.match(me.user_id, UUID);
   const who = await s.cli(["whoami"]);
   assert.equal(who.code, 0, who.stderr);
   assert.ok(

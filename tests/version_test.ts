@@ -12,7 +12,7 @@ Deno.test("versions: every version string agrees with deno.json, and the README 
   const readme = await Deno.readTextFile(new URL("README.md", ROOT));
   assert.deepEqual(versionProblems({ readme }), []);
   for (const v of Object.values(versionStrings())) assert.equal(v, config.version);
-  assert.match(readme, /releases\/latest\/download\//);
+  assert.match(readme, /github\.com\/\$FUNCX_REPO\/releases\/latest\/download"/);
 });
 
 Deno.test("versions: a tag or a README line that differs is named", () => {
