@@ -1,9 +1,10 @@
 /**
  * The engine with the Grid Engine provider against a real one-node Grid Engine cell
- * (tests/harness/gridengine.ts): tasks run in batch jobs (also through `qrsh -inherit` in a
- * parallel environment), blocks scale from zero to two and back, a block deleted with `qdel` is
- * replaced and its task retried, a walltime ends a block, a bad queue is a clear error in the
- * engine's status, and the sample site config `docs/sites/gridengine.yaml` runs a whole endpoint.
+ * (tests/harness/gridengine.ts): the batch-provider contract (tasks in jobs, scaling out and in,
+ * a block deleted with `qdel` replaced and its task retried, a bad queue a clear error, a whole
+ * endpoint), plus what is Grid Engine's own: the job script, `qstat`/`qacct` states, the
+ * `qrsh -inherit` launcher in a parallel environment, a walltime (`h_rt`) ending a block, and the
+ * sample site config `docs/sites/gridengine.yaml` driving a whole endpoint.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -19,17 +20,16 @@ import {
   SchedulerCommandError,
   TERMINAL_STATES,
 } from "../endpoint/engine/mod.ts";
-import { taskBuffer, until, valueOf } from "../endpoint/engine/_test_helpers.ts";
-import { sharedGridEngine } from "./harness/gridengine.ts";
+import { taskBuffer, valueOf } from "../endpoint/engine/_test_helpers.ts";
 import {
-  clientOf,
-  createVhost,
-  deleteVhost,
-  sharedBroker,
-  startEndpoint,
-  startService,
-} from "./harness/stack.ts";
-import { waitForResult } from "./harness/wait.ts";
+  badOptionIsAClearError,
+  blocksScaleOutAndIn,
+  endpointRunsTasksInJobs,
+  killedBlockIsReplaced,
+  type Scheduler,
+  tasksRunInAJob,
+} from "./harness/batch_provider_cases.ts";
+import { sharedGridEngine } from "./harness/gridengine.ts";
 
 const SITE_CONFIG = new URL("../docs/sites/gridengine.yaml", import.meta.url).pathname;
 
@@ -37,12 +37,19 @@ const sge = await sharedGridEngine();
 // qsub, qstat, qacct and qdel (run by the provider in this process) find the cell through it.
 for (const [k, v] of Object.entries(sge)) Deno.env.set(k, v);
 
-const jobOf = () => ({ job: Deno.env.get("JOB_ID") ?? null, pid: Deno.pid });
-
-async function qstat(): Promise<string> {
-  const out = await new Deno.Command("qstat", { args: ["-xml"], env: sge }).output();
-  return new TextDecoder().decode(out.stdout);
+async function run(cmd: string, args: string[]): Promise<string> {
+  const out = await new Deno.Command(cmd, { args, env: sge }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  assert.equal(out.code, 0, `${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
+  return text;
 }
+
+const gridEngine: Scheduler = {
+  jobIdEnv: "JOB_ID",
+  scriptSuffix: "qsub",
+  runningJobs: async () => new Set(parseQstatXml(await run("qstat", ["-xml"])).keys()),
+  kill: async (jobId) => void await run("qdel", [jobId]),
+};
 
 Deno.test("GridEngineProvider: the job script carries options, the qrsh launcher and the env", async () => {
   const dir = await Deno.makeTempDir();
@@ -115,30 +122,19 @@ Deno.test("GridEngineProvider: a multi-node block without a parallel environment
   assert.ok(EngineConfigSchema.safeParse({ provider: { type: "gridengine" } }).success);
 });
 
-Deno.test("GridEngineProvider: tasks run inside a real Grid Engine job", async () => {
-  const dir = await Deno.makeTempDir();
-  await using engine = await createEngine({
-    provider: { type: "gridengine", queue: "all.q", project: "funcx", walltime: "00:10:00" },
-    init_blocks: 1,
-    max_workers_per_node: 1,
-    strategy_period: 1,
-    run_dir: dir,
-  }, { graceS: 2 });
-  const r = valueOf(await engine.submit("t1", taskBuffer(jobOf))) as { job: string | null };
-  const block = engine.blocks[0]!;
-  assert.match(String(r.job), /^\d+$/);
-  assert.equal(r.job, block.jobId);
-  const script = await Deno.stat(join(dir, "block_1.qsub"));
-  assert.equal(script.mode! & 0o777, 0o700);
-  assert.match(await Deno.readTextFile(join(dir, "block_1.log")), /funcX block 1: job \d+/);
-  await until(() => engine.status().blocks?.running === 1, "the block to be seen running");
-  // The job was submitted to the queue and project asked for.
-  const out = await new Deno.Command("qstat", { args: ["-j", r.job!], env: sge }).output();
-  const detail = new TextDecoder().decode(out.stdout);
-  assert.match(detail, /^project:\s+funcx$/m);
-  assert.match(detail, /hard_queue_list:\s+all\.q/);
-  await engine.close();
-  await Deno.remove(dir, { recursive: true });
+Deno.test("GridEngineProvider: tasks run inside a real Grid Engine job, in the queue and project asked for", async () => {
+  const provider = {
+    type: "gridengine" as const,
+    queue: "all.q",
+    project: "funcx",
+    walltime: "00:10:00",
+  };
+  await tasksRunInAJob(provider, gridEngine, async (jobId) => {
+    const detail = await run("qstat", ["-j", jobId]);
+    assert.match(detail, /^project:\s+funcx$/m);
+    assert.match(detail, /hard_queue_list:\s+all\.q/);
+    assert.match(detail, /h_rt=600/);
+  });
 });
 
 Deno.test("GridEngineProvider: the qrsh launcher starts the manager with qrsh -inherit in a parallel environment", async () => {
@@ -164,80 +160,11 @@ Deno.test("GridEngineProvider: the qrsh launcher starts the manager with qrsh -i
 });
 
 Deno.test("GridEngineProvider: blocks scale from zero to two under load and back to min_blocks", async () => {
-  const dir = await Deno.makeTempDir();
-  await using engine = await createEngine({
-    provider: { type: "gridengine" },
-    init_blocks: 0,
-    min_blocks: 0,
-    max_blocks: 2,
-    max_workers_per_node: 1,
-    max_idletime: 2,
-    strategy_period: 1,
-    run_dir: dir,
-  }, { graceS: 2 });
-  assert.equal(engine.blocks.length, 0);
-  let most = 0;
-  const watch = setInterval(() => (most = Math.max(most, engine.blocks.length)), 50);
-  const slow = async () => {
-    await new Promise((r) => setTimeout(r, 2000));
-    return Deno.env.get("JOB_ID");
-  };
-  const results = await Promise.all(
-    Array.from({ length: 6 }, (_, i) => engine.submit(`s${i}`, taskBuffer(slow))),
-  );
-  const jobs = new Set(results.map(valueOf) as string[]);
-  assert.equal(most, 2, "two blocks under load");
-  assert.ok(jobs.size >= 1 && jobs.size <= 2, `jobs ${[...jobs]}`);
-  await until(() => engine.blocks.length === 0, "scale in to min_blocks (0)", 60_000);
-  clearInterval(watch);
-  await until(() => engine.status().blocks?.completed === 2, "two blocks counted completed");
-  // A stopped block leaves the engine once qdel is sent; Grid Engine ends its job a moment
-  // later, so poll, with a bound.
-  let left = parseQstatXml(await qstat());
-  for (let i = 0; i < 300 && [...jobs].some((id) => left.has(id)); i++) {
-    await new Promise((r) => setTimeout(r, 100));
-    left = parseQstatXml(await qstat());
-  }
-  for (const id of jobs) assert.ok(!left.has(id), `job ${id} still listed: ${[...left]}`);
-  await engine.close();
-  await Deno.remove(dir, { recursive: true });
+  await blocksScaleOutAndIn({ type: "gridengine" }, gridEngine);
 });
 
 Deno.test("GridEngineProvider: a block deleted with qdel is replaced and its task retried", async () => {
-  const dir = await Deno.makeTempDir();
-  await using engine = await createEngine({
-    provider: { type: "gridengine" },
-    init_blocks: 1,
-    min_blocks: 1,
-    max_blocks: 1,
-    max_workers_per_node: 1,
-    max_retries_on_manager_lost: 1,
-    strategy_period: 1,
-    run_dir: join(dir, "run"),
-  }, { graceS: 2 });
-  const marked = async (d: string) => {
-    const job = Deno.env.get("JOB_ID")!;
-    await Deno.writeTextFile(`${d}/started-${job}`, "");
-    // The first run waits for qdel; the retry finishes at once.
-    const runs = [...Deno.readDirSync(d)].filter((e) => e.name.startsWith("started-")).length;
-    if (runs === 1) await new Promise((r) => setTimeout(r, 60_000));
-    return job;
-  };
-  const result = engine.submit("c1", taskBuffer(marked, [dir]));
-  await until(
-    () => [...Deno.readDirSync(dir)].some((e) => e.name.startsWith("started-")),
-    "the task to start in the first block",
-    60_000,
-  );
-  const first = engine.blocks[0]!.jobId!;
-  const qdel = await new Deno.Command("qdel", { args: [first], env: sge }).output();
-  assert.equal(qdel.code, 0, new TextDecoder().decode(qdel.stderr));
-  const second = valueOf(await result) as string;
-  assert.notEqual(second, first);
-  assert.match(second, /^\d+$/);
-  assert.ok((engine.status().blocks?.failed ?? 0) >= 1, JSON.stringify(engine.status()));
-  await engine.close();
-  await Deno.remove(dir, { recursive: true });
+  await killedBlockIsReplaced({ type: "gridengine" }, gridEngine);
 });
 
 Deno.test("GridEngineProvider: a block's walltime (h_rt) ends its job, seen as timeout", async () => {
@@ -257,59 +184,23 @@ Deno.test("GridEngineProvider: a block's walltime (h_rt) ends its job, seen as t
 });
 
 Deno.test("GridEngineProvider: a bad queue is a clear error in the status; the engine keeps running", async () => {
+  await badOptionIsAClearError({ type: "gridengine", queue: "no-such-queue" }, [
+    /unknown queue "no-such-queue"/,
+    /qsub/,
+  ]);
+  // The provider says the same of a bad project, as a permanent error (not retried).
   const dir = await Deno.makeTempDir();
-  await using engine = await createEngine({
-    provider: { type: "gridengine", queue: "no-such-queue" },
-    init_blocks: 1,
-    strategy_period: 1,
-    run_dir: dir,
-  }, { graceS: 2 });
-  assert.equal(engine.state, "running");
-  assert.match(String(engine.status().provider_error), /unknown queue "no-such-queue"/);
-  assert.match(String(engine.status().provider_error), /qsub/);
-  // Tasks still queue (they would run once the config is fixed); nothing crashed.
-  const pending = engine.submit("p1", taskBuffer(() => 1));
-  await until(() => engine.status().pending_tasks === 1, "the task to queue");
-  assert.equal(engine.blocks.length, 0);
-  // The provider says the same, as a permanent SchedulerCommandError (not retried).
   const p = new GridEngineProvider({ runDir: dir, project: "no-such-project" });
   const err = await p.start("x", ["true"], {}).catch((e) => e);
   assert.ok(err instanceof SchedulerCommandError && err.permanent, String(err));
   assert.match(err.message, /project "no-such-project" does not exist/);
-  await engine.close();
-  await pending.catch(() => {});
   await Deno.remove(dir, { recursive: true });
 });
 
 Deno.test("GridEngineProvider: the sample site config runs a whole endpoint's SDK tasks in Grid Engine jobs", async () => {
   const site = await loadConfig(SITE_CONFIG);
   assert.equal(site.engine.provider.type, "gridengine");
+  // The site's engine section as written, polled faster for the test.
   const raw = parse(await Deno.readTextFile(SITE_CONFIG)) as { engine: Record<string, unknown> };
-  const access = await sharedBroker();
-  const dir = await Deno.makeTempDir({ prefix: "funcx-sge-ep-" });
-  const vhost = `funcx-${crypto.randomUUID().slice(0, 8)}`;
-  const service = await startService({
-    dir,
-    amqpUrl: await createVhost(access, vhost),
-    broker: access,
-  });
-  try {
-    // The site's engine section as written, polled faster for the test.
-    const engine = { ...raw.engine, strategy_period: 1 };
-    const ep = await startEndpoint({ service, dir, workers: 1, config: { engine } });
-    try {
-      const fx = clientOf(service);
-      const fnId = await fx.registerFunction(function gridEngineJob() {
-        return Deno.env.get("JOB_ID") ?? "none";
-      });
-      const job = await waitForResult(fx, await fx.run(fnId, ep.endpointId), 90_000);
-      assert.match(String(job), /^\d+$/);
-    } finally {
-      await ep.process.stop();
-    }
-  } finally {
-    await service.process.stop();
-    await deleteVhost(access, vhost).catch(() => {});
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-  }
+  await endpointRunsTasksInJobs({ ...raw.engine, strategy_period: 1 }, gridEngine);
 });

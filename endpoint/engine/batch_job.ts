@@ -65,27 +65,52 @@ export class BatchJobBlock implements BlockHandle {
   }
 }
 
-/** How {@linkcode schedulerCommand} runs a command. */
-export interface SchedulerCommandOptions {
-  /** Environment added to this process's. */
-  env: Record<string, string>;
-  /** Attempts when the error is transient. */
-  attempts: number;
-  /** Seconds one attempt may take. */
-  timeoutS: number;
-  /** Output that marks an error as permanent (bad queue, bad option): no retry. */
-  permanent: RegExp;
+/** Options every batch provider takes (each adds its scheduler's own). */
+export interface BatchProviderOptions {
+  /** Folder of the job scripts and job output (created; shared with the compute nodes). */
+  runDir: string;
+  /** Nodes per block; one manager runs on each. @default 1 */
+  nodesPerBlock?: number;
+  /** Extra lines of the script header, with or without the scheduler's prefix. @default [] */
+  schedulerOptions?: readonly string[];
+  /** Shell lines run in the job before the manager starts (`module load ...`). @default [] */
+  workerInit?: readonly string[];
+  /** Environment of the scheduler commands, added to this process's. @default {} */
+  commandEnv?: Record<string, string>;
+  /** Attempts of a scheduler command with a transient error. @default 3 */
+  attempts?: number;
+  /** Seconds a scheduler command may take. @default 30 */
+  commandTimeoutS?: number;
+  /** Seconds `stop` waits for a cancelled job to leave. @default 30 */
+  cancelWaitS?: number;
 }
 
+/** The defaults of {@linkcode BatchProviderOptions}. */
+export const BATCH_DEFAULTS: Required<Omit<BatchProviderOptions, "runDir">> = {
+  nodesPerBlock: 1,
+  schedulerOptions: [],
+  workerInit: [],
+  commandEnv: {},
+  attempts: 3,
+  commandTimeoutS: 30,
+  cancelWaitS: 30,
+};
+
+/** What {@linkcode schedulerCommand} reads of a provider's options. */
+export type SchedulerCommandOptions = Required<
+  Pick<BatchProviderOptions, "commandEnv" | "attempts" | "commandTimeoutS">
+>;
+
 /**
- * Runs a scheduler command and returns its stdout; retries with backoff unless the error is
- * permanent. The final {@linkcode SchedulerCommandError} says what was being done (`what`), the
- * command line, its exit code and its output.
+ * Runs a scheduler command and returns its stdout; retries with backoff (`attempts`, default
+ * the options') unless its output matches `permanent` (a bad queue, a bad option). The final
+ * {@linkcode SchedulerCommandError} says what was being done (`what`), the command line, its
+ * exit code and its output.
  */
 export async function schedulerCommand(
   command: readonly string[],
   what: string,
-  options: SchedulerCommandOptions,
+  options: SchedulerCommandOptions & { permanent: RegExp; attempts?: number },
 ): Promise<string> {
   const [cmd, ...args] = command as [string, ...string[]];
   for (let attempt = 1;; attempt++) {
@@ -93,9 +118,9 @@ export async function schedulerCommand(
     try {
       const out = await new Deno.Command(cmd, {
         args,
-        env: options.env,
+        env: options.commandEnv,
         stdin: "null",
-        signal: AbortSignal.timeout(options.timeoutS * 1000),
+        signal: AbortSignal.timeout(options.commandTimeoutS * 1000),
       }).output();
       const stdout = new TextDecoder().decode(out.stdout);
       if (out.code === 0) return stdout;

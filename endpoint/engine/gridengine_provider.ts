@@ -16,7 +16,9 @@
 import { getLogger } from "@logtape/logtape";
 import { join } from "node:path";
 import {
+  BATCH_DEFAULTS,
   BatchJobBlock,
+  type BatchProviderOptions,
   cancelAndWait,
   schedulerCommand,
   SchedulerCommandError,
@@ -27,39 +29,23 @@ import { type BlockHandle, type BlockStatus, type Provider, TERMINAL_STATES } fr
 const log = getLogger(["funcx", "endpoint", "engine", "gridengine"]);
 
 /** Options of {@linkcode GridEngineProvider}. */
-export interface GridEngineProviderOptions {
-  /** Folder of the job scripts and job output (created; shared with the compute nodes). */
-  runDir: string;
+export interface GridEngineProviderOptions extends BatchProviderOptions {
   /** `-q`: the queue (or queue list). @default null (any queue the job fits) */
   queue?: string | null;
   /** `-P`: the project the blocks are accounted to. @default null */
   project?: string | null;
   /** `-l h_rt=`: the hard walltime, `HH:MM:SS` or seconds. @default null (the queue's limit) */
   walltime?: string | null;
-  /** Nodes per block; one manager runs on each. @default 1 */
-  nodesPerBlock?: number;
   /**
    * `-pe <name> <nodesPerBlock>`: needed when `nodesPerBlock` > 1, and best with
    * `allocation_rule 1` (one slot per host). @default null (no parallel environment)
    */
   parallelEnvironment?: string | null;
-  /** Extra lines of the script header, with or without the `#$` prefix. @default [] */
-  schedulerOptions?: readonly string[];
-  /** Shell lines run in the job before the manager starts (`module load ...`). @default [] */
-  workerInit?: readonly string[];
   /**
    * How managers start: `qrsh` runs one per host of `$PE_HOSTFILE` with `qrsh -inherit`;
    * `none` runs one in the job script. @default "qrsh" when nodesPerBlock > 1, else "none"
    */
   launcher?: "qrsh" | "none";
-  /** Environment of the scheduler commands, added to this process's. @default {} */
-  commandEnv?: Record<string, string>;
-  /** Attempts of a scheduler command with a transient error. @default 3 */
-  attempts?: number;
-  /** Seconds a scheduler command may take. @default 30 */
-  commandTimeoutS?: number;
-  /** Seconds `stop` waits for a deleted job to leave. @default 30 */
-  cancelWaitS?: number;
   /**
    * Seconds a job may be gone from `qstat` while `qacct` does not know it yet (accounting is
    * written every `flush_time`, 15 s by default) before the block counts as completed.
@@ -88,13 +74,8 @@ export class GridEngineProvider implements Provider {
       project: null,
       walltime: null,
       parallelEnvironment: null,
-      schedulerOptions: [],
-      workerInit: [],
-      commandEnv: {},
-      attempts: 3,
-      commandTimeoutS: 30,
-      cancelWaitS: 30,
       accountingWaitS: 60,
+      ...BATCH_DEFAULTS,
       ...options,
       nodesPerBlock: nodes,
       launcher: options.launcher ?? (nodes > 1 ? "qrsh" : "none"),
@@ -235,12 +216,8 @@ export class GridEngineProvider implements Provider {
   }
 
   #command(command: readonly string[], what: string, attempts?: number): Promise<string> {
-    return schedulerCommand(command, what, {
-      env: this.#o.commandEnv,
-      attempts: attempts ?? this.#o.attempts,
-      timeoutS: this.#o.commandTimeoutS,
-      permanent: PERMANENT,
-    });
+    const once = attempts === undefined ? {} : { attempts };
+    return schedulerCommand(command, what, { ...this.#o, permanent: PERMANENT, ...once });
   }
 }
 

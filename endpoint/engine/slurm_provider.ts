@@ -11,7 +11,9 @@
 import { getLogger } from "@logtape/logtape";
 import { join } from "node:path";
 import {
+  BATCH_DEFAULTS,
   BatchJobBlock,
+  type BatchProviderOptions,
   cancelAndWait,
   schedulerCommand,
   SchedulerCommandError,
@@ -28,9 +30,7 @@ import {
 const log = getLogger(["funcx", "endpoint", "engine", "slurm"]);
 
 /** Options of {@linkcode SlurmProvider}. */
-export interface SlurmProviderOptions {
-  /** Folder of the batch scripts and job output (created). */
-  runDir: string;
+export interface SlurmProviderOptions extends BatchProviderOptions {
   /** `--partition`. @default null (the cluster's default) */
   partition?: string | null;
   /** `--account`. @default null */
@@ -39,24 +39,10 @@ export interface SlurmProviderOptions {
   qos?: string | null;
   /** `--time`, `HH:MM:SS` (or any Slurm time). @default null (the partition's limit) */
   walltime?: string | null;
-  /** `--nodes`; one manager per node. @default 1 */
-  nodesPerBlock?: number;
   /** `--exclusive`. @default false */
   exclusive?: boolean;
-  /** Extra lines of the script header, with or without the `#SBATCH` prefix. @default [] */
-  schedulerOptions?: readonly string[];
-  /** Shell lines run in the job before the manager starts (`module load ...`). @default [] */
-  workerInit?: readonly string[];
   /** How managers start: `srun` runs one per node; `none` runs one in the batch step. @default "srun" when nodesPerBlock > 1 */
   launcher?: "srun" | "none";
-  /** Environment of the scheduler commands, added to this process's. @default {} */
-  commandEnv?: Record<string, string>;
-  /** Attempts of a scheduler command with a transient error. @default 3 */
-  attempts?: number;
-  /** Seconds a scheduler command may take. @default 30 */
-  commandTimeoutS?: number;
-  /** Seconds `stop` waits for a cancelled job to leave. @default 30 */
-  cancelWaitS?: number;
 }
 
 export { SchedulerCommandError };
@@ -78,12 +64,7 @@ export class SlurmProvider implements Provider {
       qos: null,
       walltime: null,
       exclusive: false,
-      schedulerOptions: [],
-      workerInit: [],
-      commandEnv: {},
-      attempts: 3,
-      commandTimeoutS: 30,
-      cancelWaitS: 30,
+      ...BATCH_DEFAULTS,
       ...options,
       nodesPerBlock: nodes,
       launcher: options.launcher ?? (nodes > 1 ? "srun" : "none"),
@@ -211,12 +192,8 @@ export class SlurmProvider implements Provider {
   }
 
   #command(cmd: string, args: string[], what: string, attempts?: number): Promise<string> {
-    return schedulerCommand([cmd, ...args], what, {
-      env: this.#o.commandEnv,
-      attempts: attempts ?? this.#o.attempts,
-      timeoutS: this.#o.commandTimeoutS,
-      permanent: PERMANENT,
-    });
+    const once = attempts === undefined ? {} : { attempts };
+    return schedulerCommand([cmd, ...args], what, { ...this.#o, permanent: PERMANENT, ...once });
   }
 }
 
