@@ -8,7 +8,8 @@
  *   and {@linkcode Batch} for many tasks in one request.
  * - {@linkcode LoginManager}: device-flow login for people; scripts use client credentials
  *   (`FUNCX_SDK_CLIENT_ID`, `FUNCX_SDK_CLIENT_SECRET`).
- * - {@linkcode ShellFunction}: a command line run on the endpoint.
+ * - {@linkcode ShellFunction}: a command line run on the endpoint; {@linkcode MPIFunction}: one
+ *   run under the endpoint's MPI launcher, on the nodes its resource specification asks for.
  * - Errors to catch: {@linkcode FuncxAPIError}, {@linkcode TaskPending},
  *   {@linkcode TaskExecutionFailed}, {@linkcode ResultTimeoutError},
  *   {@linkcode TaskCancelledError}.
@@ -70,13 +71,19 @@ export {
   type ShutdownOptions,
 } from "./sdk/executor.ts";
 export { FuncXFuture, type FutureState, TaskCancelledError } from "./sdk/future.ts";
-export { Batch, type BatchOptions } from "./sdk/batch.ts";
+export { Batch, type BatchOptions, type BatchTaskOptions } from "./sdk/batch.ts";
 export {
   type DeviceCodePrompt,
   LoginManager,
   type LoginManagerOptions,
 } from "./sdk/login_manager.ts";
 export { ShellFunction, type ShellResult, type ShellSpec } from "./sdk/shell_function.ts";
+export {
+  MPIFunction,
+  type MPIResult,
+  type ResourceSpecification,
+  toResourceSpecificationWire,
+} from "./sdk/mpi_function.ts";
 export {
   FuncxAPIError,
   MaxResultSizeExceeded,

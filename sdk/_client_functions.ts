@@ -5,7 +5,7 @@
  * @module
  */
 import type { ClientTransport, RequestOptions } from "./_client_transport.ts";
-import { SHELL_FUNCTION_NAME, type ShellFunction } from "./shell_function.ts";
+import type { ShellFunction } from "./shell_function.ts";
 import { packBuffers, serialize, SerializerMethod } from "./protocol/mod.ts";
 
 /**
@@ -88,7 +88,7 @@ export class FunctionRoutes {
     shell: ShellFunction,
     options: Omit<RegisterFunctionOptions, "name"> = {},
   ): Promise<string> {
-    return await this.registerFunctionSource(SHELL_FUNCTION_NAME, shell.source(), options);
+    return await this.registerFunctionSource(shell.functionName, shell.source(), options);
   }
 
   /** `POST v2/functions` with source text (JavaScript that evaluates to a function): its id. */

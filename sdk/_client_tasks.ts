@@ -7,6 +7,8 @@
  */
 import type { ClientTransport, RequestOptions } from "./_client_transport.ts";
 import type { Batch } from "./batch.ts";
+import { type ResourceSpecification, toResourceSpecificationWire } from "./mpi_function.ts";
+import type { ResourceSpecificationWire } from "./protocol/resource_specification.ts";
 import {
   FuncxAPIError,
   remoteErrorOf,
@@ -46,6 +48,11 @@ export interface RunOptions extends RequestOptions {
   taskGroupId?: string;
   /** Values for a multi-user endpoint's user endpoint template. @default none */
   userEndpointConfig?: Record<string, unknown>;
+  /**
+   * What an `MPIFunction` task asks for (nodes, ranks per node, ranks). @default none: the
+   * endpoint's default, one node and one rank
+   */
+  resourceSpecification?: ResourceSpecification;
 }
 
 /**
@@ -76,10 +83,13 @@ export interface TaskInfo {
   error_code?: string;
   /** When the task completed, in seconds since the epoch. */
   completion_t?: number;
+  /** What an MPI task asked for (absent for other tasks). */
+  resource_specification?: ResourceSpecificationWire;
 }
 
 /**
- * One task of a submit batch: `[function_id, endpoint_id, payload]`.
+ * One task of a submit batch: `[function_id, endpoint_id, payload]`, and for an MPI task its
+ * resource specification as a 4th member `{resource_specification}`.
  *
  * @example One task of a submit request
  * ```ts
@@ -90,7 +100,21 @@ export interface TaskInfo {
  * assert.equal(entry.length, 3);
  * ```
  */
-export type SubmitEntry = [string, string, string];
+export type SubmitEntry =
+  | [string, string, string]
+  | [string, string, string, { resource_specification: ResourceSpecificationWire }];
+
+/** A submit entry, with the task's resource specification when it has one. */
+export function submitEntry(
+  functionId: string,
+  endpointId: string,
+  payload: string,
+  spec: ResourceSpecificationWire | undefined,
+): SubmitEntry {
+  return spec
+    ? [functionId, endpointId, payload, { resource_specification: spec }]
+    : [functionId, endpointId, payload];
+}
 
 /**
  * The service's answer to a submit.
@@ -197,7 +221,11 @@ export class TaskRoutes {
   /** One task; its id, or the refusal as a `FuncxAPIError`. */
   async run(functionId: string, endpointId: string, options: RunOptions = {}): Promise<string> {
     const payload = packArgs(options.args ?? [], options.kwargs ?? {});
-    const res = await this.submit([[functionId, endpointId, payload]], options.taskGroupId, {
+    const spec = options.resourceSpecification
+      ? toResourceSpecificationWire(options.resourceSpecification)
+      : undefined;
+    const entry = submitEntry(functionId, endpointId, payload, spec);
+    const res = await this.submit([entry], options.taskGroupId, {
       ...(options.userEndpointConfig ? { userEndpointConfig: options.userEndpointConfig } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     });

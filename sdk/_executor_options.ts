@@ -5,6 +5,8 @@
  * @module
  */
 import { FuncXClient } from "./client.ts";
+import { type ResourceSpecification, toResourceSpecificationWire } from "./mpi_function.ts";
+import type { ResourceSpecificationWire } from "./protocol/resource_specification.ts";
 
 /**
  * Options of {@linkcode FuncXExecutor}.
@@ -41,6 +43,12 @@ export interface FuncXExecutorOptions {
    * are registered with it. @default none: the endpoint's plain workers
    */
   containerId?: string;
+  /**
+   * What `MPIFunction` tasks ask for (nodes, ranks per node, ranks); it can also be set later,
+   * see {@linkcode FuncXExecutor.resourceSpecification}. @default none: the endpoint's default,
+   * one node and one rank
+   */
+  resourceSpecification?: ResourceSpecification;
   /**
    * A deadline for each future, in ms from its `submit`: a future without an outcome by then
    * rejects with {@linkcode ResultTimeoutError} (the task may still run). @default none: a future
@@ -90,6 +98,8 @@ export interface ExecutorConfig {
   label: string;
   /** Container that functions run in. */
   containerId: string | undefined;
+  /** What MPI tasks ask for, checked and complete. */
+  resourceSpecification: ResourceSpecificationWire | undefined;
   /** Most tasks per submit request. */
   batchSize: number;
   /** A deadline for each future, in ms from its `submit`. */
@@ -140,6 +150,9 @@ export function resolveExecutorOptions(options: FuncXExecutorOptions): ExecutorC
     taskGroupId,
     label: options.label ?? "FuncXExecutor",
     containerId: options.containerId,
+    resourceSpecification: options.resourceSpecification
+      ? toResourceSpecificationWire(options.resourceSpecification)
+      : undefined,
     batchSize,
     resultTimeoutMs,
     userEndpointConfig: options.userEndpointConfig,

@@ -13,6 +13,8 @@ import { FuncxAPIError } from "./errors.ts";
 import type { FuncXFuture } from "./future.ts";
 import type { TaskOutcomes } from "./_task_outcomes.ts";
 import { untilAnswered } from "./_until_answered.ts";
+import { submitEntry } from "./_client_tasks.ts";
+import type { ResourceSpecificationWire } from "./protocol/resource_specification.ts";
 
 const log = getLogger(["funcx", "sdk", "executor"]);
 
@@ -29,6 +31,8 @@ export interface PendingTask {
   payload: string;
   /** The task group it goes into: the executor's at the time of `submit`. */
   taskGroupId: string;
+  /** What it asks for (an MPI task): the executor's at the time of `submit`. */
+  resourceSpecification: ResourceSpecificationWire | undefined;
 }
 
 /** What {@linkcode SubmitBatcher} needs from its executor. */
@@ -150,11 +154,9 @@ export class SubmitBatcher {
     for (const p of batch) this.#inFlight.add(p.future);
     try {
       const ids = await Promise.all(batch.map((p) => p.functionId));
-      const entries = batch.map((p, i): [string, string, string] => [
-        ids[i]!,
-        this.#options.endpointId,
-        p.payload,
-      ]);
+      const entries = batch.map((p, i) =>
+        submitEntry(ids[i]!, this.#options.endpointId, p.payload, p.resourceSpecification)
+      );
       // Whether this process's result queue is bound before the request goes out: if not, the
       // tasks may finish before it is, and their outcomes are read from the service once it is.
       const stream = outcomes.watch(group);

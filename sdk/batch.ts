@@ -4,6 +4,28 @@
  * @module
  */
 import { type DataMethod, packArgs } from "./protocol/mod.ts";
+import { type SubmitEntry, submitEntry } from "./_client_tasks.ts";
+import { type ResourceSpecification, toResourceSpecificationWire } from "./mpi_function.ts";
+
+/**
+ * Options of one task of a {@linkcode Batch}.
+ *
+ * @example An MPI task on 2 nodes with 4 ranks each
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Batch, type BatchTaskOptions } from "@funcx/sdk";
+ * const options: BatchTaskOptions = { resourceSpecification: { numNodes: 2, ranksPerNode: 4 } };
+ * const batch = new Batch();
+ * batch.add(crypto.randomUUID(), crypto.randomUUID(), [], {}, options);
+ * assert.deepEqual(batch.tasks()[0]?.[3], {
+ *   resource_specification: { num_nodes: 2, ranks_per_node: 4, num_ranks: 8 },
+ * });
+ * ```
+ */
+export interface BatchTaskOptions {
+  /** What an `MPIFunction` task asks for. @default none: the endpoint's default (1 node, 1 rank) */
+  resourceSpecification?: ResourceSpecification;
+}
 
 /**
  * Options of {@linkcode Batch}.
@@ -63,7 +85,7 @@ export class Batch {
   readonly userEndpointConfig: Record<string, unknown> | undefined;
   readonly #maxBytes: number;
   readonly #method: DataMethod;
-  readonly #tasks: Array<[string, string, string]> = [];
+  readonly #tasks: SubmitEntry[] = [];
   #bytes = 64;
 
   /**
@@ -87,18 +109,24 @@ export class Batch {
   }
 
   /**
-   * Adds a task. Throws a `RangeError` if the batch would outgrow the request size limit, so
-   * the caller can submit it and start a new one.
+   * Adds a task (an `MPIFunction` task with its `resourceSpecification`). Throws a `RangeError`
+   * if the batch would outgrow the request size limit, so the caller can submit it and start a
+   * new one, and a `TypeError`/`RangeError` for a bad resource specification.
    */
   add(
     functionId: string,
     endpointId: string,
     args: readonly unknown[] = [],
     kwargs: Record<string, unknown> = {},
+    options: BatchTaskOptions = {},
   ): void {
+    const spec = options.resourceSpecification
+      ? toResourceSpecificationWire(options.resourceSpecification)
+      : undefined;
     const payload = packArgs(args, kwargs, { method: this.#method });
     // JSON quoting can grow a payload; 1.1x plus the ids is a safe estimate of its request bytes.
-    const bytes = Math.ceil(payload.length * 1.1) + functionId.length + endpointId.length + 12;
+    const bytes = Math.ceil(payload.length * 1.1) + functionId.length + endpointId.length + 12 +
+      (spec ? 96 : 0);
     if (this.#bytes + bytes > this.#maxBytes) {
       throw new RangeError(
         `Batch would be ${this.#bytes + bytes} bytes, over the ${this.#maxBytes}-byte limit: ` +
@@ -106,7 +134,7 @@ export class Batch {
       );
     }
     this.#bytes += bytes;
-    this.#tasks.push([functionId, endpointId, payload]);
+    this.#tasks.push(submitEntry(functionId, endpointId, payload, spec));
   }
 
   /** Number of tasks in the batch. */
@@ -119,8 +147,8 @@ export class Batch {
     return this.#bytes;
   }
 
-  /** The tasks as `[function_id, endpoint_id, payload]`. */
-  tasks(): ReadonlyArray<[string, string, string]> {
+  /** The tasks as `[function_id, endpoint_id, payload]` (and `{resource_specification}`). */
+  tasks(): ReadonlyArray<SubmitEntry> {
     return this.#tasks;
   }
 }

@@ -36,6 +36,8 @@ import { type AnyFn, FunctionRegistry } from "./_function_registry.ts";
 import { type PendingTask, SubmitBatcher } from "./_submit_batcher.ts";
 import { TaskOutcomes } from "./_task_outcomes.ts";
 import { untilAnswered } from "./_until_answered.ts";
+import { type ResourceSpecification, toResourceSpecificationWire } from "./mpi_function.ts";
+import type { ResourceSpecificationWire } from "./protocol/resource_specification.ts";
 
 export type { AnyFn } from "./_function_registry.ts";
 export type { CompletedFuture } from "./_as_completed.ts";
@@ -106,6 +108,7 @@ export class FuncXExecutor implements AsyncDisposable {
    * between submissions; a function is registered once per container it is used with.
    */
   containerId: string | undefined;
+  #resourceSpecification: ResourceSpecificationWire | undefined;
   readonly #functions = new FunctionRegistry();
   readonly #batcher: SubmitBatcher;
   readonly #outcomes: TaskOutcomes;
@@ -123,6 +126,7 @@ export class FuncXExecutor implements AsyncDisposable {
     this.#taskGroupId = config.taskGroupId;
     this.label = config.label;
     this.containerId = config.containerId;
+    this.#resourceSpecification = config.resourceSpecification;
     this.#timeoutMs = config.resultTimeoutMs;
     this.#outcomes = new TaskOutcomes({
       client: this.client,
@@ -171,6 +175,21 @@ export class FuncXExecutor implements AsyncDisposable {
 
   set taskGroupId(taskGroupId: string) {
     this.#taskGroupId = checkTaskGroupId(taskGroupId);
+  }
+
+  /**
+   * What `MPIFunction` tasks submitted from now on ask for (nodes, ranks per node, ranks), with
+   * what was left out filled in; `undefined` for the endpoint's default (one node, one rank).
+   * Set it before a `submit` for per-task values; a `TypeError` or `RangeError` names a bad
+   * field (not a positive integer, or more ranks than nodes × ranks per node).
+   */
+  get resourceSpecification(): ResourceSpecification | undefined {
+    const s = this.#resourceSpecification;
+    return s && { numNodes: s.num_nodes, ranksPerNode: s.ranks_per_node, numRanks: s.num_ranks };
+  }
+
+  set resourceSpecification(spec: ResourceSpecification | undefined) {
+    this.#resourceSpecification = spec ? toResourceSpecificationWire(spec) : undefined;
   }
 
   /** Tasks the service has accepted from this executor. */
@@ -248,6 +267,7 @@ export class FuncXExecutor implements AsyncDisposable {
       functionId: functionId(),
       payload,
       taskGroupId: this.#taskGroupId,
+      resourceSpecification: this.#resourceSpecification,
       future: new FuncXFuture<unknown>((f) => {
         // Not sent yet: take it out of the queue so it never runs.
         if (this.#batcher.remove(pending)) return true;

@@ -100,15 +100,23 @@ export interface MPIResult extends ShellResult {
  * a non-zero exit fails the task (with the exit code and the end of stderr) unless
  * `fail_on_nonzero` is `false`.
  *
- * @example An MPI program's command line (run it on an endpoint in MPI mode with
- * `FuncXClient.registerShellFunction` and a resource specification)
+ * @example Run an MPI program with 4 ranks on one node (when `FUNCX_ENDPOINT_ID` names an
+ * endpoint in MPI mode)
  * ```ts
  * import assert from "node:assert/strict";
- * import { MPIFunction } from "@funcx/sdk";
+ * import { FuncXExecutor, MPIFunction, type MPIResult } from "@funcx/sdk";
  *
  * const hello = new MPIFunction("$FUNCX_MPI_PREFIX ./hello {greeting}");
  * assert.equal(hello.spec.fail_on_nonzero, true);
  * assert.ok(hello.source().startsWith("function __funcx_mpi__"));
+ * const endpointId = Deno.env.get("FUNCX_ENDPOINT_ID");
+ * if (endpointId) {
+ *   await using fx = new FuncXExecutor({ endpointId });
+ *   fx.resourceSpecification = { numNodes: 1, numRanks: 4 }; // for the submits that follow
+ *   const id = await fx.client.registerShellFunction(hello);
+ *   const r = await fx.submitToRegisteredFunction(id, [], { greeting: "hi" }) as MPIResult;
+ *   assert.equal(r.nodes.length, 1);
+ * }
  * ```
  */
 export class MPIFunction extends ShellFunction {

@@ -14,6 +14,11 @@ import { MPIFunction, type MPIResult } from "../sdk/mpi_function.ts";
 import type { ResourceSpecificationWire } from "../sdk/protocol/resource_specification.ts";
 import type { ResultMessage } from "../sdk/protocol/mod.ts";
 import { sharedSlurm } from "./harness/slurm.ts";
+import { Batch, FuncXExecutor } from "../mod.ts";
+import { packArgs } from "../sdk/protocol/mod.ts";
+import { startEndpoint } from "./harness/stack.ts";
+import { waitForResult } from "./harness/wait.ts";
+import { serviceEnv } from "./_endpoint_helpers.ts";
 
 const SAMPLE = new URL("../docs/sites/slurm-mpi.yaml", import.meta.url).pathname;
 const ROOT_OPTIONS = "--allow-run-as-root --oversubscribe";
@@ -235,4 +240,54 @@ Deno.test("MPI: an MPIFunction sent to an endpoint without MPI mode fails by nam
   assert.match(e.message, /no MPI mode: set engine\.mpi in its config\.yaml/);
   const plain = sourceTaskBuffer("f", "function f() { return 1; }");
   assert.equal(valueOf(await engine.submit("plain", plain)), 1);
+});
+
+Deno.test("MPI through the system: the executor's resourceSpecification, client.run and Batch, stored by the service", async () => {
+  await using s = await serviceEnv();
+  const ep = await startEndpoint({
+    service: s.service,
+    dir: s.dir,
+    name: "mpi",
+    workers: 1,
+    config: { engine: { mpi: { launcher_options: ROOT_OPTIONS, slots_per_node: 4 } } },
+  });
+  try {
+    const endpointId = ep.endpointId;
+    const id = await s.client.registerShellFunction(new MPIFunction(`$FUNCX_MPI_PREFIX ${hello}`));
+    await using fx = new FuncXExecutor({
+      endpointId,
+      client: s.client,
+      resourceSpecification: { numRanks: 2 },
+    });
+    const f2 = fx.submitToRegisteredFunction(id);
+    fx.resourceSpecification = { ranksPerNode: 4 }; // for the next submit only
+    const f4 = fx.submitToRegisteredFunction(id);
+    assert.deepEqual(fx.resourceSpecification, { numNodes: 1, ranksPerNode: 4, numRanks: 4 });
+    assertRanks(await f2 as MPIResult, 2);
+    assertRanks(await f4 as MPIResult, 4);
+    const info = await s.client.getTask(f4.taskId!);
+    assert.deepEqual(info.resource_specification, spec(1, 4));
+    assert.throws(() => (fx.resourceSpecification = { numRanks: 3, ranksPerNode: 1 }), RangeError);
+
+    const runId = await s.client.run(id, endpointId, { resourceSpecification: { numRanks: 3 } });
+    assertRanks(await waitForResult(s.client, runId) as MPIResult, 3);
+    const batch = new Batch();
+    batch.add(id, endpointId, [], {}, { resourceSpecification: { numRanks: 1 } });
+    batch.add(id, endpointId);
+    const [one, unspecified] = await s.client.batchRun(batch);
+    assertRanks(await waitForResult(s.client, one!) as MPIResult, 1);
+    assertRanks(await waitForResult(s.client, unspecified!) as MPIResult, 1); // the default
+    assert.deepEqual((await s.client.getTask(one!)).resource_specification, spec(1, 1));
+    assert.equal((await s.client.getTask(unspecified!)).resource_specification, undefined);
+
+    // The service refuses a bad specification by field, before anything runs.
+    const refused = await s.client.submit([[id, endpointId, packArgs([]), {
+      resource_specification: { num_nodes: 1, ranks_per_node: 1, num_ranks: 2 },
+    }]]);
+    const r = refused.results[0]!;
+    assert.ok(r.status !== "Success" && r.code === "bad_request", JSON.stringify(r));
+    assert.match(r.reason, /tasks\.0\.3\.resource_specification.*num_ranks \(2\) is more than/);
+  } finally {
+    await ep.process.stop();
+  }
 });
