@@ -44,6 +44,12 @@ export const EngineConfigSchema = z.object({
   min_blocks: z.number().int().min(0).optional(),
   /** Blocks never exceeded. @default managers, else max(1, init_blocks, min_blocks) */
   max_blocks: z.number().int().min(1).optional(),
+  /**
+   * How a local block runs its manager: `in_process` (default), inside the daemon, which then
+   * starts the workers itself (one process and one hop fewer per task); `process`, a manager
+   * subprocess per block, as batch blocks have on their nodes. Only the local provider reads it.
+   */
+  local_manager: z.enum(["in_process", "process"]).default("in_process"),
   /** Nodes per block; one manager runs on each. */
   nodes_per_block: z.number().int().min(1).default(1),
   /** Slots wanted per outstanding task (0–1) when scaling out. */

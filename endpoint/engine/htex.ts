@@ -1,9 +1,11 @@
 /**
  * The high-throughput engine: an {@linkcode Interchange} in the daemon plus blocks of managers
- * started through a {@linkcode Provider} (local subprocesses by default, or Slurm jobs). Every
- * `strategy_period` it polls the provider and lets a {@linkcode SimpleStrategy} decide how many
- * blocks to start or stop: blocks that die are noticed and replaced while work remains or
- * `min_blocks` asks for them; idle blocks above `min_blocks` are stopped after `max_idletime`.
+ * started through a {@linkcode Provider}: for a local block by default a manager inside the
+ * daemon that starts the workers itself (`in_process_provider.ts`), else a manager subprocess or
+ * a Slurm or Grid Engine job. Every `strategy_period` it polls the provider and lets a
+ * {@linkcode SimpleStrategy} decide how many blocks to start or stop: blocks that die are noticed
+ * and replaced while work remains or `min_blocks` asks for them; idle blocks above `min_blocks`
+ * are stopped after `max_idletime`.
  *
  * @module
  */
@@ -19,6 +21,7 @@ import type { EngineConfig } from "./engine_config.ts";
 import { containerSettings } from "./container.ts";
 import { type BlockHandle, type BlockState, type Provider, TERMINAL_STATES } from "./provider.ts";
 import { providerFromConfig } from "./provider_config.ts";
+import { InProcessProvider } from "./in_process_provider.ts";
 import { mpiProviderConfig } from "./mpi_launcher.ts";
 import { SimpleStrategy } from "./strategy.ts";
 import { fileTail } from "./file_tail.ts";
@@ -92,12 +95,18 @@ export class HighThroughputEngine implements Engine, AsyncDisposable {
     this.#runDir = runDir;
     this.#ownsRunDir = owns;
     this.#secret = options.secret ?? randomHex();
+    const inProcess = config.provider.type === "local" && config.local_manager === "in_process" &&
+      options.managerCommand === undefined;
     this.#provider = options.provider ??
-      providerFromConfig(mpiProviderConfig(config.provider, config.mpi), {
-        runDir,
-        graceS: options.graceS ?? 5,
-        nodesPerBlock: config.nodes_per_block,
-      });
+      (inProcess
+        ? new InProcessProvider((managerId, blockId) =>
+          this.#interchange.attachLocal(managerId, blockId)
+        )
+        : providerFromConfig(mpiProviderConfig(config.provider, config.mpi), {
+          runDir,
+          graceS: options.graceS ?? 5,
+          nodesPerBlock: config.nodes_per_block,
+        }));
     this.#strategy = new SimpleStrategy(config);
     this.#interchange = Interchange.start({
       hostname: config.address,

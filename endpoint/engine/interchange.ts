@@ -1,12 +1,14 @@
 /**
  * The interchange: the engine's side in the endpoint daemon. It queues the daemon's tasks
- * (`waiting-for-nodes`), listens for managers on TCP, checks each one's secret, and hands tasks
- * to managers by free capacity plus a bounded prefetch (`waiting-for-launch`), in one batch per
- * manager per tick; a task for a container image goes where a worker in it is warm
- * ({@link ./warm_routing.ts}). A manager that goes silent past the heartbeat threshold, or whose connection
- * drops, is lost: its tasks are retried (up to `maxRetries`) or fail with `ManagerLost`. A task
- * whose worker died (`WorkerLost`) is retried the same way, up to `maxSystemRetries`; its result
- * then says how many attempts it took.
+ * (`waiting-for-nodes`), listens for managers on TCP and checks each one's secret, or attaches
+ * a manager that runs in the daemon itself over an in-memory link
+ * ({@linkcode Interchange.attachLocal}); it hands tasks to managers by free capacity plus a
+ * bounded prefetch (`waiting-for-launch`), in one batch per manager per tick; a task for a
+ * container image goes where a worker in it is warm ({@link ./warm_routing.ts}). A manager that
+ * goes silent past the heartbeat threshold, or whose connection drops, is lost: its tasks are
+ * retried (up to `maxRetries`) or fail with `ManagerLost`. A task whose worker died
+ * (`WorkerLost`) is retried the same way, up to `maxSystemRetries`; its result then says how
+ * many attempts it took.
  *
  * @module
  */
@@ -20,7 +22,7 @@ import {
 } from "../../sdk/protocol/mod.ts";
 import { type EngineStatus, PoolClosed } from "./engine.ts";
 import { failureResult } from "./failure.ts";
-import { FrameWriter, readFrames } from "./frames.ts";
+import { type Link, memoryLinks, tcpLink } from "./manager_link.ts";
 import {
   checkSecret,
   type FromManager,
@@ -84,8 +86,8 @@ interface Task {
 interface ManagerConn {
   readonly id: string;
   readonly blockId: string;
-  readonly conn: Deno.Conn;
-  readonly writer: FrameWriter<ToManager>;
+  /** TCP frames to a manager process, or an in-memory link to one in this process. */
+  readonly link: Link<ToManager, FromManager>;
   readonly inflight: Map<string, Task>;
   state: "starting" | "ready" | "lost";
   capacity: number;
@@ -180,7 +182,7 @@ export class Interchange {
     if (!task) return false;
     task.cancelRequested = true;
     if (task.manager) {
-      task.manager.writer.send({ type: "cancel", task_id: taskId });
+      task.manager.link.send({ type: "cancel", task_id: taskId });
     } else {
       // Still queued: it stays in the queue array but is skipped, as it is no longer in #tasks.
       this.#tasks.delete(taskId);
@@ -236,28 +238,22 @@ export class Interchange {
 
   async #serve(conn: Deno.Conn): Promise<void> {
     (conn as Deno.TcpConn).setNoDelay(true);
-    const writer = new FrameWriter<ToManager>(conn);
-    const frames = readFrames<FromManager>(conn);
+    const link = tcpLink<ToManager, FromManager>(conn);
     const nonce = randomHex(16);
-    writer.send({ type: "hello", protocol: MANAGER_PROTOCOL_VERSION, nonce });
+    link.send({ type: "hello", protocol: MANAGER_PROTOCOL_VERSION, nonce });
     const peer = `${(conn.remoteAddr as Deno.NetAddr).hostname}:${
       (conn.remoteAddr as Deno.NetAddr).port
     }`;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const first = await Promise.race([
-      frames.next().then((r) => r.value as FromManager | undefined, () => undefined),
+      link.messages.next().then((r) => r.value as FromManager | undefined, () => undefined),
       new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), 10_000))),
     ]);
     clearTimeout(timer);
     const refuse = async (reason: string) => {
       log.warn("Refused a manager from {peer}: {reason}", { peer, reason });
-      writer.send({ type: "refused", reason });
-      await writer.close();
-      try {
-        conn.close();
-      } catch {
-        // gone
-      }
+      link.send({ type: "refused", reason });
+      await link.close();
     };
     if (first?.type !== "register") return await refuse("no registration");
     if (first.protocol !== MANAGER_PROTOCOL_VERSION) {
@@ -270,11 +266,42 @@ export class Interchange {
     if (this.#managers.has(first.manager_id)) {
       return await refuse(`manager "${first.manager_id}" is already connected`);
     }
+    const m = this.#add(first.manager_id, first.block_id, link);
+    link.send({ type: "welcome" });
+    log.info("Manager {id} (block {block}, pid {pid} on {host}) connected", {
+      id: m.id,
+      block: m.blockId,
+      pid: first.pid,
+      host: first.hostname,
+    });
+    await this.#read(m);
+  }
+
+  /**
+   * Attaches a manager that runs in this process (a local block): it needs no socket and no
+   * secret, and gets the other side of an in-memory link, to serve with `Manager.serve`.
+   */
+  attachLocal(managerId: string, blockId: string): Link<FromManager, ToManager> {
+    if (this.#state !== "running") throw new Error("The interchange is shutting down");
+    if (this.#managers.has(managerId)) {
+      throw new Error(`Manager "${managerId}" is already connected`);
+    }
+    const [ours, theirs] = memoryLinks<ToManager, FromManager>();
+    const m = this.#add(managerId, blockId, ours);
+    log.info("Manager {id} (block {block}) attached in this process", {
+      id: m.id,
+      block: m.blockId,
+    });
+    const h = this.#read(m).finally(() => this.#handlers.delete(h));
+    this.#handlers.add(h);
+    return theirs;
+  }
+
+  #add(id: string, blockId: string, link: Link<ToManager, FromManager>): ManagerConn {
     const m: ManagerConn = {
-      id: first.manager_id,
-      blockId: first.block_id,
-      conn,
-      writer,
+      id,
+      blockId,
+      link,
       inflight: new Map(),
       state: "starting",
       capacity: 0,
@@ -283,15 +310,13 @@ export class Interchange {
       lastSent: Date.now(),
     };
     this.#managers.set(m.id, m);
-    writer.send({ type: "welcome" });
-    log.info("Manager {id} (block {block}, pid {pid} on {host}) connected", {
-      id: m.id,
-      block: m.blockId,
-      pid: first.pid,
-      host: first.hostname,
-    });
+    return m;
+  }
+
+  /** Reads a manager's messages until its link ends; it is then lost. */
+  async #read(m: ManagerConn): Promise<void> {
     try {
-      for await (const msg of frames) {
+      for await (const msg of m.link.messages) {
         m.lastHeard = Date.now();
         if (msg.type === "results") {
           for (const r of msg.results) this.#complete(m, r);
@@ -377,11 +402,7 @@ export class Interchange {
     if (m.state === "lost") return;
     m.state = "lost";
     this.#managers.delete(m.id);
-    try {
-      m.conn.close();
-    } catch {
-      // already closed
-    }
+    m.link.abort();
     if (this.#state !== "running") return;
     log.error("Manager {id} (block {block}) lost: {reason}", {
       id: m.id,
@@ -422,7 +443,7 @@ export class Interchange {
         this.#lost(m, `no heartbeat for over ${this.#o.heartbeatThresholdS} s`);
       } else if (now - m.lastSent >= this.#o.heartbeatPeriodS * 1000) {
         m.lastSent = now;
-        m.writer.send({ type: "heartbeat" });
+        m.link.send({ type: "heartbeat" });
       }
     }
   }
@@ -495,7 +516,7 @@ export class Interchange {
       }
       assign(m, t);
     }
-    for (const [m, tasks] of batches) m.writer.send({ type: "tasks", tasks });
+    for (const [m, tasks] of batches) m.link.send({ type: "tasks", tasks });
     if (this.#queueHead >= this.#queue.length) {
       // Drained: drop the handed-out tasks (buffers, statuses) the array still points to.
       this.#queue = [];
@@ -530,7 +551,7 @@ export class Interchange {
     this.#tasks.clear();
     for (const m of this.#managers.values()) {
       m.inflight.clear();
-      m.writer.send({ type: "shutdown" });
+      m.link.send({ type: "shutdown" });
     }
     let timer: ReturnType<typeof setTimeout> | undefined;
     const grace = new Promise<void>((r) => (timer = setTimeout(r, graceS * 1000)));

@@ -5,6 +5,12 @@
  * batches and exchanges heartbeats; when the interchange goes silent past the threshold, it
  * stops its workers and exits, so no orphan keeps running.
  *
+ * Its core ({@linkcode Manager.serve}) is apart from its transport: a manager process on a compute
+ * node (a batch block) reaches the interchange over TCP ({@linkcode Manager.run}); a local block
+ * is the same core run inside the daemon over an in-memory link (`in_process_provider.ts`), so it
+ * keeps everything a manager does (`WorkerLost`, walltime, the memory limit, cancel, accelerators,
+ * containers and warm routing, MPI) with one process and one hop fewer.
+ *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
@@ -18,7 +24,7 @@ import {
   WORKER_PERMISSIONS_ENV,
   type WorkerPermissions,
 } from "./command.ts";
-import { FrameWriter, readFrames } from "./frames.ts";
+import { type Link, tcpLink } from "./manager_link.ts";
 import { IdleReclaimer } from "./idle_reclaimer.ts";
 import {
   type FromManager,
@@ -163,6 +169,32 @@ export async function runWorkerInit(script: string): Promise<Record<string, stri
   return result;
 }
 
+/** The manager's side of the TCP handshake: `hello`, `register` with the proof, `welcome`. */
+async function handshake(
+  link: Link<FromManager, ToManager>,
+  o: ManagerOptions,
+  secret: string,
+): Promise<void> {
+  const hello = (await link.messages.next()).value;
+  if (hello?.type !== "hello" || hello.protocol !== MANAGER_PROTOCOL_VERSION) {
+    throw new Error(`Interchange failed the handshake (${JSON.stringify(hello?.type)})`);
+  }
+  link.send({
+    type: "register",
+    protocol: MANAGER_PROTOCOL_VERSION,
+    manager_id: o.manager_id,
+    block_id: o.block_id,
+    hmac: await proveSecret(secret, hello.nonce),
+    hostname: hostname(),
+    pid: Deno.pid,
+  });
+  const answer = (await link.messages.next()).value;
+  if (answer?.type !== "welcome") {
+    const why = answer?.type === "refused" ? answer.reason : "connection closed";
+    throw new Error(`Interchange refused manager "${o.manager_id}": ${why}`);
+  }
+}
+
 /** Lifecycle of a manager. */
 export type ManagerState = "connecting" | "starting" | "running" | "draining" | "stopped";
 
@@ -180,50 +212,60 @@ export class Manager {
     this.#o = options;
   }
 
-  /** Connects, serves until told to stop (or `signal` aborts or the interchange is lost). */
+  /**
+   * Connects over TCP, proves the secret, and serves until told to stop (or `signal` aborts or
+   * the interchange is lost): a manager process (a batch block on a compute node).
+   */
   static async run(options: ManagerOptions, secret: string, signal?: AbortSignal): Promise<void> {
-    await new Manager(options).#run(secret, signal);
+    const conn = await Deno.connect({
+      hostname: options.interchange_host,
+      port: options.interchange_port,
+    });
+    conn.setNoDelay(true);
+    const link = tcpLink<FromManager, ToManager>(conn);
+    const onAbort = () => link.abort();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      await handshake(link, options, secret);
+    } catch (err) {
+      link.abort();
+      throw err;
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+    }
+    await Manager.serve(options, link, signal);
   }
 
-  async #run(secret: string, signal: AbortSignal | undefined): Promise<void> {
+  /**
+   * Serves over a link already accepted by the interchange, until told to stop (or `signal`
+   * aborts or the link ends): a manager in the daemon's process (a local block) is this alone.
+   */
+  static async serve(
+    options: ManagerOptions,
+    link: Link<FromManager, ToManager>,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    await new Manager(options).#serve(link, signal);
+  }
+
+  async #serve(link: Link<FromManager, ToManager>, signal: AbortSignal | undefined): Promise<void> {
     const o = this.#o;
-    const conn = await Deno.connect({ hostname: o.interchange_host, port: o.interchange_port });
-    conn.setNoDelay(true);
-    const writer = new FrameWriter<FromManager>(conn);
-    const frames = readFrames<ToManager>(conn);
-    const onAbort = () => this.#stop(conn);
+    const onAbort = () => this.#stop(link);
+    if (signal?.aborted) return link.abort();
     signal?.addEventListener("abort", onAbort, { once: true });
     let heartbeat: ReturnType<typeof setInterval> | undefined;
     try {
-      const hello = (await frames.next()).value;
-      if (hello?.type !== "hello" || hello.protocol !== MANAGER_PROTOCOL_VERSION) {
-        throw new Error(`Interchange failed the handshake (${JSON.stringify(hello?.type)})`);
-      }
-      writer.send({
-        type: "register",
-        protocol: MANAGER_PROTOCOL_VERSION,
-        manager_id: o.manager_id,
-        block_id: o.block_id,
-        hmac: await proveSecret(secret, hello.nonce),
-        hostname: hostname(),
-        pid: Deno.pid,
-      });
-      const answer = (await frames.next()).value;
-      if (answer?.type !== "welcome") {
-        const why = answer?.type === "refused" ? answer.reason : "connection closed";
-        throw new Error(`Interchange refused manager "${o.manager_id}": ${why}`);
-      }
       this.#state = "starting";
       try {
         this.#pool = await this.#startPool();
       } catch (err) {
-        writer.send({ type: "fatal", message: (err as Error).message });
-        await writer.drain();
+        link.send({ type: "fatal", message: (err as Error).message });
+        await link.drain();
         throw err;
       }
       if (this.#state !== "starting") return;
       this.#state = "running";
-      writer.send({ type: "ready", workers: this.#pool.workerCount });
+      link.send({ type: "ready", workers: this.#pool.workerCount });
       log.info("Manager {id} ready with {n} workers", {
         id: o.manager_id,
         n: this.#pool.workerCount,
@@ -235,13 +277,13 @@ export class Manager {
             s: o.heartbeat_threshold,
             id: o.manager_id,
           });
-          this.#stop(conn);
+          this.#stop(link);
         } else {
-          writer.send({ type: "heartbeat" });
+          link.send({ type: "heartbeat" });
         }
       }, Math.min(o.heartbeat_period, o.heartbeat_threshold / 2) * 1000);
-      this.#writer = writer;
-      for await (const msg of frames) {
+      this.#link = link;
+      for await (const msg of link.messages) {
         this.#lastHeard = Date.now();
         if (msg.type === "tasks") {
           this.#reclaimer.touch();
@@ -267,17 +309,12 @@ export class Manager {
       await this.#mpi?.close();
       await this.#pool?.close();
       this.#flush();
-      await writer.close();
-      try {
-        conn.close();
-      } catch {
-        // already closed by #stop
-      }
+      await link.close();
       this.#state = "stopped";
     }
   }
 
-  #writer: FrameWriter<FromManager> | undefined;
+  #link: Link<FromManager, ToManager> | undefined;
 
   #onResult(result: ResultMessage): void {
     this.#batch.push(result);
@@ -289,18 +326,14 @@ export class Manager {
     const results = this.#batch;
     this.#batch = [];
     this.#reclaimer.touch();
-    this.#writer?.send({ type: "results", results });
+    this.#link?.send({ type: "results", results });
   }
 
-  #stop(conn: Deno.Conn): void {
+  #stop(link: Link<FromManager, ToManager>): void {
     if (this.#state === "draining" || this.#state === "stopped") return;
     this.#state = "draining";
-    // Closing the socket ends the read loop; `finally` then stops the workers.
-    try {
-      conn.close();
-    } catch {
-      // already closed
-    }
+    // Ending the link ends the read loop; `finally` then stops the workers.
+    link.abort();
   }
 
   async #startPool(): Promise<WorkerPool> {
@@ -339,7 +372,7 @@ export class Manager {
         ? (location: string) => containerCommand(o.container!, location)
         : undefined,
       // Until `ready` there is no writer, and no container worker either.
-      onWarmKinds: (kinds) => this.#writer?.send({ type: "warm", kinds }),
+      onWarmKinds: (kinds) => this.#link?.send({ type: "warm", kinds }),
     });
   }
 }
