@@ -40,6 +40,8 @@ import { type Delivery, DeliveryLedger } from "./delivery_ledger.ts";
 import { IdleTracker } from "./idle_tracker.ts";
 import { AuditLog, taskAudit } from "./audit_log.ts";
 import { resolve as resolvePath } from "node:path";
+import { TRACING } from "../sdk/_tracing.ts";
+import { traceEndpointHops } from "./task_trace.ts";
 
 export { EndpointRefused } from "./broker_session.ts";
 export { BrokerUnreachable } from "./broker_link.ts";
@@ -318,7 +320,11 @@ export class Endpoint {
         const requeued = this.#state === "draining" &&
           result.error_details?.code === "WorkerLost";
         if (audit && !requeued) audit.finished(result);
-        return this.#deliver(taskId, result);
+        const trace = TRACING && task.traceparent
+          ? traceEndpointHops(task, received, result)
+          : undefined;
+        const delivered = this.#deliver(taskId, result);
+        return trace ? delivered.finally(() => trace.end()) : delivered;
       },
       (err) => {
         if (!(err instanceof PoolClosed)) {

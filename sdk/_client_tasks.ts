@@ -102,18 +102,28 @@ export interface TaskInfo {
  */
 export type SubmitEntry =
   | [string, string, string]
-  | [string, string, string, { resource_specification: ResourceSpecificationWire }];
+  | [string, string, string, {
+    resource_specification?: ResourceSpecificationWire;
+    /** W3C trace context of the task's trace (when the SDK traces tasks). */
+    traceparent?: string;
+  }];
 
-/** A submit entry, with the task's resource specification when it has one. */
+/**
+ * A submit entry, with the task's resource specification when it has one, and the trace context
+ * of its trace when it is traced.
+ */
 export function submitEntry(
   functionId: string,
   endpointId: string,
   payload: string,
   spec: ResourceSpecificationWire | undefined,
+  traceparent?: string,
 ): SubmitEntry {
-  return spec
-    ? [functionId, endpointId, payload, { resource_specification: spec }]
-    : [functionId, endpointId, payload];
+  if (!spec && !traceparent) return [functionId, endpointId, payload];
+  return [functionId, endpointId, payload, {
+    ...(spec ? { resource_specification: spec } : {}),
+    ...(traceparent ? { traceparent } : {}),
+  }];
 }
 
 /**

@@ -15,6 +15,7 @@ import type { TaskOutcomes } from "./_task_outcomes.ts";
 import { untilAnswered } from "./_until_answered.ts";
 import { submitEntry } from "./_client_tasks.ts";
 import type { ResourceSpecificationWire } from "./protocol/resource_specification.ts";
+import { heldHop, holdHop, nowMs, startHop, TRACING, tracingReady } from "./_tracing.ts";
 
 const log = getLogger(["funcx", "sdk", "executor"]);
 
@@ -33,6 +34,8 @@ export interface PendingTask {
   taskGroupId: string;
   /** What it asks for (an MPI task): the executor's at the time of `submit`. */
   resourceSpecification: ResourceSpecificationWire | undefined;
+  /** When `submit` was called (ms since the epoch), kept only when tasks are traced. */
+  submittedAt?: number;
 }
 
 /** What {@linkcode SubmitBatcher} needs from its executor. */
@@ -82,6 +85,7 @@ export class SubmitBatcher {
 
   /** Queues `task`, joins its group's result stream and sends it with the next batch. */
   push(task: PendingTask): void {
+    if (TRACING) task.submittedAt = nowMs();
     this.#queue.push(task);
     this.#unsent++;
     this.#options.outcomes.watch(task.taskGroupId);
@@ -154,8 +158,16 @@ export class SubmitBatcher {
     for (const p of batch) this.#inFlight.add(p.future);
     try {
       const ids = await Promise.all(batch.map((p) => p.functionId));
+      // A traced task's trace starts at its submit and ends when its future settles.
+      const traces = TRACING && await tracingReady() ? batch.map(traceSubmit) : undefined;
       const entries = batch.map((p, i) =>
-        submitEntry(ids[i]!, this.#options.endpointId, p.payload, p.resourceSpecification)
+        submitEntry(
+          ids[i]!,
+          this.#options.endpointId,
+          p.payload,
+          p.resourceSpecification,
+          traces?.[i],
+        )
       );
       // Whether this process's result queue is bound before the request goes out: if not, the
       // tasks may finish before it is, and their outcomes are read from the service once it is.
@@ -179,6 +191,7 @@ export class SubmitBatcher {
         if (r.status === "Success") {
           this.#submitted++;
           f.setTaskId(r.task_uuid);
+          if (traces) heldHopAttr(f, r.task_uuid);
           if (f.done) return; // cancelled, timed out or aborted while in flight
           outcomes.track(r.task_uuid, f);
           accepted.push(r.task_uuid);
@@ -204,4 +217,20 @@ export class SubmitBatcher {
       this.#options.onBatchDone();
     }
   }
+}
+
+/** Starts the root span of `p`'s trace (`sdk.submit`); its `traceparent`. */
+function traceSubmit(p: PendingTask): string | undefined {
+  const hop = startHop("sdk.submit", undefined, p.submittedAt, {
+    "funcx.task_group_id": p.taskGroupId,
+  });
+  if (!hop) return undefined;
+  holdHop(p.future, hop);
+  // After the hops that end as the future settles (sdk.result), so the root outlasts them.
+  p.future.onSettled(() => queueMicrotask(() => hop.end()));
+  return hop.traceparent;
+}
+
+function heldHopAttr(f: FuncXFuture<unknown>, taskId: string): void {
+  heldHop(f)?.attr("funcx.task_id", taskId);
 }

@@ -13,6 +13,7 @@ import { remoteErrorOf, taskFailure } from "./errors.ts";
 import { FuncXFuture } from "./future.ts";
 import type { ResultMessage } from "./protocol/mod.ts";
 import { type ResultSubscriber, SharedResultStream } from "./_result_hub.ts";
+import { heldHop, startHop, TRACING } from "./_tracing.ts";
 
 const log = getLogger(["funcx", "sdk", "executor"]);
 
@@ -84,6 +85,9 @@ export class TaskOutcomes {
     const f = this.#open.get(r.task_id);
     if (!f) return false;
     this.#open.delete(r.task_id);
+    // The last hop of a traced task: its result read from the stream and its future settled.
+    const hop = TRACING ? startHop("sdk.result", r.traceparent ?? heldHop(f)) : undefined;
+    if (hop) f.onSettled(() => hop.end());
     if (r.error_details) {
       f.setException(
         taskFailure(r.task_id, r.error_details.code, remoteErrorOf(r.data)),

@@ -51,7 +51,9 @@ async function bundle(dir: string): Promise<string[]> {
     const packages = new Set<string>();
     for (const output of Object.values(result.metafile.outputs)) {
       for (const i of output.imports) {
-        if (!i.external || i.path.startsWith("node:")) continue;
+        // A dynamic import is an optional peer (@opentelemetry/api): not installed, so the SDK
+        // is shown to run without it.
+        if (!i.external || i.path.startsWith("node:") || i.kind === "dynamic-import") continue;
         const parts = i.path.split("/");
         packages.add(i.path.startsWith("@") ? parts.slice(0, 2).join("/") : parts[0]!);
       }

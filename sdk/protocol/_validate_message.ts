@@ -113,6 +113,8 @@ export function resultData(
     }
     result.attempts = attempts;
   }
+  const tp = data.traceparent;
+  if (tp !== undefined && tp !== null) result.traceparent = str(data, "traceparent", prefix, fail);
   return result;
 }
 
@@ -148,6 +150,8 @@ export function taskData(data: Record<string, unknown>, prefix: string, fail: Fa
       fail(`${prefix}resource_specification`, `a valid one (${(err as Error).message})`);
     }
   }
+  const tp = data.traceparent;
+  if (tp !== undefined && tp !== null) task.traceparent = str(data, "traceparent", prefix, fail);
   return task;
 }
 

@@ -86,6 +86,11 @@ export interface TaskMessage {
    * the endpoint's default (one node, one rank).
    */
   resource_specification?: ResourceSpecificationWire | null;
+  /**
+   * W3C trace context (`traceparent`) of the hop that sent the task, when the task is traced;
+   * absent otherwise. Tasks travel many to a broker message, so the context is the task's own.
+   */
+  traceparent?: string;
 }
 
 /**
@@ -160,6 +165,8 @@ export interface ResultMessage {
    * lost runs again up to the engine's `max_retries_on_system_failure`. Absent means one.
    */
   attempts?: number;
+  /** W3C trace context (`traceparent`) of the hop that sent the result, when traced. */
+  traceparent?: string;
 }
 
 /**
