@@ -9,6 +9,7 @@ import type { ClientTransport, RequestOptions } from "./_client_transport.ts";
 import type { Batch } from "./batch.ts";
 import { type ResourceSpecification, toResourceSpecificationWire } from "./mpi_function.ts";
 import type { ResourceSpecificationWire } from "./protocol/resource_specification.ts";
+import { type SubmitEntry, submitEntry } from "./_submit_entry.ts";
 import {
   FuncxAPIError,
   remoteErrorOf,
@@ -23,6 +24,8 @@ import {
   packArgs,
   SerializerMethod,
 } from "./protocol/mod.ts";
+
+export { type SubmitEntry, submitEntry };
 
 /**
  * Options of {@linkcode FuncXClient.run}.
@@ -85,45 +88,6 @@ export interface TaskInfo {
   completion_t?: number;
   /** What an MPI task asked for (absent for other tasks). */
   resource_specification?: ResourceSpecificationWire;
-}
-
-/**
- * One task of a submit batch: `[function_id, endpoint_id, payload]`, and for an MPI task its
- * resource specification as a 4th member `{resource_specification}`.
- *
- * @example One task of a submit request
- * ```ts
- * import assert from "node:assert/strict";
- * import type { SubmitEntry } from "@funcx/sdk";
- * import { packArgs } from "@funcx/sdk/protocol";
- * const entry: SubmitEntry = [crypto.randomUUID(), crypto.randomUUID(), packArgs([1, 2])];
- * assert.equal(entry.length, 3);
- * ```
- */
-export type SubmitEntry =
-  | [string, string, string]
-  | [string, string, string, {
-    resource_specification?: ResourceSpecificationWire;
-    /** W3C trace context of the task's trace (when the SDK traces tasks). */
-    traceparent?: string;
-  }];
-
-/**
- * A submit entry, with the task's resource specification when it has one, and the trace context
- * of its trace when it is traced.
- */
-export function submitEntry(
-  functionId: string,
-  endpointId: string,
-  payload: string,
-  spec: ResourceSpecificationWire | undefined,
-  traceparent?: string,
-): SubmitEntry {
-  if (!spec && !traceparent) return [functionId, endpointId, payload];
-  return [functionId, endpointId, payload, {
-    ...(spec ? { resource_specification: spec } : {}),
-    ...(traceparent ? { traceparent } : {}),
-  }];
 }
 
 /**

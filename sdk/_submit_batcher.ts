@@ -13,7 +13,7 @@ import { FuncxAPIError } from "./errors.ts";
 import type { FuncXFuture } from "./future.ts";
 import type { TaskOutcomes } from "./_task_outcomes.ts";
 import { untilAnswered } from "./_until_answered.ts";
-import { submitEntry } from "./_client_tasks.ts";
+import { submitEntry } from "./_submit_entry.ts";
 import type { ResourceSpecificationWire } from "./protocol/resource_specification.ts";
 import { heldHop, holdHop, nowMs, startHop, TRACING, tracingReady } from "./_tracing.ts";
 

@@ -4,7 +4,7 @@
  * @module
  */
 import { type DataMethod, packArgs } from "./protocol/mod.ts";
-import { type SubmitEntry, submitEntry } from "./_client_tasks.ts";
+import { type SubmitEntry, submitEntry } from "./_submit_entry.ts";
 import { type ResourceSpecification, toResourceSpecificationWire } from "./mpi_function.ts";
 
 /**
