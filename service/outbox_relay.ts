@@ -16,6 +16,10 @@ import { getLogger } from "@logtape/logtape";
 import type { OutboxMessage, Store } from "./store.ts";
 import type { ServiceBroker } from "./broker.ts";
 import { packTaskBatch } from "../sdk/protocol/mod.ts";
+import { nowMs, recordPublishHop, TRACING } from "./task_trace.ts";
+
+/** An outbox message handed to the relay, with its task's trace context when it is traced. */
+export type RelayMessage = OutboxMessage & { traceparent?: string | undefined };
 
 const log = getLogger(["funcx", "service", "outbox"]);
 
@@ -64,7 +68,7 @@ export class OutboxRelay {
   readonly #leaseS: number;
   readonly #maxBatch: number;
   readonly #perMessage: number;
-  readonly #pending: OutboxMessage[] = [];
+  readonly #pending: RelayMessage[] = [];
   /** Task ids in `#pending` or being published, so a sweep does not send them again. */
   readonly #held = new Set<string>();
   readonly #timer: ReturnType<typeof setInterval>;
@@ -98,7 +102,7 @@ export class OutboxRelay {
   }
 
   /** Takes messages just written to the outbox (leased to this process) for publishing. */
-  push(messages: readonly OutboxMessage[]): void {
+  push(messages: readonly RelayMessage[]): void {
     if (this.#state !== "running") return; // the lease runs out and a sweep takes them
     if (!this.#broker.connected) {
       // Nothing to hold them for: let the sweep after the reconnect take them.
@@ -150,10 +154,12 @@ export class OutboxRelay {
     }
   }
 
-  async #publish(batch: OutboxMessage[]): Promise<void> {
+  async #publish(batch: RelayMessage[]): Promise<void> {
     const ids = batch.map((m) => m.taskId);
+    const started = TRACING ? nowMs() : 0;
     try {
       await this.#broker.publishToEndpoints(taskBatches(batch, this.#perMessage));
+      if (TRACING) { for (const m of batch) recordPublishHop(m.traceparent, started, m.taskId); }
     } catch (err) {
       log.warn("Cannot publish {n} tasks now ({err}); they wait in the outbox", {
         n: batch.length,
