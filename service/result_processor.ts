@@ -21,6 +21,7 @@ import {
 } from "../sdk/protocol/mod.ts";
 import type { IncomingResult, ServiceBroker } from "./broker.ts";
 import type { EndpointStatus, Store, TaskCompletion } from "./store.ts";
+import { nowMs, startResultHops, TRACING } from "./task_trace.ts";
 
 const log = getLogger(["funcx", "service", "results"]);
 
@@ -100,6 +101,7 @@ export class ResultProcessor {
     const updates: { taskId: string; status: string }[] = [];
     const statuses: EndpointStatus[] = [];
     const now = Date.now() / 1000;
+    const started = TRACING ? nowMs() : 0;
     for (const item of batch) {
       let msg: Message;
       try {
@@ -156,6 +158,8 @@ export class ResultProcessor {
     const changed = await this.#store.applyResults({ updates, completions, statuses });
     this.stats.results += changed;
     this.stats.duplicates += completions.length - changed;
+    // Traced results go on to the user's stream with the context of this hop.
+    const hops = TRACING ? startResultHops(results, started) : undefined;
     const forwards = await this.#forwards(results);
     if (forwards.size > 0 && this.#broker) {
       // One message per task group queue and batch: the user's stream gets them together too.
@@ -168,5 +172,6 @@ export class ResultProcessor {
         })),
       );
     }
+    for (const hop of hops ?? []) hop.end();
   }
 }

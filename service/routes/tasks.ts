@@ -22,6 +22,8 @@ import { IDEMPOTENCY_HEADER } from "../idempotency.ts";
 import type { FunctionRecord, NewTask, TaskRecord } from "../store.ts";
 import { usableFunction } from "./functions.ts";
 import { usableEndpoint } from "./endpoints.ts";
+import { nowMs, startSubmitHop, submittedTraceparent, TRACING } from "../task_trace.ts";
+import type { Hop } from "../../sdk/_tracing.ts";
 
 /** The routing key of a task group's result streams (`user-<user_id>.<group_id>`). */
 export function groupRoutingKey(userId: string, groupId: string): string {
@@ -103,7 +105,10 @@ function taskOptions(entry: unknown, i: number): ResourceSpecificationWire | nul
       [field],
     );
   }
-  const { resource_specification: spec, ...rest } = entry as Record<string, unknown>;
+  const { resource_specification: spec, traceparent: _, ...rest } = entry as Record<
+    string,
+    unknown
+  >;
   const unknown = Object.keys(rest)[0];
   if (unknown !== undefined) {
     throw new HttpError(
@@ -185,6 +190,8 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
   return new Hono<AppEnv>()
     .post("/submit", async (c) => {
       const user = c.get("user");
+      const started = TRACING ? nowMs() : 0;
+      const hops = new Map<string, Hop>();
       const { groupId: requested, tasks, createQueue, userEndpointConfig } = parseSubmit(
         await readJson(c.req.raw, deps.settings.maxRequestBytes),
       );
@@ -254,6 +261,7 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
               [functionId, endpointId],
             );
           }
+          const traceparent = startSubmitHop(submittedTraceparent(entry[3]), started, taskId, hops);
           accepted.push({
             id: taskId,
             functionId,
@@ -268,6 +276,7 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
               user: user.name,
               ...(userEndpointConfig ? { user_endpoint_config: userEndpointConfig } : {}),
               ...(resourceSpecification ? { resource_specification: resourceSpecification } : {}),
+              ...(traceparent ? { traceparent } : {}),
             }),
           });
           results.push({ status: "Success", task_uuid: taskId, http_status_code: 200 });
@@ -284,11 +293,13 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
           leaseUntil: deps.outbox.leaseUntil(),
           ...(createQueue ? { resultQueue: groupRoutingKey(user.id, groupId) } : {}),
         });
+        for (const hop of hops.values()) hop.end();
         if (inserted === false) throw groupForbidden(groupId);
         deps.outbox.push(inserted.map((t) => ({
           taskId: t.id,
           endpointId: t.endpointId,
           body: t.message!,
+          ...(hops.size > 0 ? { traceparent: hops.get(t.id)?.traceparent } : {}),
         })));
       }
       const anyFailed = results.some((r) => "code" in r);
