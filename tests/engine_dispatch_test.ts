@@ -1,6 +1,6 @@
 /**
- * The engine with real processes: an interchange, two manager subprocesses over TCP and their
- * Deno worker subprocesses. Dispatch by capacity and prefetch, task transitions, remote errors,
+ * The engine with real processes: an interchange, managers (two subprocesses over TCP, or one in
+ * the daemon's process) and their Deno worker subprocesses. Dispatch by capacity and prefetch, task transitions, remote errors,
  * ShellFunction and the per-worker log files.
  */
 import assert from "node:assert/strict";
@@ -29,7 +29,9 @@ function gated() {
 Deno.test("engine: two managers get tasks by free capacity, then bounded prefetch", async () => {
   const dir = await Deno.makeTempDir();
   const gate = join(dir, "gate");
+  // Manager subprocesses, so that each task's parent pid names its manager.
   await using engine = await createEngine({
+    local_manager: "process",
     managers: 2,
     max_workers_per_node: 2,
     cores_per_worker: 0.1,

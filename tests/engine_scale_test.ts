@@ -4,10 +4,11 @@
  * process, whose /proc counts the other files' children and descriptors too.
  */
 import assert from "node:assert/strict";
+import { LOCAL_MANAGER_MODES } from "../endpoint/engine/_test_helpers.ts";
 
 const ROOT = new URL("../", import.meta.url);
 
-const SCRIPT = `
+const script = (mode: string) => `
 import { createEngine } from "${new URL("endpoint/engine/mod.ts", ROOT)}";
 import { descendants, openFds, taskBuffer, valueOf } from "${new URL(
   "endpoint/engine/_test_helpers.ts",
@@ -16,12 +17,12 @@ import { descendants, openFds, taskBuffer, valueOf } from "${new URL(
 // A first small run opens what the runtime keeps for good (the SIGCHLD handler, thread pools).
 // (A socket pair appears some hundreds to a couple of thousand tasks in, depending on speed; it
 // stays at two for any number of runs.)
-const warm = await createEngine({ managers: 2, max_workers_per_node: 1 }, { graceS: 2 });
+const warm = await createEngine({ local_manager: "${mode}", managers: 2, max_workers_per_node: 1 }, { graceS: 2 });
 await Promise.all(Array.from({ length: 3000 }, (_, i) => warm.submit("w" + i, taskBuffer(() => i))));
 await warm.close();
 const before = { fds: openFds(), procs: descendants().length };
 const engine = await createEngine(
-  { managers: 2, max_workers_per_node: 2, cores_per_worker: 0.5 },
+  { local_manager: "${mode}", managers: 2, max_workers_per_node: 2, cores_per_worker: 0.5 },
   { graceS: 2 },
 );
 const running = descendants().length;
@@ -38,26 +39,30 @@ console.log(JSON.stringify({
 }));
 `;
 
-Deno.test("engine: 10,000 short tasks over two managers; no process or fd leak after close", async () => {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["eval", "--quiet", `--config=${new URL("deno.json", ROOT).pathname}`, SCRIPT],
-    stdin: "null",
-  }).output();
-  const stderr = new TextDecoder().decode(out.stderr);
-  assert.equal(out.code, 0, stderr);
-  const r = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
-  assert.equal(r.correct, 10_000);
-  assert.deepEqual(r.status, {
-    managers: 2,
-    total_workers: 4,
-    idle_workers: 4,
-    pending_tasks: 0,
-    blocks: { pending: 0, running: 2, completed: 0, failed: 0 },
-    provider: "local",
-    provider_error: null,
+for (const mode of LOCAL_MANAGER_MODES) {
+  Deno.test(`engine (${mode} manager): 10,000 short tasks over two managers; no process or fd leak after close`, async () => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--quiet", `--config=${new URL("deno.json", ROOT).pathname}`, script(mode)],
+      stdin: "null",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, stderr);
+    const r = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
+    assert.equal(r.correct, 10_000);
+    assert.deepEqual(r.status, {
+      managers: 2,
+      total_workers: 4,
+      idle_workers: 4,
+      pending_tasks: 0,
+      blocks: { pending: 0, running: 2, completed: 0, failed: 0 },
+      provider: "local",
+      provider_error: null,
+    });
+    assert.equal(r.before.procs, 0);
+    // 4 workers, and 2 managers unless they run in this process
+    const engineProcs = mode === "process" ? 6 : 4;
+    assert.ok(r.running >= engineProcs, `only ${r.running} engine processes`);
+    assert.equal(r.after.procs, 0);
+    assert.equal(r.after.fds, r.before.fds);
   });
-  assert.equal(r.before.procs, 0);
-  assert.ok(r.running >= 6, `only ${r.running} engine processes`); // 2 managers, 4 workers
-  assert.equal(r.after.procs, 0);
-  assert.equal(r.after.fds, r.before.fds);
-});
+}

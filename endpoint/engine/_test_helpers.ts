@@ -13,6 +13,12 @@ import {
   serialize,
 } from "../../sdk/protocol/mod.ts";
 
+/**
+ * The two ways a local block runs its manager (`engine.local_manager`): the engine and chaos tests
+ * run the failure cases against both.
+ */
+export const LOCAL_MANAGER_MODES = ["in_process", "process"] as const;
+
 /** A task buffer for `fn(...args)` (kwargs last when given). */
 export function taskBuffer(
   fn: (...a: never[]) => unknown,

@@ -279,6 +279,8 @@ export interface StartStackOptions {
   echo?: boolean;
   /** Broker to use. @default {@linkcode sharedBroker} */
   broker?: BrokerAccess;
+  /** Fields written into the endpoint's `config.yaml` (see {@linkcode StartEndpointOptions}). */
+  config?: Record<string, unknown>;
 }
 
 /** Starts a service and an endpoint in a fresh vhost; `stop()` tears all of it down. */
@@ -295,6 +297,7 @@ export async function startStack(options: StartStackOptions = {}): Promise<Stack
       dir,
       workers: options.workers ?? 2,
       echo: options.echo ?? false,
+      ...(options.config ? { config: options.config } : {}),
     });
     const svc = service;
     const stop = async () => {
