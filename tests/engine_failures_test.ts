@@ -7,7 +7,9 @@ import { join } from "node:path";
 import { engineCommand } from "../endpoint/engine/command.ts";
 import { OPTIONS_ENV, SECRET_ENV } from "../endpoint/engine/manager.ts";
 import { createEngine } from "../endpoint/engine/mod.ts";
+import { existsSync } from "node:fs";
 import {
+  descendants,
   errorOf,
   LOCAL_MANAGER_MODES,
   taskBuffer,
@@ -254,3 +256,45 @@ for (const mode of LOCAL_MANAGER_MODES) {
     assert.equal(engine.status().managers, 1);
   });
 }
+
+Deno.test("engine (in_process manager): when the daemon is SIGKILLed, its workers exit too", async () => {
+  // The daemon: a separate Deno process whose engine runs its manager in process.
+  const script = `
+    import { createEngine } from "${new URL("../endpoint/engine/mod.ts", import.meta.url)}";
+    import { taskBuffer } from "${new URL("../endpoint/engine/_test_helpers.ts", import.meta.url)}";
+    const engine = await createEngine({ local_manager: "in_process", max_workers_per_node: 2 });
+    const pids = await Promise.all(["a", "b"].map((id) =>
+      engine.submit(id, taskBuffer(() => new Promise((r) => setTimeout(() => r(Deno.pid), 300))))
+    ));
+    console.log(JSON.stringify(pids.map((r) => r.data)));
+    await new Promise(() => {});
+  `;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "eval",
+      "--quiet",
+      `--config=${new URL("../deno.json", import.meta.url).pathname}`,
+      script,
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  while (!out.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    out += value;
+  }
+  const workers = descendants(child.pid);
+  assert.equal(workers.length, 2, `the daemon's children: ${workers.join(", ")}`);
+  child.kill("SIGKILL");
+  await child.status;
+  await reader.cancel();
+  await until(
+    () => workers.every((pid) => !existsSync(`/proc/${pid}`)),
+    "the workers of the killed daemon to exit",
+    10_000,
+  );
+});

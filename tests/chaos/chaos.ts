@@ -30,6 +30,11 @@ export interface ChaosOptions {
   phases?: readonly PhaseName[];
   /** Workers of the endpoint. @default 2 */
   workers?: number;
+  /**
+   * How the endpoint's local block runs its manager; `manager-kill` needs `"process"` (there is
+   * no manager process to kill otherwise). @default "in_process"
+   */
+  localManager?: "in_process" | "process";
   /** How long each task sleeps after writing its line. @default 20 */
   taskMs?: number;
   /** How long the broker stays down in `broker-long` (besides stopping and starting). @default 65_000 */
@@ -106,6 +111,7 @@ export class ChaosRun implements AsyncDisposable {
       tasks: options.tasks ?? 600,
       phases: options.phases ?? PHASES,
       workers: options.workers ?? 2,
+      localManager: options.localManager ?? "in_process",
       taskMs: options.taskMs ?? 20,
       longOutageMs: options.longOutageMs ?? 65_000,
       cutMs: options.cutMs ?? 8_000,
@@ -116,12 +122,22 @@ export class ChaosRun implements AsyncDisposable {
     for (const p of o.phases) {
       if (!PHASES.includes(p)) throw new RangeError(`Unknown chaos phase "${p}"`);
     }
+    if (o.localManager === "in_process" && o.phases.includes("manager-kill")) {
+      throw new RangeError(
+        'The "manager-kill" phase needs a manager process: run it with localManager "process"',
+      );
+    }
     const started = performance.now();
-    const stack = await ChaosStack.start({ workers: o.workers, echo: o.echo });
+    const stack = await ChaosStack.start({
+      workers: o.workers,
+      localManager: o.localManager,
+      echo: o.echo,
+    });
     const run = new ChaosRun(stack, o);
     o.log(
       `chaos: stack up in ${seconds(started)} s (dir ${stack.dir}, endpoint ` +
-        `${stack.endpoint.endpointId}, task group ${run.fx.taskGroupId}); ` +
+        `${stack.endpoint.endpointId}, task group ${run.fx.taskGroupId}, ` +
+        `${o.localManager} manager); ` +
         `${run.waveSize} tasks per phase: ${o.phases.join(", ")}`,
     );
     return run;

@@ -32,6 +32,11 @@ const ENDPOINT_NAME = "chaos";
 export interface ChaosStackOptions {
   /** Workers of the endpoint's one manager. @default 2 */
   workers?: number;
+  /**
+   * How the endpoint's local block runs its manager (`engine.local_manager`): in the daemon, or
+   * as a subprocess. @default "in_process"
+   */
+  localManager?: "in_process" | "process";
   /** Copy every process's log to stderr. @default false */
   echo?: boolean;
 }
@@ -82,7 +87,11 @@ export class ChaosStack implements AsyncDisposable {
 
   /** Starts everything; on failure stops what was started. */
   static async start(options: ChaosStackOptions = {}): Promise<ChaosStack> {
-    const o = { workers: options.workers ?? 2, echo: options.echo ?? false };
+    const o = {
+      workers: options.workers ?? 2,
+      localManager: options.localManager ?? "in_process",
+      echo: options.echo ?? false,
+    };
     const dir = await Deno.makeTempDir({ prefix: "funcx-chaos-" });
     const cleanup: Array<() => Promise<unknown>> = [
       () => Deno.remove(dir, { recursive: true }).catch(() => {}),
@@ -108,7 +117,7 @@ export class ChaosStack implements AsyncDisposable {
       cleanup.unshift(() => service.process.stop());
       const httpProxy = TcpProxy.start({ targetPort: Number(new URL(service.address).port) });
       cleanup.unshift(() => httpProxy.close());
-      await configureEndpoint(dir, service, o.workers);
+      await configureEndpoint(dir, service, o.workers, o.localManager);
       const endpoint = await startEndpoint({
         service,
         dir,
@@ -242,6 +251,7 @@ async function configureEndpoint(
   dir: string,
   service: ServiceHandle,
   workers: number,
+  localManager: string,
 ): Promise<void> {
   const template = join(dir, "endpoint-template.yaml");
   await Deno.writeTextFile(
@@ -251,6 +261,7 @@ detach_endpoint: false
 heartbeat_period: 5
 engine:
   max_workers_per_node: ${workers}
+  local_manager: ${localManager}
   strategy_period: 1
   permissions:
     all: false

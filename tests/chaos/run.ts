@@ -4,7 +4,9 @@
  *
  * Flags: `--tasks N` (default 600), `--phases a,b,...` (default all, in order: see `phases.ts`),
  * `--workers N` (2), `--task-ms N` (20), `--long-outage-s N` (65), `--cut-s N` (8),
- * `--settle-timeout-s N` (90), `--echo` (copy every process's log to stderr).
+ * `--settle-timeout-s N` (90), `--local-manager in_process|process` (in_process; `manager-kill`
+ * needs process, and is left out of the default phases otherwise), `--echo` (copy every
+ * process's log to stderr).
  *
  * @module
  */
@@ -15,7 +17,8 @@ const { values } = parseArgs({
   args: Deno.args,
   options: {
     tasks: { type: "string", default: "600" },
-    phases: { type: "string", default: PHASES.join(",") },
+    phases: { type: "string" },
+    "local-manager": { type: "string", default: "in_process" },
     workers: { type: "string", default: "2" },
     "task-ms": { type: "string", default: "20" },
     "long-outage-s": { type: "string", default: "65" },
@@ -29,11 +32,18 @@ const num = (flag: keyof typeof values) => {
   if (!Number.isFinite(n) || n < 0) throw new RangeError(`Invalid --${flag} "${values[flag]}"`);
   return n;
 };
+const localManager = values["local-manager"];
+if (localManager !== "in_process" && localManager !== "process") {
+  throw new RangeError(`Invalid --local-manager "${localManager}": in_process or process`);
+}
+const phases = values.phases?.split(",").filter((p) => p !== "") as PhaseName[] | undefined ??
+  PHASES.filter((p) => localManager === "process" || p !== "manager-kill");
 const started = performance.now();
 const run = await ChaosRun.start({
   tasks: num("tasks"),
-  phases: values.phases.split(",").filter((p) => p !== "") as PhaseName[],
+  phases,
   workers: num("workers"),
+  localManager,
   taskMs: num("task-ms"),
   longOutageMs: num("long-outage-s") * 1000,
   cutMs: num("cut-s") * 1000,
