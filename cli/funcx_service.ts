@@ -119,6 +119,11 @@ dbOption(program.command("serve").description("Run the service in the foreground
   .option("--sign-in-max-delay-ms <ms>", "longest such delay (4000)")
   .option("--session-ttl <seconds>", "how long a dashboard session lasts (28800)")
   .option("--trust-proxy", "client address and scheme from X-Forwarded-For/-Proto (behind a proxy)")
+  .option(
+    "--metrics-token <token>",
+    "bearer token GET /metrics asks for (env FUNCX_SERVICE_METRICS_TOKEN; default: open)",
+    Deno.env.get("FUNCX_SERVICE_METRICS_TOKEN"),
+  )
   .option("--debug", "verbose logging")
   .action(async (o) => {
     await configureLogging({ debug: Boolean(o.debug) });
@@ -178,6 +183,7 @@ dbOption(program.command("serve").description("Run the service in the foreground
       taskTtlS: numbers["taskTtl"]!,
       managementUrl: o.managementUrl,
       signIn,
+      metricsToken: o.metricsToken || undefined,
     });
     // One machine-readable line so supervisors and tests know where the service is.
     console.log(JSON.stringify({ event: "listening", address: service.address }));

@@ -318,6 +318,28 @@ export abstract class SqlStore {
     return num((await this.#one("SELECT CAST(count(*) AS INTEGER) AS n FROM outbox"))!, "n");
   }
 
+  async countTasksByStatus(): Promise<Map<string, number>> {
+    const rows = await this.all(
+      "SELECT status, CAST(count(*) AS INTEGER) AS n FROM tasks GROUP BY status",
+    );
+    return new Map(rows.map((r) => [str(r, "status"), num(r, "n")]));
+  }
+
+  async unfinishedTaskCreatedAt(taskIds: readonly string[]): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    // In slices, to stay well under either database's limit on bound parameters.
+    for (let i = 0; i < taskIds.length; i += 500) {
+      const ids = taskIds.slice(i, i + 500);
+      const rows = await this.all(
+        `SELECT id, created_at FROM tasks WHERE id IN (${ids.map(() => "?").join(", ")}) ` +
+          "AND status NOT IN ('success', 'failed')",
+        ids,
+      );
+      for (const r of rows) out.set(str(r, "id"), num(r, "created_at"));
+    }
+    return out;
+  }
+
   async getTask(id: string): Promise<TaskRecord | undefined> {
     const row = await this.#one("SELECT * FROM tasks WHERE id = ?", [id]);
     return row ? toTask(row) : undefined;

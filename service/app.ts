@@ -22,6 +22,7 @@ import { containerRoutes } from "./routes/containers.ts";
 import { functionRoutes } from "./routes/functions.ts";
 import { endpointRoutes } from "./routes/endpoints.ts";
 import { taskRoutes } from "./routes/tasks.ts";
+import { metricsRoutes } from "./routes/metrics.ts";
 
 const log = getLogger(["funcx", "service", "http"]);
 
@@ -71,6 +72,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.route("/v2/oauth", authRoutes(deps, { sessions, guard }));
   app.route("/", loginRoutes(deps, { sessions, guard }));
   app.route("/", dashboardRoutes(deps, sessions));
+  app.route("/", metricsRoutes(deps));
 
   const limiter = new RateLimiter(deps.settings.rateLimitRequests, deps.settings.rateLimitWindowS);
   app.use("/v2/*", async (c, next) => {

@@ -9,6 +9,7 @@
 import { createHash } from "node:crypto";
 import { decodeBase64Url, encodeBase64Url } from "./_encoding.ts";
 import { HttpError } from "./http_error.ts";
+import { serviceMetrics } from "./metrics.ts";
 import type { Store, UserRecord } from "./store.ts";
 
 /**
@@ -268,6 +269,7 @@ export async function authenticate(
 ): Promise<UserRecord & { clientId: string | null }> {
   const m = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
   if (!m) {
+    serviceMetrics.tokenRejections.inc({ reason: "missing" });
     throw new HttpError(
       401,
       "unauthorized",
@@ -276,6 +278,7 @@ export async function authenticate(
   }
   const user = await store.userForToken(await sha256Hex(m[1]!), Date.now() / 1000);
   if (!user) {
+    serviceMetrics.tokenRejections.inc({ reason: "invalid" });
     throw new HttpError(401, "unauthorized", "Invalid or expired token: log in again");
   }
   return user;

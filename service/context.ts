@@ -40,6 +40,11 @@ export interface AppSettings {
    * @default {@linkcode DEFAULT_SIGN_IN_SETTINGS}
    */
   signIn?: SignInSettings;
+  /**
+   * A bearer token `GET /metrics` asks for; unset, the metrics are open (counts only).
+   * @default undefined
+   */
+  metricsToken?: string | undefined;
 }
 
 /** What every route can reach. */

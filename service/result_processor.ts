@@ -22,6 +22,7 @@ import {
 import type { IncomingResult, ServiceBroker } from "./broker.ts";
 import type { EndpointStatus, Store, TaskCompletion } from "./store.ts";
 import { nowMs, startResultHops, TRACING } from "./task_trace.ts";
+import { observeBatch, serviceMetrics } from "./metrics.ts";
 
 const log = getLogger(["funcx", "service", "results"]);
 
@@ -108,6 +109,7 @@ export class ResultProcessor {
         msg = unpackMessage(item.body);
       } catch (err) {
         this.stats.invalid++;
+        serviceMetrics.invalidMessages.inc();
         log.error("Dropping an unreadable message from {key}: {err}", {
           key: item.routingKey,
           err: String(err),
@@ -152,12 +154,18 @@ export class ResultProcessor {
         }
         default:
           this.stats.invalid++;
+          serviceMetrics.invalidMessages.inc();
           log.warn("Ignoring a {type} message on the results queue", { type: msg.message_type });
       }
     }
+    // Read before the batch lands: tasks without a result yet are the ones it completes.
+    const submitted = completions.length > 0
+      ? await this.#store.unfinishedTaskCreatedAt(completions.map((c) => c.taskId))
+      : new Map<string, number>();
     const changed = await this.#store.applyResults({ updates, completions, statuses });
     this.stats.results += changed;
     this.stats.duplicates += completions.length - changed;
+    observeBatch(serviceMetrics, completions, submitted, completions.length - changed);
     // Traced results go on to the user's stream with the context of this hop.
     const hops = TRACING ? startResultHops(results, started) : undefined;
     const forwards = await this.#forwards(results);

@@ -15,6 +15,7 @@ import { BrokerCredentials, parseManagementUrl, vhostOf } from "./broker_credent
 import { ServiceBroker } from "./broker.ts";
 import { ResultProcessor } from "./result_processor.ts";
 import { OutboxRelay } from "./outbox_relay.ts";
+import { serviceMetrics } from "./metrics.ts";
 import { openStore } from "./open_store.ts";
 import type { Store } from "./store.ts";
 import { redactUrl } from "./_url.ts";
@@ -101,7 +102,10 @@ export class FuncxService {
     }
     await broker.consumeResults((batch) => processor.handle(batch));
     const outbox = new OutboxRelay(store, broker);
-    broker.onConnectionRestored(() => outbox.sweep());
+    broker.onConnectionRestored(() => {
+      serviceMetrics.brokerReconnects.inc();
+      outbox.sweep();
+    });
     const app = createApp({
       store,
       broker,

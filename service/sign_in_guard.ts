@@ -12,6 +12,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { HttpError } from "./http_error.ts";
+import { serviceMetrics } from "./metrics.ts";
 import type { AttemptLimit, Store } from "./store.ts";
 
 const log = getLogger(["funcx", "service", "sign-in"]);
@@ -201,6 +202,7 @@ export class SignInGuard {
         `Refused sign-in to ${kind} {account} from {address}: locked for {retryS} s more ({keys})`,
         { ...at, retryS: Math.ceil(lockedUntil - now), keys: lockedKeys(before, now) },
       );
+      serviceMetrics.signInFailures.inc({ kind, reason: "locked" });
       throw tooManyAttempts(lockedUntil - now);
     }
     const counted = before.find((v) => v.key === accountKey)?.count ?? 0;
@@ -215,6 +217,7 @@ export class SignInGuard {
     }
     const later = Date.now() / 1000;
     const after = await this.#store.failSignIn(limits, later);
+    serviceMetrics.signInFailures.inc({ kind, reason: "bad_secret" });
     const lockedNow = Math.max(...after.map((v) => v.lockedUntil));
     log.warn(`Failed sign-in to ${kind} {account} from {address} ({count} of {max})`, {
       ...at,

@@ -399,6 +399,13 @@ export interface Store {
   deleteOutbox(taskIds: readonly string[]): Promise<void>;
   /** How many messages wait in the outbox. */
   outboxSize(): Promise<number>;
+  /** How many tasks are in each status (for metrics). */
+  countTasksByStatus(): Promise<Map<string, number>>;
+  /**
+   * The submit times (epoch seconds) of those of `taskIds` that have no result yet, by task id:
+   * read before a result batch is applied, it tells first results from redeliveries.
+   */
+  unfinishedTaskCreatedAt(taskIds: readonly string[]): Promise<Map<string, number>>;
   /** Marks tasks failed with a service-side reason (for example a publish that failed). */
   failTasks(ids: readonly string[], code: string, exception: string): Promise<void>;
   /** A task by id. */

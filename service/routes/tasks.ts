@@ -19,6 +19,7 @@ import { HttpError, isUuid, requireUuid } from "../http_error.ts";
 import { type AppDeps, type AppEnv, readJson } from "../context.ts";
 import { userQueuePrefix, withLogin } from "../broker_credentials.ts";
 import { IDEMPOTENCY_HEADER } from "../idempotency.ts";
+import { serviceMetrics } from "../metrics.ts";
 import type { FunctionRecord, NewTask, TaskRecord } from "../store.ts";
 import { usableFunction } from "./functions.ts";
 import { usableEndpoint } from "./endpoints.ts";
@@ -295,6 +296,7 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
         });
         for (const hop of hops.values()) hop.end();
         if (inserted === false) throw groupForbidden(groupId);
+        serviceMetrics.tasksSubmitted.inc({}, inserted.length);
         deps.outbox.push(inserted.map((t) => ({
           taskId: t.id,
           endpointId: t.endpointId,
