@@ -37,6 +37,7 @@ import type { MultiUserEngine } from "../endpoint/user_endpoints.ts";
 import { selfCommand } from "../endpoint/engine/command.ts";
 import type { EndpointRegistration, FuncXClient } from "../sdk/client.ts";
 import { configureEndpointLogging } from "./_endpoint_logging.ts";
+import { type MetricsServer, serveEndpointMetrics } from "../endpoint/metrics.ts";
 
 import { CliExit, type CommonOptions, EXIT } from "./_endpoint_exit.ts";
 
@@ -256,6 +257,7 @@ async function runEndpoint(
   const signals: Deno.Signal[] = ["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT"];
   const handlers = new Map<Deno.Signal, () => void>();
   let unwatch = () => {};
+  let metrics: MetricsServer | undefined;
   try {
     let ep: Endpoint;
     try {
@@ -284,8 +286,18 @@ async function runEndpoint(
       });
     }
     const broker = ep.state === "disconnected" ? "unreachable" : "connected";
+    if (config.metrics_port !== null) {
+      metrics = await serveMetricsOf(name, ep, config);
+    }
     console.log(
-      JSON.stringify({ event: "started", endpoint_id: ep.id, name, pid: Deno.pid, broker }),
+      JSON.stringify({
+        event: "started",
+        endpoint_id: ep.id,
+        name,
+        pid: Deno.pid,
+        broker,
+        ...(metrics ? { metrics: `${metrics.address}/metrics` } : {}),
+      }),
     );
     if (foreground) {
       console.error(`Starting endpoint; registered ID: ${ep.id}`);
@@ -300,6 +312,7 @@ async function runEndpoint(
     console.error(`Endpoint "${name}" failed: ${end.error.message}`);
     return exitCodeOf(end.error);
   } finally {
+    await metrics?.close();
     unwatch();
     for (const [sig, h] of handlers) Deno.removeSignalListener(sig, h);
     await releasePidFile(dir);
@@ -330,6 +343,23 @@ async function startMultiUserEngine(
       throw new CliExit(EXIT.DATAERR, `Cannot start endpoint "${name}": ${err.message}`);
     }
     throw err;
+  }
+}
+
+/** The daemon's metrics listener; a port it cannot bind stops the endpoint (exit 1). */
+async function serveMetricsOf(
+  name: string,
+  ep: Endpoint,
+  config: EndpointConfig,
+): Promise<MetricsServer> {
+  try {
+    return await serveEndpointMetrics(ep, {
+      hostname: config.metrics_address,
+      port: config.metrics_port ?? 0,
+    });
+  } catch (err) {
+    await ep.stop("its metrics port could not be opened");
+    throw new CliExit(EXIT.ERROR, `Cannot start endpoint "${name}": ${(err as Error).message}`);
   }
 }
 

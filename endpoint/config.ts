@@ -69,6 +69,10 @@ export const EndpointConfigSchema = z.object({
   prefetch: z.number().int().min(1).default(1000),
   /** How tasks are run (owned by the engine). */
   engine: EngineConfigSchema.prefault({}),
+  /** Port of the daemon's Prometheus metrics (`GET /metrics`); null: not served; 0: any free. */
+  metrics_port: z.number().int().min(0).max(65535).nullable().default(null),
+  /** Address the metrics port binds to. */
+  metrics_address: z.string().min(1).default("127.0.0.1"),
   /**
    * A file that gets one line per task state change (received, running, finished) with time,
    * user, local account, function, task, endpoint and outcome, never arguments or results;
@@ -276,6 +280,11 @@ display_name: ${JSON.stringify(name)}
 # max_consecutive_failures: null
 # reconnect_delay_min: 1
 # reconnect_delay_max: 60
+
+# Serve Prometheus metrics (tasks, queues, workers, blocks, latency) at
+# http://metrics_address:metrics_port/metrics (default: not served).
+# metrics_port: 9102
+# metrics_address: 127.0.0.1
 
 # Append one line per task state change (received, running, finished: time, user, local
 # account, function, task, outcome; never arguments or results) to this file, mode 0600.

@@ -27,7 +27,7 @@ import {
   TaskState,
   unpackMessage,
 } from "../sdk/protocol/mod.ts";
-import { createEngine, type Engine, PoolClosed } from "./engine/mod.ts";
+import { createEngine, type Engine, type EngineStatus, PoolClosed } from "./engine/mod.ts";
 import { IdleReclaimer } from "./engine/idle_reclaimer.ts";
 import { failureResult } from "./engine/failure.ts";
 import { containerRefusal } from "./engine/container.ts";
@@ -39,6 +39,7 @@ import { BrokerLink } from "./broker_link.ts";
 import { type Delivery, DeliveryLedger } from "./delivery_ledger.ts";
 import { IdleTracker } from "./idle_tracker.ts";
 import { AuditLog, taskAudit } from "./audit_log.ts";
+import { observeEndpointResult } from "./metrics.ts";
 import { resolve as resolvePath } from "node:path";
 import { TRACING } from "../sdk/_tracing.ts";
 import { traceEndpointHops } from "./task_trace.ts";
@@ -225,6 +226,15 @@ export class Endpoint {
     return this.#state;
   }
 
+  /** The engine's counts, the unacked tasks and the journaled results, as status reports say. */
+  globalState(): EngineStatus & { outstanding_tasks: number; stored_results: number } {
+    return {
+      ...this.#engine.status(),
+      outstanding_tasks: this.#ledger.size,
+      stored_results: this.#journal.pending,
+    };
+  }
+
   /** Resolves once the endpoint has ended, saying why. */
   get ended(): Promise<EndpointEnd> {
     return this.#ended.promise;
@@ -320,6 +330,7 @@ export class Endpoint {
         const requeued = this.#state === "draining" &&
           result.error_details?.code === "WorkerLost";
         if (audit && !requeued) audit.finished(result);
+        if (!requeued) observeEndpointResult(result);
         const trace = TRACING && task.traceparent
           ? traceEndpointHops(task, received, result)
           : undefined;

@@ -99,6 +99,16 @@ export const TEST_PACKAGES: readonly TestPackage[] = [
     purpose: "the dashboard's browser test (headless)",
     present: () => anyFile("/usr/bin/chromium"),
   },
+  {
+    name: "prometheus",
+    purpose: "the metrics test's Prometheus server and promtool",
+    present: () => onPath("promtool"),
+  },
+  {
+    name: "systemd",
+    purpose: "systemd-analyze verify, for the units of enable-on-boot",
+    present: () => onPath("systemd-analyze"),
+  },
 ];
 
 /** The packages of `packages` that are not installed. */
