@@ -86,7 +86,11 @@ export class TaskOutcomes {
     if (!f) return false;
     this.#open.delete(r.task_id);
     // The last hop of a traced task: its result read from the stream and its future settled.
-    const hop = TRACING ? startHop("sdk.result", r.traceparent ?? heldHop(f)) : undefined;
+    const hop = TRACING
+      ? startHop("sdk.result", r.traceparent ?? heldHop(f), undefined, {
+        "funcx.task_id": r.task_id,
+      })
+      : undefined;
     if (hop) f.onSettled(() => hop.end());
     if (r.error_details) {
       f.setException(
@@ -210,6 +214,14 @@ export class TaskOutcomes {
     const f = this.#open.get(taskId);
     if (!f) return;
     this.#open.delete(taskId);
+    // Read from the service, not the stream: the hop hangs from the task's own root.
+    const hop = TRACING
+      ? startHop("sdk.result", heldHop(f), undefined, {
+        "funcx.task_id": taskId,
+        "funcx.read_from": "service",
+      })
+      : undefined;
+    if (hop) f.onSettled(() => hop.end());
     if (r.error) f.setException(r.error);
     else f.setResult(r.result);
   }
