@@ -4,13 +4,19 @@
  * with fewer permissions than it was compiled with. `deno compile` cannot fetch its runtime on
  * these machines, so the binary's code path runs with this Deno standing in for it
  * (`FUNCX_STANDALONE_STAND_IN`: the entry point with exactly the flags the binary is compiled
- * with); every engine process then starts as `<binary> __manager` / `__worker`, as in the binary.
+ * with); every engine process then starts as `<binary> __worker` (and `<binary> __manager` with
+ * `local_manager: process`), as in the binary.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { STANDALONE_STAND_IN_ENV, standInCommand } from "../endpoint/engine/command.ts";
 import { createEngine } from "../endpoint/engine/mod.ts";
-import { errorOf, taskBuffer, valueOf } from "../endpoint/engine/_test_helpers.ts";
+import {
+  errorOf,
+  LOCAL_MANAGER_MODES,
+  taskBuffer,
+  valueOf,
+} from "../endpoint/engine/_test_helpers.ts";
 import { TaskExecutionFailed } from "../mod.ts";
 import { waitForResult } from "./harness/wait.ts";
 import { fastConfig, processGroup, serviceEnv, writeConfig } from "./_endpoint_helpers.ts";
@@ -37,69 +43,79 @@ async function inMode<T>(mode: (typeof MODES)[number], fn: () => Promise<T>): Pr
 const cmdline = (pid: number) => Deno.readTextFileSync(`/proc/${pid}/cmdline`);
 
 for (const mode of MODES) {
-  Deno.test(`${mode.name}: a worker limited to read one folder reads it and nothing else`, async () => {
-    const data = await Deno.makeTempDir({ prefix: "funcx-data-" });
-    await Deno.writeTextFile(join(data, "input.txt"), "inside");
-    const permissions = { all: false, read: [data], env: ["HOME"] };
-    await inMode(mode, async () => {
-      await using engine = await createEngine({ max_workers_per_node: 1, permissions }, {
-        graceS: 2,
+  for (const local_manager of LOCAL_MANAGER_MODES) {
+    Deno.test(`${mode.name} (${local_manager} manager): a worker limited to read one folder reads it and nothing else`, async () => {
+      const data = await Deno.makeTempDir({ prefix: "funcx-data-" });
+      await Deno.writeTextFile(join(data, "input.txt"), "inside");
+      const permissions = { all: false, read: [data], env: ["HOME"] };
+      await inMode(mode, async () => {
+        await using engine = await createEngine({
+          local_manager,
+          max_workers_per_node: 1,
+          permissions,
+        }, {
+          graceS: 2,
+        });
+        const read = (path: string) => Deno.readTextFile(path);
+        assert.equal(
+          valueOf(await engine.submit("in", taskBuffer(read, [join(data, "input.txt")]))),
+          "inside",
+        );
+        const outside = errorOf(await engine.submit("out", taskBuffer(read, ["/etc/hostname"])));
+        assert.equal(outside.name, "NotCapable");
+        assert.match(outside.message, /read access to "\/etc\/hostname"/);
+        const write = errorOf(
+          await engine.submit(
+            "w",
+            taskBuffer((p: string) => Deno.writeTextFile(p, "x"), [join(data, "new.txt")]),
+          ),
+        );
+        assert.equal(write.name, "NotCapable");
+        const env = errorOf(await engine.submit("e", taskBuffer(() => Deno.env.get("PATH"))));
+        assert.equal(env.name, "NotCapable");
+        assert.equal(
+          typeof valueOf(await engine.submit("h", taskBuffer(() => Deno.env.get("HOME")))),
+          "string",
+        );
+        const run = errorOf(
+          await engine.submit("r", taskBuffer(() => new Deno.Command("true").output())),
+        );
+        assert.equal(run.name, "NotCapable");
+        // The task ran down this mode's code path.
+        const pid = valueOf(await engine.submit("p", taskBuffer(() => Deno.pid))) as number;
+        assert.match(cmdline(pid), mode.worker);
       });
-      const read = (path: string) => Deno.readTextFile(path);
-      assert.equal(
-        valueOf(await engine.submit("in", taskBuffer(read, [join(data, "input.txt")]))),
-        "inside",
-      );
-      const outside = errorOf(await engine.submit("out", taskBuffer(read, ["/etc/hostname"])));
-      assert.equal(outside.name, "NotCapable");
-      assert.match(outside.message, /read access to "\/etc\/hostname"/);
-      const write = errorOf(
-        await engine.submit(
-          "w",
-          taskBuffer((p: string) => Deno.writeTextFile(p, "x"), [join(data, "new.txt")]),
-        ),
-      );
-      assert.equal(write.name, "NotCapable");
-      const env = errorOf(await engine.submit("e", taskBuffer(() => Deno.env.get("PATH"))));
-      assert.equal(env.name, "NotCapable");
-      assert.equal(
-        typeof valueOf(await engine.submit("h", taskBuffer(() => Deno.env.get("HOME")))),
-        "string",
-      );
-      const run = errorOf(
-        await engine.submit("r", taskBuffer(() => new Deno.Command("true").output())),
-      );
-      assert.equal(run.name, "NotCapable");
-      // The task ran down this mode's code path.
-      const pid = valueOf(await engine.submit("p", taskBuffer(() => Deno.pid))) as number;
-      assert.match(cmdline(pid), mode.worker);
+      await Deno.remove(data, { recursive: true });
     });
-    await Deno.remove(data, { recursive: true });
-  });
 
-  Deno.test(`${mode.name}: a worker over mem_per_worker is stopped and the task says why`, async () => {
-    await inMode(mode, async () => {
-      await using engine = await createEngine({ max_workers_per_node: 1, mem_per_worker: 0.15 }, {
-        graceS: 2,
+    Deno.test(`${mode.name} (${local_manager} manager): a worker over mem_per_worker is stopped and the task says why`, async () => {
+      await inMode(mode, async () => {
+        await using engine = await createEngine({
+          local_manager,
+          max_workers_per_node: 1,
+          mem_per_worker: 0.15,
+        }, {
+          graceS: 2,
+        });
+        const hog = () => {
+          const keep: number[][] = [];
+          for (;;) keep.push(Array.from({ length: 1e6 }, (_, i) => i + 0.5));
+        };
+        const err = errorOf(await engine.submit("hog", taskBuffer(hog)));
+        assert.equal(err.code, "WorkerLost");
+        assert.match(err.message, /ran out of memory \(mem_per_worker limit 153 MiB\)/);
+        // Memory outside V8's heap counts as well.
+        const buffers = () => {
+          const keep: Uint8Array[] = [];
+          for (;;) keep.push(new Uint8Array(16 * 1024 * 1024).fill(1));
+        };
+        const native = errorOf(await engine.submit("native", taskBuffer(buffers)));
+        assert.equal(native.code, "WorkerLost");
+        assert.match(native.message, /ran out of memory \(mem_per_worker limit 153 MiB\)/);
+        assert.equal(valueOf(await engine.submit("small", taskBuffer(() => 1 + 1))), 2);
       });
-      const hog = () => {
-        const keep: number[][] = [];
-        for (;;) keep.push(Array.from({ length: 1e6 }, (_, i) => i + 0.5));
-      };
-      const err = errorOf(await engine.submit("hog", taskBuffer(hog)));
-      assert.equal(err.code, "WorkerLost");
-      assert.match(err.message, /ran out of memory \(mem_per_worker limit 153 MiB\)/);
-      // Memory outside V8's heap counts as well.
-      const buffers = () => {
-        const keep: Uint8Array[] = [];
-        for (;;) keep.push(new Uint8Array(16 * 1024 * 1024).fill(1));
-      };
-      const native = errorOf(await engine.submit("native", taskBuffer(buffers)));
-      assert.equal(native.code, "WorkerLost");
-      assert.match(native.message, /ran out of memory \(mem_per_worker limit 153 MiB\)/);
-      assert.equal(valueOf(await engine.submit("small", taskBuffer(() => 1 + 1))), 2);
     });
-  });
+  }
 }
 
 Deno.test("compiled binary: `funcx-endpoint start` runs the daemon as the binary and keeps the config's sandbox", async () => {
@@ -128,9 +144,10 @@ Deno.test("compiled binary: `funcx-endpoint start` runs the daemon as the binary
   const err = await run("/etc/hostname").then(() => undefined, (e) => e);
   assert.ok(err instanceof TaskExecutionFailed, String(err));
   assert.equal(err.remote.name, "NotCapable");
-  // Every engine process of the endpoint is the binary.
+  // Every engine process of the endpoint is the binary: its workers (the local block's manager
+  // runs in the daemon).
   const members = processGroup(daemonPid).filter((p) => p !== daemonPid).map(cmdline);
-  assert.ok(members.some((c) => c.includes("\0__manager")), members.join("\n"));
+  assert.ok(!members.some((c) => c.includes("\0__manager")), members.join("\n"));
   assert.ok(members.some((c) => c.includes("\0__worker")), members.join("\n"));
   assert.ok(members.every((c) => c.includes("cli/funcx_endpoint.ts\0__")), members.join("\n"));
 

@@ -39,11 +39,11 @@ const whoAmI = async (otherHome: string, marker: string) => {
   };
 };
 
-/** The pid of the user endpoint running this task (worker -> manager -> user endpoint). */
-const userEndpointPid = async (_tag: string) => {
-  const stat = await Deno.readTextFile(`/proc/${Deno.ppid}/stat`);
-  return { pid: Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]), uid: Deno.uid() };
-};
+/**
+ * The pid of the user endpoint running this task: the worker's parent, whose engine runs the
+ * local block's manager in process.
+ */
+const userEndpointPid = (_tag: string) => ({ pid: Deno.ppid, uid: Deno.uid() });
 
 /** First run: writes its pid into `~/<marker>` and hangs; a later run returns "retried". */
 const lostOnce = async (marker: string) => {
