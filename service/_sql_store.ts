@@ -29,9 +29,12 @@ import type {
   EndpointStatus,
   FunctionRecord,
   IdempotencyHold,
+  PageRequest,
   ResultBatch,
+  SearchPage,
   SessionRecord,
   TaskCompletion,
+  TaskFilter,
   TaskGroupSummary,
   TaskRecord,
   TaskSummary,
@@ -435,10 +438,54 @@ export abstract class SqlStore {
 
   async listGroupTasks(groupId: string, limit: number): Promise<TaskSummary[]> {
     return (await this.all(
-      "SELECT id, function_id, endpoint_id, status, created_at, completion_t FROM tasks " +
-        "WHERE group_id = ? ORDER BY created_at, id LIMIT ?",
+      "SELECT id, group_id, function_id, endpoint_id, status, created_at, completion_t " +
+        "FROM tasks WHERE group_id = ? ORDER BY created_at, id LIMIT ?",
       [groupId, limit],
     )).map(toTaskSummary);
+  }
+
+  async searchTasks(
+    ownerId: string,
+    filter: TaskFilter,
+    page: PageRequest,
+  ): Promise<SearchPage<TaskSummary>> {
+    const [where, params] = taskWhere("t", ownerId, filter);
+    const order = page.oldestFirst ? "ASC" : "DESC";
+    const [rows, count] = await Promise.all([
+      this.all(
+        "SELECT t.id, t.group_id, t.function_id, t.endpoint_id, t.status, t.created_at, " +
+          `t.completion_t FROM tasks t WHERE ${where} ` +
+          `ORDER BY t.created_at ${order}, t.id ${order} LIMIT ? OFFSET ?`,
+        [...params, page.limit, page.offset],
+      ),
+      this.all(`SELECT CAST(count(*) AS INTEGER) AS n FROM tasks t WHERE ${where}`, params),
+    ]);
+    return { items: rows.map(toTaskSummary), total: num(count[0]!, "n") };
+  }
+
+  async searchTaskGroups(
+    ownerId: string,
+    filter: TaskFilter,
+    page: PageRequest,
+  ): Promise<SearchPage<TaskGroupSummary>> {
+    const { groupId: _, ...rest } = filter;
+    const [where, params] = taskWhere("t2", ownerId, rest);
+    // A group matches when one of its tasks does; its counts are over all its tasks.
+    const matching =
+      "FROM task_groups g2 WHERE g2.owner_id = ? AND EXISTS (SELECT 1 FROM tasks t2 " +
+      `WHERE t2.group_id = g2.id AND ${where})`;
+    const order = page.oldestFirst ? "ASC" : "DESC";
+    const [rows, count] = await Promise.all([
+      this.all(
+        "SELECT g.id, g.created_at, t.status, CAST(count(*) AS INTEGER) AS n FROM task_groups g " +
+          `JOIN tasks t ON t.group_id = g.id WHERE g.id IN (SELECT g2.id ${matching} ` +
+          `ORDER BY g2.created_at ${order}, g2.id ${order} LIMIT ? OFFSET ?) ` +
+          `GROUP BY g.id, g.created_at, t.status ORDER BY g.created_at ${order}, g.id ${order}`,
+        [ownerId, ...params, page.limit, page.offset],
+      ),
+      this.all(`SELECT CAST(count(*) AS INTEGER) AS n ${matching}`, [ownerId, ...params]),
+    ]);
+    return { items: toGroupSummaries(rows), total: num(count[0]!, "n") };
   }
 
   async endpointUptime(endpointId: string, since: number): Promise<UptimeSegment[]> {
@@ -452,4 +499,27 @@ export abstract class SqlStore {
       until: num(r, "until"),
     }));
   }
+}
+
+/** The `WHERE` of a search of `ownerId`'s tasks (alias `t`) by `filter`, and its parameters. */
+function taskWhere(t: string, ownerId: string, filter: TaskFilter): [string, Param[]] {
+  const parts = [`${t}.owner_id = ?`];
+  const params: Param[] = [ownerId];
+  const eq = (column: string, value: string | number | undefined, op = "=") => {
+    if (value === undefined) return;
+    parts.push(`${t}.${column} ${op} ?`);
+    params.push(value);
+  };
+  eq("group_id", filter.groupId);
+  eq("function_id", filter.functionId);
+  eq("endpoint_id", filter.endpointId);
+  eq("created_at", filter.since, ">=");
+  eq("created_at", filter.until, "<");
+  if (filter.statuses !== undefined) {
+    // No status at all matches nothing (an empty IN list is not SQL).
+    if (filter.statuses.length === 0) parts.push("1 = 0");
+    else parts.push(`${t}.status IN (${filter.statuses.map(() => "?").join(", ")})`);
+    params.push(...filter.statuses);
+  }
+  return [parts.join(" AND "), params];
 }

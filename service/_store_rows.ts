@@ -226,6 +226,7 @@ export function toGroupSummaries(rows: readonly Row[]): TaskGroupSummary[] {
 export function toTaskSummary(row: Row): TaskSummary {
   return {
     id: str(row, "id"),
+    groupId: str(row, "group_id"),
     functionId: str(row, "function_id"),
     endpointId: str(row, "endpoint_id"),
     status: str(row, "status"),

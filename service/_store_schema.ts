@@ -76,6 +76,7 @@ CREATE TABLE IF NOT EXISTS endpoint_uptime (
   until ${real} NOT NULL, PRIMARY KEY (endpoint_id, since));
 CREATE INDEX IF NOT EXISTS tasks_owner_group ON tasks(owner_id, group_id);
 CREATE INDEX IF NOT EXISTS task_groups_owner ON task_groups(owner_id, created_at);
+CREATE INDEX IF NOT EXISTS tasks_owner_created ON tasks(owner_id, created_at);
 `;
 }
 

@@ -255,11 +255,42 @@ export interface TaskGroupSummary {
 /** A task without its result, for lists. */
 export interface TaskSummary {
   id: string;
+  groupId: string;
   functionId: string;
   endpointId: string;
   status: string;
   createdAt: number;
   completionT: number | null;
+}
+
+/** What the dashboard's searches of tasks and task groups match: every filter given must. */
+export interface TaskFilter {
+  /** Stored statuses, any of them. @default any */
+  statuses?: readonly string[] | undefined;
+  /** The task's function. @default any */
+  functionId?: string | undefined;
+  /** The task's endpoint. @default any */
+  endpointId?: string | undefined;
+  /** The task's group (tasks only). @default any */
+  groupId?: string | undefined;
+  /** Created at or after, epoch seconds. @default any */
+  since?: number | undefined;
+  /** Created before, epoch seconds. @default any */
+  until?: number | undefined;
+}
+
+/** Which rows of a search: `limit` rows after skipping `offset`. */
+export interface PageRequest {
+  limit: number;
+  offset: number;
+  /** Oldest first instead of newest first. @default false */
+  oldestFirst?: boolean;
+}
+
+/** One page of a search, and how many rows match in all. */
+export interface SearchPage<T> {
+  items: T[];
+  total: number;
 }
 
 /** The service's store. One instance per service process; replicas share one PostgreSQL. */
@@ -468,6 +499,21 @@ export interface Store {
   taskGroupSummary(groupId: string): Promise<TaskGroupSummary | undefined>;
   /** Tasks of a group without their results, oldest first. */
   listGroupTasks(groupId: string, limit: number): Promise<TaskSummary[]>;
+  /** A page of a user's tasks that match `filter`, newest first (or oldest), with the total. */
+  searchTasks(
+    ownerId: string,
+    filter: TaskFilter,
+    page: PageRequest,
+  ): Promise<SearchPage<TaskSummary>>;
+  /**
+   * A page of a user's task groups that have a task matching `filter`, newest first, each with
+   * all its tasks counted by status, and how many groups match.
+   */
+  searchTaskGroups(
+    ownerId: string,
+    filter: TaskFilter,
+    page: PageRequest,
+  ): Promise<SearchPage<TaskGroupSummary>>;
   /** How many tasks wait for each endpoint to take them (`waiting-for-ep`), by endpoint id. */
   waitingTasks(endpointIds: readonly string[]): Promise<Map<string, number>>;
   /** An endpoint's online periods that end after `since`, oldest first. */

@@ -133,6 +133,100 @@ async function contract(t: Deno.TestContext, store: Store): Promise<void> {
     });
     assert.deepEqual((await store.listFunctions(carol.id, 10)).map((f) => f.name), ["double"]);
   });
+
+  await t.step(
+    "search: tasks and groups by state, function, endpoint and time, paged",
+    async () => {
+      const fran = await store.ensureUser("fran");
+      const other = await store.ensureUser("gus");
+      const [epA, epB, fnA, fnB] = Array.from({ length: 4 }, () => crypto.randomUUID());
+      // 3 groups of 250 tasks (past the old caps of 500 tasks and 50 groups together); tasks of
+      // the second group run on endpoint B with function B, and its first 10 succeed.
+      const groups = Array.from({ length: 3 }, () => crypto.randomUUID());
+      const marks: number[] = [];
+      for (const [g, group] of groups.entries()) {
+        marks.push(Date.now() / 1000);
+        const ids = Array.from({ length: 250 }, () => crypto.randomUUID());
+        const [ep, fn] = g === 1 ? [epB!, fnB!] : [epA!, fnA!];
+        await store.addTasks(
+          fran.id,
+          group,
+          ids.map((id) => ({ id, functionId: fn, endpointId: ep })),
+        );
+        if (g === 1) {
+          await store.updateStatuses(
+            ids.slice(0, 10).map((taskId) => ({ taskId, status: "success" })),
+          );
+        }
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      await store.addTasks(other.id, crypto.randomUUID(), [
+        { id: crypto.randomUUID(), functionId: fnA!, endpointId: epA! },
+      ]);
+      const all = await store.searchTasks(fran.id, {}, { limit: 100, offset: 0 });
+      assert.equal(all.total, 750);
+      assert.equal(all.items.length, 100);
+      // Newest first; the pages meet without a gap or a repeat.
+      const seen = new Set<string>();
+      for (let offset = 0; offset < 750; offset += 200) {
+        const page = await store.searchTasks(fran.id, {}, { limit: 200, offset });
+        for (const task of page.items) seen.add(task.id);
+      }
+      assert.equal(seen.size, 750);
+      assert.equal(all.items[0]!.groupId, groups[2]);
+      const oldest = await store.searchTasks(fran.id, {}, {
+        limit: 1,
+        offset: 0,
+        oldestFirst: true,
+      });
+      assert.equal(oldest.items[0]!.groupId, groups[0]);
+      const byFn = await store.searchTasks(fran.id, { functionId: fnB }, { limit: 500, offset: 0 });
+      assert.equal(byFn.total, 250);
+      assert.ok(byFn.items.every((x) => x.functionId === fnB && x.groupId === groups[1]));
+      const done = await store.searchTasks(fran.id, { statuses: ["success", "failed"] }, {
+        limit: 50,
+        offset: 0,
+      });
+      assert.equal(done.total, 10);
+      assert.equal(
+        (await store.searchTasks(fran.id, { statuses: [] }, { limit: 5, offset: 0 })).total,
+        0,
+      );
+      const onA = await store.searchTasks(fran.id, { endpointId: epA, groupId: groups[2] }, {
+        limit: 10,
+        offset: 245,
+      });
+      assert.deepEqual([onA.total, onA.items.length], [250, 5]);
+      const late = await store.searchTasks(fran.id, { since: marks[1] }, { limit: 1, offset: 0 });
+      assert.equal(late.total, 500);
+      const early = await store.searchTasks(fran.id, { until: marks[1] }, { limit: 1, offset: 0 });
+      assert.equal(early.total, 250);
+
+      const gAll = await store.searchTaskGroups(fran.id, {}, { limit: 2, offset: 0 });
+      assert.equal(gAll.total, 3);
+      assert.deepEqual(gAll.items.map((g) => g.id), [groups[2], groups[1]]);
+      const gNext = await store.searchTaskGroups(fran.id, {}, { limit: 2, offset: 2 });
+      assert.deepEqual(gNext.items.map((g) => g.id), [groups[0]]);
+      // A group matches by one of its tasks and is counted over all of them.
+      const gDone = await store.searchTaskGroups(fran.id, { statuses: ["success"] }, {
+        limit: 10,
+        offset: 0,
+      });
+      assert.equal(gDone.total, 1);
+      assert.deepEqual(gDone.items[0]!.counts, { "waiting-for-ep": 240, success: 10 });
+      assert.equal(gDone.items[0]!.total, 250);
+      const gOnA = await store.searchTaskGroups(fran.id, { endpointId: epA, since: marks[1] }, {
+        limit: 10,
+        offset: 0,
+      });
+      assert.deepEqual(gOnA.items.map((g) => g.id), [groups[2]]);
+      assert.equal(
+        (await store.searchTaskGroups(other.id, { functionId: fnB }, { limit: 10, offset: 0 }))
+          .total,
+        0,
+      );
+    },
+  );
 }
 
 Deno.test("dashboard store (sqlite): sessions, sign-in limits, uptime, lists", async (t) => {
