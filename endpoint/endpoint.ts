@@ -318,7 +318,11 @@ export class Endpoint {
         taskId,
         buffer,
         container?.location,
-        audit ? { task, onAccount: (a) => audit.received(a) } : { task },
+        {
+          task,
+          resourceSpecification: task.resource_specification ?? undefined,
+          ...(audit ? { onAccount: (a: string | null) => audit.received(a) } : {}),
+        },
       );
     run.then(
       (result) => {

@@ -10,6 +10,7 @@
  * @module
  */
 import { ActorName, type ResultMessage } from "../sdk/protocol/mod.ts";
+import type { ResourceSpecificationWire } from "../sdk/protocol/resource_specification.ts";
 import { PoolClosed } from "./engine/mod.ts";
 import { selfCommand } from "./engine/command.ts";
 import { failureResult } from "./engine/failure.ts";
@@ -197,14 +198,21 @@ export class UserEndpoint {
     return this.#child.pid;
   }
 
-  submit(taskId: string, buffer: string, container?: string): Promise<ResultMessage> {
+  submit(
+    taskId: string,
+    buffer: string,
+    container?: string,
+    spec?: ResourceSpecificationWire,
+  ): Promise<ResultMessage> {
     const { promise, resolve, reject } = Promise.withResolvers<ResultMessage>();
     this.pending.set(taskId, { resolve, reject });
-    this.#writer.send(
-      container === undefined
-        ? { type: "task", task_id: taskId, buffer }
-        : { type: "task", task_id: taskId, buffer, container },
-    );
+    this.#writer.send({
+      type: "task",
+      task_id: taskId,
+      buffer,
+      ...(container === undefined ? {} : { container }),
+      ...(spec === undefined ? {} : { resource_specification: spec }),
+    });
     return promise;
   }
 

@@ -59,7 +59,8 @@ export async function userEndpointMain(): Promise<number> {
   try {
     for await (const msg of frames) {
       if (msg.type === "task") {
-        engine.submit(msg.task_id, msg.buffer, msg.container).then(
+        const context = { resourceSpecification: msg.resource_specification };
+        engine.submit(msg.task_id, msg.buffer, msg.container, context).then(
           (result) => out.send({ type: "result", result }),
           (err) => {
             if (!(err instanceof PoolClosed)) {

@@ -8,6 +8,7 @@
  * @module
  */
 import type { ResultMessage } from "../sdk/protocol/mod.ts";
+import type { ResourceSpecificationWire } from "../sdk/protocol/resource_specification.ts";
 import type { EngineStatus } from "./engine/mod.ts";
 
 /** Version of this protocol. */
@@ -23,7 +24,13 @@ export type ToUserEndpoint =
     /** A name for its log lines. */
     label: string;
   }
-  | { type: "task"; task_id: string; buffer: string; container?: string }
+  | {
+    type: "task";
+    task_id: string;
+    buffer: string;
+    container?: string;
+    resource_specification?: ResourceSpecificationWire;
+  }
   | { type: "cancel"; task_id: string }
   | { type: "status" }
   | { type: "shutdown" };

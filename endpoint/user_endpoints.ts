@@ -151,7 +151,7 @@ export class MultiUserEngine implements Engine {
       this.#where.set(taskId, ue);
       let result: ResultMessage;
       try {
-        result = await ue.submit(taskId, buffer, container);
+        result = await ue.submit(taskId, buffer, container, context.resourceSpecification);
       } finally {
         this.#where.delete(taskId);
       }

@@ -19,6 +19,8 @@ import { packArgs } from "../sdk/protocol/mod.ts";
 import { startEndpoint } from "./harness/stack.ts";
 import { waitForResult } from "./harness/wait.ts";
 import { serviceEnv } from "./_endpoint_helpers.ts";
+import { UserEndpoint, userEndpointCommand } from "../endpoint/user_endpoint.ts";
+import { currentDenoDir } from "./harness/site.ts";
 
 const SAMPLE = new URL("../docs/sites/slurm-mpi.yaml", import.meta.url).pathname;
 const ROOT_OPTIONS = "--allow-run-as-root --oversubscribe";
@@ -67,9 +69,7 @@ function runMpi(
 ): Promise<ResultMessage> {
   const f = new MPIFunction(cmd);
   const buffer = sourceTaskBuffer(f.functionName, f.source(), [], kwargs);
-  return engine.submit(id, buffer, undefined, {
-    task: { task_id: id, container_id: null, task_buffer: buffer, resource_specification: spec },
-  });
+  return engine.submit(id, buffer, undefined, { resourceSpecification: spec ?? undefined });
 }
 
 const spec = (nodes: number, perNode: number, ranks = nodes * perNode) => ({
@@ -290,4 +290,37 @@ Deno.test("MPI through the system: the executor's resourceSpecification, client.
   } finally {
     await ep.process.stop();
   }
+});
+
+Deno.test("MPI through a user endpoint: the resource specification reaches its engine", async () => {
+  // The multi-user path: the site endpoint hands the task to a user endpoint process over its
+  // frames; here that process runs as this very account, so no account switch is needed.
+  const logDir = await Deno.makeTempDir({ prefix: "funcx-mpi-ue-" });
+  const gone: string[] = [];
+  const ue = new UserEndpoint(
+    "mpi-ue",
+    { name: "self", uid: Deno.uid() ?? 0, gid: Deno.gid() ?? 0, home: logDir, shell: "/bin/sh" },
+    {},
+    localMpi() as Record<string, unknown>,
+    {
+      command: userEndpointCommand(null),
+      env: { DENO_DIR: await currentDenoDir() },
+      logFile: join(logDir, "ue.log"),
+      timeoutS: 60,
+      retries: 0,
+    },
+    (_ue, why) => gone.push(why),
+  );
+  try {
+    await ue.ready;
+    const f = new MPIFunction('echo "$FUNCX_MPI_NUM_NODES|$FUNCX_MPI_NUM_RANKS"');
+    const buffer = sourceTaskBuffer(f.functionName, f.source(), [], {});
+    const r = valueOf(await ue.submit("ue-env", buffer, undefined, spec(1, 2))) as MPIResult;
+    assert.equal(r.stdout.trim(), "1|2");
+    assert.deepEqual(r.nodes, [Deno.hostname()]);
+  } finally {
+    await ue.stop(5);
+    await Deno.remove(logDir, { recursive: true });
+  }
+  assert.deepEqual(gone.filter((w) => !/stop|exit/i.test(w)), []);
 });

@@ -6,6 +6,7 @@
  * @module
  */
 import type { ResultMessage, TaskMessage } from "../../sdk/protocol/mod.ts";
+import type { ResourceSpecificationWire } from "../../sdk/protocol/resource_specification.ts";
 
 /** Blocks of managers by state, in the endpoint's status reports. */
 export interface BlockCounts {
@@ -43,6 +44,8 @@ export interface SubmitContext {
   task?: TaskMessage;
   /** Hears the local account the task will run as (null: refused before one was known). */
   onAccount?: (account: string | null) => void;
+  /** What an MPI task asked for (a user endpoint gets it without the task message). */
+  resourceSpecification?: ResourceSpecificationWire | undefined;
 }
 
 /** An execution engine. */

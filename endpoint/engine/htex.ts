@@ -191,8 +191,7 @@ export class HighThroughputEngine implements Engine, AsyncDisposable {
     container?: string,
     context?: SubmitContext,
   ): Promise<ResultMessage> {
-    const spec = context?.task?.resource_specification ?? undefined;
-    return this.#interchange.submit(taskId, buffer, container, spec);
+    return this.#interchange.submit(taskId, buffer, container, context?.resourceSpecification);
   }
 
   /** Cancels a queued or running task. */

@@ -138,8 +138,8 @@ export interface SiteInstall extends AsyncDisposable {
   env: Record<string, string>;
 }
 
-/** The module cache Deno uses here (`deno info --json`). */
-async function currentDenoDir(): Promise<string> {
+/** The Deno cache this process uses (`deno info`: `DENO_DIR` or its default). */
+export async function currentDenoDir(): Promise<string> {
   const out = await run(Deno.execPath(), ["info", "--json"]);
   return String(JSON.parse(out).denoDir);
 }
