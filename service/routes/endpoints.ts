@@ -9,8 +9,8 @@ import { type Context, Hono } from "hono";
 import { z } from "zod";
 import { getLogger } from "@logtape/logtape";
 import { resultRoutingKey, RESULTS_EXCHANGE, RESULTS_QUEUE, TASKS_EXCHANGE } from "../broker.ts";
-import { packMessage } from "../../sdk/protocol/mod.ts";
 import { withLogin } from "../broker_credentials.ts";
+import { deleteEndpoint, lockEndpoint, shutdownCommand } from "../operator_actions.ts";
 import { HttpError, requireUuid } from "../http_error.ts";
 import { usableFunction } from "./functions.ts";
 import { type AppDeps, type AppEnv, parseBody, readJson } from "../context.ts";
@@ -24,10 +24,7 @@ export const DEFAULT_LOCK_S = 60;
 const LockEndpoint = z.object({ seconds: z.number().min(1).max(86400).optional() });
 const Whitelist = z.object({ func: z.array(z.string()).min(1) });
 
-/** The command that tells a running endpoint to shut down. */
-export function shutdownCommand(reason: string): Uint8Array {
-  return packMessage({ message_type: "command", data: { command: "shutdown", args: { reason } } });
-}
+export { shutdownCommand };
 
 const RegisterEndpoint = z.object({
   endpoint_name: z.string().min(1).max(256),
@@ -202,22 +199,14 @@ export function endpointRoutes(deps: AppDeps): Hono<AppEnv> {
     })
     .delete("/:id", async (c) => {
       const ep = await owned(c);
-      await deps.store.deleteEndpoint(ep.id);
-      // A running endpoint is told to stop, then its queue (and any tasks still in it) go away.
-      await deps.broker.publishToEndpoint(ep.id, shutdownCommand("endpoint deleted"))
-        .catch(() => {});
-      await deps.broker.deleteEndpointQueue(ep.id).catch((err) =>
-        log.warn("Cannot delete the task queue of {id}: {err}", { id: ep.id, err: String(err) })
-      );
+      await deleteEndpoint(deps, ep.id);
       return c.json({ result: 302, endpoint_id: ep.id, deleted: true });
     })
     .post("/:id/lock", async (c) => {
       const ep = await owned(c);
       const body = await readJson(c.req.raw, deps.settings.maxRequestBytes, {});
       const seconds = parseBody(LockEndpoint, body).seconds ?? DEFAULT_LOCK_S;
-      const until = Date.now() / 1000 + seconds;
-      await deps.store.lockEndpoint(ep.id, until);
-      await deps.broker.publishToEndpoint(ep.id, shutdownCommand("stopped remotely (lock)"));
+      const until = await lockEndpoint(deps, ep.id, seconds);
       return c.json({ endpoint_id: ep.id, locked_until: until });
     })
     .get("/:id/users", async (c) => {

@@ -9,10 +9,8 @@ import { Hono } from "hono";
 import { createHash } from "node:crypto";
 import {
   encodeTask,
-  packMessage,
   resolveResourceSpecification,
   type ResourceSpecificationWire,
-  serialize,
   type TaskContainer,
 } from "../../sdk/protocol/mod.ts";
 import { HttpError, isUuid, requireUuid } from "../http_error.ts";
@@ -23,6 +21,7 @@ import { serviceMetrics } from "../metrics.ts";
 import type { FunctionRecord, NewTask, TaskRecord } from "../store.ts";
 import { usableFunction } from "./functions.ts";
 import { usableEndpoint } from "./endpoints.ts";
+import { cancelTasks } from "../operator_actions.ts";
 import { nowMs, startSubmitHop, submittedTraceparent, TRACING } from "../task_trace.ts";
 import type { Hop } from "../../sdk/_tracing.ts";
 
@@ -381,17 +380,7 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
       if (task.status === "success" || task.status === "failed") {
         return c.json({ task_id: id, cancelled: false, status: task.status });
       }
-      const reason = "Task was cancelled by its owner";
-      await deps.store.failTasks(
-        [id],
-        "TaskCancelled",
-        serialize({ name: "TaskCancelled", message: reason, stack: "" }),
-      );
-      // The endpoint stops it if it is queued or running there; its late result is dropped.
-      await deps.broker.publishToEndpoint(
-        task.endpointId,
-        packMessage({ message_type: "task_cancel", data: { task_id: id } }),
-      ).catch(() => {});
+      await cancelTasks(deps, [task]);
       return c.json({ task_id: id, cancelled: true, status: "failed" });
     })
     .get("/tasks/:id", async (c) => {
