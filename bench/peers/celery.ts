@@ -13,6 +13,7 @@ import { aptInstall, freePorts, randomHex } from "../../tests/harness/_os.ts";
 import type { RabbitBroker } from "../../tests/harness/rabbitmq.ts";
 import { brokerAccess, createVhost, deleteVhost } from "../../tests/harness/stack.ts";
 import { ProcessGroup } from "./_process_group.ts";
+import type { PeerFigures } from "./side_by_side.ts";
 
 /** Debian's packages are built for the system interpreter, not for a pyenv one on `PATH`. */
 const PYTHON = "/usr/bin/python3";
@@ -43,21 +44,12 @@ export interface CeleryBenchOptions {
   prefetch?: number;
 }
 
-/** What `celery_bench.py client` measured. */
-export interface CeleryFigures {
+/** What `celery_bench.py client` measured (CPU by client, workers, broker, result backend). */
+export interface CeleryFigures extends PeerFigures {
   celery: string;
   kombu: string;
   python: string;
-  workers: number;
   prefetch_multiplier: number;
-  roundtrip_ms: { rounds: number; p50: number; p95: number; p99: number; max: number };
-  throughput: {
-    tasks: number;
-    tasks_per_s: number;
-    total_s: number;
-    /** Microseconds of CPU per task: client, workers, broker, result backend. */
-    cpu_us_per_task: Record<string, number>;
-  };
 }
 
 async function succeeds(cmd: string, args: string[]): Promise<boolean> {
@@ -176,9 +168,17 @@ export async function runCelery(
         what: "its figures",
       },
     );
-    const figures = JSON.parse(line) as Omit<CeleryFigures, "workers"> & { event?: string };
+    const figures = JSON.parse(line) as Omit<CeleryFigures, "workers" | "name" | "label"> & {
+      event?: string;
+    };
     delete figures.event;
-    return { ...figures, workers: options.workers };
+    return {
+      ...figures,
+      name: "Celery",
+      label: `Celery ${figures.celery} (RabbitMQ broker, Redis results, ${options.workers} ` +
+        `prefork workers, acks_late, prefetch ${figures.prefetch_multiplier})`,
+      workers: options.workers,
+    };
   } finally {
     for (const g of groups.reverse()) await g.stop();
     await deleteVhost(access, vhost).catch(() => {});

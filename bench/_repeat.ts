@@ -1,0 +1,78 @@
+/**
+ * What makes a benchmark honest on a shared machine: each figure measured several times and
+ * given as its median with the range, and a warning when the load average shows other work.
+ *
+ * @module
+ */
+
+/** A figure over several runs: its median and its range. */
+export interface Spread {
+  median: number;
+  min: number;
+  max: number;
+  /** Every run's value, in run order. */
+  runs: number[];
+}
+
+/**
+ * The median (the mean of the middle two for an even count) and range of `values`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { spread } from "./_repeat.ts";
+ * assert.deepEqual(spread([3, 1, 2]), { median: 2, min: 1, max: 3, runs: [3, 1, 2] });
+ * assert.equal(spread([4, 1, 2, 3]).median, 2.5);
+ * ```
+ */
+export function spread(values: readonly number[]): Spread {
+  if (values.length === 0) throw new RangeError("Cannot take the median of no runs");
+  const s = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  const median = s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+  return { median: round2(median), min: s[0]!, max: s.at(-1)!, runs: [...values] };
+}
+
+/** The spread of each key over runs of records with the same keys. */
+export function spreadByKey(runs: readonly Record<string, number>[]): Record<string, Spread> {
+  const keys = [...new Set(runs.flatMap((r) => Object.keys(r)))];
+  return Object.fromEntries(keys.map((k) => [k, spread(runs.map((r) => r[k] ?? 0))]));
+}
+
+/**
+ * `median (min–max)` with `unit`, or the value alone when every run gave the same.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { showSpread, spread } from "./_repeat.ts";
+ * assert.equal(showSpread(spread([2.5, 3, 4]), " ms"), "3 ms (2.5–4)");
+ * ```
+ */
+export function showSpread(s: Spread, unit = ""): string {
+  return s.min === s.max ? `${s.median}${unit}` : `${s.median}${unit} (${s.min}–${s.max})`;
+}
+
+function round2(n: number): number {
+  return Math.round(n * 100) / 100;
+}
+
+/** The 1, 5 and 15 minute load averages. */
+export function loadAverage(): [number, number, number] {
+  const [a, b, c] = Deno.readTextFileSync("/proc/loadavg").split(" ").map(Number);
+  return [a!, b!, c!];
+}
+
+/**
+ * A warning when the 1-minute load average shows other work than the benchmark's own: above
+ * `quiet` (by default 0.75 per core: 1.5 on 2 cores); `undefined` when the machine is quiet.
+ */
+export function loadWarning(
+  cores = navigator.hardwareConcurrency,
+  quiet = 0.75 * cores,
+): string | undefined {
+  const [one, five] = loadAverage();
+  if (one <= quiet) return undefined;
+  return `the load average is ${one} (5 min: ${five}) on ${cores} cores: other work is running, ` +
+    `so these figures are lower and noisier than on a quiet machine (quiet: below ${quiet})`;
+}
