@@ -219,6 +219,21 @@ withCommon(program.command("whoami"))
     ),
   );
 
+withCommon(program.command("self-diagnostic [name]"))
+  .description("Check what the endpoint needs (service, login, broker, TLS, clock, disk, commands)")
+  .option("--json", 'print {"endpoint", "ok", "checks": [{"check", "status", "detail", "fix"}]}')
+  .option("--max-clock-skew <seconds>", "largest clock difference with the service (30)")
+  .option("--min-free-disk <MiB>", "least free space for the result journal (100)")
+  .action(
+    run(async (name, o, cmd) =>
+      (await import("./_endpoint_diagnostic.ts")).selfDiagnosticCommand(name, {
+        json: Boolean(o["json"]),
+        ...(typeof o["maxClockSkew"] === "string" ? { maxClockSkew: o["maxClockSkew"] } : {}),
+        ...(typeof o["minFreeDisk"] === "string" ? { minFreeDisk: o["minFreeDisk"] } : {}),
+      }, common(cmd))
+    ),
+  );
+
 withCommon(program.command("completion <shell>"))
   .description("Print the completion script for bash, zsh or fish")
   .action(async (shell: string) => {

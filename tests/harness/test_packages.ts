@@ -105,6 +105,14 @@ export const TEST_PACKAGES: readonly TestPackage[] = [
     present: () => onPath("promtool"),
   },
   {
+    name: "faketime",
+    purpose: "a service whose clock runs ahead, for the self-diagnostic's clock check",
+    present: () =>
+      anyFile(
+        ...["x86_64", "aarch64"].map((a) => `/usr/lib/${a}-linux-gnu/faketime/libfaketime.so.1`),
+      ),
+  },
+  {
     name: "systemd",
     purpose: "systemd-analyze verify, for the units of enable-on-boot",
     present: () => onPath("systemd-analyze"),
