@@ -234,6 +234,32 @@ withCommon(program.command("self-diagnostic [name]"))
     ),
   );
 
+withCommon(program.command("enable-on-boot [name]"))
+  .description("Start the endpoint at boot: write and enable a systemd unit")
+  .option("--user", "a unit of your systemd user manager (default: a system unit, as root)")
+  .action(
+    run(async (name, o, cmd) =>
+      (await import("./_endpoint_boot.ts")).enableOnBootCommand(
+        name,
+        Boolean(o["user"]),
+        common(cmd),
+      )
+    ),
+  );
+
+withCommon(program.command("disable-on-boot [name]"))
+  .description("Stop starting the endpoint at boot: disable and remove its systemd unit")
+  .option("--user", "the unit of your systemd user manager (default: the system unit)")
+  .action(
+    run(async (name, o, cmd) =>
+      (await import("./_endpoint_boot.ts")).disableOnBootCommand(
+        name,
+        Boolean(o["user"]),
+        common(cmd),
+      )
+    ),
+  );
+
 withCommon(program.command("completion <shell>"))
   .description("Print the completion script for bash, zsh or fish")
   .action(async (shell: string) => {
