@@ -16,6 +16,7 @@ import { hashPassword } from "../service/auth.ts";
 import { safeNext } from "../service/routes/login.ts";
 import { DEFAULT_SIGN_IN_SETTINGS } from "../service/sign_in_guard.ts";
 import { hopsOf } from "../service/dashboard/_charts.ts";
+import { livePoints, quantile, type Sample } from "../service/dashboard/_live_chart.ts";
 
 const limit = (key: string, countUpFront: boolean): AttemptLimit => ({
   key,
@@ -316,6 +317,101 @@ Deno.test("dashboard app: https cookies, security headers, sign-in redirects", a
   }
 });
 
+/** Signs `name` in on `https://funcx.example.org`; the session cookie and its CSRF token. */
+async function signedIn(
+  a: ReturnType<typeof app>,
+  name: string,
+  password: string,
+): Promise<{ cookie: string; csrf: string }> {
+  const form = await a.request("https://funcx.example.org/login");
+  const csrfCookie = form.headers.getSetCookie()[0]!.split(";")[0]!;
+  const token = /name="csrf" value="([^"]+)"/.exec(await form.text())![1]!;
+  const res = await a.request("https://funcx.example.org/login", {
+    method: "POST",
+    headers: { cookie: csrfCookie, "sec-fetch-site": "same-origin" },
+    body: new URLSearchParams({ csrf: token, username: name, password }),
+  });
+  const cookie = res.headers.getSetCookie()[0]!.split(";")[0]!;
+  const home = await a.request("https://funcx.example.org/", { headers: { cookie } });
+  const csrf = /name="csrf" value="([^"]+)"/.exec(await home.text())![1]!;
+  return { cookie, csrf };
+}
+
+Deno.test("dashboard actions: refused without the CSRF token or by another user; search checked", async () => {
+  const store = await openStore(":memory:");
+  try {
+    const ivy = await store.ensureUser("ivy");
+    const jon = await store.ensureUser("jon");
+    await store.setPassword(ivy.id, await hashPassword("ivy's password"));
+    await store.setPassword(jon.id, await hashPassword("jon's password"));
+    const a = app(store);
+    const ep = crypto.randomUUID();
+    await store.upsertEndpoint({ id: ep, ownerId: ivy.id, name: "ivys-box", metadata: {} });
+    const group = crypto.randomUUID();
+    const task = crypto.randomUUID();
+    await store.addTasks(ivy.id, group, [{
+      id: task,
+      functionId: crypto.randomUUID(),
+      endpointId: ep,
+    }]);
+    const ivyS = await signedIn(a, "ivy", "ivy's password");
+    const jonS = await signedIn(a, "jon", "jon's password");
+    const post = (path: string, who: { cookie: string }, body: Record<string, string>) =>
+      a.request(`https://funcx.example.org${path}`, {
+        method: "POST",
+        headers: { cookie: who.cookie, "sec-fetch-site": "same-origin" },
+        body: new URLSearchParams(body),
+      });
+    const actions = [
+      `/tasks/${task}/cancel`,
+      `/groups/${group}/cancel`,
+      `/endpoints/${ep}/lock`,
+      `/endpoints/${ep}/unlock`,
+      `/endpoints/${ep}/delete`,
+    ];
+    for (const path of actions) {
+      // The owner without the token (or with another session's), and another user with his own.
+      assert.equal((await post(path, ivyS, {})).status, 403, `${path} without a token`);
+      assert.equal((await post(path, ivyS, { csrf: jonS.csrf })).status, 403, path);
+      const other = await post(path, jonS, { csrf: jonS.csrf });
+      assert.equal(other.status, 404, `${path} by another user`);
+      assert.match(await other.text(), /You have no/);
+      const cross = await a.request(`https://funcx.example.org${path}`, {
+        method: "POST",
+        headers: { cookie: ivyS.cookie, "sec-fetch-site": "cross-site" },
+        body: new URLSearchParams({ csrf: ivyS.csrf }),
+      });
+      assert.equal(cross.status, 403, `${path} from another site`);
+      const anon = await a.request(`https://funcx.example.org${path}`, { method: "POST" });
+      assert.equal(anon.status, 401);
+    }
+    // Nothing changed.
+    assert.equal((await store.getTask(task))!.status, "waiting-for-ep");
+    const still = (await store.getEndpoint(ep))!;
+    assert.deepEqual([still.lockedUntil, still.deleted], [0, false]);
+
+    const get = (path: string, who: { cookie: string }) =>
+      a.request(`https://funcx.example.org${path}`, { headers: { cookie: who.cookie } });
+    const mine = await get(`/tasks?state=waiting&ep=${ep}`, ivyS);
+    assert.equal(mine.status, 200);
+    const text = await mine.text();
+    assert.ok(text.includes(task), "her task is not listed");
+    assert.match(text, /Showing 1–1 of 1/);
+    assert.match(await (await get(`/groups?fn=${crypto.randomUUID()}`, ivyS)).text(), /None match/);
+    const bad = await get("/tasks?state=sleeping&from=yesterday&page=x", ivyS);
+    assert.equal(bad.status, 400);
+    const said = await bad.text();
+    for (const field of ['State "sleeping"', '"from"', 'Page "x"']) {
+      assert.ok(said.includes(field.replaceAll('"', "&quot;")), `no error naming ${field}`);
+    }
+    assert.ok(!(await (await get("/tasks", jonS)).text()).includes(task), "her task in his list");
+    const home = await (await get("/", ivyS)).text();
+    assert.match(home, /Throughput and latency/);
+  } finally {
+    await store.close();
+  }
+});
+
 Deno.test("safeNext keeps sign-in redirects on this site", () => {
   assert.equal(safeNext("/groups/abc?x=1"), "/groups/abc?x=1");
   for (const bad of ["//evil.example/", "https://evil.example/", "/\\evil.example", "", null]) {
@@ -341,4 +437,29 @@ Deno.test("hopsOf: hops in time order, from submission to the stored result", ()
     ["running", "execution-end", 50],
     ["execution-end", "result stored", 20],
   ]);
+});
+
+Deno.test("live chart: rates and latency between samples of the metrics", () => {
+  const buckets = [0.001, 0.01, 0.1];
+  assert.ok(Number.isNaN(quantile(buckets, [0, 0, 0, 0], 0.95)));
+  // 100 observations: 90 under 1 ms, 10 between 10 and 100 ms.
+  assert.ok(Math.abs(quantile(buckets, [90, 0, 10, 0], 0.95) - 0.055) < 1e-9);
+  assert.equal(quantile(buckets, [0, 0, 0, 4], 0.5), 0.1);
+  const at = (t: number, results: number, counts: number[], sum: number): Sample => ({
+    t,
+    submitted: results + 5,
+    results,
+    roundTrip: { buckets, counts, sum, count: counts.reduce((a, b) => a + b, 0) },
+  });
+  const points = livePoints([
+    at(1000, 0, [0, 0, 0, 0], 0),
+    at(3000, 100, [90, 0, 10, 0], 0.6),
+    at(5000, 100, [90, 0, 10, 0], 0.6),
+  ]);
+  assert.equal(points.length, 2);
+  assert.equal(points[0]!.resultsPerS, 50);
+  assert.equal(points[0]!.submitsPerS, 50);
+  assert.ok(Math.abs(points[0]!.meanMs! - 6) < 1e-9);
+  assert.ok(Math.abs(points[0]!.p95Ms! - 55) < 1e-6);
+  assert.deepEqual([points[1]!.resultsPerS, points[1]!.meanMs, points[1]!.p95Ms], [0, null, null]);
 });

@@ -13,7 +13,18 @@ import { type Session, withCookies } from "../session.ts";
 import type { Store } from "../store.ts";
 import { ago, page, when } from "./_layout.ts";
 import { uptimeStrip } from "./_charts.ts";
-import { badge, blocks, endpointViews, groupRows, notFound, workers } from "./_views.ts";
+import {
+  actionForm,
+  badge,
+  blocks,
+  doneNotice,
+  endpointViews,
+  groupRows,
+  notFound,
+  workers,
+} from "./_views.ts";
+import { liveChart, sample } from "./_live_chart.ts";
+import { LOCK_CHOICES } from "./_actions.ts";
 
 /** Seconds of online history shown for an endpoint. */
 const HISTORY_S = 3600;
@@ -51,7 +62,7 @@ export async function endpointsPage(
       user: s.user.name,
       csrf: s.csrf,
       nav: "endpoints",
-      body: html`<div data-refresh="5">
+      body: html`${doneNotice(c)}<div data-refresh="5">
 ${
         views.length === 0
           ? html`<p class="notice">You have no endpoints yet. Start one with
@@ -88,6 +99,7 @@ ${
           <p><a href="/groups">All task groups</a></p>
         `
       }
+${liveChart(sample())}
 </div>`,
     }),
   );
@@ -113,7 +125,7 @@ export async function endpointPage(
     user: s.user.name,
     csrf: s.csrf,
     nav: "endpoints",
-    body: html`<div data-refresh="5">
+    body: html`${doneNotice(c)}<div data-refresh="5">
 <dl class="facts">
 <dt>Id</dt><dd class="mono">${ep.id}</dd>
 <dt>Status</dt><dd>${badge(v!.status)}${
@@ -146,6 +158,32 @@ ${providerError ? html`<p class="error">${String(providerError)}</p>` : ""}</sec
 <h2>Status, last hour</h2>
 <ul class="legend"><li class="l-online">online</li><li class="l-offline">offline</li></ul>
 ${uptimeStrip(uptime, now - HISTORY_S, now)}
-</div>`,
+</div>
+<h2>Actions</h2>
+<div class="actions">
+${
+      v!.status === "locked"
+        ? actionForm(`/endpoints/${ep.id}/unlock`, s.csrf, "Unlock")
+        : actionForm(`/endpoints/${ep.id}/lock`, s.csrf, "Stop and lock", {
+          fields: html`<label>for <select name="seconds">${
+            LOCK_CHOICES.map(([n, label]) =>
+              html`
+                <option value="${n}" ${n === 3600
+                  ? html`
+                    selected
+                  `
+                  : ""}>${label}</option>
+              `
+            )
+          }</select></label>`,
+        })
+    }
+</div>
+<details class="confirm">
+<summary>Delete this endpoint…</summary>
+<p>Deleting stops it, drops the tasks still queued for it, and its id can never register
+again. This cannot be undone.</p>
+${actionForm(`/endpoints/${ep.id}/delete`, s.csrf, "Delete endpoint", { danger: true })}
+</details>`,
   });
 }

@@ -32,7 +32,7 @@ export interface PageOptions {
   /** The session's CSRF token, for the sign-out form. @default none */
   csrf?: string;
   /** Which navigation entry is current. @default none */
-  nav?: "endpoints" | "groups" | "functions";
+  nav?: "endpoints" | "groups" | "tasks" | "functions";
   /** HTTP status. @default 200 */
   status?: number;
   /** Extra headers. @default none */
@@ -42,6 +42,7 @@ export interface PageOptions {
 const NAV = [
   ["endpoints", "/", "Endpoints"],
   ["groups", "/groups", "Task groups"],
+  ["tasks", "/tasks", "Tasks"],
   ["functions", "/functions", "Functions"],
 ] as const;
 
@@ -152,7 +153,19 @@ form.stack input{width:100%;padding:.5rem;font-size:1rem;border:1px solid var(--
 button{font-size:1rem;padding:.45rem 1.1rem;border-radius:6px;border:1px solid var(--line);
 background:var(--panel);color:var(--fg);cursor:pointer}
 button.primary{background:#1f883d;border-color:#1a7f37;color:#fff}
-.actions{display:flex;gap:.6rem;margin-top:1rem;flex-wrap:wrap}
+.actions{display:flex;gap:.6rem;margin-top:1rem;flex-wrap:wrap;align-items:center}
+form.action{display:inline-flex;gap:.5rem;align-items:center;margin:0}
+button.danger{background:#fff;border-color:var(--bad);color:var(--bad)}
+button.danger:hover{background:#ffebe9}
+form.filters{display:flex;flex-wrap:wrap;gap:.6rem 1rem;align-items:flex-end;margin:0 0 1rem;
+padding:.8rem;border:1px solid var(--line);border-radius:6px;background:var(--panel)}
+form.filters label{display:flex;flex-direction:column;font-weight:600;font-size:.9rem;gap:.2rem}
+form.filters select,form.filters input{font-size:.95rem;padding:.35rem;border:1px solid var(--line);
+border-radius:6px;background:#fff;max-width:16rem}
+form.filters .error{flex-basis:100%}form.filters .actions{margin-top:0}
+.pager{display:flex;flex-wrap:wrap;gap:.4rem 1rem;align-items:center;margin:.6rem 0}
+details.confirm{margin-top:.6rem}details.confirm summary{cursor:pointer;color:var(--bad)}
+.live figure{margin:0}.live .cards{grid-template-columns:repeat(auto-fit,minmax(18rem,1fr))}
 @media (max-width:640px){body{font-size:15px}main{padding:.7rem}
 nav ul{order:3;flex-basis:100%}nav .signout{margin-left:auto}
 th,td{padding:.35rem .4rem}.hide-narrow{display:none}dl.facts{grid-template-columns:1fr}

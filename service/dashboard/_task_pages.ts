@@ -1,7 +1,9 @@
 /**
- * The dashboard's task pages: `/groups`, the user's recent task groups with their progress;
- * `/groups/{id}`, one group with its tasks, updated live from `/groups/{id}/progress` (JSON);
- * `/tasks/{id}`, one task with its hops as a chart, and its result or remote error.
+ * The dashboard's task pages: `/groups`, the user's task groups with their progress, and
+ * `/tasks`, their tasks, both searched by state, function, endpoint and time and paged;
+ * `/groups/{id}`, one group with its tasks (paged), updated live from `/groups/{id}/progress`
+ * (JSON), and a button that cancels its unfinished tasks; `/tasks/{id}`, one task with its hops
+ * as a chart, its result or remote error, and a button that cancels it while it runs.
  *
  * @module
  */
@@ -11,29 +13,62 @@ import { deserialize, isTerminalState } from "../../sdk/protocol/mod.ts";
 import { isUuid } from "../http_error.ts";
 import type { AppEnv } from "../context.ts";
 import type { Session } from "../session.ts";
-import type { Store } from "../store.ts";
-import { duration, page, when } from "./_layout.ts";
+import type { Store, TaskSummary } from "../store.ts";
+import { duration, type Html, page, when } from "./_layout.ts";
 import { bucketCounts, bucketLegend, bucketOf, hopChart, hopsOf, progressBar } from "./_charts.ts";
+import { pageHref, pager, readSearch, type Search, searchForm } from "./_search.ts";
 import {
+  actionForm,
   badge,
+  doneNotice,
   GROUP_TASKS_SHOWN,
   groupRows,
+  groupTasks,
   notFound,
   progressOf,
   remoteError,
   text,
 } from "./_views.ts";
 
-/** Task groups listed. */
+/** Task groups on a page of `/groups`. */
 const GROUPS_SHOWN = 50;
+
+/** Tasks on a page of `/tasks`. */
+const TASKS_SHOWN = 100;
+
+/** Names of the user's functions and endpoints, for lists and the search form. */
+async function namesOf(store: Store, s: Session) {
+  const [fns, eps] = await Promise.all([
+    store.listFunctions(s.user.id, 500),
+    store.listEndpoints(s.user.id),
+  ]);
+  return {
+    fns,
+    eps,
+    fnName: new Map(fns.map((f) => [f.id, f.name || "(anonymous)"])),
+    epName: new Map(eps.map((e) => [e.id, e.name])),
+  };
+}
+
+/** A 400 page for a search whose filters could not be read, with the form to fix them. */
+function badSearch(s: Session, title: string, nav: "groups" | "tasks", form: Html) {
+  return page({ title, user: s.user.name, csrf: s.csrf, nav, status: 400, body: form });
+}
 
 async function ownsGroup(store: Store, id: string, s: Session): Promise<boolean> {
   return isUuid(id) && await store.taskGroupOwner(id.toLowerCase()) === s.user.id;
 }
 
-/** `/groups`: the user's recent task groups. */
-export async function groupsPage(store: Store, _c: Context<AppEnv>, s: Session): Promise<Response> {
-  const groups = await store.listTaskGroups(s.user.id, GROUPS_SHOWN);
+/** `/groups`: the user's task groups that match the search, newest first, a page at a time. */
+export async function groupsPage(store: Store, c: Context<AppEnv>, s: Session): Promise<Response> {
+  const search = readSearch(new URL(c.req.url));
+  const names = await namesOf(store, s);
+  const form = searchForm("/groups", search, names.fns, names.eps);
+  if (search.errors.length > 0) return badSearch(s, "Task groups", "groups", form);
+  const { items: groups, total } = await store.searchTaskGroups(s.user.id, search.filter, {
+    limit: GROUPS_SHOWN,
+    offset: (search.page - 1) * GROUPS_SHOWN,
+  });
   const running = groups.some((g) => {
     const b = bucketCounts(g.counts);
     return b.success + b.failed < g.total;
@@ -43,18 +78,94 @@ export async function groupsPage(store: Store, _c: Context<AppEnv>, s: Session):
     user: s.user.name,
     csrf: s.csrf,
     nav: "groups",
-    body: groups.length === 0 ? html`<p class="muted">No task groups yet.</p>` : html`
-      <div class="table-wrap" ${running ? html`data-refresh="3"` : ""}>
-        <table>
-          <caption class="muted">
-            The ${GROUPS_SHOWN} most recent groups${running
-              ? "; while one runs, the list refreshes every 3 s"
-              : ""}.
-          </caption>
-          ${groupRows(groups)}
-        </table>
-      </div>
-    `,
+    body: html`${form}
+      ${pager("/groups", search, GROUPS_SHOWN, total)}
+      ${
+      groups.length === 0 ? html`<p class="muted">No task groups match.</p>` : html`
+        <div class="table-wrap" ${running ? html`data-refresh="3"` : ""}>
+          <table>
+            <caption class="muted">
+              Newest first${running ? "; while one runs, the list refreshes every 3 s" : ""}.
+            </caption>
+            ${groupRows(groups)}
+          </table>
+        </div>
+      `
+    }`,
+  });
+}
+
+/** The rows of a table of tasks. */
+function taskRows(
+  tasks: readonly TaskSummary[],
+  names: { fnName: Map<string, string>; epName: Map<string, string> },
+  withGroup: boolean,
+): Html {
+  return html`${
+    tasks.map((t) =>
+      html`
+        <tr>
+          <td><a href="/tasks/${t.id}" class="mono">${t.id}</a></td>
+          <td><span class="badge s-${bucketOf(t.status)}" data-task-status="${t.id}">${t
+            .status}</span></td>
+          <td>${names.fnName.get(t.functionId) ?? t.functionId}</td>
+          <td class="hide-narrow"><a href="/endpoints/${t.endpointId}">${names.epName.get(
+            t.endpointId,
+          ) ?? t.endpointId}</a></td>
+          ${withGroup
+            ? html`
+              <td class="hide-narrow"><a href="/groups/${t.groupId}" class="mono">${t.groupId
+                .slice(0, 8)}</a></td>
+              <td class="hide-narrow">${when(t.createdAt)}</td>
+            `
+            : ""}
+          <td class="hide-narrow num" data-task-took="${t.id}">${t.completionT
+            ? duration((t.completionT - t.createdAt) * 1000)
+            : "—"}</td>
+        </tr>
+      `
+    )
+  }`;
+}
+
+/** `/tasks`: the user's tasks that match the search, newest first, a page at a time. */
+export async function tasksPage(store: Store, c: Context<AppEnv>, s: Session): Promise<Response> {
+  const search = readSearch(new URL(c.req.url));
+  const names = await namesOf(store, s);
+  const form = searchForm("/tasks", search, names.fns, names.eps);
+  if (search.errors.length > 0) return badSearch(s, "Tasks", "tasks", form);
+  const { items, total } = await store.searchTasks(s.user.id, search.filter, {
+    limit: TASKS_SHOWN,
+    offset: (search.page - 1) * TASKS_SHOWN,
+  });
+  return await page({
+    title: "Tasks",
+    user: s.user.name,
+    csrf: s.csrf,
+    nav: "tasks",
+    body: html`${form}
+      ${pager("/tasks", search, TASKS_SHOWN, total)}
+      ${
+      items.length === 0 ? html`<p class="muted">No tasks match.</p>` : html`
+        <div class="table-wrap">
+          <table>
+            <caption class="muted">Newest first.</caption>
+            <thead>
+              <tr>
+                <th scope="col">Task</th>
+                <th scope="col">Status</th>
+                <th scope="col">Function</th>
+                <th scope="col" class="hide-narrow">Endpoint</th>
+                <th scope="col" class="hide-narrow">Group</th>
+                <th scope="col" class="hide-narrow">Submitted</th>
+                <th scope="col" class="hide-narrow num">Took</th>
+              </tr>
+            </thead>
+            <tbody>${taskRows(items, names, true)}</tbody>
+          </table>
+        </div>
+      `
+    }`,
   });
 }
 
@@ -68,7 +179,10 @@ export async function groupProgress(
   if (!await ownsGroup(store, id, s)) {
     return c.json({ code: "task_group_not_found", reason: "No such task group" }, 404);
   }
-  return c.json(await progressOf(store, id.toLowerCase()), 200, { "cache-control": "no-store" });
+  const offset = (groupSearch(c).page - 1) * GROUP_TASKS_SHOWN;
+  return c.json(await progressOf(store, id.toLowerCase(), offset), 200, {
+    "cache-control": "no-store",
+  });
 }
 
 /** `/groups/{id}`: one task group and its tasks. */
@@ -76,55 +190,63 @@ export async function groupPage(store: Store, c: Context<AppEnv>, s: Session): P
   const raw = c.req.param("id") ?? "";
   if (!await ownsGroup(store, raw, s)) return notFound(s, "task group");
   const id = raw.toLowerCase();
-  const p = await progressOf(store, id);
-  const tasks = await store.listGroupTasks(id, GROUP_TASKS_SHOWN);
-  const fnNames = new Map<string, string>();
-  for (const fid of new Set(tasks.map((t) => t.functionId))) {
-    const fn = await store.getFunction(fid);
-    fnNames.set(fid, fn ? fn.name || "(anonymous)" : fid);
-  }
-  const eps = new Map((await store.listEndpoints(s.user.id)).map((e) => [e.id, e.name]));
+  const search = groupSearch(c);
+  const offset = (search.page - 1) * GROUP_TASKS_SHOWN;
+  const [p, tasks, names] = await Promise.all([
+    progressOf(store, id, offset),
+    groupTasks(store, id, offset),
+    namesOf(store, s),
+  ]);
+  const path = `/groups/${id}`;
   return await page({
     title: `Task group ${id}`,
     user: s.user.name,
     csrf: s.csrf,
     nav: "groups",
     body: html`
-      <section data-poll="/groups/${id}/progress" data-done="${String(p.done)}"
-        aria-labelledby="progress-h">
-      <h2 id="progress-h">Progress: <span data-percent aria-live="polite">${p
-        .percent} %</span> of
-      <span data-total>${p.total}</span> tasks</h2>
-      ${progressBar(p.counts, p.total, "Tasks by state")}
-      ${bucketLegend(p.counts)}
-      </section>
-      <h2>Tasks</h2>
-      <div class="table-wrap">
+      ${doneNotice(c)}
+            <section data-poll="${pageHref(`${path}/progress`, search, search.page)}"
+        data-done="${String(p.done)}" aria-labelledby="progress-h">
+            <h2 id="progress-h">Progress: <span data-percent aria-live="polite">${p
+              .percent} %</span> of
+            <span data-total>${p.total}</span> tasks</h2>
+            ${progressBar(p.counts, p.total, "Tasks by state")}
+            ${bucketLegend(p.counts)}
+            </section>
+            ${p.done
+              ? ""
+              : html`<div class="actions">${
+                actionForm(`${path}/cancel`, s.csrf, "Cancel unfinished tasks", { danger: true })
+              }</div>`}
+            <h2>Tasks</h2>
+            ${p.total > GROUP_TASKS_SHOWN ? pager(path, search, GROUP_TASKS_SHOWN, p.total) : ""}
+            <div class="table-wrap">
         <table>
-      ${p.total > tasks.length
-        ? html`<caption class="muted">The first ${tasks.length} of ${p.total} tasks.</caption>`
-        : ""}
-      <thead><tr><th scope="col">Task</th><th scope="col">Status</th><th scope="col">Function</th>
-      <th scope="col" class="hide-narrow">Endpoint</th><th scope="col" class="hide-narrow num">Took</th>
-      </tr></thead>
-      <tbody>${tasks.map((t) =>
-        html`
-          <tr>
-            <td><a href="/tasks/${t.id}" class="mono">${t.id}</a></td>
-            <td><span class="badge s-${bucketOf(t.status)}" data-task-status="${t.id}">${t
-              .status}</span></td>
-            <td>${fnNames.get(t.functionId) ?? t.functionId}</td>
-            <td class="hide-narrow"><a href="/endpoints/${t
-              .endpointId}">${eps.get(t.endpointId) ?? t.endpointId}</a></td>
-            <td class="hide-narrow num" data-task-took="${t.id}">${t.completionT
-              ? duration((t.completionT - t.createdAt) * 1000)
-              : "—"}</td>
-          </tr>
-        `
-      )}</tbody></table>
+          <thead>
+            <tr>
+              <th scope="col">Task</th>
+              <th scope="col">Status</th>
+              <th scope="col">Function</th>
+              <th scope="col" class="hide-narrow">Endpoint</th>
+              <th scope="col" class="hide-narrow num">Took</th>
+            </tr>
+          </thead>
+          <tbody>${taskRows(tasks, names, false)}</tbody>
+        </table>
       </div>
     `,
   });
+}
+
+/** Only the page number counts on a group's page (its tasks are not filtered). */
+function groupSearch(c: Context<AppEnv>): Search {
+  const s = readSearch(new URL(c.req.url));
+  return {
+    form: { state: "", fn: "", ep: "", from: "", to: "" },
+    filter: {},
+    page: s.page,
+    errors: [],
+  };
 }
 
 /** `/tasks/{id}`: one task, its hops, and its result or remote error. */
@@ -152,7 +274,14 @@ export async function taskPage(store: Store, c: Context<AppEnv>, s: Session): Pr
     user: s.user.name,
     csrf: s.csrf,
     nav: "groups",
-    body: html`<div ${terminal ? "" : html`data-refresh="2"`}>
+    body: html`${doneNotice(c)}<div ${terminal ? "" : html`data-refresh="2"`}>
+${
+      terminal
+        ? ""
+        : html`<div class="actions">${
+          actionForm(`/tasks/${t.id}/cancel`, s.csrf, "Cancel task", { danger: true })
+        }</div>`
+    }
 <dl class="facts">
 <dt>Status</dt><dd>${badge(t.status, bucketOf(t.status))}</dd>
 <dt>Function</dt><dd>${

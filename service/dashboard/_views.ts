@@ -11,12 +11,45 @@ import { html } from "hono/html";
 import { deserialize, deserializeFunction } from "../../sdk/protocol/mod.ts";
 import type { AppEnv } from "../context.ts";
 import type { Session } from "../session.ts";
-import type { EndpointRecord, FunctionRecord, Store, TaskGroupSummary } from "../store.ts";
+import type {
+  EndpointRecord,
+  FunctionRecord,
+  Store,
+  TaskGroupSummary,
+  TaskSummary,
+} from "../store.ts";
 import { duration, type Html, page, when } from "./_layout.ts";
 import { barLayout, bucketCounts, bucketOf, percentDone, progressBar } from "./_charts.ts";
+import { DONE_NOTICES } from "./_actions.ts";
 
-/** Tasks listed on a group's page and in its progress. */
+/** Tasks listed on a page of a group's tasks and in its progress. */
 export const GROUP_TASKS_SHOWN = 500;
+
+/** What the action that redirected here did (`?done=`), as a notice; nothing otherwise. */
+export function doneNotice(c: Context<AppEnv>): Html | "" {
+  const said = DONE_NOTICES[c.req.query("done") ?? ""];
+  return said ? html`<p class="notice" role="status">${said}</p>` : "";
+}
+
+/** A form of one button that posts an action with the session's CSRF token. */
+export function actionForm(
+  action: string,
+  csrf: string,
+  label: string,
+  options: { danger?: boolean; fields?: Html } = {},
+): Html {
+  return html`<form method="post" action="${action}" class="action">
+    <input type="hidden" name="csrf" value="${csrf}">
+    ${options.fields ?? ""}
+    <button type="submit"${
+    options.danger
+      ? html`
+        class="danger"
+      `
+      : ""
+  }>${label}</button>
+  </form>`;
+}
 
 /** A page for a signed-in user, read from the store. */
 export type PageHandler = (store: Store, c: Context<AppEnv>, s: Session) => Promise<Response>;
@@ -171,12 +204,29 @@ function groupRow(g: TaskGroupSummary): Html {
   `;
 }
 
-/** A group's progress: counts by bucket, the bar, and its first tasks (also as JSON). */
-export async function progressOf(store: Store, groupId: string) {
+/** A page of a group's tasks, oldest first, from `offset`. */
+export async function groupTasks(
+  store: Store,
+  groupId: string,
+  offset: number,
+): Promise<TaskSummary[]> {
+  if (offset === 0) return await store.listGroupTasks(groupId, GROUP_TASKS_SHOWN);
+  const owner = await store.taskGroupOwner(groupId);
+  if (owner === undefined) return [];
+  const page = await store.searchTasks(owner, { groupId }, {
+    limit: GROUP_TASKS_SHOWN,
+    offset,
+    oldestFirst: true,
+  });
+  return page.items;
+}
+
+/** A group's progress: counts by bucket, the bar, and a page of its tasks (also as JSON). */
+export async function progressOf(store: Store, groupId: string, offset = 0) {
   const g = await store.taskGroupSummary(groupId);
   const counts = bucketCounts(g?.counts ?? {});
   const total = g?.total ?? 0;
-  const tasks = await store.listGroupTasks(groupId, GROUP_TASKS_SHOWN);
+  const tasks = await groupTasks(store, groupId, offset);
   return {
     total,
     counts,
