@@ -4,7 +4,14 @@
  * process, whose /proc counts the other files' children and descriptors too.
  */
 import assert from "node:assert/strict";
-import { LOCAL_MANAGER_MODES } from "../endpoint/engine/_test_helpers.ts";
+import { createEngine } from "../endpoint/engine/mod.ts";
+import { existsSync } from "node:fs";
+import {
+  LOCAL_MANAGER_MODES,
+  taskBuffer,
+  until,
+  valueOf,
+} from "../endpoint/engine/_test_helpers.ts";
 
 const ROOT = new URL("../", import.meta.url);
 
@@ -64,5 +71,31 @@ for (const mode of LOCAL_MANAGER_MODES) {
     assert.ok(r.running >= engineProcs, `only ${r.running} engine processes`);
     assert.equal(r.after.procs, 0);
     assert.equal(r.after.fds, r.before.fds);
+  });
+}
+
+for (const mode of LOCAL_MANAGER_MODES) {
+  Deno.test(`engine (${mode} manager): local blocks scale out for waiting tasks and back in when idle`, async () => {
+    await using engine = await createEngine({
+      local_manager: mode,
+      init_blocks: 0,
+      min_blocks: 0,
+      max_blocks: 2,
+      max_workers_per_node: 1,
+      prefetch_capacity: 0,
+      max_idletime: 0.5,
+      strategy_period: 0.2,
+    }, { graceS: 2 });
+    assert.equal(engine.blocks.length, 0);
+    const slow = taskBuffer(() => new Promise((r) => setTimeout(() => r(Deno.pid), 500)));
+    const pids = await Promise.all(
+      Array.from({ length: 8 }, async (_, i) => valueOf(await engine.submit(`t${i}`, slow))),
+    );
+    assert.equal(new Set(pids).size, 2, "two blocks of one worker each ran the tasks");
+    await until(() => engine.status().blocks?.completed === 2, "both blocks to scale in");
+    assert.equal(engine.blocks.length, 0);
+    // (Not all descendants: the runner may run other test files in this process.)
+    const gone = (pid: unknown) => !existsSync(`/proc/${pid}`);
+    await until(() => pids.every(gone), "the blocks' workers to exit", 10_000);
   });
 }
