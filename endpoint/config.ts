@@ -295,6 +295,10 @@ engine:
   # Worker subprocesses per node (default: the number of CPU cores).
   # max_workers_per_node: 4
 
+  # Where a local block's manager runs: in_process (default: inside this daemon, which starts
+  # the workers itself; one process and one hop fewer per task) or process (a subprocess).
+  # local_manager: in_process
+
   # Run a task again when its worker, manager or block was lost, up to this many times,
   # before it fails with WorkerLost/ManagerLost.
   # max_retries_on_system_failure: 0
