@@ -57,13 +57,13 @@ dbOption(program.command("serve").description("Run the service in the foreground
   .option("--host <host>", "address to listen on", env("FUNCX_SERVICE_HOST", "127.0.0.1"))
   .option("--port <port>", "port to listen on (0: any free)", env("FUNCX_SERVICE_PORT", "8000"))
   .option(
-    "--amqp-url <url>",
-    "broker URL (env FUNCX_SERVICE_AMQP_URL)",
+    "--amqp-url <urls>",
+    "broker URL; for a cluster, every node's URL, comma-separated (env FUNCX_SERVICE_AMQP_URL)",
     env("FUNCX_SERVICE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672"),
   )
   .option(
-    "--public-amqp-url <url>",
-    "broker URL given to endpoints (default: --amqp-url)",
+    "--public-amqp-url <urls>",
+    "broker URL(s) given to endpoints and result streams, comma-separated (default: --amqp-url)",
     Deno.env.get("FUNCX_SERVICE_PUBLIC_AMQP_URL"),
   )
   .option("--token-ttl <seconds>", "access token lifetime", env("FUNCX_SERVICE_TOKEN_TTL", "3600"))
@@ -73,8 +73,9 @@ dbOption(program.command("serve").description("Run the service in the foreground
     env("FUNCX_SERVICE_MAX_REQUEST_BYTES", String(5 * 1024 * 1024)),
   )
   .option(
-    "--management-url <url>",
-    "RabbitMQ management API with admin login, for per-endpoint and per-user broker logins",
+    "--management-url <urls>",
+    "RabbitMQ management API(s) with admin login, comma-separated, for per-endpoint and " +
+      "per-user broker logins",
     Deno.env.get("FUNCX_SERVICE_MANAGEMENT_URL"),
   )
   .option(

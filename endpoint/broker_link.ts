@@ -4,7 +4,8 @@
  * until `max_consecutive_failures`, when that is set), and sends the results waiting in the
  * {@linkcode ResultJournal} before a new session takes any task. It keeps
  * `daemon_status.json` saying whether the link is up. What arrives on the task queue, and what
- * the link's ups and downs mean for tasks, is the {@linkcode Endpoint}'s business.
+ * the link's ups and downs mean for tasks, is the {@linkcode Endpoint}'s business. With a broker
+ * cluster, each attempt tries every node, from the one after the node it lost.
  *
  * @module
  */
@@ -12,6 +13,7 @@ import type amqp from "amqplib";
 import { getLogger } from "@logtape/logtape";
 import type { EndpointRegistration } from "../sdk/client.ts";
 import { backoffDelay } from "../sdk/_backoff.ts";
+import { brokerAddresses, brokerHost } from "../sdk/_broker_addresses.ts";
 import { type BrokerSession, EndpointRefused, openSession } from "./broker_session.ts";
 import type { EndpointConfig } from "./config.ts";
 import type { ResultJournal } from "./result_journal.ts";
@@ -66,6 +68,9 @@ export class BrokerLink {
   #wake: (() => void) | undefined;
   #flushing: Promise<void> | undefined;
   #flushAgain = false;
+  /** The broker node to try first: the live one, or the one after the node lost. */
+  #node = 0;
+  #everConnected = false;
 
   /** Builds a link; nothing connects until {@linkcode connect}. */
   constructor(options: BrokerLinkOptions) {
@@ -87,14 +92,13 @@ export class BrokerLink {
     return this.#options.config.max_consecutive_failures || Infinity;
   }
 
-  /** The broker's `host:port`, without credentials, for the log and the status file. */
+  /**
+   * The broker's `host:port` (of the node connected to, or tried first), without credentials,
+   * for the log and the status file.
+   */
   get brokerAddress(): string {
-    try {
-      const url = new URL(this.#options.registration.task_queue_info.connection_url);
-      return `${url.hostname}:${url.port || (url.protocol === "amqps:" ? "5671" : "5672")}`;
-    } catch {
-      return "(unparsable address)";
-    }
+    const urls = brokerAddresses(this.#options.registration.task_queue_info);
+    return brokerHost(urls[this.#node % urls.length]!);
   }
 
   /**
@@ -164,6 +168,8 @@ export class BrokerLink {
     const { registration, config } = this.#options;
     const session = await openSession(registration, {
       prefetch: Math.max(2, Math.ceil(config.prefetch / TASKS_PER_MESSAGE)),
+      startAt: this.#node,
+      refuseIfConsumed: !this.#everConnected,
       onLost: (s, err) => this.#onSessionLost(s, err),
       onMessage: (s, msg) => this.#options.onMessage(s, msg),
       beforeConsume: (s) => this.#flushJournal(s),
@@ -173,6 +179,8 @@ export class BrokerLink {
       return;
     }
     this.#session = session;
+    this.#node = session.node;
+    this.#everConnected = true;
     log.info("Connected to the broker at {broker}; consuming {queue}", {
       broker: this.brokerAddress,
       queue: registration.task_queue_info.queue,
@@ -258,6 +266,7 @@ export class BrokerLink {
   #onSessionLost(session: BrokerSession, err: Error): void {
     if (session !== this.#session) return;
     this.#session = undefined;
+    this.#node = session.node + 1;
     if (this.#closed) return;
     this.#options.onLost();
     log.warn("Lost the broker connection ({err}); tasks keep running, results wait on disk", {

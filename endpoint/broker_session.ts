@@ -4,6 +4,9 @@
  * used until it is lost, then thrown away; the {@linkcode Endpoint} opens a new one to reconnect.
  * Only passive declares: the service owns the topology.
  *
+ * When the broker is a cluster, registration names every node (`connection_urls`): a session
+ * connects to the first node that answers, from the one its link asks to try first.
+ *
  * Acks go through an {@linkcode AckCoalescer}: a confirmed result batch releases hundreds of tasks
  * at once, and their acks leave as one frame. Nacks and rejects are sent at once.
  *
@@ -13,6 +16,7 @@ import amqp from "amqplib";
 import { Buffer } from "node:buffer";
 import type { EndpointRegistration } from "../sdk/client.ts";
 import { AckCoalescer } from "./ack_coalescer.ts";
+import { brokerAddresses, brokerHost, connectFirst } from "../sdk/_broker_addresses.ts";
 
 /** Another process consumes this endpoint's task queue; the broker refused this one. */
 export class EndpointRefused extends Error {
@@ -27,6 +31,14 @@ export class EndpointRefused extends Error {
 export interface SessionHooks {
   /** Unacked tasks held at once. */
   prefetch: number;
+  /** The index of the broker node (in registration's list) to try first. */
+  startAt: number;
+  /**
+   * Refuse ({@linkcode EndpointRefused}) when the task queue has another consumer: true when the
+   * daemon starts. Not on a reconnect, when the daemon's own old consumer may linger a while on
+   * a lost node.
+   */
+  refuseIfConsumed: boolean;
   /** Called once when the connection or a channel goes away unexpectedly. */
   onLost(session: BrokerSession, err: Error): void;
   /** Called for each message on the task queue. */
@@ -37,6 +49,10 @@ export interface SessionHooks {
 
 /** A live connection to the broker. */
 export interface BrokerSession {
+  /** The index of its broker node in registration's list. */
+  readonly node: number;
+  /** Its broker node's `host:port`. */
+  readonly address: string;
   /** Publishes a packed message to `results`; resolves once the broker confirmed it. */
   publish(body: Uint8Array): Promise<void>;
   /** Acks a task message (no-op once the session is lost). */
@@ -63,10 +79,17 @@ export async function openSession(
   registration: EndpointRegistration,
   hooks: SessionHooks,
 ): Promise<BrokerSession> {
-  const conn = await amqp.connect(registration.task_queue_info.connection_url, {
-    noDelay: true,
-    clientProperties: { connection_name: `funcx-endpoint ${registration.endpoint_id}` },
-  });
+  const urls = brokerAddresses(registration.task_queue_info);
+  const { value: conn, index } = await connectFirst(
+    urls,
+    hooks.startAt,
+    (url) =>
+      amqp.connect(url, {
+        noDelay: true,
+        timeout: 10_000,
+        clientProperties: { connection_name: `funcx-endpoint ${registration.endpoint_id}` },
+      }),
+  );
   let isLost = false;
   let closing = false;
   let consumerTag: string | undefined;
@@ -86,6 +109,8 @@ export async function openSession(
   });
 
   const session: BrokerSession = {
+    node: index,
+    address: brokerHost(urls[index]!),
     publish(body) {
       return new Promise((resolve, reject) => {
         if (isLost || !results) return reject(new Error("The broker connection is lost"));
@@ -158,10 +183,21 @@ export async function openSession(
       if (isExclusiveRefusal(err)) refusal = err;
     });
     tasks.on("close", () => session.lost(new Error("The broker closed the task channel")));
-    await tasks.checkQueue(registration.task_queue_info.queue);
+    const queue = registration.task_queue_info.queue;
+    // A quorum queue accepts a second "exclusive" consumer, so a twin daemon is found by the
+    // consumer count: before consuming, and after (two starting at once both refuse).
+    const twin = async (mine: number) => {
+      const { consumerCount } = await tasks!.checkQueue(queue);
+      if (hooks.refuseIfConsumed && consumerCount > mine) {
+        throw new EndpointRefused(
+          `Endpoint "${registration.endpoint_id}" is already running elsewhere: "${queue}" has ` +
+            `${consumerCount - mine} other consumer(s); stop the other daemon first`,
+        );
+      }
+    };
+    await twin(0);
     await tasks.prefetch(hooks.prefetch);
     await hooks.beforeConsume(session);
-    const queue = registration.task_queue_info.queue;
     try {
       const reply = await tasks.consume(queue, (msg) => {
         if (!msg) return;
@@ -169,7 +205,9 @@ export async function openSession(
         hooks.onMessage(session, msg);
       }, { exclusive: true, noAck: false });
       consumerTag = reply.consumerTag;
+      await twin(1);
     } catch (err) {
+      if (err instanceof EndpointRefused) throw err;
       if (isExclusiveRefusal(err) || refusal) {
         throw new EndpointRefused(
           `Endpoint "${registration.endpoint_id}" is already running elsewhere: the broker ` +

@@ -60,11 +60,20 @@ export interface RegisterEndpointOptions extends RequestOptions {
 export interface EndpointRegistration {
   /** The endpoint's id. */
   endpoint_id: string;
-  /** Where to consume tasks. */
-  task_queue_info: { connection_url: string; exchange: string; queue: string };
+  /**
+   * Where to consume tasks: `connection_urls` lists every broker node (a cluster; services
+   * before it give only `connection_url`).
+   */
+  task_queue_info: {
+    connection_url: string;
+    connection_urls?: string[];
+    exchange: string;
+    queue: string;
+  };
   /** Where to publish results and status reports. */
   result_queue_info: {
     connection_url: string;
+    connection_urls?: string[];
     exchange: string;
     queue: string;
     queue_publish_kwargs: {

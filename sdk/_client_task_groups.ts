@@ -27,6 +27,11 @@ export interface ResultStreamInfo {
   task_group_id: string;
   /** AMQP URL with the user's broker login. */
   connection_url: string;
+  /**
+   * The same for every node of the broker cluster, the first being `connection_url` (services
+   * before clusters give only `connection_url`).
+   */
+  connection_urls?: string[];
   /** The queue to consume. */
   queue: string;
 }
@@ -64,7 +69,7 @@ export class TaskGroupRoutes {
   /** `GET v2/get_amqp_result_connection_url`: the user's result connection and queue prefix. */
   async getResultAmqpUrl(
     options: RequestOptions = {},
-  ): Promise<{ connection_url: string; queue_prefix: string }> {
+  ): Promise<{ connection_url: string; connection_urls?: string[]; queue_prefix: string }> {
     return await this.#transport.request(
       "get",
       "v2/get_amqp_result_connection_url",

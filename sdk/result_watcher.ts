@@ -8,12 +8,17 @@
  * the service for a new one, and says so (`onAttached` with `fresh`), since results stored
  * before the new queue existed are not on it.
  *
+ * When the broker is a cluster, the service names every node (`connection_urls`): the stream
+ * connects to the first that answers, starting after the node it lost. A queue whose node is
+ * gone is refused (NOT_FOUND), and the stream asks for a new one like for an expired queue.
+ *
  * @module
  */
 import amqp from "amqplib";
 import { getLogger } from "@logtape/logtape";
 import { type ResultMessage, unpackMessage } from "./protocol/mod.ts";
 import { backoffDelay, sleep } from "./_backoff.ts";
+import { brokerAddresses, connectFirst } from "./_broker_addresses.ts";
 import type { ResultStreamInfo } from "./_client_task_groups.ts";
 
 const log = getLogger(["funcx", "sdk", "results"]);
@@ -69,6 +74,8 @@ export class ResultWatcher {
   readonly #stop = new AbortController();
   #info: ResultStreamInfo | undefined;
   #conn: amqp.ChannelModel | undefined;
+  /** The broker node to try first: the one after the node last lost. */
+  #node = 0;
   #state: WatcherState = "starting";
 
   /**
@@ -122,8 +129,13 @@ export class ResultWatcher {
       // Bound from now on: what is forwarded waits in the queue, consumed or not.
       this.#handlers.onAttached({ fresh: true, consuming: false });
     }
-    const { connection_url: url, queue } = this.#info;
-    const conn = await amqp.connect(url, { noDelay: true });
+    const { queue } = this.#info;
+    const { value: conn, index } = await connectFirst(
+      brokerAddresses(this.#info),
+      this.#node,
+      (url) => amqp.connect(url, { noDelay: true, timeout: 10_000 }),
+    );
+    this.#node = index;
     if (this.#stopping()) {
       await conn.close().catch(() => {});
       return;
@@ -134,7 +146,12 @@ export class ResultWatcher {
       ch.on("error", () => {});
       await ch.prefetch(1000);
       await ch.consume(queue, (msg) => {
-        if (!msg) return;
+        if (!msg) {
+          // The broker cancelled the consumer (its queue's node left the cluster, or the queue
+          // was deleted): the close below reconnects, and a queue that is gone is asked for anew.
+          void conn.close().catch(() => {});
+          return;
+        }
         try {
           const m = unpackMessage(
             new Uint8Array(msg.content.buffer, msg.content.byteOffset, msg.content.byteLength),
@@ -157,6 +174,7 @@ export class ResultWatcher {
       if (this.#conn !== conn) return;
       this.#conn = undefined;
       if (this.#stopping()) return;
+      this.#node = index + 1;
       this.#state = "starting";
       this.#handlers.onDown(err ?? new Error("The broker closed the result stream"));
       void this.#connectLoop();

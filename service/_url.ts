@@ -4,7 +4,10 @@
  * @module
  */
 
-/** Hides the password of a URL (`scheme://user:***@host`) for logs and error messages. */
+/**
+ * Hides the password of a URL (`scheme://user:***@host`), or of each URL of a comma-separated
+ * list, for logs and error messages.
+ */
 export function redactUrl(url: string): string {
-  return url.replace(/:\/\/([^:/@]+):[^@]+@/, "://$1:***@");
+  return url.replace(/:\/\/([^:/@,]+):[^@,]+@/g, "://$1:***@");
 }

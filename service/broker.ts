@@ -9,12 +9,21 @@
  * every result stream attached to the group (one per SDK process) has a queue of its own bound
  * to that key, so each of them gets every result.
  *
+ * The broker may be a cluster: the service takes a list of node addresses, connects to the first
+ * that answers and, when its node is lost, to the next live one. The queues that hold tasks and
+ * results (`<endpoint_id>.tasks`, `results`) are quorum queues, replicated on the cluster's
+ * nodes, so losing a minority of the nodes loses nothing confirmed. A result stream's queue stays
+ * a classic queue on one node: it holds only copies (the store has every result, and the stream
+ * asks for a new queue and reads the store when its queue's node is gone), and a quorum queue
+ * per SDK process would cost a replicated log each.
+ *
  * @module
  */
 import amqp from "amqplib";
 import { Buffer } from "node:buffer";
 import { getLogger } from "@logtape/logtape";
 import { backoffDelay, sleep } from "../sdk/_backoff.ts";
+import { brokerHost, connectFirst, parseBrokerUrls } from "../sdk/_broker_addresses.ts";
 
 const log = getLogger(["funcx", "service", "broker"]);
 
@@ -64,6 +73,56 @@ export class BrokerUnavailable extends Error {
   }
 }
 
+/** The arguments every durable queue of tasks or results is declared with. */
+export const QUORUM_QUEUE_ARGS: Readonly<Record<string, unknown>> = { "x-queue-type": "quorum" };
+
+/**
+ * A queue this version keeps as a quorum queue exists as another type (a classic queue left by
+ * an older version): the broker refused to declare it (PRECONDITION_FAILED).
+ */
+export class QueueTypeMismatch extends Error {
+  /** The queue's name. */
+  readonly queue: string;
+  /** Builds the error for `queue` in `vhost`; `arg` is the argument the broker named. */
+  constructor(queue: string, vhost: string, arg: string, options?: ErrorOptions) {
+    super(
+      `Cannot declare queue "${queue}" in vhost "${vhost}" as a quorum queue: it exists with ` +
+        `another "${arg}" (a classic queue left by an older version). Stop the service and its ` +
+        `endpoints, let the queue drain or move its messages (for example with a shovel), delete ` +
+        `it ("rabbitmqctl delete_queue ${queue} -p ${vhost}"), then start the service again: ` +
+        `it declares the queue anew`,
+      options,
+    );
+    this.name = "QueueTypeMismatch";
+    this.queue = queue;
+  }
+}
+
+/**
+ * Declares a durable quorum queue; idempotent. Uses a channel of its own, since the broker
+ * closes the channel that a refused declare was sent on.
+ */
+async function declareQuorumQueue(
+  conn: amqp.ChannelModel,
+  queue: string,
+  args: Readonly<Record<string, unknown>>,
+): Promise<void> {
+  const ch = await conn.createChannel();
+  ch.on("error", () => {});
+  try {
+    await ch.assertQueue(queue, { durable: true, arguments: { ...args } });
+  } catch (err) {
+    const e = err as { code?: unknown; message?: unknown };
+    const arg = /inequivalent arg '([^']+)'/.exec(String(e?.message))?.[1];
+    if (e?.code === 406 && arg !== undefined) {
+      const vhost = /in vhost '([^']*)'/.exec(String(e.message))?.[1] ?? "/";
+      throw new QueueTypeMismatch(queue, vhost, arg, { cause: err });
+    }
+    throw err;
+  }
+  await ch.close().catch(() => {});
+}
+
 /** One live connection with its channels. */
 interface Link {
   conn: amqp.ChannelModel;
@@ -78,7 +137,9 @@ interface Link {
  * publishing fails at once with {@linkcode BrokerUnavailable}, which routes answer as 503.
  */
 export class ServiceBroker {
-  readonly #url: string;
+  readonly #urls: readonly string[];
+  /** The node to try first at the next connect: the live one, or the one after a lost one. */
+  #node = 0;
   readonly #options: Required<ServiceBrokerOptions>;
   #link: Link | undefined;
   #handler: ResultBatchHandler | undefined;
@@ -88,14 +149,22 @@ export class ServiceBroker {
   #onLost: ((err: Error) => void) | undefined;
   #onRestored: (() => void) | undefined;
 
-  private constructor(url: string, options: Required<ServiceBrokerOptions>) {
-    this.#url = url;
+  private constructor(urls: readonly string[], options: Required<ServiceBrokerOptions>) {
+    this.#urls = urls;
     this.#options = options;
   }
 
-  /** Connects and declares the shared part of the topology; the first connection must work. */
-  static async connect(url: string, options: ServiceBrokerOptions = {}): Promise<ServiceBroker> {
-    const broker = new ServiceBroker(url, {
+  /**
+   * Connects and declares the shared part of the topology; the first connection must work.
+   * `urls` is one AMQP URL, a comma-separated list of them, or an array: the nodes of a cluster,
+   * tried in order.
+   */
+  static async connect(
+    urls: string | readonly string[],
+    options: ServiceBrokerOptions = {},
+  ): Promise<ServiceBroker> {
+    const list = typeof urls === "string" ? parseBrokerUrls(urls) : [...urls];
+    const broker = new ServiceBroker(list, {
       resultPrefetch: options.resultPrefetch ?? 200,
       maxBatch: options.maxBatch ?? 100,
     });
@@ -108,17 +177,29 @@ export class ServiceBroker {
     return this.#link !== undefined;
   }
 
+  /** `host:port` of the node the service is connected to (or tries first), for logs. */
+  get node(): string {
+    return brokerHost(this.#urls[this.#node % this.#urls.length]!);
+  }
+
   async #open(): Promise<void> {
-    const conn = await amqp.connect(this.#url, {
-      noDelay: true,
-      clientProperties: { connection_name: `funcx-service ${Deno.pid}` },
-    });
+    const { value: conn, index } = await connectFirst(
+      this.#urls,
+      this.#node,
+      (url) =>
+        amqp.connect(url, {
+          noDelay: true,
+          timeout: 10_000,
+          clientProperties: { connection_name: `funcx-service ${Deno.pid}` },
+        }),
+    );
+    this.#node = index;
     try {
       const pub = await conn.createConfirmChannel();
       const admin = await conn.createChannel();
       await admin.assertExchange(TASKS_EXCHANGE, "direct", { durable: true });
       await admin.assertExchange(RESULTS_EXCHANGE, "topic", { durable: true });
-      await admin.assertQueue(RESULTS_QUEUE, { durable: true });
+      await declareQuorumQueue(conn, RESULTS_QUEUE, QUORUM_QUEUE_ARGS);
       await admin.bindQueue(RESULTS_QUEUE, RESULTS_EXCHANGE, "*.results");
       await admin.assertExchange(GROUP_RESULTS_EXCHANGE, "direct", { durable: true });
       const link: Link = { conn, pub, admin };
@@ -129,7 +210,13 @@ export class ServiceBroker {
         this.#declared.clear();
         if (this.#closed) return;
         const e = err ?? new Error("Broker connection closed");
-        log.error("Broker connection lost ({message}); reconnecting", { message: e.message });
+        const node = this.node;
+        // Another node of a cluster is tried first; a lone node is tried again.
+        this.#node = index + 1;
+        log.error("Broker connection lost ({message}) at {node}; reconnecting", {
+          node,
+          message: e.message,
+        });
         this.#onLost?.(e);
         this.#reconnect();
       });
@@ -149,10 +236,14 @@ export class ServiceBroker {
         if (this.#closed) return;
         try {
           await this.#open();
-          log.info("Broker connection restored (attempt {attempt})", { attempt });
+          log.info("Broker connection restored to {node} (attempt {attempt})", {
+            attempt,
+            node: this.node,
+          });
           this.#onRestored?.();
           return;
         } catch (err) {
+          if (err instanceof QueueTypeMismatch) log.error("{err}", { err: err.message });
           log.warn("Broker reconnect attempt {attempt} failed: {err}", {
             attempt,
             err: String(err),
@@ -182,8 +273,8 @@ export class ServiceBroker {
   async ensureEndpointQueue(endpointId: string): Promise<string> {
     const queue = taskQueueName(endpointId);
     if (this.#declared.has(queue)) return queue;
-    const { admin } = this.#live();
-    await admin.assertQueue(queue, { durable: true });
+    const { conn, admin } = this.#live();
+    await declareQuorumQueue(conn, queue, QUORUM_QUEUE_ARGS);
     await admin.bindQueue(queue, TASKS_EXCHANGE, queue);
     this.#declared.add(queue);
     return queue;

@@ -19,6 +19,16 @@ export interface ManagementAccess {
   password: string;
 }
 
+/**
+ * Parses a comma-separated list of management URLs (the nodes of a cluster, sharing their users)
+ * into {@linkcode ManagementAccess} entries.
+ */
+export function parseManagementUrls(text: string): ManagementAccess[] {
+  const urls = text.split(",").map((u) => u.trim()).filter((u) => u !== "");
+  if (urls.length === 0) throw new TypeError("Management URL list is empty: give at least one");
+  return urls.map(parseManagementUrl);
+}
+
 /** Parses `http://user:pass@host:port` into {@linkcode ManagementAccess}. */
 export function parseManagementUrl(url: string): ManagementAccess {
   const u = new URL(url);
@@ -52,22 +62,56 @@ export interface BrokerLogin {
 
 /** Creates and scopes broker users. */
 export class BrokerCredentials {
-  readonly #access: ManagementAccess;
+  readonly #nodes: readonly ManagementAccess[];
+  /** The node whose API answered last; a node that does not answer passes the turn on. */
+  #live = 0;
   readonly #vhost: string;
 
-  /** `vhost` is the one the service's own AMQP URL names. */
-  constructor(access: ManagementAccess, vhost: string) {
-    this.#access = access;
+  /**
+   * `vhost` is the one the service's own AMQP URL names; `access` is one node's API or those of
+   * every node of a cluster (the first one's password keys the users' logins).
+   */
+  constructor(access: ManagementAccess | readonly ManagementAccess[], vhost: string) {
+    this.#nodes = Array.isArray(access) ? [...access] : [access as ManagementAccess];
+    if (this.#nodes.length === 0) throw new TypeError("BrokerCredentials needs a management URL");
     this.#vhost = vhost;
   }
 
+  get #access(): ManagementAccess {
+    return this.#nodes[0]!;
+  }
+
+  /** Sends one request to the first node whose API answers at all, starting at the live one. */
+  async #fetch(path: string, init: RequestInit): Promise<Response> {
+    let last: unknown;
+    for (let i = 0; i < this.#nodes.length; i++) {
+      const n = (this.#live + i) % this.#nodes.length;
+      const node = this.#nodes[n]!;
+      try {
+        const res = await fetch(`${node.url}/api/${path}`, {
+          ...init,
+          headers: {
+            authorization: `Basic ${btoa(`${node.user}:${node.password}`)}`,
+            "content-type": "application/json",
+          },
+        });
+        // A node that is up but not in the cluster (yet) answers 503: try another.
+        if (res.status === 503 && i < this.#nodes.length - 1) {
+          await res.body?.cancel();
+          continue;
+        }
+        this.#live = n;
+        return res;
+      } catch (err) {
+        last = err;
+      }
+    }
+    throw new Error(`No broker management API answered (${String(last)})`, { cause: last });
+  }
+
   async #api(method: string, path: string, body?: unknown): Promise<void> {
-    const res = await fetch(`${this.#access.url}/api/${path}`, {
+    const res = await this.#fetch(path, {
       method,
-      headers: {
-        authorization: `Basic ${btoa(`${this.#access.user}:${this.#access.password}`)}`,
-        "content-type": "application/json",
-      },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const text = await res.text();

@@ -15,7 +15,10 @@ import type { Store, UserRecord } from "./store.ts";
 
 /** Settings the routes need. */
 export interface AppSettings {
-  /** AMQP URL handed to endpoints at registration. */
+  /**
+   * AMQP URL handed to endpoints at registration and to result streams; for a cluster, the
+   * nodes' URLs separated by commas (handed out as a list, the first also alone).
+   */
   publicAmqpUrl: string;
   /** Access token lifetime in seconds. */
   tokenTtlS: number;

@@ -11,7 +11,8 @@
 import { getLogger } from "@logtape/logtape";
 import { createApp } from "./app.ts";
 import type { AppSettings } from "./context.ts";
-import { BrokerCredentials, parseManagementUrl, vhostOf } from "./broker_credentials.ts";
+import { BrokerCredentials, parseManagementUrls, vhostOf } from "./broker_credentials.ts";
+import { parseBrokerUrls } from "../sdk/_broker_addresses.ts";
 import { ServiceBroker } from "./broker.ts";
 import { ResultProcessor } from "./result_processor.ts";
 import { OutboxRelay } from "./outbox_relay.ts";
@@ -29,13 +30,19 @@ const log = getLogger(["funcx", "service"]);
 export interface ServiceConfig extends AppSettings {
   /** The store: a `postgres://` or `postgresql://` URL, or a SQLite file path. */
   database: string;
-  /** AMQP URL the service itself uses (it declares the topology). */
+  /**
+   * AMQP URL the service itself uses (it declares the topology); for a cluster, the nodes' URLs
+   * separated by commas.
+   */
   amqpUrl: string;
   /** Address to listen on. */
   hostname: string;
   /** Port to listen on; 0 picks a free one. */
   port: number;
-  /** Management API URL with admin credentials, for scoped broker logins; none: shared login. */
+  /**
+   * Management API URL with admin credentials, for scoped broker logins (for a cluster, several
+   * nodes' URLs separated by commas); none: shared login.
+   */
   managementUrl: string | undefined;
 }
 
@@ -80,6 +87,9 @@ export class FuncxService {
 
   /** Starts a service with `config`. */
   static async start(config: ServiceConfig): Promise<FuncxService> {
+    // Bad addresses fail here, not at the first registration.
+    parseBrokerUrls(config.amqpUrl, "broker URL");
+    parseBrokerUrls(config.publicAmqpUrl, "public broker URL");
     const store = await openStore(config.database, { taskTtlS: config.taskTtlS });
     let broker: ServiceBroker;
     try {
@@ -93,7 +103,10 @@ export class FuncxService {
     }
     const processor = new ResultProcessor(store, broker, config.maxResultBytes);
     const credentials = config.managementUrl
-      ? new BrokerCredentials(parseManagementUrl(config.managementUrl), vhostOf(config.amqpUrl))
+      ? new BrokerCredentials(
+        parseManagementUrls(config.managementUrl),
+        vhostOf(parseBrokerUrls(config.amqpUrl)[0]!),
+      )
       : undefined;
     if (!credentials) {
       log.warn(

@@ -11,6 +11,7 @@ import { getLogger } from "@logtape/logtape";
 import { resultRoutingKey, RESULTS_EXCHANGE, RESULTS_QUEUE, TASKS_EXCHANGE } from "../broker.ts";
 import { withLogin } from "../broker_credentials.ts";
 import { deleteEndpoint, lockEndpoint, shutdownCommand } from "../operator_actions.ts";
+import { parseBrokerUrls } from "../../sdk/_broker_addresses.ts";
 import { HttpError, requireUuid } from "../http_error.ts";
 import { usableFunction } from "./functions.ts";
 import { type AppDeps, type AppEnv, parseBody, readJson } from "../context.ts";
@@ -155,10 +156,12 @@ export function endpointRoutes(deps: AppDeps): Hono<AppEnv> {
         name: body.endpoint_name,
         user: user.name,
       });
-      let url = deps.settings.publicAmqpUrl;
+      // One URL per broker node; `connection_url` (the first) for endpoints that read one.
+      let urls = parseBrokerUrls(deps.settings.publicAmqpUrl, "public broker URL");
       if (deps.credentials) {
         try {
-          url = withLogin(url, await deps.credentials.forEndpoint(id));
+          const login = await deps.credentials.forEndpoint(id);
+          urls = urls.map((u) => withLogin(u, login));
         } catch (err) {
           throw new HttpError(
             503,
@@ -171,9 +174,15 @@ export function endpointRoutes(deps: AppDeps): Hono<AppEnv> {
       }
       return c.json({
         endpoint_id: id,
-        task_queue_info: { connection_url: url, exchange: TASKS_EXCHANGE, queue },
+        task_queue_info: {
+          connection_url: urls[0],
+          connection_urls: urls,
+          exchange: TASKS_EXCHANGE,
+          queue,
+        },
         result_queue_info: {
-          connection_url: url,
+          connection_url: urls[0],
+          connection_urls: urls,
           exchange: RESULTS_EXCHANGE,
           queue: RESULTS_QUEUE,
           queue_publish_kwargs: {

@@ -16,6 +16,7 @@ import {
 import { HttpError, isUuid, requireUuid } from "../http_error.ts";
 import { type AppDeps, type AppEnv, readJson } from "../context.ts";
 import { userQueuePrefix, withLogin } from "../broker_credentials.ts";
+import { parseBrokerUrls } from "../../sdk/_broker_addresses.ts";
 import { IDEMPOTENCY_HEADER } from "../idempotency.ts";
 import { serviceMetrics } from "../metrics.ts";
 import type { FunctionRecord, NewTask, TaskRecord } from "../store.ts";
@@ -55,11 +56,16 @@ export function derivedIds(seed: string): (i: number) => string {
  */
 const STREAM_QUEUE_IDLE_MS = 2 * 60_000;
 
-/** The AMQP URL with the user's own broker login (stable: asking again cuts off no stream). */
-async function resultStreamUrl(deps: AppDeps, userId: string): Promise<string> {
-  if (!deps.credentials) return deps.settings.publicAmqpUrl;
+/**
+ * The AMQP URLs (one per broker node) with the user's own broker login (stable: asking again
+ * cuts off no stream).
+ */
+async function resultStreamUrls(deps: AppDeps, userId: string): Promise<string[]> {
+  const urls = parseBrokerUrls(deps.settings.publicAmqpUrl, "public broker URL");
+  if (!deps.credentials) return urls;
   try {
-    return withLogin(deps.settings.publicAmqpUrl, await deps.credentials.forUser(userId));
+    const login = await deps.credentials.forUser(userId);
+    return urls.map((u) => withLogin(u, login));
   } catch (err) {
     throw new HttpError(
       503,
@@ -311,8 +317,10 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
     })
     .get("/get_amqp_result_connection_url", async (c) => {
       const user = c.get("user");
+      const urls = await resultStreamUrls(deps, user.id);
       return c.json({
-        connection_url: await resultStreamUrl(deps, user.id),
+        connection_url: urls[0],
+        connection_urls: urls,
         queue_prefix: userQueuePrefix(user.id),
       });
     })
@@ -330,9 +338,12 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
         throw groupForbidden(groupId);
       }
       const queue = `${routingKey}.${crypto.randomUUID().slice(0, 13)}`;
-      const url = await resultStreamUrl(deps, user.id);
+      const urls = await resultStreamUrls(deps, user.id);
       await deps.broker.declareStreamQueue(queue, routingKey, STREAM_QUEUE_IDLE_MS);
-      return c.json({ task_group_id: groupId, connection_url: url, queue }, 201);
+      return c.json(
+        { task_group_id: groupId, connection_url: urls[0], connection_urls: urls, queue },
+        201,
+      );
     })
     .post("/batch_status", async (c) => {
       const body = await readJson(c.req.raw, deps.settings.maxRequestBytes);
