@@ -32,7 +32,10 @@ const log = getLogger(["funcx", "endpoint", "engine"]);
 export interface EngineOptions {
   /** Command line that starts one worker (tests). @default `engineCommand("worker", ...)` */
   workerCommand?: readonly string[];
-  /** Command line that starts one manager. @default `engineCommand("manager", ["-A"])` */
+  /**
+   * Command line that starts one manager; given, local blocks run manager subprocesses even with
+   * `local_manager: in_process`. @default `engineCommand("manager", ["-A"])`
+   */
   managerCommand?: readonly string[];
   /** Where blocks of managers run. @default the config's `provider` */
   provider?: Provider;
