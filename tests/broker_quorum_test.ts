@@ -1,0 +1,112 @@
+/**
+ * The queues that hold tasks and results are quorum queues, declared idempotently (a second
+ * service on the same vhost declares them again without error), and a classic queue of the same
+ * name, as an older version left it, stops the service with a message naming the queue and
+ * what to do. Against the test run's real broker.
+ */
+import assert from "node:assert/strict";
+import amqp from "amqplib";
+import { QueueTypeMismatch, ServiceBroker, taskQueueName } from "../service/broker.ts";
+import { createVhost, deleteVhost, sharedBroker } from "./harness/stack.ts";
+
+async function queueType(
+  access: Awaited<ReturnType<typeof sharedBroker>>,
+  vhost: string,
+  queue: string,
+): Promise<string> {
+  const res = await fetch(
+    `${access.managementUrl}/api/queues/${encodeURIComponent(vhost)}/${encodeURIComponent(queue)}`,
+    { headers: { authorization: `Basic ${btoa(`${access.user}:${access.password}`)}` } },
+  );
+  const body = await res.json() as { type?: string; arguments?: Record<string, unknown> };
+  assert.equal(res.status, 200, JSON.stringify(body));
+  return String(body.arguments?.["x-queue-type"] ?? body.type);
+}
+
+Deno.test("ServiceBroker declares task and results queues as quorum queues, idempotently", async () => {
+  const access = await sharedBroker();
+  const vhost = `quorum-${crypto.randomUUID().slice(0, 8)}`;
+  const url = await createVhost(access, vhost);
+  try {
+    const a = await ServiceBroker.connect(url);
+    const b = await ServiceBroker.connect([url]);
+    try {
+      await a.ensureEndpointQueue("ep-1");
+      await b.ensureEndpointQueue("ep-1");
+      assert.equal(await queueType(access, vhost, "results"), "quorum");
+      assert.equal(await queueType(access, vhost, taskQueueName("ep-1")), "quorum");
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  } finally {
+    await deleteVhost(access, vhost);
+  }
+});
+
+Deno.test("ServiceBroker names a classic queue left by an older version and what to do", async () => {
+  const access = await sharedBroker();
+  const vhost = `classic-${crypto.randomUUID().slice(0, 8)}`;
+  const url = await createVhost(access, vhost);
+  try {
+    const conn = await amqp.connect(url);
+    const ch = await conn.createChannel();
+    await ch.assertQueue(taskQueueName("old-ep"), { durable: true });
+    await conn.close();
+
+    const broker = await ServiceBroker.connect(url);
+    try {
+      const err = await broker.ensureEndpointQueue("old-ep").then(
+        () => assert.fail("a classic task queue was taken as a quorum queue"),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof QueueTypeMismatch, String(err));
+      assert.equal(err.queue, "old-ep.tasks");
+      assert.match(err.message, /queue "old-ep\.tasks" in vhost "classic-/);
+      assert.match(err.message, /delete it \("rabbitmqctl delete_queue old-ep\.tasks/);
+      // The refused declare cost only its own channel: the link still works.
+      assert.equal(await broker.ensureEndpointQueue("new-ep"), "new-ep.tasks");
+      assert.ok(broker.connected);
+    } finally {
+      await broker.close();
+    }
+
+    const conn2 = await amqp.connect(url);
+    const ch2 = await conn2.createChannel();
+    await ch2.deleteQueue("results");
+    await ch2.assertQueue("results", { durable: true });
+    await conn2.close();
+    await assert.rejects(ServiceBroker.connect(url), (e: unknown) => {
+      assert.ok(e instanceof QueueTypeMismatch);
+      assert.equal(e.queue, "results");
+      return true;
+    });
+  } finally {
+    await deleteVhost(access, vhost);
+  }
+});
+
+Deno.test("ServiceBroker connects to the next node of its list when the first is down", async () => {
+  const access = await sharedBroker();
+  const vhost = `list-${crypto.randomUUID().slice(0, 8)}`;
+  const url = await createVhost(access, vhost);
+  const dead = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const deadPort = dead.addr.port;
+  dead.close();
+  const down = new URL(url);
+  down.port = String(deadPort);
+  try {
+    const broker = await ServiceBroker.connect(`${down}, ${url}`);
+    try {
+      assert.equal(broker.node, `127.0.0.1:${new URL(url).port}`);
+    } finally {
+      await broker.close();
+    }
+    await assert.rejects(
+      ServiceBroker.connect([down.toString(), down.toString()]),
+      /Cannot reach any of 2 broker nodes \(127\.0\.0\.1:\d+: .*; 127\.0\.0\.1:\d+: /,
+    );
+  } finally {
+    await deleteVhost(access, vhost);
+  }
+});
