@@ -23,25 +23,24 @@
  * @module
  */
 import { join } from "node:path";
-import { setTimeout as delay } from "node:timers/promises";
+import { freePorts, randomHex } from "./_os.ts";
 import {
-  aptInstall,
-  descendantsOf,
-  freePorts,
-  markedPids,
-  missingPrograms,
-  PortTaken,
-  randomHex,
-  signal,
-  TREE_WATCHER,
-} from "./_os.ts";
+  ask,
+  ensureInstalled,
+  output,
+  quietly,
+  startRetrying,
+  Supervisor,
+} from "./_scheduler_cell.ts";
 
-const PACKAGES = ["gridengine-master", "gridengine-exec", "gridengine-client"];
 /** Debian keeps the real binaries here; `/usr/bin/qsub` etc. are wrappers reading `SGE_ROOT`. */
 const SGE_BIN = "/usr/lib/gridengine";
-const PROGRAMS = ["sge_qmaster", "sge_execd", "qsub", "qstat", "qdel", "qacct", "qconf"];
-const READY_TIMEOUT_MS = 60_000;
-const START_ATTEMPTS = 3;
+const GRID_ENGINE = {
+  name: "Grid Engine",
+  packages: ["gridengine-master", "gridengine-exec", "gridengine-client"],
+  programs: ["sge_qmaster", "sge_execd", "qsub", "qstat", "qdel", "qacct", "qconf"],
+  dirs: [SGE_BIN],
+};
 const MARKER = "FUNCX_GRIDENGINE_CELL";
 const CELL = "funcx";
 const QUEUE = "all.q";
@@ -50,14 +49,11 @@ const PROJECT = "funcx";
 const SLOTS = 8;
 
 /**
- * The supervisor (`bash -c`, for `wait -n`); `$0` is a label. It initialises the classic spool
- * from the templates in `$D/tmpl`, starts the qmaster in the foreground (`SGE_ND`), configures
- * the cell with `qconf`, starts the execd, and ends the group when a daemon exits.
+ * The daemons under the supervisor: it initialises the classic spool from the templates in
+ * `$D/tmpl`, starts the qmaster in the foreground (`SGE_ND`), configures the cell with `qconf`,
+ * and starts the execd.
  */
-const SUPERVISOR = `
-exec >>"$D/supervisor.log" 2>&1 3<&0
-${TREE_WATCHER}
-exec 3<&-
+const DAEMONS = `
 U=${SGE_BIN}
 C="$SGE_ROOT/$SGE_CELL/common"
 T="$D/tmpl"
@@ -79,11 +75,6 @@ done
   "$U/qconf" -Ap "$T/pe" && "$U/qconf" -Aprj "$T/project" && "$U/qconf" -Aq "$T/queue" ||
   fail "cannot configure the cell"
 env "$MARK" "$U/sge_execd" </dev/null >>"$D/log/execd.out" 2>&1 &
-wait -n
-echo "a Grid Engine daemon exited with code $?"
-trap "" TERM
-kill -TERM 0
-wait
 `;
 
 /** A running one-node cell. */
@@ -129,20 +120,7 @@ export interface GridEngineCell extends AsyncDisposable {
  * packages with apt-get (progress on stderr); otherwise throws an error that says what to install.
  */
 export async function ensureGridEngineInstalled(): Promise<void> {
-  const dirs = [SGE_BIN];
-  if ((await missingPrograms(PROGRAMS, dirs)).length === 0) return;
-  if (Deno.uid() !== 0) {
-    throw new Error(
-      `Cannot find Grid Engine in "${SGE_BIN}": install it with ` +
-        `"sudo apt-get install ${PACKAGES.join(" ")}"`,
-    );
-  }
-  console.error(`Grid Engine is not installed; installing ${PACKAGES.join(" ")} with apt-get`);
-  await aptInstall(PACKAGES);
-  const still = await missingPrograms(PROGRAMS, dirs);
-  if (still.length > 0) {
-    throw new Error(`Cannot find "${still.join('", "')}" after installing ${PACKAGES.join(" ")}`);
-  }
+  await ensureInstalled(GRID_ENGINE);
 }
 
 /**
@@ -152,37 +130,18 @@ export async function ensureGridEngineInstalled(): Promise<void> {
 export async function startGridEngineCell(): Promise<GridEngineCell> {
   await ensureGridEngineInstalled();
   if (Deno.uid() !== 0) throw new Error("Cannot start a private Grid Engine cell: needs root");
-  for (let attempt = 1;; attempt++) {
-    const cell = await Cell.launch();
-    try {
-      await cell.waitReady();
-      return cell;
-    } catch (err) {
-      await cell.stop();
-      if (attempt < START_ATTEMPTS && err instanceof PortTaken) continue;
-      throw err;
-    }
-  }
+  return await startRetrying(() => Cell.launch());
 }
 
 class Cell implements GridEngineCell {
   readonly info: GridEngineCellInfo;
   readonly env: Record<string, string>;
-  readonly #child: Deno.ChildProcess;
-  readonly #stdin: WritableStreamDefaultWriter<Uint8Array>;
-  readonly #marker: string;
-  readonly #started = performance.now();
-  #exit: Deno.CommandStatus | undefined;
-  #stopping: Promise<void> | undefined;
+  readonly #daemons: Supervisor;
 
-  private constructor(info: GridEngineCellInfo, marker: string, child: Deno.ChildProcess) {
+  private constructor(info: GridEngineCellInfo, daemons: Supervisor) {
     this.info = info;
     this.env = clientEnv(info);
-    this.#marker = marker;
-    this.#child = child;
-    this.#stdin = child.stdin.getWriter();
-    void child.status.then((s) => this.#exit = s);
-    child.unref();
+    this.#daemons = daemons;
   }
 
   static async launch(): Promise<Cell> {
@@ -210,117 +169,52 @@ class Cell implements GridEngineCell {
     for (const [name, text] of Object.entries(templates(dir, host))) {
       await Deno.writeTextFile(join(dir, "tmpl", name), text);
     }
-    const marker = `${MARKER}=${id}`;
-    const child = new Deno.Command("setsid", {
-      args: ["bash", "-c", SUPERVISOR, `funcx-sge:${id}`],
-      cwd: dir,
+    const daemons = Supervisor.spawn({
+      daemons: DAEMONS,
+      name: "Grid Engine",
+      label: `funcx-sge:${id}`,
+      dir,
+      marker: `${MARKER}=${id}`,
       env: {
-        PATH: `/usr/sbin:/usr/bin:/sbin:/bin:${Deno.env.get("PATH") ?? ""}`,
-        LANG: "C.UTF-8",
-        D: dir,
         HOST: host,
-        MARK: marker,
         SGE_ND: "1", // daemons stay in the foreground, under the supervisor
         ...env,
       },
-      clearEnv: true,
-      stdin: "piped",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    return new Cell(info, marker, child);
+    });
+    return new Cell(info, daemons);
   }
 
   async waitReady(): Promise<void> {
-    const deadline = Date.now() + READY_TIMEOUT_MS;
-    let last = "";
-    for (;;) {
-      const logs = await this.#logs();
-      const taken = /can't bind socket|address already in use/i.test(logs);
-      const problem = taken
-        ? "found one of its ports taken"
-        : this.#exit !== undefined
-        ? "stopped before it was ready"
-        : Date.now() > deadline
-        ? `was not ready after ${READY_TIMEOUT_MS} ms (last qstat: ${last})`
-        : undefined;
-      if (problem !== undefined) {
-        const message = `Grid Engine cell in "${this.info.dir}" ${problem}; logs:\n${logs}`;
-        throw new (taken ? PortTaken : Error)(message);
-      }
+    this.info.startMs = await this.#daemons.waitReady({
+      name: `Grid Engine cell in "${this.info.dir}"`,
+      probeName: "qstat",
+      portTaken: /can't bind socket|address already in use/i,
+      logFiles: async () => {
+        const files = ["supervisor.log", "log/qmaster.out", "qmaster/messages", "log/execd.out"];
+        const execd = await Array.fromAsync(Deno.readDir(join(this.info.dir, "execd")))
+          .catch(() => []);
+        for (const e of execd) files.push(join("execd", e.name, "messages"));
+        return files;
+      },
       // Ready once the queue instance reports a load and no state (no "u"nknown, no alarm).
-      const out = await new Deno.Command("qstat", {
-        args: ["-f", "-q", QUEUE],
-        env: this.env,
-        stdin: "null",
-      }).output().catch(() => undefined);
-      last = out ? new TextDecoder().decode(out.code === 0 ? out.stdout : out.stderr).trim() : "";
-      const line = last.split("\n").find((l) => l.startsWith(`${QUEUE}@`)) ?? "";
-      if (out?.code === 0 && /^\S+\s+\S+\s+\d+\/\d+\/\d+\s+[\d.]+\s+\S+\s*$/.test(line)) {
-        this.info.startMs = Math.round(performance.now() - this.#started);
-        return;
-      }
-      await delay(100);
-    }
+      probe: async () => {
+        const { ok, text } = await ask("qstat", ["-f", "-q", QUEUE], this.env);
+        const said = text.trim();
+        const line = said.split("\n").find((l) => l.startsWith(`${QUEUE}@`)) ?? "";
+        const ready = ok && /^\S+\s+\S+\s+\d+\/\d+\/\d+\s+[\d.]+\s+\S+\s*$/.test(line);
+        return { ready, said };
+      },
+    });
   }
 
+  /** Deletes every job, kills the daemons and job processes, removes the directory. */
   stop(): Promise<void> {
-    this.#stopping ??= this.#stop();
-    return this.#stopping;
+    // Jobs first, so the execd ends their processes the normal way.
+    return this.#daemons.stop(() => quietly("qdel", ["-f", "-u", "*"], this.env));
   }
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.stop();
-  }
-
-  async #stop(): Promise<void> {
-    this.#child.ref();
-    // Jobs first, so the execd ends their processes the normal way.
-    if (this.#exit === undefined) {
-      await new Deno.Command("qdel", {
-        args: ["-f", "-u", "*"],
-        env: this.env,
-        stdin: "null",
-        stdout: "null",
-        stderr: "null",
-      }).output().catch(() => {});
-    }
-    // Job processes first (SIGKILL), then the daemons (SIGTERM) so that the supervisor reaps
-    // them, then whatever is left.
-    const sweep = async (jobsOnly: boolean) => {
-      for (let i = 0; i < 3; i++) {
-        const marked = await markedPids(this.#marker);
-        const skip = new Set(jobsOnly ? marked : []);
-        const pids = descendantsOf(marked).filter((p) => !skip.has(p));
-        for (const pid of pids) signal(pid, "SIGKILL");
-        if (pids.length === 0) return;
-        await delay(100);
-      }
-    };
-    await sweep(true);
-    for (const pid of await markedPids(this.#marker)) signal(pid, "SIGTERM");
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([this.#child.status, new Promise((r) => timer = setTimeout(r, 5_000))]);
-    clearTimeout(timer);
-    await sweep(false);
-    await this.#stdin.close().catch(() => {});
-    await this.#child.status;
-    for (let i = 0; i < 50 && (await markedPids(this.#marker)).length > 0; i++) await delay(100);
-    await Deno.remove(this.info.dir, { recursive: true }).catch((err) => {
-      if (!(err instanceof Deno.errors.NotFound)) throw err;
-    });
-  }
-
-  async #logs(): Promise<string> {
-    const files = ["supervisor.log", "log/qmaster.out", "qmaster/messages", "log/execd.out"];
-    const execd = await Array.fromAsync(Deno.readDir(join(this.info.dir, "execd"))).catch(() => []);
-    for (const e of execd) files.push(join("execd", e.name, "messages"));
-    const parts: string[] = [];
-    for (const f of files) {
-      const text = await Deno.readTextFile(join(this.info.dir, f)).catch(() => "");
-      if (text) parts.push(`--- ${f}\n${text.trimEnd().split("\n").slice(-15).join("\n")}`);
-    }
-    return parts.join("\n");
   }
 }
 
@@ -549,10 +443,4 @@ export function sharedGridEngine(): Promise<Record<string, string>> {
     return cell.env;
   })();
   return shared;
-}
-
-async function output(cmd: string, args: string[], env: Record<string, string>): Promise<string> {
-  const out = await new Deno.Command(cmd, { args, env, stdin: "null" }).output();
-  if (out.code !== 0) throw new Error(`Command "${cmd}" exited with code ${out.code}`);
-  return new TextDecoder().decode(out.stdout);
 }

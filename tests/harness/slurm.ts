@@ -12,35 +12,30 @@
  * @module
  */
 import { join } from "node:path";
-import { setTimeout as delay } from "node:timers/promises";
+import { freePorts, randomHex } from "./_os.ts";
 import {
-  aptInstall,
-  descendantsOf,
-  freePorts,
-  markedPids,
-  missingPrograms,
-  PortTaken,
-  randomHex,
-  signal,
-  TREE_WATCHER,
-} from "./_os.ts";
+  ask,
+  ensureInstalled,
+  output,
+  quietly,
+  startRetrying,
+  Supervisor,
+} from "./_scheduler_cell.ts";
 
-const PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"];
-const PROGRAMS = ["slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo", "munged"];
-const READY_TIMEOUT_MS = 60_000;
-const START_ATTEMPTS = 3;
+const SLURM = {
+  name: "Slurm",
+  packages: ["slurmctld", "slurmd", "slurm-client", "munge"],
+  programs: ["slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo", "munged"],
+};
 const MARKER = "FUNCX_SLURM_CLUSTER";
+const LOGS = ["supervisor.log", "log/munged.log", "log/slurmctld.log", "log/slurmd.log"];
 
 /**
- * The supervisor (`bash -c`, for `wait -n`); `$0` is a label. It starts munged, then the two Slurm daemons in
- * the foreground, and ends the group when one of them exits. The watcher kills the descendants
- * of every process carrying the marker (jobs live in sessions of their own under slurmstepd),
- * then the marked processes, then removes the directory.
+ * The daemons under the supervisor: munged, then the two Slurm daemons in the foreground. The
+ * watcher kills the descendants of every process carrying the marker (jobs live in sessions of
+ * their own under slurmstepd), then the marked processes, then removes the directory.
  */
-const SUPERVISOR = `
-exec >>"$D/supervisor.log" 2>&1 3<&0
-${TREE_WATCHER}
-exec 3<&-
+const DAEMONS = `
 env "$MARK" munged -F --force --socket="$D/munge/socket" --key-file="$D/munge/munge.key" \\
   --pid-file="$D/munge/munged.pid" --log-file="$D/log/munged.log" \\
   --seed-file="$D/munge/munged.seed" </dev/null &
@@ -51,11 +46,6 @@ until [ -S "$D/munge/socket" ]; do
 done
 env "$MARK" slurmctld -D -c -f "$D/slurm.conf" </dev/null &
 env "$MARK" slurmd -D -c -N "$NODE" -f "$D/slurm.conf" </dev/null &
-wait -n
-echo "a Slurm daemon exited with code $?"
-trap "" TERM
-kill -TERM 0
-wait
 `;
 
 /** A running one-node cluster. */
@@ -105,21 +95,7 @@ export interface StartSlurmOptions {
  * packages with apt-get (progress on stderr); otherwise throws an error that says what to install.
  */
 export async function ensureSlurmInstalled(): Promise<void> {
-  if ((await missingPrograms(PROGRAMS)).length === 0) return;
-  if (Deno.uid() !== 0) {
-    throw new Error(
-      `Cannot find ${
-        (await missingPrograms(PROGRAMS)).map((p) => `"${p}"`).join(", ")
-      }: install them ` +
-        `with "sudo apt-get install ${PACKAGES.join(" ")}"`,
-    );
-  }
-  console.error(`Slurm is not installed; installing ${PACKAGES.join(" ")} with apt-get`);
-  await aptInstall(PACKAGES);
-  const still = await missingPrograms(PROGRAMS);
-  if (still.length > 0) {
-    throw new Error(`Cannot find "${still.join('", "')}" after installing ${PACKAGES.join(" ")}`);
-  }
+  await ensureInstalled(SLURM);
 }
 
 /**
@@ -129,37 +105,18 @@ export async function ensureSlurmInstalled(): Promise<void> {
 export async function startSlurmCluster(options: StartSlurmOptions = {}): Promise<SlurmCluster> {
   await ensureSlurmInstalled();
   if (Deno.uid() !== 0) throw new Error("Cannot start a private Slurm cluster: needs root");
-  for (let attempt = 1;; attempt++) {
-    const cluster = await Cluster.launch(options);
-    try {
-      await cluster.waitReady();
-      return cluster;
-    } catch (err) {
-      await cluster.stop();
-      if (attempt < START_ATTEMPTS && err instanceof PortTaken) continue;
-      throw err;
-    }
-  }
+  return await startRetrying(() => Cluster.launch(options));
 }
 
 class Cluster implements SlurmCluster {
   readonly info: SlurmClusterInfo;
   readonly env: Record<string, string>;
-  readonly #child: Deno.ChildProcess;
-  readonly #stdin: WritableStreamDefaultWriter<Uint8Array>;
-  readonly #marker: string;
-  readonly #started = performance.now();
-  #exit: Deno.CommandStatus | undefined;
-  #stopping: Promise<void> | undefined;
+  readonly #daemons: Supervisor;
 
-  private constructor(info: SlurmClusterInfo, marker: string, child: Deno.ChildProcess) {
+  private constructor(info: SlurmClusterInfo, daemons: Supervisor) {
     this.info = info;
     this.env = { SLURM_CONF: info.conf };
-    this.#marker = marker;
-    this.#child = child;
-    this.#stdin = child.stdin.getWriter();
-    void child.status.then((s) => this.#exit = s);
-    child.unref();
+    this.#daemons = daemons;
   }
 
   static async launch(options: StartSlurmOptions): Promise<Cluster> {
@@ -220,116 +177,44 @@ class Cluster implements SlurmCluster {
         "",
       ].join("\n"),
     );
-    const marker = `${MARKER}=${clusterName}`;
-    const child = new Deno.Command("setsid", {
-      args: ["bash", "-c", SUPERVISOR, `funcx-slurm:${clusterName}`],
-      cwd: dir,
-      env: {
-        PATH: `/usr/sbin:/usr/bin:/sbin:/bin:${Deno.env.get("PATH") ?? ""}`,
-        LANG: "C.UTF-8",
-        D: dir,
-        NODE: node,
-        MARK: marker,
-        SLURM_CONF: conf,
-      },
-      clearEnv: true,
-      stdin: "piped",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
+    const daemons = Supervisor.spawn({
+      daemons: DAEMONS,
+      name: "Slurm",
+      label: `funcx-slurm:${clusterName}`,
+      dir,
+      marker: `${MARKER}=${clusterName}`,
+      env: { NODE: node, SLURM_CONF: conf },
+    });
     const info = {
       ...{ dir, conf, clusterName, node, partition: "debug", cpus, slurmctldPort, slurmdPort },
       mungeSocket,
       startMs: 0,
     };
-    return new Cluster(info, marker, child);
+    return new Cluster(info, daemons);
   }
 
   async waitReady(): Promise<void> {
-    const deadline = Date.now() + READY_TIMEOUT_MS;
-    let last = "";
-    for (;;) {
-      const logs = await this.#logs();
-      const taken = /address already in use/i.test(logs);
-      const problem = taken
-        ? "found one of its ports taken"
-        : this.#exit !== undefined
-        ? "stopped before it was ready"
-        : Date.now() > deadline
-        ? `was not ready after ${READY_TIMEOUT_MS} ms (last sinfo: ${last})`
-        : undefined;
-      if (problem !== undefined) {
-        const message = `Slurm cluster "${this.info.clusterName}" ${problem}; logs:\n${logs}`;
-        throw new (taken ? PortTaken : Error)(message);
-      }
-      const sinfo = await new Deno.Command("sinfo", {
-        args: ["-h", "-N", "-o", "%T"],
-        env: this.env,
-        stdin: "null",
-      }).output().catch(() => undefined);
-      last = sinfo ? new TextDecoder().decode(sinfo.code === 0 ? sinfo.stdout : sinfo.stderr) : "";
-      if (sinfo?.code === 0 && /^idle/m.test(last)) {
-        this.info.startMs = Math.round(performance.now() - this.#started);
-        return;
-      }
-      await delay(100);
-    }
+    this.info.startMs = await this.#daemons.waitReady({
+      name: `Slurm cluster "${this.info.clusterName}"`,
+      probeName: "sinfo",
+      portTaken: /address already in use/i,
+      logFiles: () => Promise.resolve(LOGS),
+      probe: async () => {
+        const { ok, text } = await ask("sinfo", ["-h", "-N", "-o", "%T"], this.env);
+        return { ready: ok && /^idle/m.test(text), said: text };
+      },
+    });
   }
 
+  /** Cancels every job, kills the daemons and job processes, removes the directory. */
   stop(): Promise<void> {
-    this.#stopping ??= this.#stop();
-    return this.#stopping;
+    // Jobs first, so slurmstepd ends its job processes the normal way.
+    const args = ["--full", "--quiet", `--cluster=${this.info.clusterName}`, "-u", "root"];
+    return this.#daemons.stop(() => quietly("scancel", args, this.env));
   }
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.stop();
-  }
-
-  async #stop(): Promise<void> {
-    this.#child.ref();
-    // Jobs first, so slurmstepd ends its job processes the normal way.
-    if (this.#exit === undefined) {
-      await new Deno.Command("scancel", {
-        args: ["--full", "--quiet", `--cluster=${this.info.clusterName}`, "-u", "root"],
-        env: this.env,
-        stdin: "null",
-        stdout: "null",
-        stderr: "null",
-      }).output().catch(() => {});
-    }
-    // Job processes first (SIGKILL), then the daemons (SIGTERM) so that the supervisor reaps
-    // them, then whatever is left.
-    const sweep = async (jobsOnly: boolean) => {
-      for (let i = 0; i < 3; i++) {
-        const marked = await markedPids(this.#marker);
-        const skip = new Set(jobsOnly ? marked : []);
-        const pids = descendantsOf(marked).filter((p) => !skip.has(p));
-        for (const pid of pids) signal(pid, "SIGKILL");
-        if (pids.length === 0) return;
-        await delay(100);
-      }
-    };
-    await sweep(true);
-    for (const pid of await markedPids(this.#marker)) signal(pid, "SIGTERM");
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([this.#child.status, new Promise((r) => timer = setTimeout(r, 5_000))]);
-    clearTimeout(timer);
-    await sweep(false);
-    await this.#stdin.close().catch(() => {});
-    await this.#child.status;
-    for (let i = 0; i < 50 && (await markedPids(this.#marker)).length > 0; i++) await delay(100);
-    await Deno.remove(this.info.dir, { recursive: true }).catch((err) => {
-      if (!(err instanceof Deno.errors.NotFound)) throw err;
-    });
-  }
-
-  async #logs(): Promise<string> {
-    const parts: string[] = [];
-    for (const f of ["supervisor.log", "log/munged.log", "log/slurmctld.log", "log/slurmd.log"]) {
-      const text = await Deno.readTextFile(join(this.info.dir, f)).catch(() => "");
-      if (text) parts.push(`--- ${f}\n${text.trimEnd().split("\n").slice(-15).join("\n")}`);
-    }
-    return parts.join("\n");
   }
 }
 
@@ -361,12 +246,6 @@ export async function ensureSlurmCluster(): Promise<
 > {
   const cluster = await startSlurmCluster();
   return { cluster, env: { FUNCX_TEST_SLURM_CONF: cluster.info.conf } };
-}
-
-async function output(cmd: string, args: string[]): Promise<string> {
-  const out = await new Deno.Command(cmd, { args, stdin: "null" }).output();
-  if (out.code !== 0) throw new Error(`Command "${cmd}" exited with code ${out.code}`);
-  return new TextDecoder().decode(out.stdout);
 }
 
 async function memTotalMb(): Promise<number> {
