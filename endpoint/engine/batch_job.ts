@@ -1,11 +1,12 @@
 /**
  * What the batch-system providers (Slurm, Grid Engine) share: the handle of a block that is a
- * batch job, running a scheduler command with retries and a clear error, and quoting for the
- * job scripts they write.
+ * batch job, the job script's layout and file, polling the live blocks, running a scheduler
+ * command with retries and a clear error, and quoting for the job scripts they write.
  *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
+import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { backoffDelay } from "../../sdk/_backoff.ts";
 import { type BlockHandle, type BlockStatus, TERMINAL_STATES } from "./provider.ts";
@@ -140,6 +141,78 @@ export async function schedulerCommand(
     log.warn("{message}; trying again", { message: err.message });
     await delay(backoffDelay(attempt, { minMs: 1000, maxMs: 30_000 }));
   }
+}
+
+/** Where a block's job writes its output: `<runDir>/block_<id>.log`. */
+export function blockLogPath(runDir: string, blockId: string): string {
+  return join(runDir, `block_${blockId}.log`);
+}
+
+/** The parts of a job script that differ between schedulers (see {@linkcode jobScript}). */
+export interface JobScriptOptions {
+  /** The scheduler's directive prefix (`#SBATCH`, `#$`). */
+  prefix: string;
+  /** The provider's directives, without the prefix. */
+  directives: readonly string[];
+  /** The user's extra directives, with or without the prefix. */
+  schedulerOptions: readonly string[];
+  /** Shell lines run before the manager starts. */
+  workerInit: readonly string[];
+  /** Environment exported to the manager. */
+  env: Record<string, string>;
+  /** The provider in the script's comment (`Slurm`). */
+  scheduler: string;
+  /** The shell variable holding the job id (`SLURM_JOB_ID`). */
+  jobIdVar: string;
+  /** The lines that start the manager(s). */
+  run: readonly string[];
+}
+
+/**
+ * A block's job script: directives, the user's directives, worker init, the exported
+ * environment, a line on stderr naming the job and host, then the lines that start the managers.
+ */
+export function jobScript(blockId: string, o: JobScriptOptions): string {
+  const prefix = (l: string) => l.startsWith(o.prefix) ? l : `${o.prefix} ${l}`;
+  return [
+    "#!/bin/bash",
+    ...o.directives.map((l) => `${o.prefix} ${l}`),
+    ...o.schedulerOptions.map(prefix),
+    `# funcX endpoint block ${blockId}: written by the ${o.scheduler} provider; holds a secret ` +
+    "(mode 0700)",
+    ...o.workerInit,
+    ...Object.entries(o.env).map(([k, v]) => `export ${k}=${shellQuote(v)}`),
+    `echo "funcX block ${blockId}: job $${o.jobIdVar} on $(hostname)" >&2`,
+    ...o.run,
+    "",
+  ].join("\n");
+}
+
+/**
+ * Writes a block's job script to `<runDir>/<name>` (the folder is created) with mode 0700, as it
+ * carries the endpoint's secret for the manager, and returns its path.
+ */
+export async function writeJobScript(runDir: string, name: string, text: string): Promise<string> {
+  await Deno.mkdir(runDir, { recursive: true });
+  const path = join(runDir, name);
+  await Deno.remove(path).catch(() => {}); // mode applies only to a new file
+  await Deno.writeTextFile(path, text, { mode: 0o700 });
+  await Deno.chmod(path, 0o700);
+  return path;
+}
+
+/**
+ * Polls the blocks of `handles` that have not ended with `poll` (which updates them), and
+ * returns every block's last state.
+ */
+export async function pollLive(
+  handles: readonly BlockHandle[],
+  poll: (live: BatchJobBlock[]) => Promise<void>,
+): Promise<BlockStatus[]> {
+  const blocks = handles.map(BatchJobBlock.of);
+  const live = blocks.filter((b) => !TERMINAL_STATES.has(b.last.state));
+  if (live.length > 0) await poll(live);
+  return blocks.map((b) => b.last);
 }
 
 /**

@@ -14,15 +14,18 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { join } from "node:path";
 import {
   BATCH_DEFAULTS,
   BatchJobBlock,
   type BatchProviderOptions,
+  blockLogPath,
   cancelAndWait,
+  jobScript,
+  pollLive,
   schedulerCommand,
   SchedulerCommandError,
   shellQuote,
+  writeJobScript,
 } from "./batch_job.ts";
 import { type BlockHandle, type BlockStatus, type Provider, TERMINAL_STATES } from "./provider.ts";
 
@@ -92,9 +95,9 @@ export class GridEngineProvider implements Provider {
   /** The job script of a block (exported for tests and debugging). */
   script(blockId: string, command: readonly string[], env: Record<string, string>): string {
     const o = this.#o;
-    const header = [
+    const directives = [
       `-N funcx-block-${blockId}`,
-      `-o ${join(o.runDir, `block_${blockId}.log`)}`,
+      `-o ${blockLogPath(o.runDir, blockId)}`,
       "-j y",
       `-wd ${o.runDir}`,
       "-S /bin/bash",
@@ -104,10 +107,7 @@ export class GridEngineProvider implements Provider {
       ...(o.queue ? [`-q ${o.queue}`] : []),
       ...(o.project ? [`-P ${o.project}`] : []),
       ...(o.walltime ? [`-l h_rt=${o.walltime}`] : []),
-    ].map((l) => `#$ ${l}`);
-    const extra = o.schedulerOptions.map((l) => l.startsWith("#$") ? l : `#$ ${l}`);
-    const exports = Object.entries(env).map(([k, v]) => `export ${k}=${shellQuote(v)}`);
-    const cmd = command.map(shellQuote).join(" ");
+    ];
     // qrsh -inherit joins its arguments and a shell on the host splits them again: quote twice.
     const remote = command.map((a) => shellQuote(shellQuote(a))).join(" ");
     const run = o.launcher === "qrsh"
@@ -119,19 +119,11 @@ export class GridEngineProvider implements Provider {
         `done < "$PE_HOSTFILE"`,
         "wait",
       ]
-      : [`exec ${cmd}`];
-    return [
-      "#!/bin/bash",
-      ...header,
-      ...extra,
-      `# funcX endpoint block ${blockId}: written by the Grid Engine provider; holds a secret ` +
-      "(mode 0700)",
-      ...o.workerInit,
-      ...exports,
-      `echo "funcX block ${blockId}: job $JOB_ID on $(hostname)" >&2`,
-      ...run,
-      "",
-    ].join("\n");
+      : [`exec ${command.map(shellQuote).join(" ")}`];
+    return jobScript(blockId, {
+      ...{ prefix: "#$", directives, schedulerOptions: o.schedulerOptions },
+      ...{ workerInit: o.workerInit, env, scheduler: "Grid Engine", jobIdVar: "JOB_ID", run },
+    });
   }
 
   /** Writes the block's script and submits it with `qsub -terse`. */
@@ -140,25 +132,20 @@ export class GridEngineProvider implements Provider {
     command: readonly string[],
     env: Record<string, string>,
   ): Promise<BlockHandle> {
-    await Deno.mkdir(this.#o.runDir, { recursive: true });
-    const path = join(this.#o.runDir, `block_${blockId}.qsub`);
-    await Deno.remove(path).catch(() => {}); // mode applies only to a new file
-    await Deno.writeTextFile(path, this.script(blockId, command, env), { mode: 0o700 });
-    await Deno.chmod(path, 0o700);
+    const script = this.script(blockId, command, env);
+    const path = await writeJobScript(this.#o.runDir, `block_${blockId}.qsub`, script);
     const out = await this.#command(["qsub", "-terse", path], `submit block ${blockId}`);
     const jobId = /^\s*(\d+)/.exec(out)?.[1];
     if (jobId === undefined) {
       throw new SchedulerCommandError(`Cannot submit block ${blockId}: qsub said "${out}"`, true);
     }
     log.info("Block {block} submitted as Grid Engine job {job}", { block: blockId, job: jobId });
-    return new BatchJobBlock(blockId, jobId, join(this.#o.runDir, `block_${blockId}.log`));
+    return new BatchJobBlock(blockId, jobId, blockLogPath(this.#o.runDir, blockId));
   }
 
   /** Asks `qstat -xml` for all blocks at once; jobs it no longer lists are asked of `qacct`. */
-  async status(handles: readonly BlockHandle[]): Promise<BlockStatus[]> {
-    const blocks = handles.map(BatchJobBlock.of);
-    const live = blocks.filter((b) => !TERMINAL_STATES.has(b.last.state));
-    if (live.length > 0) {
+  status(handles: readonly BlockHandle[]): Promise<BlockStatus[]> {
+    return pollLive(handles, async (live) => {
       const states = parseQstatXml(await this.#command(["qstat", "-xml"], "poll blocks"));
       for (const b of live) {
         const letters = states.get(b.jobId);
@@ -173,8 +160,7 @@ export class GridEngineProvider implements Provider {
         }
         if (TERMINAL_STATES.has(b.last.state)) this.#goneSince.delete(b.jobId);
       }
-    }
-    return blocks.map((b) => b.last);
+    });
   }
 
   /** `qdel`, then waits (bounded) until the job has left the node. */

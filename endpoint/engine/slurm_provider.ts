@@ -9,23 +9,20 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { join } from "node:path";
 import {
   BATCH_DEFAULTS,
   BatchJobBlock,
   type BatchProviderOptions,
+  blockLogPath,
   cancelAndWait,
+  jobScript,
+  pollLive,
   schedulerCommand,
   SchedulerCommandError,
   shellQuote,
+  writeJobScript,
 } from "./batch_job.ts";
-import {
-  type BlockHandle,
-  type BlockState,
-  type BlockStatus,
-  type Provider,
-  TERMINAL_STATES,
-} from "./provider.ts";
+import type { BlockHandle, BlockState, BlockStatus, Provider } from "./provider.ts";
 
 const log = getLogger(["funcx", "endpoint", "engine", "slurm"]);
 
@@ -74,9 +71,9 @@ export class SlurmProvider implements Provider {
   /** The batch script of a block (exported for tests and debugging). */
   script(blockId: string, command: readonly string[], env: Record<string, string>): string {
     const o = this.#o;
-    const header = [
+    const directives = [
       `--job-name=funcx-block-${blockId}`,
-      `--output=${join(o.runDir, `block_${blockId}.log`)}`,
+      `--output=${blockLogPath(o.runDir, blockId)}`,
       "--open-mode=append",
       `--chdir=${o.runDir}`,
       `--nodes=${o.nodesPerBlock}`,
@@ -86,25 +83,17 @@ export class SlurmProvider implements Provider {
       ...(o.qos ? [`--qos=${o.qos}`] : []),
       ...(o.walltime ? [`--time=${o.walltime}`] : []),
       ...(o.exclusive ? ["--exclusive"] : []),
-    ].map((l) => `#SBATCH ${l}`);
-    const extra = o.schedulerOptions.map((l) => l.startsWith("#SBATCH") ? l : `#SBATCH ${l}`);
-    const exports = Object.entries(env).map(([k, v]) => `export ${k}=${shellQuote(v)}`);
+    ];
     const cmd = command.map(shellQuote).join(" ");
     const run = o.launcher === "srun"
       ? `srun --nodes=${o.nodesPerBlock} --ntasks-per-node=1 --kill-on-bad-exit=0 bash -c ` +
         `'export FUNCX_MANAGER_ID_SUFFIX=".$SLURM_PROCID"; exec "$@"' funcx-manager ${cmd}`
       : `exec ${cmd}`;
-    return [
-      "#!/bin/bash",
-      ...header,
-      ...extra,
-      `# funcX endpoint block ${blockId}: written by the Slurm provider; holds a secret (mode 0700)`,
-      ...o.workerInit,
-      ...exports,
-      `echo "funcX block ${blockId}: job $SLURM_JOB_ID on $(hostname)" >&2`,
-      run,
-      "",
-    ].join("\n");
+    return jobScript(blockId, {
+      ...{ prefix: "#SBATCH", directives, schedulerOptions: o.schedulerOptions },
+      ...{ workerInit: o.workerInit, env, scheduler: "Slurm", jobIdVar: "SLURM_JOB_ID" },
+      run: [run],
+    });
   }
 
   /** Writes the block's script and submits it with `sbatch --parsable`. */
@@ -113,32 +102,26 @@ export class SlurmProvider implements Provider {
     command: readonly string[],
     env: Record<string, string>,
   ): Promise<BlockHandle> {
-    await Deno.mkdir(this.#o.runDir, { recursive: true });
-    const path = join(this.#o.runDir, `block_${blockId}.sbatch`);
-    await Deno.remove(path).catch(() => {}); // mode applies only to a new file
-    await Deno.writeTextFile(path, this.script(blockId, command, env), { mode: 0o700 });
-    await Deno.chmod(path, 0o700);
+    const script = this.script(blockId, command, env);
+    const path = await writeJobScript(this.#o.runDir, `block_${blockId}.sbatch`, script);
     const out = await this.#command("sbatch", ["--parsable", path], `submit block ${blockId}`);
     const jobId = out.trim().split(";")[0]!.trim();
     if (!/^\d+(_\d+)?$/.test(jobId)) {
       throw new SchedulerCommandError(`Cannot submit block ${blockId}: sbatch said "${out}"`, true);
     }
     log.info("Block {block} submitted as Slurm job {job}", { block: blockId, job: jobId });
-    return new BatchJobBlock(blockId, jobId, join(this.#o.runDir, `block_${blockId}.log`));
+    return new BatchJobBlock(blockId, jobId, blockLogPath(this.#o.runDir, blockId));
   }
 
   /** Asks `squeue` for all blocks at once; jobs it no longer lists are asked of `sacct`. */
-  async status(handles: readonly BlockHandle[]): Promise<BlockStatus[]> {
-    const blocks = handles.map(BatchJobBlock.of);
-    const live = blocks.filter((b) => !TERMINAL_STATES.has(b.last.state));
-    if (live.length > 0) {
+  status(handles: readonly BlockHandle[]): Promise<BlockStatus[]> {
+    return pollLive(handles, async (live) => {
       const states = await this.#squeue(live.map((b) => b.jobId));
       for (const b of live) {
         const s = states.get(b.jobId) ?? await this.#sacct(b.jobId);
         b.update(s);
       }
-    }
-    return blocks.map((b) => b.last);
+    });
   }
 
   /** `scancel`, then waits (bounded) until the job has left the node. */
