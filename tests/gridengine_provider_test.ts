@@ -22,27 +22,21 @@ import {
 } from "../endpoint/engine/mod.ts";
 import { taskBuffer, valueOf } from "../endpoint/engine/_test_helpers.ts";
 import {
+  assertScriptLines,
   badOptionIsAClearError,
   blocksScaleOutAndIn,
   endpointRunsTasksInJobs,
   killedBlockIsReplaced,
   type Scheduler,
+  schedulerClient,
   tasksRunInAJob,
 } from "./harness/batch_provider_cases.ts";
 import { sharedGridEngine } from "./harness/gridengine.ts";
 
 const SITE_CONFIG = new URL("../docs/sites/gridengine.yaml", import.meta.url).pathname;
 
-const sge = await sharedGridEngine();
 // qsub, qstat, qacct and qdel (run by the provider in this process) find the cell through it.
-for (const [k, v] of Object.entries(sge)) Deno.env.set(k, v);
-
-async function run(cmd: string, args: string[]): Promise<string> {
-  const out = await new Deno.Command(cmd, { args, env: sge }).output();
-  const text = new TextDecoder().decode(out.stdout);
-  assert.equal(out.code, 0, `${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
-  return text;
-}
+const run = schedulerClient(await sharedGridEngine());
 
 const gridEngine: Scheduler = {
   jobIdEnv: "JOB_ID",
@@ -64,20 +58,18 @@ Deno.test("GridEngineProvider: the job script carries options, the qrsh launcher
     workerInit: ["module load deno"],
   });
   const s = p.script("7", ["deno", "run", "a b.ts"], { FUNCX_MANAGER_SECRET: "it's" });
-  for (
-    const line of [
-      "#$ -q all.q",
-      "#$ -P physics",
-      "#$ -l h_rt=00:10:00",
-      "#$ -pe mpi-1 2",
-      "#$ -l mem_free=1G",
-      "#$ -m n",
-      "#$ -S /bin/bash",
-      `#$ -o ${join(dir, "block_7.log")}`,
-      "module load deno",
-      `export FUNCX_MANAGER_SECRET='it'\\''s'`,
-    ]
-  ) assert.ok(s.split("\n").includes(line), `missing ${line} in\n${s}`);
+  assertScriptLines(s, [
+    "#$ -q all.q",
+    "#$ -P physics",
+    "#$ -l h_rt=00:10:00",
+    "#$ -pe mpi-1 2",
+    "#$ -l mem_free=1G",
+    "#$ -m n",
+    "#$ -S /bin/bash",
+    `#$ -o ${join(dir, "block_7.log")}`,
+    "module load deno",
+    `export FUNCX_MANAGER_SECRET='it'\\''s'`,
+  ]);
   // Quoted twice: qrsh -inherit joins the words and a shell on the host splits them again.
   assert.match(s, /qrsh -inherit -V "\$host" deno run ''\\''a b\.ts'\\''' &/);
   assert.match(s, /done < "\$PE_HOSTFILE"/);

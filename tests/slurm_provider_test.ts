@@ -8,24 +8,19 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { SlurmProvider } from "../endpoint/engine/mod.ts";
 import {
+  assertScriptLines,
   badOptionIsAClearError,
   blocksScaleOutAndIn,
   endpointRunsTasksInJobs,
   killedBlockIsReplaced,
   type Scheduler,
+  schedulerClient,
   tasksRunInAJob,
 } from "./harness/batch_provider_cases.ts";
 import { sharedSlurm } from "./harness/slurm.ts";
 
-const slurm = await sharedSlurm();
 // sbatch, squeue and scancel (run by the provider in this process) find the cluster through it.
-for (const [k, v] of Object.entries(slurm)) Deno.env.set(k, v);
-
-async function run(cmd: string, args: string[]): Promise<string> {
-  const out = await new Deno.Command(cmd, { args, env: slurm }).output();
-  assert.equal(out.code, 0, `${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
-  return new TextDecoder().decode(out.stdout);
-}
+const run = schedulerClient(await sharedSlurm());
 
 const slurmScheduler: Scheduler = {
   jobIdEnv: "SLURM_JOB_ID",
@@ -50,19 +45,17 @@ Deno.test("SlurmProvider: the batch script carries options, a launcher and the e
     workerInit: ["module load deno"],
   });
   const s = p.script("7", ["deno", "run", "a b.ts"], { FUNCX_MANAGER_SECRET: "it's" });
-  for (
-    const line of [
-      "#SBATCH --partition=debug",
-      "#SBATCH --time=00:10:00",
-      "#SBATCH --nodes=2",
-      "#SBATCH --exclusive",
-      "#SBATCH --mem=1G",
-      "#SBATCH --constraint=x",
-      `#SBATCH --output=${join(dir, "block_7.log")}`,
-      "module load deno",
-      `export FUNCX_MANAGER_SECRET='it'\\''s'`,
-    ]
-  ) assert.ok(s.split("\n").includes(line), `missing ${line} in\n${s}`);
+  assertScriptLines(s, [
+    "#SBATCH --partition=debug",
+    "#SBATCH --time=00:10:00",
+    "#SBATCH --nodes=2",
+    "#SBATCH --exclusive",
+    "#SBATCH --mem=1G",
+    "#SBATCH --constraint=x",
+    `#SBATCH --output=${join(dir, "block_7.log")}`,
+    "module load deno",
+    `export FUNCX_MANAGER_SECRET='it'\\''s'`,
+  ]);
   assert.match(s, /srun --nodes=2 --ntasks-per-node=1 .* deno run 'a b\.ts'/);
   await Deno.remove(dir, { recursive: true });
 });

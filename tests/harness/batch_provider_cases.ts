@@ -42,6 +42,29 @@ export interface Scheduler {
 }
 
 /**
+ * Puts the scheduler's client environment into this process's (the provider runs its scheduler
+ * commands here) and returns a runner of client commands that asserts a zero exit and returns
+ * the command's stdout.
+ */
+export function schedulerClient(
+  env: Record<string, string>,
+): (cmd: string, args: string[]) => Promise<string> {
+  for (const [k, v] of Object.entries(env)) Deno.env.set(k, v);
+  return async (cmd, args) => {
+    const out = await new Deno.Command(cmd, { args, env }).output();
+    assert.equal(out.code, 0, `${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
+    return new TextDecoder().decode(out.stdout);
+  };
+}
+
+/** Asserts that each of `lines` is a whole line of the job script `script`. */
+export function assertScriptLines(script: string, lines: readonly string[]): void {
+  for (const line of lines) {
+    assert.ok(script.split("\n").includes(line), `missing ${line} in\n${script}`);
+  }
+}
+
+/**
  * Runs `body` with an engine of `config` whose run directory is `<dir>/run`, in a temporary
  * `dir` removed afterwards; the engine is closed after `body`.
  */
