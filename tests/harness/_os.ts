@@ -1,6 +1,6 @@
 /**
  * What the private-server harnesses (RabbitMQ, PostgreSQL, Slurm) and their tests share: running
- * a command, installing Debian packages, finding a node's processes by an environment marker,
+ * a command (or reading its output), installing Debian packages, finding a node's processes by an environment marker,
  * signalling, free ports and random names, finding programs, and the process-tree watcher of the
  * batch-system harnesses (Slurm, Grid Engine).
  *
@@ -26,6 +26,34 @@ export async function run(
   const opts = { args, env, stdin: "null", stdout: "null", stderr: "inherit" } as const;
   const { code } = await new Deno.Command(cmd, opts).output();
   if (code !== 0) throw new Error(`Command "${cmd} ${args.join(" ")}" exited with code ${code}`);
+}
+
+/**
+ * Runs a command and returns its stdout; throws an error with the command line, exit code and
+ * stderr when it exits non-zero.
+ */
+export async function output(
+  cmd: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<string> {
+  const opts = { args, env, stdin: "null", stdout: "piped", stderr: "piped" } as const;
+  const out = await new Deno.Command(cmd, opts).output();
+  const dec = new TextDecoder();
+  if (!out.success) {
+    throw new Error(`${cmd} ${args.join(" ")} failed (${out.code}): ${dec.decode(out.stderr)}`);
+  }
+  return dec.decode(out.stdout);
+}
+
+/** Whether process `pid` exists. */
+export function alive(pid: number): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Installs Debian packages with apt-get (progress on stderr). */

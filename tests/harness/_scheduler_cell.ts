@@ -268,15 +268,3 @@ export async function ask(
   if (out === undefined) return { ok: false, text: "" };
   return { ok: out.success, text: new TextDecoder().decode(out.success ? out.stdout : out.stderr) };
 }
-
-/** Runs a command and returns its stdout; throws when it exits non-zero. */
-export async function output(
-  cmd: string,
-  args: string[],
-  env?: Record<string, string>,
-): Promise<string> {
-  const out = await new Deno.Command(cmd, { args, ...(env ? { env } : {}), stdin: "null" })
-    .output();
-  if (out.code !== 0) throw new Error(`Command "${cmd}" exited with code ${out.code}`);
-  return new TextDecoder().decode(out.stdout);
-}

@@ -23,15 +23,8 @@
  * @module
  */
 import { join } from "node:path";
-import { freePorts, randomHex } from "./_os.ts";
-import {
-  ask,
-  ensureInstalled,
-  output,
-  quietly,
-  startRetrying,
-  Supervisor,
-} from "./_scheduler_cell.ts";
+import { freePorts, output, randomHex } from "./_os.ts";
+import { ask, ensureInstalled, quietly, startRetrying, Supervisor } from "./_scheduler_cell.ts";
 
 /** Debian keeps the real binaries here; `/usr/bin/qsub` etc. are wrappers reading `SGE_ROOT`. */
 const SGE_BIN = "/usr/lib/gridengine";

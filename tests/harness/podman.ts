@@ -14,6 +14,7 @@
  * @module
  */
 import { dirname, join } from "node:path";
+import { alive, output } from "./_os.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 
@@ -23,23 +24,8 @@ export const IMAGE_MARKER = "/etc/funcx-image-marker";
 /** Prefix of every test image's name; the making process's pid follows. */
 const PREFIX = "localhost/funcx-test-";
 
-async function podman(args: string[]): Promise<string> {
-  const out = await new Deno.Command("podman", { args, stdout: "piped", stderr: "piped" })
-    .output();
-  const dec = new TextDecoder();
-  if (!out.success) {
-    throw new Error(`podman ${args.join(" ")} failed (${out.code}): ${dec.decode(out.stderr)}`);
-  }
-  return dec.decode(out.stdout);
-}
-
-function alive(pid: number): boolean {
-  try {
-    Deno.statSync(`/proc/${pid}`);
-    return true;
-  } catch {
-    return false;
-  }
+function podman(args: string[]): Promise<string> {
+  return output("podman", args);
 }
 
 /** Removes test images (and their containers) whose making process is gone; returns their names. */

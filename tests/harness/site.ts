@@ -9,6 +9,7 @@
  * @module
  */
 import { join } from "node:path";
+import { alive, output } from "./_os.ts";
 import type { LocalAccount } from "../../endpoint/identity_map.ts";
 import { lookupAccount } from "../../endpoint/identity_map.ts";
 
@@ -17,26 +18,8 @@ const ROOT = new URL("../../", import.meta.url).pathname;
 /** Prefix of every account the tests make, so leftovers of an aborted run can be found. */
 export const TEST_ACCOUNT_PREFIX = "fxmu";
 
-async function run(cmd: string, args: string[]): Promise<string> {
-  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
-  const dec = new TextDecoder();
-  if (!out.success) {
-    throw new Error(`${cmd} ${args.join(" ")} failed (${out.code}): ${dec.decode(out.stderr)}`);
-  }
-  return dec.decode(out.stdout);
-}
-
 /** The comment (GECOS) of test accounts: it names the test process that made them. */
 const OWNER_MARK = "funcx test, pid ";
-
-function alive(pid: number): boolean {
-  try {
-    Deno.statSync(`/proc/${pid}`);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * Removes test accounts (and install directories) left by an earlier run that was killed: those
@@ -110,7 +93,7 @@ export async function createAccounts(count: number): Promise<TestAccounts> {
   try {
     for (let i = 0; i < count; i++) {
       const name = `${TEST_ACCOUNT_PREFIX}${tag}${String.fromCharCode(97 + i)}`;
-      await run("useradd", ["-m", "-s", "/bin/sh", "-c", `${OWNER_MARK}${Deno.pid}`, name]);
+      await output("useradd", ["-m", "-s", "/bin/sh", "-c", `${OWNER_MARK}${Deno.pid}`, name]);
       names.push(name);
       const account = await lookupAccount(name);
       if (!account) throw new Error(`useradd made "${name}" but getent cannot find it`);
@@ -140,7 +123,7 @@ export interface SiteInstall extends AsyncDisposable {
 
 /** The Deno cache this process uses (`deno info`: `DENO_DIR` or its default). */
 export async function currentDenoDir(): Promise<string> {
-  const out = await run(Deno.execPath(), ["info", "--json"]);
+  const out = await output(Deno.execPath(), ["info", "--json"]);
   return String(JSON.parse(out).denoDir);
 }
 
@@ -154,14 +137,14 @@ export async function buildSiteInstall(): Promise<SiteInstall> {
     const app = join(dir, "app");
     await Deno.mkdir(app);
     for (const part of ["endpoint", "sdk", "cli", "deno.json", "deno.lock", "mod.ts"]) {
-      await run("cp", ["-r", join(ROOT, part), app]);
+      await output("cp", ["-r", join(ROOT, part), app]);
     }
     const deno = join(dir, "deno");
     await Deno.copyFile(Deno.execPath(), deno);
     const denoDir = join(dir, "deno_dir");
     // npm packages from this machine's cache, so filling the install needs no network.
     await Deno.mkdir(denoDir);
-    await run("cp", ["-r", join(await currentDenoDir(), "npm"), denoDir]).catch(() => {});
+    await output("cp", ["-r", join(await currentDenoDir(), "npm"), denoDir]).catch(() => {});
     const cache = await new Deno.Command(deno, {
       args: [
         "cache",
@@ -179,7 +162,7 @@ export async function buildSiteInstall(): Promise<SiteInstall> {
     if (!cache.success) {
       throw new Error(`Cannot fill the install's cache: ${new TextDecoder().decode(cache.stderr)}`);
     }
-    await run("chmod", ["-R", "a+rX", dir]);
+    await output("chmod", ["-R", "a+rX", dir]);
     await Deno.chmod(dir, 0o755);
     return {
       dir,

@@ -12,15 +12,8 @@
  * @module
  */
 import { join } from "node:path";
-import { freePorts, randomHex } from "./_os.ts";
-import {
-  ask,
-  ensureInstalled,
-  output,
-  quietly,
-  startRetrying,
-  Supervisor,
-} from "./_scheduler_cell.ts";
+import { freePorts, output, randomHex } from "./_os.ts";
+import { ask, ensureInstalled, quietly, startRetrying, Supervisor } from "./_scheduler_cell.ts";
 
 const SLURM = {
   name: "Slurm",
