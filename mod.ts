@@ -60,6 +60,7 @@ export {
   type RunOptions,
   SDK_VERSION,
   type SubmitEntry,
+  type SubmitOptions,
   type SubmitResponse,
   type TaskInfo,
 } from "./sdk/client.ts";

@@ -28,6 +28,29 @@ import {
 export { type SubmitEntry, submitEntry };
 
 /**
+ * Options of {@linkcode FuncXClient.submit}.
+ *
+ * @example Results forwarded to result streams, and a key that makes a resend safe
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { SubmitOptions } from "@funcx/sdk";
+ * const options: SubmitOptions = { createQueue: true, idempotencyKey: crypto.randomUUID() };
+ * assert.equal(options.createQueue, true);
+ * ```
+ */
+export interface SubmitOptions extends RequestOptions {
+  /** Whether the service also forwards the group's results to its result streams. @default false */
+  createQueue?: boolean;
+  /**
+   * The request's idempotency key: a resend with the same key adds no task twice.
+   * @default a new one per call
+   */
+  idempotencyKey?: string;
+  /** Values for a multi-user endpoint's user endpoint template. @default none */
+  userEndpointConfig?: Record<string, unknown>;
+}
+
+/**
  * Options of {@linkcode FuncXClient.run}.
  *
  * @example Arguments, keyword arguments and a task group
@@ -178,11 +201,7 @@ export class TaskRoutes {
   async submit(
     tasks: readonly SubmitEntry[],
     taskGroupId?: string,
-    options: RequestOptions & {
-      createQueue?: boolean;
-      idempotencyKey?: string;
-      userEndpointConfig?: Record<string, unknown>;
-    } = {},
+    options: SubmitOptions = {},
   ): Promise<SubmitResponse> {
     return await this.#transport.request<SubmitResponse>("post", "v2/submit", {
       task_group_id: taskGroupId ?? this.#sessionTaskGroupId,

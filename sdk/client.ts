@@ -24,6 +24,7 @@ import {
   type BatchResult,
   type RunOptions,
   type SubmitEntry,
+  type SubmitOptions,
   type SubmitResponse,
   type TaskInfo,
   TaskRoutes,
@@ -49,6 +50,7 @@ export {
   resultValue,
   type RunOptions,
   type SubmitEntry,
+  type SubmitOptions,
   type SubmitResponse,
   type TaskInfo,
 } from "./_client_tasks.ts";
@@ -252,11 +254,7 @@ export class FuncXClient {
   async submit(
     tasks: readonly SubmitEntry[],
     taskGroupId?: string,
-    options: RequestOptions & {
-      createQueue?: boolean;
-      idempotencyKey?: string;
-      userEndpointConfig?: Record<string, unknown>;
-    } = {},
+    options: SubmitOptions = {},
   ): Promise<SubmitResponse> {
     return await this.#tasks.submit(tasks, taskGroupId, options);
   }
