@@ -73,6 +73,8 @@ export class BrokerUnavailable extends Error {
   }
 }
 
+const FORWARD_REFUSED = "Broker refused a result";
+
 /** The arguments every durable queue of tasks or results is declared with. */
 export const QUORUM_QUEUE_ARGS: Readonly<Record<string, unknown>> = { "x-queue-type": "quorum" };
 
@@ -148,6 +150,9 @@ export class ServiceBroker {
   #reconnecting: Promise<void> | undefined;
   #onLost: ((err: Error) => void) | undefined;
   #onRestored: (() => void) | undefined;
+  #refusalLoggedAt = 0;
+  /** Forwarded results the broker refused since the start (see {@linkcode forward}). */
+  forwardsRefused = 0;
 
   private constructor(urls: readonly string[], options: Required<ServiceBrokerOptions>) {
     this.#urls = urls;
@@ -328,18 +333,40 @@ export class ServiceBroker {
    * confirms; a key no stream is bound to drops its message (the store has every result). They
    * are not persistent: the broker keeps them in memory only, and a stream that finds its queue
    * emptied by a broker restart reads what it missed from the store when it reconnects.
+   *
+   * A message the broker refuses (nacks) is not an error: in a cluster, a stream's queue on a
+   * node that is down makes the broker refuse what is routed to it, although every live queue
+   * bound to the key took its copy. Its stream asks for a new queue and reads the store, and
+   * every stream reads the store now and then anyway. Only a lost link throws.
    */
   async forward(messages: ReadonlyArray<{ routingKey: string; body: Uint8Array }>): Promise<void> {
     const timestamp = Math.floor(Date.now() / 1000);
-    await Promise.all(messages.map((m) =>
+    const sent = await Promise.allSettled(messages.map((m) =>
       this.#confirmed(
         GROUP_RESULTS_EXCHANGE,
         m.routingKey,
         m.body,
         { persistent: false, timestamp },
-        "Broker refused a result",
+        FORWARD_REFUSED,
       )
     ));
+    let refused = 0;
+    for (const s of sent) {
+      if (s.status === "fulfilled") continue;
+      if ((s.reason as Error)?.message !== FORWARD_REFUSED) throw s.reason;
+      refused++;
+    }
+    if (refused > 0) {
+      this.forwardsRefused += refused;
+      if (Date.now() - this.#refusalLoggedAt > 10_000) {
+        this.#refusalLoggedAt = Date.now();
+        log.warn(
+          "The broker refused {n} forwarded results (a result stream queue on a node that is " +
+            "down?); their streams read them from the store ({total} so far)",
+          { n: refused, total: this.forwardsRefused },
+        );
+      }
+    }
   }
 
   /** Deletes an endpoint's task queue (its consumer, if any, is cancelled by the broker). */

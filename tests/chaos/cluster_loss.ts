@@ -13,7 +13,8 @@
  * duplicated), and no future was left waiting. Tasks that ran more than once (their number
  * twice in the side-effect file) are counted and reported with why they can.
  *
- * `deno run -A tests/chaos/cluster_loss.ts --tasks 10000` runs it by hand (the full benchmark);
+ * `deno run -A tests/chaos/cluster_loss.ts --tasks 10000 [--rate 150] [--no-faults] [--json F]` runs
+ * it by hand (`--no-faults`: the same run unhurt, as a baseline);
  * `cluster_loss_test.ts` runs a smaller one in the suite.
  *
  * @module
@@ -42,6 +43,8 @@ export interface ClusterLossOptions {
   settleTimeoutMs?: number;
   /** Copy the processes' logs to stderr. @default false */
   echo?: boolean;
+  /** Hurt the stack; false gives the same run without faults, as a baseline. @default true */
+  faults?: boolean;
   /** Where progress lines go. @default console.error */
   log?: (line: string) => void;
 }
@@ -68,7 +71,9 @@ export interface ClusterLossReport {
    * their first, and the surviving replica's restored connections.
    */
   failovers: { endpoints: number; service: number };
-  /** What happened when, seconds from the first submit. */
+  /** Seconds from the first submit until both SDK processes reported. */
+  flowSeconds: number;
+  /** What happened when, seconds from the start of the run. */
   timeline: string[];
   seconds: number;
   /** Failures of the checks above, as sentences; empty when the run passed. */
@@ -196,20 +201,22 @@ export async function runClusterLoss(options: ClusterLossOptions = {}): Promise<
         setTimeout(r, Math.max(0, submitAt + fraction * submitMs - performance.now()))
       );
     const [first, second] = cluster.nodes as [typeof cluster.nodes[0], typeof cluster.nodes[0]];
-    await wait(0.15);
-    await first.stopNode({ kill: true });
-    mark(`SIGKILLed broker node 1 (${first.info.nodeName})`);
-    await wait(0.3);
-    replicas[1].process.signal("SIGKILL");
-    await replicas[1].process.status;
-    mark("SIGKILLed service replica b");
-    await wait(0.4);
-    await first.startNode();
-    await cluster.waitRunning(3);
-    mark("broker node 1 started again and running in the cluster");
-    await wait(0.6);
-    await second.stopNode();
-    mark(`stopped broker node 2 (${second.info.nodeName}) cleanly; it stays down`);
+    if (options.faults ?? true) {
+      await wait(0.15);
+      await first.stopNode({ kill: true });
+      mark(`SIGKILLed broker node 1 (${first.info.nodeName})`);
+      await wait(0.3);
+      replicas[1].process.signal("SIGKILL");
+      await replicas[1].process.status;
+      mark("SIGKILLed service replica b");
+      await wait(0.4);
+      await first.startNode();
+      await cluster.waitRunning(3);
+      mark("broker node 1 started again and running in the cluster");
+      await wait(0.6);
+      await second.stopNode();
+      mark(`stopped broker node 2 (${second.info.nodeName}) cleanly; it stays down`);
+    }
 
     const timeout = new Promise<"timeout">((r) =>
       setTimeout(
@@ -225,6 +232,7 @@ export async function runClusterLoss(options: ClusterLossOptions = {}): Promise<
     }
     const reports = await Promise.all(sdk.map((s) => s.done)) as Array<SdkReport | undefined>;
     mark("both SDK processes reported");
+    const flowSeconds = (performance.now() - submitAt) / 1000;
     const report = await check(reports, tasks, sideEffects, address, creds, timeline);
     const count = (text: string, re: RegExp) => text.split("\n").filter((l) => re.test(l)).length;
     for (const ep of endpoints) {
@@ -235,6 +243,7 @@ export async function runClusterLoss(options: ClusterLossOptions = {}): Promise<
     }
     report.failovers.service = count(await replicas[0].process.log(), /Broker connection restored/);
     report.seconds = (performance.now() - began) / 1000;
+    report.flowSeconds = flowSeconds;
     return report;
   } finally {
     for (const c of cleanup) await c();
@@ -260,6 +269,7 @@ async function check(
     waiting: 0,
     reruns: { tasks: 0, extraRuns: 0 },
     failovers: { endpoints: 0, service: 0 },
+    flowSeconds: 0,
     timeline,
     seconds: 0,
     problems,
@@ -278,13 +288,28 @@ async function check(
     const ids = Object.keys(rep.numbers);
     r.accepted += ids.length;
     r.duplicated += rep.conflicting;
+    const waiting: string[] = [];
     for (const id of ids) {
       const outcome = rep.outcomes[id];
-      if (outcome === undefined) r.waiting++;
+      if (outcome === undefined) waiting.push(id);
       else if (outcome !== `value ${rep.numbers[id]}`) {
         r.falseFailures++;
         failures.set(outcome, (failures.get(outcome) ?? 0) + 1);
       }
+    }
+    r.waiting += waiting.length;
+    if (waiting.length > 0) {
+      // Where the waiting ones are: the service's state of each, and whether it ran.
+      const ran = new Set((await Deno.readTextFile(sideEffects)).split("\n"));
+      const states = new Map<string, number>();
+      for (const [id, b] of await client.getBatchResult(waiting)) {
+        const key = `${b.status}${ran.has(String(rep.numbers[id])) ? " (ran)" : ""}`;
+        states.set(key, (states.get(key) ?? 0) + 1);
+      }
+      problems.push(
+        `SDK process ${k + 1}${k === 1 ? " (reloaded)" : ""}: ${waiting.length} futures waiting; ` +
+          `at the service: ${[...states].map(([s, n]) => `${n}× ${s}`).join(", ")}`,
+      );
     }
     const inGroups = new Set<string>();
     for (const g of rep.groups) for (const id of await client.getTaskGroup(g)) inGroups.add(id);
@@ -330,7 +355,8 @@ async function lastJson(stream: ReadableStream<Uint8Array>): Promise<SdkReport |
 
 /** One line for a report. */
 export function clusterLossLine(r: ClusterLossReport): string {
-  return `cluster-loss: ${r.accepted}/${r.tasks} tasks in ${r.seconds.toFixed(0)} s; ` +
+  return `cluster-loss: ${r.accepted}/${r.tasks} tasks in ${r.flowSeconds.toFixed(0)} s ` +
+    `(${r.seconds.toFixed(0)} s with the set-up); ` +
     `false failures ${r.falseFailures}, phantoms ${r.phantoms}, lost ${r.lost}, ` +
     `duplicated ${r.duplicated}, waiting ${r.waiting}; re-runs: ${r.reruns.tasks} tasks ` +
     `(${r.reruns.extraRuns} extra runs); failovers: endpoints ${r.failovers.endpoints}, ` +
@@ -345,6 +371,7 @@ if (import.meta.main) {
       tasks: { type: "string", default: "10000" },
       rate: { type: "string", default: "100" },
       echo: { type: "boolean", default: false },
+      "no-faults": { type: "boolean", default: false },
       json: { type: "string" },
     },
   });
@@ -352,6 +379,7 @@ if (import.meta.main) {
     tasks: Number(values.tasks),
     rate: Number(values.rate),
     echo: values.echo,
+    faults: !values["no-faults"],
   });
   for (const line of report.timeline) console.log(line);
   console.log(clusterLossLine(report));
