@@ -22,7 +22,8 @@ export function shutdownCommand(reason: string): Uint8Array {
 }
 
 /**
- * Fails unfinished tasks as `TaskCancelled` (a task that has its result keeps it) and asks their
+ * Fails unfinished tasks as `TaskCancelled` (a task that has its result keeps it), tells the
+ * result streams of their groups (so a waiting future settles, whoever cancelled), and asks their
  * endpoints to stop them if they are queued or running there; a late result is dropped.
  */
 export async function cancelTasks(
@@ -31,10 +32,36 @@ export async function cancelTasks(
 ): Promise<void> {
   if (tasks.length === 0) return;
   const reason = "Task was cancelled by its owner";
-  await deps.store.failTasks(
-    tasks.map((t) => t.id),
-    "TaskCancelled",
-    serialize({ name: "TaskCancelled", message: reason, stack: "" }),
+  const data = serialize({ name: "TaskCancelled", message: reason, stack: "" });
+  const ids = tasks.map((t) => t.id);
+  await deps.store.failTasks(ids, "TaskCancelled", data);
+  // Only the tasks this cancel failed: one that finished meanwhile keeps its real outcome.
+  const [after, queues] = await Promise.all([
+    Promise.all(ids.map((id) => deps.store.getTask(id))),
+    deps.store.resultQueuesOf(ids),
+  ]);
+  const forwards: Array<{ routingKey: string; body: Uint8Array }> = [];
+  for (const t of after) {
+    const queue = t && t.errorCode === "TaskCancelled" ? queues.get(t.id) : undefined;
+    if (!t || queue === undefined) continue;
+    forwards.push({
+      routingKey: queue,
+      body: packMessage({
+        message_type: "result",
+        data: {
+          task_id: t.id,
+          data,
+          error_details: { code: "TaskCancelled", user_message: reason },
+          task_statuses: null,
+        },
+      }),
+    });
+  }
+  await deps.broker.forward(forwards).catch((err) =>
+    log.warn("Cannot tell the result streams of {n} cancelled tasks: {err}", {
+      n: forwards.length,
+      err: String(err),
+    })
   );
   await Promise.all(tasks.map((t) =>
     deps.broker.publishToEndpoint(

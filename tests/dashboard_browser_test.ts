@@ -8,6 +8,12 @@
  * sees none of Alice's endpoints, groups or tasks, also when he types their addresses, and
  * approves a device login with his session. Screenshots go to the folder the test prints
  * (`FUNCX_DASHBOARD_SHOTS` chooses it).
+ *
+ * Then the actions: Alice finds her failed task by searching, pages through her tasks, watches
+ * the live chart of throughput and latency move, cancels a running task and a group's unfinished
+ * tasks (their futures reject); Bob's posts to her task and endpoint, with his own CSRF token, are
+ * "not found" and change nothing; Alice stops and locks her endpoint (it exits), unlocks it and
+ * deletes it.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -54,6 +60,25 @@ async function launch(userDataDir: string): Promise<BrowserContext> {
   });
 }
 
+/** How `f` settles, or an error naming `what` when it has not within `ms`. */
+async function settled(
+  f: PromiseLike<unknown>,
+  what: string,
+  ms = 30_000,
+): Promise<PromiseSettledResult<unknown>> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      Promise.allSettled([f]).then(([r]) => r!),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what} did not settle in ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Signs in on the form using only the keyboard. */
 async function signIn(page: Page, base: string, user: string, password: string): Promise<void> {
   await page.goto(`${base}/`);
@@ -85,6 +110,8 @@ Deno.test("dashboard in Chromium: endpoints, live task group, failed task, sign-
   const base = service.address;
   let endpoint: EndpointHandle | undefined;
   let browser: BrowserContext | undefined;
+  // Its task is still running while Bob tries to cancel it; Alice cancels it at the end.
+  let longFx: FuncXExecutor | undefined;
   const shot = async (page: Page, name: string) =>
     await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
   try {
@@ -211,6 +238,80 @@ Deno.test("dashboard in Chromium: endpoints, live task group, failed task, sign-
       await page.setViewportSize({ width: 1280, height: 800 });
     });
 
+    await t.step("Alice searches her tasks and groups, and pages through them", async () => {
+      await page.goto(`${base}/tasks`);
+      await page.selectOption('select[name="state"]', "failed");
+      await page.focus('form.filters button[type="submit"]');
+      await page.keyboard.press("Enter");
+      await page.waitForURL(/state=failed/);
+      assert.match(await page.textContent("[data-showing]") ?? "", /Showing 1–1 of 1/);
+      assert.ok(await page.$(`a[href="/tasks/${failedTaskId}"]`), "the failed task is not found");
+      await shot(page, "8-search-failed");
+      await page.goto(`${base}/tasks?state=success&ep=${endpointId}`);
+      assert.match(await page.textContent("[data-showing]") ?? "", /of 11$/);
+      await page.goto(`${base}/tasks?from=2000-01-01T00:00&to=2000-01-02T00:00`);
+      assert.match(await page.textContent("main") ?? "", /No tasks match/);
+      const bad = await page.goto(`${base}/groups?from=yesterday`);
+      assert.equal(bad?.status(), 400);
+      assert.match(await page.textContent(".error") ?? "", /"from" must be a date and time/);
+      await page.goto(`${base}/groups?state=failed`);
+      assert.ok(await page.$(`a[href="/groups/${groupId}"]`), "the group with the failure");
+    });
+
+    let longId = "";
+    let long: PromiseLike<unknown> & { cancel(): boolean } | undefined;
+    await t.step("Alice cancels a running task and a group's unfinished tasks", async () => {
+      await using fx = new FuncXExecutor({ endpointId, client: aliceClient });
+      const nap = async (s: number) => {
+        await new Promise((r) => setTimeout(r, s * 1000));
+        return s;
+      };
+      const one = fx.submit(nap, 120);
+      const id = await until("the task's id", () => one.taskId);
+      await page.goto(`${base}/tasks/${id}`);
+      await page.click('form[action$="/cancel"] button');
+      await page.waitForURL(`${base}/tasks/${id}?done=task-cancelled`);
+      assert.match(await page.textContent(".notice") ?? "", /The task was cancelled/);
+      assert.equal(await page.textContent(".facts .badge"), "failed");
+      const outcome = await settled(one, "the cancelled task's future");
+      assert.equal(outcome.status, "rejected");
+      assert.match(String((outcome as PromiseRejectedResult).reason), /cancelled by its owner/);
+      await shot(page, "9-task-cancelled");
+
+      // A group of naps: 2 run on the 2 workers, the rest wait; one button cancels them all.
+      fx.taskGroupId = crypto.randomUUID();
+      const naps = Array.from({ length: 6 }, () => fx.submit(nap, 120));
+      await until("the group's tasks to be sent", () => naps.every((f) => f.taskId));
+      await page.goto(`${base}/groups/${fx.taskGroupId}`);
+      await page.click('form[action$="/cancel"] button');
+      await page.waitForURL(/done=group-cancelled/);
+      await page.waitForSelector('[data-percent]:text-is("100 %")', { timeout: 30_000 });
+      assert.equal(await page.textContent('[data-count="failed"]'), "6");
+      const outcomes = await Promise.all(naps.map((f) => settled(f, "a cancelled nap's future")));
+      assert.ok(outcomes.every((x) => x.status === "rejected"), "a cancelled nap finished");
+      assert.equal(
+        await page.$('form[action$="/cancel"]'),
+        null,
+        "cancel offered for a done group",
+      );
+      await shot(page, "10-group-cancelled");
+      // Still running when Bob comes: he must not be able to cancel it.
+      longFx = new FuncXExecutor({ endpointId, client: aliceClient });
+      const f = longFx.submit(nap, 300);
+      long = f;
+      longId = await until("the long task's id", () => f.taskId);
+    });
+
+    await t.step("the overview charts throughput and latency live", async () => {
+      await page.goto(`${base}/`);
+      await page.waitForSelector('polyline[data-series="results"]', { timeout: 30_000 });
+      const total = Number(await page.textContent('[data-live="results-total"]'));
+      assert.ok(total >= 12, `${total} results since the service started`);
+      const points = await page.getAttribute('polyline[data-series="results"]', "points");
+      assert.ok((points ?? "").trim().split(" ").length >= 2, "a line of one point");
+      await shot(page, "11-live-chart");
+    });
+
     await t.step("signing out ends the session", async () => {
       await page.goto(`${base}/`);
       await page.click("form.signout button");
@@ -244,6 +345,25 @@ Deno.test("dashboard in Chromium: endpoints, live task group, failed task, sign-
       }
       const progress = await page.goto(`${base}/groups/${groupId}/progress`);
       assert.equal(progress?.status(), 404);
+      // His own CSRF token does not let him act on Alice's task, group or endpoint.
+      await page.goto(`${base}/`);
+      const csrf = await page.inputValue('form.signout input[name="csrf"]');
+      for (
+        const path of [
+          `/tasks/${longId}/cancel`,
+          `/groups/${groupId}/cancel`,
+          `/endpoints/${endpointId}/lock`,
+          `/endpoints/${endpointId}/delete`,
+        ]
+      ) {
+        const res = await page.request.post(`${base}${path}`, {
+          form: { csrf },
+          headers: { origin: base },
+          maxRedirects: 0,
+        });
+        assert.equal(res.status(), 404, `${path} answered ${res.status()}`);
+      }
+      assert.notEqual((await aliceClient.getTask(longId)).status, "failed", "Bob cancelled it");
       await page.goto(`${base}/functions`);
       assert.match(await page.textContent("main") ?? "", /no functions/);
       await shot(page, "7-bob-not-found");
@@ -274,7 +394,39 @@ Deno.test("dashboard in Chromium: endpoints, live task group, failed task, sign-
       });
       assert.equal(me.body["username"], "bob");
     });
+    await t.step("Alice stops and locks her endpoint, unlocks it, and deletes it", async () => {
+      await page.click("form.signout button");
+      await page.waitForURL(/\/login$/);
+      await signIn(page, base, "alice", "alice's password");
+      // Cancelled now by its own future (the SDK asks the service), it settles at once.
+      long!.cancel();
+      assert.equal((await settled(long!, "the long task")).status, "rejected");
+      await longFx!.shutdown();
+      const mine = await page.goto(`${base}/endpoints/${endpointId}`);
+      // Bob's posts left it as it was: not deleted, not locked.
+      assert.equal(mine?.status(), 200);
+      assert.ok(await page.$('form[action$="/lock"]'), "locked by Bob's post");
+      await page.selectOption('select[name="seconds"]', "600");
+      await shot(page, "12-endpoint-actions");
+      await page.click('form[action$="/lock"] button');
+      await page.waitForURL(/done=endpoint-locked/);
+      assert.match(await page.textContent(".facts") ?? "", /locked\s+until/);
+      // Told to shut down, the endpoint exits; its long task is not left hanging on it.
+      await endpoint!.process.status;
+      await page.click('form[action$="/unlock"] button');
+      await page.waitForURL(/done=endpoint-unlocked/);
+      assert.match(await page.textContent(".notice") ?? "", /can start again/);
+      assert.equal(await page.$('form[action$="/unlock"]'), null);
+      await page.click("details.confirm summary");
+      await page.click('form[action$="/delete"] button');
+      await page.waitForURL(`${base}/?done=endpoint-deleted`);
+      assert.match(await page.textContent(".notice") ?? "", /was deleted/);
+      assert.equal(await page.$(`tr[data-endpoint="${endpointId}"]`), null);
+      const gone = await page.goto(`${base}/endpoints/${endpointId}`);
+      assert.equal(gone?.status(), 404);
+    });
   } finally {
+    await longFx?.shutdown({ wait: false });
     await browser?.close();
     await endpoint?.process.stop();
     await service.process.stop();

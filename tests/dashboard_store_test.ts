@@ -405,6 +405,20 @@ Deno.test("dashboard actions: refused without the CSRF token or by another user;
       assert.ok(said.includes(field.replaceAll('"', "&quot;")), `no error naming ${field}`);
     }
     assert.ok(!(await (await get("/tasks", jonS)).text()).includes(task), "her task in his list");
+    // Past the old caps: page 2 of her 251 tasks, 100 a page, links both ways with the filters.
+    await store.addTasks(
+      ivy.id,
+      crypto.randomUUID(),
+      Array.from(
+        { length: 250 },
+        () => ({ id: crypto.randomUUID(), functionId: "f", endpointId: ep }),
+      ),
+    );
+    const second = await (await get(`/tasks?ep=${ep}&page=2`, ivyS)).text();
+    assert.match(second, /Showing 101–200 of 251/);
+    assert.ok(second.includes(`href="/tasks?ep=${ep}&amp;page=3"`), "no link to page 3");
+    assert.ok(second.includes(`href="/tasks?ep=${ep}"`), "no link back to page 1");
+    assert.equal((second.match(/<tr>/g) ?? []).length, 101, "not 100 rows and a head");
     const home = await (await get("/", ivyS)).text();
     assert.match(home, /Throughput and latency/);
   } finally {

@@ -125,6 +125,9 @@ function lines(
             ).join(
               " ",
             )}"></polyline>
+          ${points.filter((p) => s.value(p) !== null).map((p) =>
+            html`<circle cx="${x(p.t)}" cy="${y(s.value(p)!)}" r="2.5" fill="${s.color}"></circle>`
+          )}
         `
       )}
       <text x="4" y="12">${unit(max)}</text>

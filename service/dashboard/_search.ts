@@ -120,13 +120,13 @@ export function pager(path: string, s: Search, pageSize: number, total: number):
   const last = Math.min(total, s.page * pageSize);
   const pages = Math.max(1, Math.ceil(total / pageSize));
   return html`
-    <nav class="pager" aria-label="Pages">
+    <div class="pager" role="navigation" aria-label="Pages">
       <span data-showing>${total === 0
         ? "None match"
         : `Showing ${first}–${last} of ${total}`}</span>
       ${s.page > 1 ? html`<a rel="prev" href="${pageHref(path, s, s.page - 1)}">Previous</a>` : ""}
       <span class="muted">page ${s.page} of ${pages}</span>
       ${s.page < pages ? html`<a rel="next" href="${pageHref(path, s, s.page + 1)}">Next</a>` : ""}
-    </nav>
+    </div>
   `;
 }
