@@ -95,6 +95,37 @@ export async function groupsPage(store: Store, c: Context<AppEnv>, s: Session): 
   });
 }
 
+/** A table of tasks; `withGroup` adds their group and submit time (the list of all tasks). */
+function taskTable(
+  tasks: readonly TaskSummary[],
+  names: { fnName: Map<string, string>; epName: Map<string, string> },
+  withGroup: boolean,
+): Html {
+  return html`
+    <div class="table-wrap">
+      <table>
+        ${withGroup ? html`<caption class="muted">Newest first.</caption>` : ""}
+        <thead>
+          <tr>
+            <th scope="col">Task</th>
+            <th scope="col">Status</th>
+            <th scope="col">Function</th>
+            <th scope="col" class="hide-narrow">Endpoint</th>
+            ${withGroup
+              ? html`
+                <th scope="col" class="hide-narrow">Group</th>
+                <th scope="col" class="hide-narrow">Submitted</th>
+              `
+              : ""}
+            <th scope="col" class="hide-narrow num">Took</th>
+          </tr>
+        </thead>
+        <tbody>${taskRows(tasks, names, withGroup)}</tbody>
+      </table>
+    </div>
+  `;
+}
+
 /** The rows of a table of tasks. */
 function taskRows(
   tasks: readonly TaskSummary[],
@@ -147,23 +178,7 @@ export async function tasksPage(store: Store, c: Context<AppEnv>, s: Session): P
       ${pager("/tasks", search, TASKS_SHOWN, total)}
       ${
       items.length === 0 ? html`<p class="muted">No tasks match.</p>` : html`
-        <div class="table-wrap">
-          <table>
-            <caption class="muted">Newest first.</caption>
-            <thead>
-              <tr>
-                <th scope="col">Task</th>
-                <th scope="col">Status</th>
-                <th scope="col">Function</th>
-                <th scope="col" class="hide-narrow">Endpoint</th>
-                <th scope="col" class="hide-narrow">Group</th>
-                <th scope="col" class="hide-narrow">Submitted</th>
-                <th scope="col" class="hide-narrow num">Took</th>
-              </tr>
-            </thead>
-            <tbody>${taskRows(items, names, true)}</tbody>
-          </table>
-        </div>
+        ${taskTable(items, names, true)}
       `
     }`,
   });
@@ -220,20 +235,7 @@ export async function groupPage(store: Store, c: Context<AppEnv>, s: Session): P
               }</div>`}
             <h2>Tasks</h2>
             ${p.total > GROUP_TASKS_SHOWN ? pager(path, search, GROUP_TASKS_SHOWN, p.total) : ""}
-            <div class="table-wrap">
-        <table>
-          <thead>
-            <tr>
-              <th scope="col">Task</th>
-              <th scope="col">Status</th>
-              <th scope="col">Function</th>
-              <th scope="col" class="hide-narrow">Endpoint</th>
-              <th scope="col" class="hide-narrow num">Took</th>
-            </tr>
-          </thead>
-          <tbody>${taskRows(tasks, names, false)}</tbody>
-        </table>
-      </div>
+            ${taskTable(tasks, names, false)}
     `,
   });
 }
