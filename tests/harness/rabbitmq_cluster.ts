@@ -26,10 +26,11 @@ export interface StartClusterOptions {
 /**
  * A private cluster of RabbitMQ nodes, running until {@linkcode stop}.
  *
- * @example
+ * @example A one-node cluster (the tests use three)
  * ```ts
- * await using cluster = await RabbitCluster.start({ nodes: 3 });
- * const urls = cluster.amqpUrls; // one per node
+ * import assert from "node:assert/strict";
+ * await using cluster = await RabbitCluster.start({ nodes: 1 });
+ * assert.equal(cluster.amqpUrls.length, 1); // one URL per node
  * ```
  */
 export class RabbitCluster implements AsyncDisposable {
