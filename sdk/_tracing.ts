@@ -18,7 +18,8 @@ import type * as otel from "@opentelemetry/api";
 
 function wanted(): boolean {
   try {
-    if ("Deno" in globalThis) return /^(true|1)$/i.test(process.env.OTEL_DENO ?? "");
+    // Deno turns its OpenTelemetry on for exactly "true" (and warns about anything else).
+    if ("Deno" in globalThis) return process.env.OTEL_DENO === "true";
     const exporter = process.env.OTEL_TRACES_EXPORTER;
     return exporter !== undefined && exporter !== "" && exporter !== "none";
   } catch {
