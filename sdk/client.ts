@@ -345,10 +345,13 @@ export class FuncXClient {
     return await this.#taskGroups.getTaskGroup(taskGroupId, options);
   }
 
-  /** Where this user's result stream is: an AMQP URL with a login of its own, and the prefix. */
+  /**
+   * Where this user's result stream is: an AMQP URL with a login of its own (and the same for
+   * every node of a broker cluster, `connection_urls`), and the queue prefix.
+   */
   async getResultAmqpUrl(
     options: RequestOptions = {},
-  ): Promise<{ connection_url: string; queue_prefix: string }> {
+  ): Promise<{ connection_url: string; connection_urls?: string[]; queue_prefix: string }> {
     return await this.#taskGroups.getResultAmqpUrl(options);
   }
 
