@@ -39,7 +39,9 @@ import { BrokerLink } from "./broker_link.ts";
 import { type Delivery, DeliveryLedger } from "./delivery_ledger.ts";
 import { IdleTracker } from "./idle_tracker.ts";
 import { AuditLog, taskAudit } from "./audit_log.ts";
-import { observeEndpointResult } from "./metrics.ts";
+import { type EndpointStats, observeEndpointResult } from "./metrics.ts";
+
+export type { EndpointStats };
 import { resolve as resolvePath } from "node:path";
 import { TRACING } from "../sdk/_tracing.ts";
 import { traceEndpointHops } from "./task_trace.ts";
@@ -75,15 +77,6 @@ export type EndpointState = "starting" | "running" | "disconnected" | "draining"
 export type EndpointEnd =
   | { kind: "stopped"; reason: string }
   | { kind: "failed"; error: Error };
-
-/** Counters since start. */
-export interface EndpointStats {
-  tasksReceived: number;
-  resultsPublished: number;
-  resultsStored: number;
-  duplicatesSkipped: number;
-  reconnects: number;
-}
 
 /** A running endpoint. */
 export class Endpoint {

@@ -17,9 +17,17 @@ import {
 } from "../sdk/_metrics.ts";
 import { nsToSeconds, taskHops } from "../sdk/_task_hops.ts";
 import type { ResultMessage } from "../sdk/protocol/mod.ts";
-import type { EndpointStats } from "./endpoint.ts";
 import type { EngineStatus } from "./engine/engine.ts";
 import { ENDPOINT_VERSION } from "./version.ts";
+
+/** Counters since start. */
+export interface EndpointStats {
+  tasksReceived: number;
+  resultsPublished: number;
+  resultsStored: number;
+  duplicatesSkipped: number;
+  reconnects: number;
+}
 
 const log = getLogger(["funcx", "endpoint", "metrics"]);
 

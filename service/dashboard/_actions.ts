@@ -20,7 +20,7 @@ import {
   lockEndpoint,
   unlockEndpoint,
 } from "../operator_actions.ts";
-import { notFound } from "./_views.ts";
+import { DONE_NOTICES, notFound } from "./_views.ts";
 import { statusesOf } from "./_search.ts";
 
 /** An action of a signed-in user whose form passed the CSRF check. */
@@ -37,17 +37,6 @@ export const LOCK_CHOICES: ReadonlyArray<readonly [number, string]> = [
   [3600, "1 hour"],
   [86400, "1 day"],
 ];
-
-/** What a redirect after an action tells the page to say (`?done=`). */
-export const DONE_NOTICES: Readonly<Record<string, string>> = {
-  "task-cancelled": "The task was cancelled.",
-  "task-finished": "The task had already finished; nothing was cancelled.",
-  "group-cancelled": "The group's unfinished tasks were cancelled.",
-  "endpoint-locked":
-    "The endpoint was told to stop and is locked: it cannot start until the lock ends.",
-  "endpoint-unlocked": "The lock is lifted: the endpoint can start again.",
-  "endpoint-deleted": "The endpoint was deleted.",
-};
 
 function see(c: Context<AppEnv>, path: string, done: keyof typeof DONE_NOTICES): Response {
   return c.redirect(`${path}?done=${done}`, 303);

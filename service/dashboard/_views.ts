@@ -20,7 +20,17 @@ import type {
 } from "../store.ts";
 import { duration, type Html, page, when } from "./_layout.ts";
 import { barLayout, bucketCounts, bucketOf, percentDone, progressBar } from "./_charts.ts";
-import { DONE_NOTICES } from "./_actions.ts";
+
+/** What a redirect after an action tells the page to say (`?done=`). */
+export const DONE_NOTICES: Readonly<Record<string, string>> = {
+  "task-cancelled": "The task was cancelled.",
+  "task-finished": "The task had already finished; nothing was cancelled.",
+  "group-cancelled": "The group's unfinished tasks were cancelled.",
+  "endpoint-locked":
+    "The endpoint was told to stop and is locked: it cannot start until the lock ends.",
+  "endpoint-unlocked": "The lock is lifted: the endpoint can start again.",
+  "endpoint-deleted": "The endpoint was deleted.",
+};
 
 /** Tasks listed on a page of a group's tasks and in its progress. */
 export const GROUP_TASKS_SHOWN = 500;
