@@ -20,7 +20,7 @@ import {
   lockEndpoint,
   unlockEndpoint,
 } from "../operator_actions.ts";
-import { DONE_NOTICES, notFound } from "./_views.ts";
+import { type DONE_NOTICES, notFound } from "./_views.ts";
 import { statusesOf } from "./_search.ts";
 
 /** An action of a signed-in user whose form passed the CSRF check. */
