@@ -102,6 +102,34 @@ function readBignum(r: In, negative: boolean): bigint {
   return negative ? -1n - v : v;
 }
 
+/**
+ * A map of `n` entries. The usual one (string keys, none starting with a digit, no `__proto__`)
+ * is built as a plain object as it is read; any other key hands the entries to `createObject`,
+ * which keeps the dialect's rules (a `Map` for non-string keys, wire order for digit keys).
+ */
+function readMap(r: In, n: number, depth: number): unknown {
+  const obj: Record<string, unknown> = {};
+  for (let i = 0; i < n; i++) {
+    const key = readItem(r, depth);
+    if (typeof key === "string" && key !== "__proto__") {
+      const c = key.charCodeAt(0);
+      if (!(c >= 48 && c <= 57)) {
+        obj[key] = readItem(r, depth);
+        continue;
+      }
+    }
+    // Keys so far are plain (no digit keys), so the object's own order is wire order.
+    const entries: [unknown, unknown][] = Object.entries(obj);
+    entries.push([key, readItem(r, depth)]);
+    for (let j = i + 1; j < n; j++) {
+      const k = readItem(r, depth);
+      entries.push([k, readItem(r, depth)]);
+    }
+    return createObject(entries as never, DECODE_OPTIONS);
+  }
+  return obj;
+}
+
 function readItem(r: In, depth: number): unknown {
   if (depth > MAX_DEPTH) throw FALLBACK;
   const ib = r.bytes[r.take(1)]!;
@@ -131,12 +159,7 @@ function readItem(r: In, depth: number): unknown {
     case 5: {
       const n = length(r, ai);
       if (n * 2 > r.end - r.pos) throw FALLBACK;
-      const entries = new Array<[unknown, unknown]>(n);
-      for (let i = 0; i < n; i++) {
-        const key = readItem(r, depth + 1);
-        entries[i] = [key, readItem(r, depth + 1)];
-      }
-      return createObject(entries as never, DECODE_OPTIONS);
+      return readMap(r, n, depth + 1);
     }
     case 6: {
       const tag = argument(r, ai);

@@ -188,3 +188,26 @@ Deno.test("decodeCbor() rejects malformed input like cbor2", () => {
   assert.deepEqual(decodeCbor(new Uint8Array([0x9f, 0x01, 0x02, 0xff])), [1, 2]);
   assert.equal(decodeCbor(new Uint8Array([0x7f, 0x61, 0x61, 0x61, 0x62, 0xff])), "ab");
 });
+
+Deno.test("decodeCbor() keeps a map's special keys when they come after plain ones", () => {
+  const own = (o: Record<string, unknown>, k: string, v: unknown) =>
+    Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
+  const values: unknown[] = [
+    own({ a: 1, b: 2 }, "__proto__", { c: 3 }),
+    new Map<unknown, unknown>([["a", 1], ["2", 2], ["b", 3], ["10", 4]]),
+    new Map<unknown, unknown>([["a", 1], [7, 2], ["b", 3]]),
+    { a: 1, "2x": 2, b: { "__proto__x": 3 } },
+  ];
+  for (const v of values) {
+    const decoded = decodeCbor(encodeCbor(v));
+    assert.deepEqual(decoded, slowDecode(encodeCbor(v)));
+    assert.deepEqual(decoded, v);
+  }
+  const proto = decodeCbor(encodeCbor(values[0])) as Record<string, unknown>;
+  assert.equal(
+    Object.getPrototypeOf(proto),
+    Object.prototype,
+    "__proto__ is data, not a prototype",
+  );
+  assert.deepEqual(Object.keys(proto), ["a", "b", "__proto__"]);
+});
