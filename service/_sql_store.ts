@@ -4,181 +4,42 @@
  * extends {@linkcode SqlStore} with how it runs a statement, and keeps to itself what differs
  * between the databases: transactions, row locks, `RETURNING` and bulk statements.
  *
+ * This file holds functions, containers, endpoints and the dashboard's reads and searches; it
+ * builds on `_sql_tasks.ts` (tasks, idempotency keys), `_sql_accounts.ts` (users, tokens,
+ * sessions) and `_sql_base.ts` (how a statement runs), one layer each.
+ *
  * Statements here are written with `?` placeholders; the PostgreSQL store numbers them.
  *
  * @module
  */
+import type { Param } from "./_sql_base.ts";
+import { SqlTasks } from "./_sql_tasks.ts";
 import {
   num,
-  type Row,
   str,
-  strOrNull,
   toContainer,
-  toDeviceCode,
   toEndpoint,
   toFunction,
   toGroupSummaries,
-  toSession,
-  toTask,
   toTaskSummary,
 } from "./_store_rows.ts";
 import type {
   ContainerRecord,
-  DeviceCodeRecord,
   EndpointRecord,
   EndpointStatus,
   FunctionRecord,
-  IdempotencyHold,
   PageRequest,
-  ResultBatch,
   SearchPage,
-  SessionRecord,
-  TaskCompletion,
   TaskFilter,
   TaskGroupSummary,
-  TaskRecord,
   TaskSummary,
   UptimeSegment,
-  UserRecord,
 } from "./store.ts";
 
-/** A value bound to a `?` placeholder. */
-export type Param = string | number | null;
-
-/** Seconds an endpoint's online periods are kept after they end. */
-export const UPTIME_KEPT_S = 7 * 86400;
+export { type Param, UPTIME_KEPT_S } from "./_sql_base.ts";
 
 /** The part of a {@linkcode Store} that is the same SQL on SQLite and on PostgreSQL. */
-export abstract class SqlStore {
-  /** The rows of one statement written with `?` placeholders. */
-  protected abstract all(sql: string, params?: readonly Param[]): Promise<Row[]>;
-  /** Runs one statement written with `?` placeholders; how many rows it changed. */
-  protected abstract run(sql: string, params?: readonly Param[]): Promise<number>;
-  /** Writes a result batch in one transaction; returns how many tasks it completed. */
-  abstract applyResults(batch: ResultBatch): Promise<number>;
-
-  async #one(sql: string, params?: readonly Param[]): Promise<Row | undefined> {
-    return (await this.all(sql, params))[0];
-  }
-
-  // ---- users, clients, tokens ----
-
-  async ensureUser(name: string, passwordHash: string | null = null): Promise<UserRecord> {
-    await this.run(
-      "INSERT INTO users (id, name, password_hash, created_at) VALUES (?, ?, ?, ?) " +
-        "ON CONFLICT (name) DO NOTHING",
-      [crypto.randomUUID(), name, passwordHash, Date.now() / 1000],
-    );
-    const row = (await this.#one("SELECT id, name FROM users WHERE name = ?", [name]))!;
-    return { id: str(row, "id"), name: str(row, "name") };
-  }
-
-  async listUsers(): Promise<UserRecord[]> {
-    return (await this.all("SELECT id, name FROM users ORDER BY name")).map((r) => ({
-      id: str(r, "id"),
-      name: str(r, "name"),
-    }));
-  }
-
-  async addClient(id: string, userId: string, secretHash: string, name: string): Promise<void> {
-    await this.run(
-      "INSERT INTO clients (id, user_id, secret_hash, name, created_at) VALUES (?, ?, ?, ?, ?)",
-      [id, userId, secretHash, name, Date.now() / 1000],
-    );
-  }
-
-  async getClient(id: string): Promise<{ userId: string; secretHash: string } | undefined> {
-    const row = await this.#one("SELECT user_id, secret_hash FROM clients WHERE id = ?", [id]);
-    return row ? { userId: str(row, "user_id"), secretHash: str(row, "secret_hash") } : undefined;
-  }
-
-  async addToken(
-    hash: string,
-    userId: string,
-    clientId: string | null,
-    expiresAt: number,
-    kind: "access" | "refresh" = "access",
-  ): Promise<void> {
-    await this.run(
-      "INSERT INTO tokens (hash, user_id, client_id, kind, expires_at) VALUES (?, ?, ?, ?, ?)",
-      [hash, userId, clientId, kind, expiresAt],
-    );
-  }
-
-  async userForToken(
-    hash: string,
-    now: number,
-    kind: "access" | "refresh" = "access",
-  ): Promise<(UserRecord & { clientId: string | null }) | undefined> {
-    const row = await this.#one(
-      "SELECT u.id, u.name, t.client_id FROM tokens t JOIN users u ON u.id = t.user_id " +
-        "WHERE t.hash = ? AND t.expires_at > ? AND t.kind = ?",
-      [hash, now, kind],
-    );
-    return row
-      ? { id: str(row, "id"), name: str(row, "name"), clientId: strOrNull(row, "client_id") }
-      : undefined;
-  }
-
-  async deleteToken(hash: string): Promise<boolean> {
-    return await this.run("DELETE FROM tokens WHERE hash = ?", [hash]) > 0;
-  }
-
-  async setPassword(userId: string, passwordHash: string): Promise<void> {
-    await this.run("UPDATE users SET password_hash = ? WHERE id = ?", [passwordHash, userId]);
-  }
-
-  async userByName(
-    name: string,
-  ): Promise<(UserRecord & { passwordHash: string | null }) | undefined> {
-    const row = await this.#one("SELECT id, name, password_hash FROM users WHERE name = ?", [name]);
-    return row
-      ? {
-        id: str(row, "id"),
-        name: str(row, "name"),
-        passwordHash: strOrNull(row, "password_hash"),
-      }
-      : undefined;
-  }
-
-  async addDeviceCode(
-    hash: string,
-    userCode: string,
-    clientId: string,
-    expiresAt: number,
-  ): Promise<void> {
-    await this.run(
-      "INSERT INTO device_codes (hash, user_code, client_id, status, expires_at) " +
-        "VALUES (?, ?, ?, 'pending', ?)",
-      [hash, userCode, clientId, expiresAt],
-    );
-  }
-
-  async deviceCode(hash: string): Promise<DeviceCodeRecord | undefined> {
-    const row = await this.#one("SELECT * FROM device_codes WHERE hash = ?", [hash]);
-    return row ? toDeviceCode(row) : undefined;
-  }
-
-  async deviceCodeByUserCode(userCode: string): Promise<DeviceCodeRecord | undefined> {
-    const row = await this.#one("SELECT * FROM device_codes WHERE user_code = ?", [userCode]);
-    return row ? toDeviceCode(row) : undefined;
-  }
-
-  async decideDeviceCode(
-    hash: string,
-    status: "approved" | "denied",
-    userId: string | null,
-  ): Promise<void> {
-    await this.run(
-      "UPDATE device_codes SET status = ?, user_id = ? WHERE hash = ? AND status = 'pending'",
-      [status, userId, hash],
-    );
-  }
-
-  async deleteDeviceCode(hash: string): Promise<boolean> {
-    return await this.run("DELETE FROM device_codes WHERE hash = ?", [hash]) > 0;
-  }
-
+export abstract class SqlStore extends SqlTasks {
   // ---- functions and containers ----
 
   async addFunction(fn: FunctionRecord): Promise<void> {
@@ -199,7 +60,7 @@ export abstract class SqlStore {
   }
 
   async getFunction(id: string): Promise<FunctionRecord | undefined> {
-    const row = await this.#one("SELECT * FROM functions WHERE id = ?", [id]);
+    const row = await this.firstRow("SELECT * FROM functions WHERE id = ?", [id]);
     return row ? toFunction(row) : undefined;
   }
 
@@ -212,7 +73,7 @@ export abstract class SqlStore {
   }
 
   async getContainer(id: string): Promise<ContainerRecord | undefined> {
-    const row = await this.#one("SELECT * FROM containers WHERE id = ?", [id]);
+    const row = await this.firstRow("SELECT * FROM containers WHERE id = ?", [id]);
     return row ? toContainer(row) : undefined;
   }
 
@@ -232,7 +93,7 @@ export abstract class SqlStore {
   }
 
   async getEndpoint(id: string): Promise<EndpointRecord | undefined> {
-    const row = await this.#one("SELECT * FROM endpoints WHERE id = ?", [id]);
+    const row = await this.firstRow("SELECT * FROM endpoints WHERE id = ?", [id]);
     return row ? toEndpoint(row) : undefined;
   }
 
@@ -255,7 +116,7 @@ export abstract class SqlStore {
   }
 
   async isSharedWith(endpointId: string, userId: string): Promise<boolean> {
-    return await this.#one(
+    return await this.firstRow(
       "SELECT 1 AS shared FROM endpoint_users WHERE endpoint_id = ? AND user_id = ?",
       [endpointId, userId],
     ) !== undefined;
@@ -284,123 +145,13 @@ export abstract class SqlStore {
   }
 
   async endpointStatus(endpointId: string, now: number): Promise<EndpointStatus | undefined> {
-    const row = await this.#one(
+    const row = await this.firstRow(
       "SELECT state, expires_at FROM endpoint_status WHERE endpoint_id = ? AND expires_at > ?",
       [endpointId, now],
     );
     return row
       ? { endpointId, state: JSON.parse(str(row, "state")), expiresAt: num(row, "expires_at") }
       : undefined;
-  }
-
-  // ---- task groups and tasks ----
-
-  async taskGroupOwner(id: string): Promise<string | undefined> {
-    const row = await this.#one("SELECT owner_id FROM task_groups WHERE id = ?", [id]);
-    return row ? str(row, "owner_id") : undefined;
-  }
-
-  async setResultQueue(groupId: string, queue: string): Promise<void> {
-    await this.run("UPDATE task_groups SET result_queue = ? WHERE id = ?", [queue, groupId]);
-  }
-
-  /** The result queues of those of `taskIds` whose group has one, by task id. */
-  abstract resultQueuesOf(taskIds: readonly string[]): Promise<Map<string, string>>;
-
-  async resultQueueOf(taskId: string): Promise<string | undefined> {
-    return (await this.resultQueuesOf([taskId])).get(taskId);
-  }
-
-  async taskGroupTasks(groupId: string): Promise<string[]> {
-    return (await this.all("SELECT id FROM tasks WHERE group_id = ? ORDER BY created_at, id", [
-      groupId,
-    ])).map((r) => str(r, "id"));
-  }
-
-  async outboxSize(): Promise<number> {
-    return num((await this.#one("SELECT CAST(count(*) AS INTEGER) AS n FROM outbox"))!, "n");
-  }
-
-  async countTasksByStatus(): Promise<Map<string, number>> {
-    const rows = await this.all(
-      "SELECT status, CAST(count(*) AS INTEGER) AS n FROM tasks GROUP BY status",
-    );
-    return new Map(rows.map((r) => [str(r, "status"), num(r, "n")]));
-  }
-
-  async unfinishedTaskCreatedAt(taskIds: readonly string[]): Promise<Map<string, number>> {
-    const out = new Map<string, number>();
-    // In slices, to stay well under either database's limit on bound parameters.
-    for (let i = 0; i < taskIds.length; i += 500) {
-      const ids = taskIds.slice(i, i + 500);
-      const rows = await this.all(
-        `SELECT id, created_at FROM tasks WHERE id IN (${ids.map(() => "?").join(", ")}) ` +
-          "AND status NOT IN ('success', 'failed')",
-        ids,
-      );
-      for (const r of rows) out.set(str(r, "id"), num(r, "created_at"));
-    }
-    return out;
-  }
-
-  async getTask(id: string): Promise<TaskRecord | undefined> {
-    const row = await this.#one("SELECT * FROM tasks WHERE id = ?", [id]);
-    return row ? toTask(row) : undefined;
-  }
-
-  async completeTasks(completions: readonly TaskCompletion[]): Promise<number> {
-    return await this.applyResults({ updates: [], completions });
-  }
-
-  async updateStatuses(updates: ReadonlyArray<{ taskId: string; status: string }>): Promise<void> {
-    await this.applyResults({ updates, completions: [] });
-  }
-
-  // ---- idempotency keys ----
-
-  async finishIdempotencyKey(
-    hold: IdempotencyHold,
-    response: { status: number; body: string },
-  ): Promise<boolean> {
-    return await this.run(
-      "UPDATE idempotency_keys SET state = 'done', response_status = ?, response_body = ? " +
-        "WHERE user_id = ? AND idem_key = ? AND token = ? AND state = 'in_progress'",
-      [response.status, response.body, hold.userId, hold.key, hold.token],
-    ) > 0;
-  }
-
-  async releaseIdempotencyKey(hold: IdempotencyHold): Promise<void> {
-    await this.run(
-      "DELETE FROM idempotency_keys WHERE user_id = ? AND idem_key = ? AND token = ? " +
-        "AND state = 'in_progress'",
-      [hold.userId, hold.key, hold.token],
-    );
-  }
-
-  // ---- dashboard sessions ----
-
-  async addSession(hash: string, userId: string, csrf: string, expiresAt: number): Promise<void> {
-    await this.run(
-      "INSERT INTO sessions (hash, user_id, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-      [hash, userId, csrf, Date.now() / 1000, expiresAt],
-    );
-  }
-
-  async sessionFor(hash: string, now: number): Promise<SessionRecord | undefined> {
-    const row = await this.#one(
-      "SELECT u.id, u.name, s.csrf, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id " +
-        "WHERE s.hash = ? AND s.expires_at > ?",
-      [hash, now],
-    );
-    return row ? toSession(row) : undefined;
-  }
-
-  async deleteSession(hash: string): Promise<boolean> {
-    return await this.run("DELETE FROM sessions WHERE hash = ?", [hash]) > 0;
-  }
-
-  async passSignIn(key: string): Promise<void> {
-    await this.run("DELETE FROM sign_in_attempts WHERE attempt_key = ?", [key]);
   }
 
   // ---- dashboard reads ----

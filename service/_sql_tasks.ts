@@ -1,0 +1,97 @@
+/**
+ * The shared SQL of tasks: task groups and their result queues, tasks and their counts, the
+ * outbox's size, completions and status updates (through the store's `applyResults`), and
+ * finishing or releasing idempotency keys.
+ *
+ * @module
+ */
+import { SqlAccounts } from "./_sql_accounts.ts";
+import { num, str, toTask } from "./_store_rows.ts";
+import type { IdempotencyHold, TaskCompletion, TaskRecord } from "./store.ts";
+
+/** Task groups, tasks and idempotency keys: the same SQL on both databases. */
+export abstract class SqlTasks extends SqlAccounts {
+  // ---- task groups and tasks ----
+
+  async taskGroupOwner(id: string): Promise<string | undefined> {
+    const row = await this.firstRow("SELECT owner_id FROM task_groups WHERE id = ?", [id]);
+    return row ? str(row, "owner_id") : undefined;
+  }
+
+  async setResultQueue(groupId: string, queue: string): Promise<void> {
+    await this.run("UPDATE task_groups SET result_queue = ? WHERE id = ?", [queue, groupId]);
+  }
+
+  /** The result queues of those of `taskIds` whose group has one, by task id. */
+  abstract resultQueuesOf(taskIds: readonly string[]): Promise<Map<string, string>>;
+
+  async resultQueueOf(taskId: string): Promise<string | undefined> {
+    return (await this.resultQueuesOf([taskId])).get(taskId);
+  }
+
+  async taskGroupTasks(groupId: string): Promise<string[]> {
+    return (await this.all("SELECT id FROM tasks WHERE group_id = ? ORDER BY created_at, id", [
+      groupId,
+    ])).map((r) => str(r, "id"));
+  }
+
+  async outboxSize(): Promise<number> {
+    return num((await this.firstRow("SELECT CAST(count(*) AS INTEGER) AS n FROM outbox"))!, "n");
+  }
+
+  async countTasksByStatus(): Promise<Map<string, number>> {
+    const rows = await this.all(
+      "SELECT status, CAST(count(*) AS INTEGER) AS n FROM tasks GROUP BY status",
+    );
+    return new Map(rows.map((r) => [str(r, "status"), num(r, "n")]));
+  }
+
+  async unfinishedTaskCreatedAt(taskIds: readonly string[]): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    // In slices, to stay well under either database's limit on bound parameters.
+    for (let i = 0; i < taskIds.length; i += 500) {
+      const ids = taskIds.slice(i, i + 500);
+      const rows = await this.all(
+        `SELECT id, created_at FROM tasks WHERE id IN (${ids.map(() => "?").join(", ")}) ` +
+          "AND status NOT IN ('success', 'failed')",
+        ids,
+      );
+      for (const r of rows) out.set(str(r, "id"), num(r, "created_at"));
+    }
+    return out;
+  }
+
+  async getTask(id: string): Promise<TaskRecord | undefined> {
+    const row = await this.firstRow("SELECT * FROM tasks WHERE id = ?", [id]);
+    return row ? toTask(row) : undefined;
+  }
+
+  async completeTasks(completions: readonly TaskCompletion[]): Promise<number> {
+    return await this.applyResults({ updates: [], completions });
+  }
+
+  async updateStatuses(updates: ReadonlyArray<{ taskId: string; status: string }>): Promise<void> {
+    await this.applyResults({ updates, completions: [] });
+  }
+
+  // ---- idempotency keys ----
+
+  async finishIdempotencyKey(
+    hold: IdempotencyHold,
+    response: { status: number; body: string },
+  ): Promise<boolean> {
+    return await this.run(
+      "UPDATE idempotency_keys SET state = 'done', response_status = ?, response_body = ? " +
+        "WHERE user_id = ? AND idem_key = ? AND token = ? AND state = 'in_progress'",
+      [response.status, response.body, hold.userId, hold.key, hold.token],
+    ) > 0;
+  }
+
+  async releaseIdempotencyKey(hold: IdempotencyHold): Promise<void> {
+    await this.run(
+      "DELETE FROM idempotency_keys WHERE user_id = ? AND idem_key = ? AND token = ? " +
+        "AND state = 'in_progress'",
+      [hold.userId, hold.key, hold.token],
+    );
+  }
+}
