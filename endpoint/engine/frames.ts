@@ -1,6 +1,6 @@
 /**
  * Length-prefixed frames over a byte stream, shared by the two typed protocols of the engine:
- * interchange ↔ manager (TCP) and manager ↔ worker (stdin/stdout). A frame is a 4-byte
+ * interchange ↔ manager (TCP) and manager ↔ worker (a Unix socket, or stdin/stdout). A frame is a 4-byte
  * big-endian length, then that many bytes of CBOR. Each conversation starts with a handshake that
  * carries the protocol version.
  *
@@ -12,6 +12,12 @@ import type { ResultMessage } from "../../sdk/protocol/mod.ts";
 
 /** Version of the manager ↔ worker protocol; a worker that says another one is not used. */
 export const WORKER_PROTOCOL_VERSION = 1;
+
+/**
+ * Environment variable with the path of the Unix socket a worker talks to its manager on, in
+ * place of stdin/stdout; unset for a worker that uses those.
+ */
+export const WORKER_SOCKET_ENV = "FUNCX_WORKER_SOCKET";
 
 /** What a manager sends a worker. */
 export type ToWorker =

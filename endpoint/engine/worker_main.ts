@@ -1,9 +1,10 @@
 /**
- * A worker subprocess: it says hello, then runs the tasks its manager sends on stdin one at a
- * time and answers each with a result frame on stdout. User code's console output goes to
- * stderr (the manager keeps it in the worker's log file) so it can never corrupt the frame
- * stream. When stdin ends without a `shutdown` the manager is gone, and the worker exits at once
- * rather than live on as an orphan.
+ * A worker subprocess: it says hello, then runs the tasks its manager sends one at a time and
+ * answers each with a result frame, over the Unix socket named by `FUNCX_WORKER_SOCKET` when the
+ * manager gave one, else over stdin/stdout. User code's console output goes to stderr (the
+ * manager keeps it in the worker's log file) so it can never corrupt the frame stream. When the
+ * input ends without a `shutdown` the manager is gone, and the worker exits at once rather than
+ * live on as an orphan.
  *
  * @module
  */
@@ -21,10 +22,13 @@ import {
 } from "../../sdk/protocol/mod.ts";
 import {
   encodeFrame,
+  type FrameSource,
+  FrameWriter,
   type FromWorker,
   readFrames,
   type ToWorker,
   WORKER_PROTOCOL_VERSION,
+  WORKER_SOCKET_ENV,
 } from "./frames.ts";
 import { IdleReclaimer } from "./idle_reclaimer.ts";
 import { webWorkerPermissions, WORKER_PERMISSIONS_ENV, type WorkerPermissions } from "./command.ts";
@@ -204,7 +208,8 @@ export async function workerMain(): Promise<void> {
   const permissions = sandboxPermissions();
   const run: Runner = permissions ? sandboxRunner(permissions) : runTask;
   await warmUp(run);
-  writeFrame({ type: "hello", protocol: WORKER_PROTOCOL_VERSION, pid: Deno.pid });
+  const manager = await managerChannel();
+  manager.send({ type: "hello", protocol: WORKER_PROTOCOL_VERSION, pid: Deno.pid });
   // Tasks run one at a time, but stdin is read all along so that its end is seen mid-task.
   let chain: Promise<void> = Promise.resolve();
   let shutdown = false;
@@ -218,7 +223,7 @@ export async function workerMain(): Promise<void> {
     jitterMs: 1000,
     busy: () => running > 0,
   });
-  for await (const msg of readFrames<ToWorker>(Deno.stdin)) {
+  for await (const msg of readFrames<ToWorker>(manager.source)) {
     if (msg.type === "shutdown") {
       shutdown = true;
       break;
@@ -227,13 +232,43 @@ export async function workerMain(): Promise<void> {
     running++;
     chain = chain.then(async () => {
       const result = await run(msg.task_id, msg.buffer);
-      writeFrame({ type: "result", result });
+      manager.send({ type: "result", result });
       running--;
       reclaimer.touch();
     });
   }
   reclaimer.close();
-  if (shutdown) await chain;
+  if (shutdown) {
+    await chain;
+    await manager.drain();
+  }
+}
+
+/** How a worker hears from and answers its manager. */
+interface ManagerChannel {
+  source: FrameSource;
+  send(message: FromWorker): void;
+  /** Waits until what was sent is written. */
+  drain(): Promise<void>;
+}
+
+/**
+ * The Unix socket the manager listens on for this worker (`FUNCX_WORKER_SOCKET`), else
+ * stdin/stdout. The socket is read in the event loop; stdin is a blocking file to Deno, whose
+ * every read takes a trip through a thread pool.
+ */
+async function managerChannel(): Promise<ManagerChannel> {
+  let path: string | undefined;
+  try {
+    path = Deno.env.get(WORKER_SOCKET_ENV);
+  } catch {
+    path = undefined; // no env access: started without a socket
+  }
+  if (!path) return { source: Deno.stdin, send: writeFrame, drain: () => Promise.resolve() };
+  const conn = await Deno.connect({ transport: "unix", path });
+  // A write that fails means the manager is gone: exit rather than live on as an orphan.
+  const writer = new FrameWriter<FromWorker>(conn, () => Deno.exit(1));
+  return { source: conn, send: (m) => writer.send(m), drain: () => writer.drain() };
 }
 
 /**

@@ -1,7 +1,9 @@
 /**
  * One worker subprocess of a pool: started with its environment (pinned to an accelerator, if
- * any) and its stderr appended to `worker_<n>.log`, it speaks length-prefixed frames on
- * stdin/stdout (`hello` handshake first, then one `task` at a time and its `result`), and it is
+ * any) and its stderr appended to `worker_<n>.log`, it speaks length-prefixed frames (`hello`
+ * handshake first, then one `task` at a time and its `result`) over a Unix socket of its own (a
+ * plain `--allow-all` worker: no thread-pool trip per read, as stdin takes) or stdin/stdout (a
+ * container worker, a worker with narrowed permissions, the compiled binary's), and it is
  * killed on purpose (walltime, cancel, memory) or dies on its own, which is described from its
  * exit status and the end of its log. The pool decides what it runs and when it is replaced.
  *
@@ -10,8 +12,16 @@
 import type { ResultMessage } from "../../sdk/protocol/mod.ts";
 import type { EngineFailure } from "./failure.ts";
 import { fileTail } from "./file_tail.ts";
-import { FrameWriter, type FromWorker, readFrames, type ToWorker } from "./frames.ts";
-import { WORKER_PROTOCOL_VERSION } from "./frames.ts";
+import {
+  type FrameSink,
+  type FrameSource,
+  FrameWriter,
+  type FromWorker,
+  readFrames,
+  type ToWorker,
+  WORKER_PROTOCOL_VERSION,
+  WORKER_SOCKET_ENV,
+} from "./frames.ts";
 import type { PoolTask } from "./task_queue.ts";
 import { join } from "node:path";
 
@@ -69,21 +79,61 @@ export async function spawnWorker(options: SpawnWorkerOptions): Promise<WorkerPr
     throw new Error(refusal ?? `Worker ${n} has no command line`);
   }
   const [cmd, ...args] = options.command;
+  // A plain worker with every permission talks over a Unix socket: its reads wait in the event
+  // loop, where a read of stdin (a blocking file to Deno) takes a thread of the pool per task.
+  const socket = options.kind === "" && options.command.includes("--allow-all")
+    ? await listenForWorker()
+    : undefined;
+  if (socket) env[WORKER_SOCKET_ENV] = socket.path;
   let child: Deno.ChildProcess;
   try {
     child = new Deno.Command(cmd!, {
       args,
       env,
       clearEnv: true,
-      stdin: "piped",
-      stdout: "piped",
+      stdin: socket ? "null" : "piped",
+      stdout: socket ? "null" : "piped",
       stderr: "piped",
     }).spawn();
   } catch (err) {
     logFile.close();
+    socket?.close();
     throw err;
   }
-  return new WorkerProcess(options, child, logFile, logPath);
+  return new WorkerProcess(options, child, logFile, logPath, socket);
+}
+
+/** A listening socket for one worker, in a private directory removed once it is done with. */
+interface WorkerSocket {
+  path: string;
+  listener: Deno.Listener<Deno.UnixConn>;
+  close(): void;
+}
+
+/** Its own socket for one worker, or undefined where the path would be too long for one. */
+async function listenForWorker(): Promise<WorkerSocket | undefined> {
+  const dir = await Deno.makeTempDir({ prefix: "funcx-worker-" }); // mode 0700: only this user
+  const path = join(dir, "s");
+  if (new TextEncoder().encode(path).byteLength > 100) {
+    await Deno.remove(dir).catch(() => {});
+    return undefined;
+  }
+  const listener = Deno.listen({ transport: "unix", path });
+  let closed = false;
+  return {
+    path,
+    listener,
+    close: () => {
+      if (closed) return;
+      closed = true;
+      try {
+        listener.close();
+      } catch {
+        // closed already
+      }
+      Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
 }
 
 /** A live worker subprocess. */
@@ -116,6 +166,7 @@ export class WorkerProcess {
     child: Deno.ChildProcess,
     logFile: Deno.FsFile,
     logPath: string,
+    socket?: WorkerSocket,
   ) {
     const n = options.n;
     this.n = n;
@@ -123,7 +174,29 @@ export class WorkerProcess {
     this.child = child;
     this.logPath = logPath;
     this.accelerator = options.accelerator;
-    const writer = new FrameWriter<ToWorker>(child.stdin, () => this.kill());
+    let source: FrameSource;
+    let sink: FrameSink;
+    let conn: Promise<Deno.UnixConn | undefined> | undefined;
+    if (!socket) {
+      source = child.stdout;
+      sink = child.stdin;
+    } else {
+      // Its one connection, unless it exits first; the socket goes once either happens.
+      conn = Promise.race([
+        socket.listener.accept().catch(() => undefined),
+        child.status.then(() => undefined),
+      ]).finally(() => socket.close());
+      const c = conn;
+      source = { read: async (p) => (await c)?.read(p) ?? null };
+      sink = {
+        write: async (p) => {
+          const open = await c;
+          if (!open) throw new Error(`Worker ${n} exited before it connected`);
+          return await open.write(p);
+        },
+      };
+    }
+    const writer = new FrameWriter<ToWorker>(sink, () => this.kill());
     this.writer = writer;
     const logDone = child.stderr.pipeTo(logFile.writable).catch(() => {});
     const { promise: ready, resolve, reject } = Promise.withResolvers<void>();
@@ -131,7 +204,7 @@ export class WorkerProcess {
     ready.catch(() => {});
     this.exited = (async () => {
       try {
-        for await (const msg of readFrames<FromWorker>(child.stdout)) {
+        for await (const msg of readFrames<FromWorker>(source)) {
           if (!this.isReady) {
             if (msg.type !== "hello" || msg.protocol !== WORKER_PROTOCOL_VERSION) {
               reject(new Error(`Worker ${n} failed its handshake (${JSON.stringify(msg.type)})`));
@@ -151,6 +224,11 @@ export class WorkerProcess {
       }
       const status = await child.status;
       await writer.close();
+      try {
+        (await conn)?.close();
+      } catch {
+        // closed already
+      }
       await logDone;
       reject(new Error(`Worker ${n} exited with code ${status.code} before its handshake`));
       return status;
