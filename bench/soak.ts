@@ -41,6 +41,9 @@ import {
 import { descendants } from "./_proc.ts";
 import { soakChart } from "./soak_chart.ts";
 
+/** The one entry of the queue depths that sums every result stream's queue. */
+const STREAMS = "result streams";
+
 /** Options of {@linkcode runSoak}. */
 export interface SoakOptions {
   /** Length of the run. */
@@ -343,11 +346,27 @@ export function verdict(r: Omit<SoakReport, "growth" | "problems" | "passed">): 
     }
   }
   if (after.length >= 2) {
-    const depth = (s: SoakSample) => Object.values(s.queues).reduce((a, b) => a + b, 0);
-    const first = depth(after[0]!);
-    const last = depth(after[after.length - 1]!);
+    // The queues that hold work (task queues, results) must stay flat from point to point.
+    const work = (s: SoakSample) =>
+      Object.entries(s.queues).reduce((a, [k, v]) => k === STREAMS ? a : a + v, 0);
+    const first = work(after[0]!);
+    const last = work(after[after.length - 1]!);
     if (last > Math.max(100, 2 * first)) {
       problems.push(`queue depths grew from ${first} to ${last} messages`);
+    }
+    // Result streams' queues hold copies in flight to readers, and those of exited readers until
+    // they expire: their depth swings with the work, so what must not grow is its level, the
+    // mean of the last third of the samples against the first third's (and a minute of results).
+    const streams = (s: SoakSample) => s.queues[STREAMS] ?? 0;
+    const third = Math.max(1, Math.floor(after.length / 3));
+    const mean = (xs: SoakSample[]) => xs.reduce((a, x) => a + streams(x), 0) / xs.length;
+    const early = mean(after.slice(0, third));
+    const late = mean(after.slice(-third));
+    if (late > Math.max(r.rate * 60, 2 * early)) {
+      problems.push(
+        `result stream queues grew from ${early.toFixed(0)} to ${late.toFixed(0)} messages ` +
+          `on average`,
+      );
     }
   }
   for (const s of r.samples) {
@@ -448,7 +467,7 @@ async function brokerState(
     >
   ) {
     // Result streams' queues have random names: one entry for all of them.
-    const name = q.name.startsWith("user-") ? "result streams" : q.name;
+    const name = q.name.startsWith("user-") ? STREAMS : q.name;
     queues[name] = (queues[name] ?? 0) + (q.messages ?? 0);
   }
   const nodes = await get("nodes") as Array<{ mem_used?: number }>;

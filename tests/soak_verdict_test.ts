@@ -61,3 +61,23 @@ Deno.test("verdict holds a short window only to its ceiling, and judges other fa
   const wrong = verdict({ ...short, wrong: ["fail 3: got 3"], samples: samples(3, () => 100) });
   assert.match(wrong.problems.join(), /1 tasks ended wrongly/);
 });
+
+Deno.test("verdict: work queues must stay flat; result streams only by their level", () => {
+  const withQueues = (q: (m: number) => Record<string, number>) =>
+    samples(60, () => 100).map((s, m) => ({ ...s, queues: q(m) }));
+  // A result stream backlog that swings from 0 to 500 and back, at the same level all along.
+  const swinging = withQueues((m) => ({ results: 0, "result streams": (m * 97) % 500 }));
+  assert.deepEqual(verdict({ ...base, samples: swinging }).problems, []);
+  // One that climbs the whole run: copies left on queues that never expire.
+  const climbing = withQueues((m) => ({ results: 0, "result streams": m * 40 }));
+  assert.match(
+    verdict({ ...base, samples: climbing }).problems.join(),
+    /result stream queues grew from \d+ to \d+ messages on average/,
+  );
+  // The results queue is work: from 0 to 300 fails whatever the streams do.
+  const backlog = withQueues((m) => ({ results: m * 5, "result streams": 0 }));
+  assert.match(
+    verdict({ ...base, samples: backlog }).problems.join(),
+    /queue depths grew from 50 to 300 messages/,
+  );
+});
