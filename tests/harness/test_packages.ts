@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { aptInstall, isFile } from "./_os.ts";
+import { aptInstall, isFile, missingPrograms } from "./_os.ts";
 
 /** A Debian package and the file that shows it is installed. */
 export interface TestPackage {
@@ -26,8 +26,7 @@ async function anyFile(...paths: string[]): Promise<boolean> {
 }
 
 async function onPath(program: string): Promise<boolean> {
-  const dirs = (Deno.env.get("PATH") ?? "/usr/bin:/bin").split(":").filter((d) => d !== "");
-  return await anyFile(...[...dirs, "/usr/sbin", "/usr/bin"].map((d) => `${d}/${program}`));
+  return (await missingPrograms([program])).length === 0;
 }
 
 async function postgresPresent(): Promise<boolean> {
