@@ -21,7 +21,7 @@
  * (under `peers`, and alone in `bench/results/peers.json`).
  *
  * Usage: `deno task bench [--tasks 20000] [--workers 2] [--rounds 300] [--repeat 3] [--batch N]
- * [--local-manager in_process|process] [--peers [--celery-prefetch 4]]`
+ * [--local-manager in_process|process] [--queue-type quorum|classic] [--peers [--celery-prefetch 4]]`
  *
  * @module
  */
@@ -60,6 +60,8 @@ const { values } = parseArgs({
     // The executor's own default unless given: the figure a user gets without tuning.
     batch: { type: "string" },
     "local-manager": { type: "string", default: "in_process" },
+    // The service's default: quorum queues, as on a cluster.
+    "queue-type": { type: "string", default: "quorum" },
     peers: { type: "boolean", default: false },
     "celery-prefetch": { type: "string", default: String(CELERY_DEFAULT_PREFETCH) },
   },
@@ -76,6 +78,10 @@ const workers = positive("workers");
 const rounds = positive("rounds");
 const repeat = positive("repeat");
 const batchSize = values.batch === undefined ? undefined : Number(values.batch);
+const queueType = values["queue-type"];
+if (queueType !== "quorum" && queueType !== "classic") {
+  throw new RangeError(`Invalid --queue-type "${queueType}": quorum or classic`);
+}
 const localManager = values["local-manager"];
 if (localManager !== "in_process" && localManager !== "process") {
   throw new RangeError(`Invalid --local-manager "${localManager}": in_process or process`);
@@ -150,7 +156,12 @@ const brokerS = (performance.now() - t0) / 1000;
 const access = brokerAccess(broker);
 const dir = await Deno.makeTempDir({ prefix: "funcx-bench-" });
 const amqpUrl = await createVhost(access, "bench");
-const service = await startService({ dir, amqpUrl, broker: access });
+const service = await startService({
+  dir,
+  amqpUrl,
+  broker: access,
+  args: ["--queue-type", queueType],
+});
 const client = clientOf(service);
 const noop = await client.registerFunction(() => null);
 
@@ -340,6 +351,7 @@ const result = {
   cpus: navigator.hardwareConcurrency,
   workers,
   local_manager: localManager,
+  queue_type: queueType,
   repeat,
   load_average: { before: loadBefore, at_each_run: loads, after: loadAverage() },
   warnings: [warnedBefore, warnedAfter].filter((w) => w !== undefined),
@@ -369,7 +381,8 @@ const ms = (s: ReturnType<typeof spread>) => showSpread(s, " ms");
 const mib = (k: string) => showSpread(memory[k]!, " MiB");
 const rt = result.roundtrip_ms;
 console.log(
-  `\nfuncX end-to-end benchmark (FuncXExecutor, result stream; ${localManager} manager); ` +
+  `\nfuncX end-to-end benchmark (FuncXExecutor, result stream; ${localManager} manager, ` +
+    `${queueType} queues); ` +
     `each figure the median of ${repeat} runs, with the range\n`,
 );
 for (const w of result.warnings) console.log(`WARNING: ${w}\n`);

@@ -9,6 +9,7 @@
 import { Command, Option } from "commander";
 import { configureLogging } from "./_logging.ts";
 import { FuncxService, redactUrl } from "../service/server.ts";
+import { QUEUE_TYPES } from "../service/broker.ts";
 import { openStore } from "../service/open_store.ts";
 import type { Store } from "../service/store.ts";
 import { createClient, hashPassword } from "../service/auth.ts";
@@ -65,6 +66,12 @@ dbOption(program.command("serve").description("Run the service in the foreground
     "--public-amqp-url <urls>",
     "broker URL(s) given to endpoints and result streams, comma-separated (default: --amqp-url)",
     Deno.env.get("FUNCX_SERVICE_PUBLIC_AMQP_URL"),
+  )
+  .option(
+    "--queue-type <type>",
+    "type of the task and results queues: quorum (a cluster; replicated) or classic (a broker " +
+      "of one node; less work per message) (env FUNCX_SERVICE_QUEUE_TYPE)",
+    env("FUNCX_SERVICE_QUEUE_TYPE", "quorum"),
   )
   .option("--token-ttl <seconds>", "access token lifetime", env("FUNCX_SERVICE_TOKEN_TTL", "3600"))
   .option(
@@ -166,10 +173,17 @@ dbOption(program.command("serve").description("Run the service in the foreground
     if (!Number.isInteger(port) || port < 0 || port > 65535) {
       throw new Error(`Invalid --port "${o.port}": expected 0-65535`);
     }
+    const queueType = QUEUE_TYPES.find((t) => t === o.queueType);
+    if (queueType === undefined) {
+      throw new Error(
+        `Invalid --queue-type "${o.queueType}": expected ${QUEUE_TYPES.join(" or ")}`,
+      );
+    }
     const database = databaseOf(o);
     const service = await FuncxService.start({
       database,
       amqpUrl: o.amqpUrl,
+      queueType,
       publicAmqpUrl: o.publicAmqpUrl ?? o.amqpUrl,
       hostname: o.host,
       port,

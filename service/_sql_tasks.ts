@@ -7,7 +7,7 @@
  */
 import { SqlAccounts } from "./_sql_accounts.ts";
 import { num, str, toTask } from "./_store_rows.ts";
-import type { IdempotencyHold, TaskCompletion, TaskRecord } from "./store.ts";
+import type { IdempotencyHold, ResultRoute, TaskCompletion, TaskRecord } from "./store.ts";
 
 /** Task groups, tasks and idempotency keys: the same SQL on both databases. */
 export abstract class SqlTasks extends SqlAccounts {
@@ -46,17 +46,26 @@ export abstract class SqlTasks extends SqlAccounts {
     return new Map(rows.map((r) => [str(r, "status"), num(r, "n")]));
   }
 
-  async unfinishedTaskCreatedAt(taskIds: readonly string[]): Promise<Map<string, number>> {
-    const out = new Map<string, number>();
+  async resultRoutesOf(taskIds: readonly string[]): Promise<Map<string, ResultRoute>> {
+    const out = new Map<string, ResultRoute>();
     // In slices, to stay well under either database's limit on bound parameters.
     for (let i = 0; i < taskIds.length; i += 500) {
       const ids = taskIds.slice(i, i + 500);
       const rows = await this.all(
-        `SELECT id, created_at FROM tasks WHERE id IN (${ids.map(() => "?").join(", ")}) ` +
-          "AND status NOT IN ('success', 'failed')",
+        "SELECT t.id, t.created_at, t.status, g.result_queue FROM tasks t " +
+          "LEFT JOIN task_groups g ON g.id = t.group_id " +
+          `WHERE t.id IN (${ids.map(() => "?").join(", ")})`,
         ids,
       );
-      for (const r of rows) out.set(str(r, "id"), num(r, "created_at"));
+      for (const r of rows) {
+        const status = str(r, "status");
+        const queue = r["result_queue"];
+        out.set(str(r, "id"), {
+          queue: typeof queue === "string" ? queue : undefined,
+          createdAt: num(r, "created_at"),
+          finished: status === "success" || status === "failed",
+        });
+      }
     }
     return out;
   }

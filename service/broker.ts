@@ -12,7 +12,9 @@
  * The broker may be a cluster: the service takes a list of node addresses, connects to the first
  * that answers and, when its node is lost, to the next live one. The queues that hold tasks and
  * results (`<endpoint_id>.tasks`, `results`) are quorum queues, replicated on the cluster's
- * nodes, so losing a minority of the nodes loses nothing confirmed. A result stream's queue stays
+ * nodes, so losing a minority of the nodes loses nothing confirmed (a broker of one node may
+ * have them as classic queues instead, `queueType`, which cost less per message and lose
+ * nothing confirmed either, since a persistent message is confirmed once it is on disk). A result stream's queue stays
  * a classic queue on one node: it holds only copies (the store has every result, and the stream
  * asks for a new queue and reads the store when its queue's node is gone), and a quorum queue
  * per SDK process would cost a replicated log each.
@@ -62,7 +64,18 @@ export interface ServiceBrokerOptions {
   resultPrefetch?: number;
   /** Most messages handed to the result handler in one batch. @default 100 */
   maxBatch?: number;
+  /**
+   * The type of the durable task and `results` queues: `quorum` (replicated on a cluster's
+   * nodes) or `classic` (one node's disk; for a broker that is one node). @default "quorum"
+   */
+  queueType?: QueueType;
 }
+
+/** The type of the durable queues that hold tasks and results. */
+export type QueueType = "quorum" | "classic";
+
+/** The queue types {@linkcode ServiceBrokerOptions.queueType} takes. */
+export const QUEUE_TYPES: readonly QueueType[] = ["quorum", "classic"];
 
 /** The broker connection is down (the service is reconnecting); the request can be retried. */
 export class BrokerUnavailable extends Error {
@@ -75,24 +88,38 @@ export class BrokerUnavailable extends Error {
 
 const FORWARD_REFUSED = "Broker refused a result";
 
-/** The arguments every durable queue of tasks or results is declared with. */
-export const QUORUM_QUEUE_ARGS: Readonly<Record<string, unknown>> = { "x-queue-type": "quorum" };
+/** The arguments a durable queue of tasks or results of `type` is declared with. */
+export function durableQueueArgs(type: QueueType): Readonly<Record<string, unknown>> {
+  return { "x-queue-type": type };
+}
 
 /**
- * A queue this version keeps as a quorum queue exists as another type (a classic queue left by
- * an older version): the broker refused to declare it (PRECONDITION_FAILED).
+ * A queue exists as another type than the service is set to keep it as (a queue left by an older
+ * version, or by a service with another `--queue-type`): the broker refused to declare it
+ * (PRECONDITION_FAILED).
  */
 export class QueueTypeMismatch extends Error {
   /** The queue's name. */
   readonly queue: string;
-  /** Builds the error for `queue` in `vhost`; `arg` is the argument the broker named. */
-  constructor(queue: string, vhost: string, arg: string, options?: ErrorOptions) {
+  /**
+   * Builds the error for `queue` in `vhost`, wanted as `wanted`; `arg` is the argument the broker
+   * named.
+   */
+  constructor(
+    queue: string,
+    vhost: string,
+    arg: string,
+    wanted: QueueType,
+    options?: ErrorOptions,
+  ) {
+    const other = wanted === "quorum" ? "classic" : "quorum";
     super(
-      `Cannot declare queue "${queue}" in vhost "${vhost}" as a quorum queue: it exists with ` +
-        `another "${arg}" (a classic queue left by an older version). Stop the service and its ` +
-        `endpoints, let the queue drain or move its messages (for example with a shovel), delete ` +
-        `it ("rabbitmqctl delete_queue ${queue} -p ${vhost}"), then start the service again: ` +
-        `it declares the queue anew`,
+      `Cannot declare queue "${queue}" in vhost "${vhost}" as a ${wanted} queue: it exists with ` +
+        `another "${arg}" (a ${other} queue, left by an older version or by a service started ` +
+        `with "--queue-type ${other}"). Either start the service with "--queue-type ${other}", ` +
+        `or stop the service and its endpoints, let the queue drain or move its messages (for ` +
+        `example with a shovel), delete it ("rabbitmqctl delete_queue ${queue} -p ${vhost}"), ` +
+        `then start the service again: it declares the queue anew`,
       options,
     );
     this.name = "QueueTypeMismatch";
@@ -101,24 +128,24 @@ export class QueueTypeMismatch extends Error {
 }
 
 /**
- * Declares a durable quorum queue; idempotent. Uses a channel of its own, since the broker
+ * Declares a durable queue of `type`; idempotent. Uses a channel of its own, since the broker
  * closes the channel that a refused declare was sent on.
  */
-async function declareQuorumQueue(
+async function declareDurableQueue(
   conn: amqp.ChannelModel,
   queue: string,
-  args: Readonly<Record<string, unknown>>,
+  type: QueueType,
 ): Promise<void> {
   const ch = await conn.createChannel();
   ch.on("error", () => {});
   try {
-    await ch.assertQueue(queue, { durable: true, arguments: { ...args } });
+    await ch.assertQueue(queue, { durable: true, arguments: { ...durableQueueArgs(type) } });
   } catch (err) {
     const e = err as { code?: unknown; message?: unknown };
     const arg = /inequivalent arg '([^']+)'/.exec(String(e?.message))?.[1];
     if (e?.code === 406 && arg !== undefined) {
       const vhost = /in vhost '([^']*)'/.exec(String(e.message))?.[1] ?? "/";
-      throw new QueueTypeMismatch(queue, vhost, arg, { cause: err });
+      throw new QueueTypeMismatch(queue, vhost, arg, type, { cause: err });
     }
     throw err;
   }
@@ -172,6 +199,7 @@ export class ServiceBroker {
     const broker = new ServiceBroker(list, {
       resultPrefetch: options.resultPrefetch ?? 200,
       maxBatch: options.maxBatch ?? 100,
+      queueType: options.queueType ?? "quorum",
     });
     await broker.#open();
     return broker;
@@ -204,7 +232,7 @@ export class ServiceBroker {
       const admin = await conn.createChannel();
       await admin.assertExchange(TASKS_EXCHANGE, "direct", { durable: true });
       await admin.assertExchange(RESULTS_EXCHANGE, "topic", { durable: true });
-      await declareQuorumQueue(conn, RESULTS_QUEUE, QUORUM_QUEUE_ARGS);
+      await declareDurableQueue(conn, RESULTS_QUEUE, this.#options.queueType);
       await admin.bindQueue(RESULTS_QUEUE, RESULTS_EXCHANGE, "*.results");
       await admin.assertExchange(GROUP_RESULTS_EXCHANGE, "direct", { durable: true });
       const link: Link = { conn, pub, admin };
@@ -279,7 +307,7 @@ export class ServiceBroker {
     const queue = taskQueueName(endpointId);
     if (this.#declared.has(queue)) return queue;
     const { conn, admin } = this.#live();
-    await declareQuorumQueue(conn, queue, QUORUM_QUEUE_ARGS);
+    await declareDurableQueue(conn, queue, this.#options.queueType);
     await admin.bindQueue(queue, TASKS_EXCHANGE, queue);
     this.#declared.add(queue);
     return queue;

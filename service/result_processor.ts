@@ -20,7 +20,7 @@ import {
   unpackMessage,
 } from "../sdk/protocol/mod.ts";
 import type { IncomingResult, ServiceBroker } from "./broker.ts";
-import type { EndpointStatus, Store, TaskCompletion } from "./store.ts";
+import type { EndpointStatus, ResultRoute, Store, TaskCompletion } from "./store.ts";
 import { nowMs, startResultHops, TRACING } from "./task_trace.ts";
 import { observeBatch, serviceMetrics } from "./metrics.ts";
 
@@ -76,13 +76,14 @@ export class ResultProcessor {
     };
   }
 
-  /** Results grouped by the task group queue they go to (one lookup for the batch). */
-  async #forwards(results: readonly ResultMessage[]): Promise<Map<string, ResultMessage[]>> {
+  /** Results grouped by the task group queue they go to. */
+  #forwards(
+    results: readonly ResultMessage[],
+    routes: ReadonlyMap<string, ResultRoute>,
+  ): Map<string, ResultMessage[]> {
     const forwards = new Map<string, ResultMessage[]>();
-    if (results.length === 0 || !this.#broker) return forwards;
-    const queues = await this.#store.resultQueuesOf(results.map((r) => r.task_id));
     for (const r of results) {
-      const queue = queues.get(r.task_id);
+      const queue = routes.get(r.task_id)?.queue;
       if (queue === undefined) continue;
       const list = forwards.get(queue);
       if (list) list.push(r);
@@ -92,9 +93,9 @@ export class ResultProcessor {
   }
 
   /**
-   * Handles one batch: stores it, then forwards results to their task groups' queues. Throws if
-   * either fails, and the batch is redelivered; a redelivered result is stored once but forwarded
-   * again, and the SDK drops the repeat by task id.
+   * Handles one batch: stores it and, at the same time, forwards results to their task groups'
+   * queues. Throws if either fails, and the batch is redelivered; a redelivered result is stored
+   * once but forwarded again, and the SDK drops the repeat by task id.
    */
   async handle(batch: readonly IncomingResult[]): Promise<void> {
     const results: ResultMessage[] = [];
@@ -158,28 +159,36 @@ export class ResultProcessor {
           log.warn("Ignoring a {type} message on the results queue", { type: msg.message_type });
       }
     }
-    // Read before the batch lands: tasks without a result yet are the ones it completes.
-    const submitted = completions.length > 0
-      ? await this.#store.unfinishedTaskCreatedAt(completions.map((c) => c.taskId))
-      : new Map<string, number>();
-    const changed = await this.#store.applyResults({ updates, completions, statuses });
-    this.stats.results += changed;
-    this.stats.duplicates += completions.length - changed;
-    observeBatch(serviceMetrics, completions, submitted, completions.length - changed);
+    // One read before the batch lands: where each result goes, and which tasks it completes.
+    const routes = completions.length > 0
+      ? await this.#store.resultRoutesOf(completions.map((c) => c.taskId))
+      : new Map<string, ResultRoute>();
     // Traced results go on to the user's stream with the context of this hop.
     const hops = TRACING ? startResultHops(results, started) : undefined;
-    const forwards = await this.#forwards(results);
-    if (forwards.size > 0 && this.#broker) {
-      // One message per task group queue and batch: the user's stream gets them together too.
-      await this.#broker.forward(
-        [...forwards].map(([queue, results]) => ({
-          routingKey: queue,
-          body: results.length === 1
-            ? packMessage({ message_type: "result", data: results[0]! })
-            : packMessage({ message_type: "result_batch", data: { results } }),
-        })),
-      );
-    }
+    const forwards = this.#broker ? this.#forwards(results, routes) : new Map();
+    // The forward does not wait for the store's commit: the two run together. A result the SDK
+    // gets before its row commits is still in the store once the batch is acked (the ack waits
+    // for both); a crash between them redelivers the batch, which is stored then and forwarded
+    // again, and the SDK drops the repeat by task id.
+    const [changed] = await Promise.all([
+      this.#store.applyResults({ updates, completions, statuses }),
+      forwards.size > 0 && this.#broker
+        ? this.#broker.forward(
+          // One message per task group queue and batch: the user's stream gets them together.
+          [...forwards].map(([queue, results]) => ({
+            routingKey: queue,
+            body: results.length === 1
+              ? packMessage({ message_type: "result", data: results[0]! })
+              : packMessage({ message_type: "result_batch", data: { results } }),
+          })),
+        )
+        : undefined,
+    ]);
+    this.stats.results += changed;
+    this.stats.duplicates += completions.length - changed;
+    const submitted = new Map<string, number>();
+    for (const [id, route] of routes) if (!route.finished) submitted.set(id, route.createdAt);
+    observeBatch(serviceMetrics, completions, submitted, completions.length - changed);
     for (const hop of hops ?? []) hop.end();
   }
 }

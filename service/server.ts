@@ -13,7 +13,7 @@ import { createApp } from "./app.ts";
 import type { AppSettings } from "./context.ts";
 import { BrokerCredentials, parseManagementUrls, vhostOf } from "./broker_credentials.ts";
 import { parseBrokerUrls } from "../sdk/_broker_addresses.ts";
-import { ServiceBroker } from "./broker.ts";
+import { type QueueType, ServiceBroker } from "./broker.ts";
 import { ResultProcessor } from "./result_processor.ts";
 import { OutboxRelay } from "./outbox_relay.ts";
 import { serviceMetrics } from "./metrics.ts";
@@ -35,6 +35,11 @@ export interface ServiceConfig extends AppSettings {
    * separated by commas.
    */
   amqpUrl: string;
+  /**
+   * The type of the durable task and `results` queues: `quorum` for a cluster, or `classic` for
+   * a broker of one node. @default "quorum"
+   */
+  queueType?: QueueType;
   /** Address to listen on. */
   hostname: string;
   /** Port to listen on; 0 picks a free one. */
@@ -93,7 +98,9 @@ export class FuncxService {
     const store = await openStore(config.database, { taskTtlS: config.taskTtlS });
     let broker: ServiceBroker;
     try {
-      broker = await ServiceBroker.connect(config.amqpUrl);
+      broker = await ServiceBroker.connect(config.amqpUrl, {
+        ...(config.queueType ? { queueType: config.queueType } : {}),
+      });
     } catch (err) {
       await store.close();
       throw new Error(

@@ -106,6 +106,16 @@ export interface OutboxMessage {
   body: Uint8Array;
 }
 
+/** What the result processor needs of a task that a result names. */
+export interface ResultRoute {
+  /** The result queue of its task group, when a result stream is attached. */
+  queue: string | undefined;
+  /** When it was submitted (epoch seconds). */
+  createdAt: number;
+  /** Whether it has a result already (a result for it now is a redelivery). */
+  finished: boolean;
+}
+
 /** A result to apply to its task. */
 export interface TaskCompletion {
   taskId: string;
@@ -433,10 +443,10 @@ export interface Store {
   /** How many tasks are in each status (for metrics). */
   countTasksByStatus(): Promise<Map<string, number>>;
   /**
-   * The submit times (epoch seconds) of those of `taskIds` that have no result yet, by task id:
-   * read before a result batch is applied, it tells first results from redeliveries.
+   * Where results of `taskIds` go and what the store knows of them, by task id (tasks it does
+   * not hold are missing): read once per result batch before the batch is applied.
    */
-  unfinishedTaskCreatedAt(taskIds: readonly string[]): Promise<Map<string, number>>;
+  resultRoutesOf(taskIds: readonly string[]): Promise<Map<string, ResultRoute>>;
   /** Marks tasks failed with a service-side reason (for example a publish that failed). */
   failTasks(ids: readonly string[], code: string, exception: string): Promise<void>;
   /** A task by id. */

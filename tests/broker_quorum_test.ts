@@ -2,7 +2,8 @@
  * The queues that hold tasks and results are quorum queues, declared idempotently (a second
  * service on the same vhost declares them again without error), and a classic queue of the same
  * name, as an older version left it, stops the service with a message naming the queue and
- * what to do. Against the test run's real broker.
+ * what to do; a service set to classic queues (a broker of one node) declares classic ones.
+ * Against the test run's real broker.
  */
 import assert from "node:assert/strict";
 import amqp from "amqplib";
@@ -86,6 +87,31 @@ Deno.test("ServiceBroker names a classic queue left by an older version and what
   }
 });
 
+Deno.test("ServiceBroker with queueType classic declares classic queues and names a quorum one", async () => {
+  const access = await sharedBroker();
+  const vhost = `qtype-${crypto.randomUUID().slice(0, 8)}`;
+  const url = await createVhost(access, vhost);
+  try {
+    const broker = await ServiceBroker.connect(url, { queueType: "classic" });
+    try {
+      await broker.ensureEndpointQueue("ep-1");
+      assert.equal(await queueType(access, vhost, "results"), "classic");
+      assert.equal(await queueType(access, vhost, taskQueueName("ep-1")), "classic");
+    } finally {
+      await broker.close();
+    }
+    // The same vhost under the default (quorum) is refused, with the other way out named.
+    await assert.rejects(ServiceBroker.connect(url), (e: unknown) => {
+      assert.ok(e instanceof QueueTypeMismatch, String(e));
+      assert.match(e.message, /as a quorum queue: .*a classic queue/);
+      assert.match(e.message, /start the service with "--queue-type classic"/);
+      return true;
+    });
+  } finally {
+    await deleteVhost(access, vhost);
+  }
+});
+
 Deno.test("ServiceBroker connects to the next node of its list when the first is down", async () => {
   const access = await sharedBroker();
   const vhost = `list-${crypto.randomUUID().slice(0, 8)}`;
@@ -109,4 +135,26 @@ Deno.test("ServiceBroker connects to the next node of its list when the first is
   } finally {
     await deleteVhost(access, vhost);
   }
+});
+
+Deno.test("funcx-service serve refuses an unknown --queue-type and names the two it takes", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("../cli/funcx_service.ts", import.meta.url).pathname,
+      "serve",
+      "--database",
+      ":memory:",
+      "--queue-type",
+      "fast",
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.notEqual(out.code, 0);
+  assert.match(
+    new TextDecoder().decode(out.stderr),
+    /Invalid --queue-type "fast": expected quorum or classic/,
+  );
 });
