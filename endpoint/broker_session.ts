@@ -53,8 +53,18 @@ export interface BrokerSession {
   readonly node: number;
   /** Its broker node's `host:port`. */
   readonly address: string;
-  /** Publishes a packed message to `results`; resolves once the broker confirmed it. */
-  publish(body: Uint8Array): Promise<void>;
+  /**
+   * The largest result data (characters) that may be published with a route: the service's
+   * limit, from registration (0 when the service gave none: no result goes with a route).
+   */
+  readonly routedResultLimit: number;
+  /**
+   * Publishes a packed message to `results`; resolves once the broker confirmed it. With the
+   * `route` of a task group's result streams (a task's `result_route`), the routing key is
+   * `<endpoint_id>.results.<route>`: the broker takes the message to the service and to the
+   * group's streams at once.
+   */
+  publish(body: Uint8Array, route?: string): Promise<void>;
   /** Acks a task message (no-op once the session is lost). */
   ack(msg: amqp.ConsumeMessage): void;
   /** Returns a task message to the queue (no-op once the session is lost). */
@@ -111,13 +121,14 @@ export async function openSession(
   const session: BrokerSession = {
     node: index,
     address: brokerHost(urls[index]!),
-    publish(body) {
+    routedResultLimit: registration.result_queue_info.max_result_bytes ?? 0,
+    publish(body, route) {
       return new Promise((resolve, reject) => {
         if (isLost || !results) return reject(new Error("The broker connection is lost"));
         try {
           results.publish(
             kw.exchange,
-            kw.routing_key,
+            route ? `${kw.routing_key}.${route}` : kw.routing_key,
             Buffer.from(body.buffer, body.byteOffset, body.byteLength),
             { persistent: true, mandatory: kw.mandatory },
             (err: unknown) =>

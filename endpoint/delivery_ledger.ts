@@ -45,13 +45,20 @@ export interface DeliveryCounts {
 const RECENT_PER_PREFETCH = 4;
 const RECENT_MIN = 10_000;
 
+/**
+ * A task's `result_route` that may go into a routing key (one of at most 255 bytes, after
+ * `<endpoint_id>.results.`); another is ignored and the result goes without a route.
+ */
+const ROUTE_RE = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
+
 /** The unacked deliveries of an endpoint and the tasks that ran here lately. */
 export class DeliveryLedger {
   readonly #journal: ResultJournal;
   readonly #link: BrokerLink;
   readonly #counts: DeliveryCounts;
   readonly #inFlight = new Map<string, Delivery>();
-  readonly #batchers = new WeakMap<BrokerSession, ResultBatcher>();
+  /** Result batchers of each session, by route ("" for results without one). */
+  readonly #batchers = new WeakMap<BrokerSession, Map<string, ResultBatcher>>();
   /** Tasks whose result is confirmed or on disk: a redelivery of one is acked, not rerun. */
   readonly #recent = new Set<string>();
   readonly #recentLimit: number;
@@ -91,9 +98,10 @@ export class DeliveryLedger {
 
   /**
    * Journals a result and publishes it at the same time; acks the task as soon as either makes
-   * the result safe (synced or confirmed), and requeues it only when neither did.
+   * the result safe (synced or confirmed), and requeues it only when neither did. `route` is the
+   * task's `result_route`: the result is published under it, straight to its group's streams.
    */
-  async deliver(taskId: string, result: ResultMessage): Promise<void> {
+  async deliver(taskId: string, result: ResultMessage, route?: string): Promise<void> {
     let released = false;
     const safe = () => {
       if (released) return;
@@ -116,7 +124,11 @@ export class DeliveryLedger {
     }
     const session = this.#link.session;
     const confirmed = session && encoded
-      ? this.#batcherFor(session).add(encoded).then(() => {
+      ? this.#publish(
+        session,
+        encoded,
+        result.data.length <= session.routedResultLimit ? route : undefined,
+      ).then(() => {
         this.#journal.confirm(taskId);
         this.#counts.resultsPublished++;
         safe();
@@ -171,12 +183,27 @@ export class DeliveryLedger {
     }
   }
 
-  #batcherFor(session: BrokerSession): ResultBatcher {
-    let b = this.#batchers.get(session);
-    if (!b) {
-      b = new ResultBatcher((body) => session.publish(body));
-      this.#batchers.set(session, b);
+  /**
+   * Queues `encoded` in the batch of its route on `session`; resolves with the broker's confirm.
+   * Results of one task group leave together, under their group's route; a batcher goes once it
+   * has nothing waiting or on the wire, so a daemon that served many groups keeps none of them.
+   */
+  #publish(session: BrokerSession, encoded: Uint8Array, route: string | undefined): Promise<void> {
+    let byRoute = this.#batchers.get(session);
+    if (!byRoute) {
+      byRoute = new Map();
+      this.#batchers.set(session, byRoute);
     }
-    return b;
+    const key = route !== undefined && route.length <= 180 && ROUTE_RE.test(route) ? route : "";
+    let b = byRoute.get(key);
+    if (!b) {
+      const batcher: ResultBatcher = new ResultBatcher(
+        (body) => session.publish(body, key || undefined),
+        { onIdle: () => byRoute.get(key) === batcher && byRoute.delete(key) },
+      );
+      byRoute.set(key, batcher);
+      b = batcher;
+    }
+    return b.add(encoded);
   }
 }

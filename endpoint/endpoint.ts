@@ -331,7 +331,7 @@ export class Endpoint {
         const trace = TRACING && task.traceparent
           ? traceEndpointHops(task, received, result)
           : undefined;
-        const delivered = this.#deliver(taskId, result);
+        const delivered = this.#deliver(taskId, result, task.result_route);
         return trace ? delivered.finally(() => trace.end()) : delivered;
       },
       (err) => {
@@ -359,14 +359,14 @@ export class Endpoint {
   }
 
   /** Makes a task's result safe, unless the task was lost to this endpoint's shutdown. */
-  async #deliver(taskId: string, result: ResultMessage): Promise<void> {
+  async #deliver(taskId: string, result: ResultMessage, route?: string): Promise<void> {
     this.#reclaimer.touch();
     if (this.#state === "draining" && result.error_details?.code === "WorkerLost") {
       // Lost to our own shutdown, not to the task: let the broker give it to the next run.
       this.#ledger.release(taskId, false);
       return;
     }
-    await this.#ledger.deliver(taskId, result);
+    await this.#ledger.deliver(taskId, result, route);
   }
 
   #onHeartbeat(): void {

@@ -16,6 +16,8 @@ export interface ResultBatcherOptions {
   maxResults?: number;
   /** Most encoded result bytes in one message. @default 1 MiB */
   maxBytes?: number;
+  /** Called when the last batch on the wire is confirmed (or refused) and nothing waits. */
+  onIdle?: () => void;
 }
 
 interface Waiting {
@@ -33,12 +35,14 @@ export class ResultBatcher {
   #bytes = 0;
   #timer: ReturnType<typeof setImmediate> | undefined;
   #publishing = 0;
+  readonly #onIdle: (() => void) | undefined;
 
   /** `publish` sends one packed message and resolves on its broker confirm. */
   constructor(publish: (body: Uint8Array) => Promise<void>, options: ResultBatcherOptions = {}) {
     this.#publish = publish;
     this.#maxResults = options.maxResults ?? 500;
     this.#maxBytes = options.maxBytes ?? 1024 * 1024;
+    this.#onIdle = options.onIdle;
   }
 
   /**
@@ -77,7 +81,9 @@ export class ResultBatcher {
       () => batch.forEach((w) => w.resolve()),
       (err) => batch.forEach((w) => w.reject(err)),
     ).finally(() => {
-      if (--this.#publishing === 0 && this.#waiting.length > 0) this.flush();
+      if (--this.#publishing > 0) return;
+      if (this.#waiting.length > 0) this.flush();
+      else this.#onIdle?.();
     });
   }
 }

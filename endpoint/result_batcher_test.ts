@@ -67,3 +67,25 @@ Deno.test("ResultBatcher grows the next batch while one awaits its confirm", asy
   confirms[1]!();
   await Promise.all(rest);
 });
+
+Deno.test("ResultBatcher says it is idle only once nothing waits and the last batch is confirmed", async () => {
+  const confirms: Array<() => void> = [];
+  let idle = 0;
+  const b = new ResultBatcher(
+    () => new Promise<void>((resolve) => confirms.push(resolve)),
+    { onIdle: () => idle++ },
+  );
+  const first = b.add(result("a"));
+  await new Promise((r) => setTimeout(r, 0)); // the turn ends: "a" is on the wire
+  const second = b.add(result("b")); // waits for "a"'s confirm
+  assert.equal(confirms.length, 1);
+  confirms[0]!();
+  await first;
+  // "b" went out when "a" was confirmed: not idle yet.
+  while (confirms.length < 2) await new Promise((r) => setTimeout(r, 0));
+  assert.equal(idle, 0);
+  confirms[1]!();
+  await second;
+  while (idle === 0) await new Promise((r) => setTimeout(r, 0));
+  assert.equal(idle, 1);
+});

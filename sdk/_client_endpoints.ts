@@ -82,6 +82,13 @@ export interface EndpointRegistration {
       mandatory: boolean;
       properties: { delivery_mode: number };
     };
+    /**
+     * The service's limit on a result's data, in characters. A result within it may go straight
+     * to its task group's streams (with the task's `result_route`); a larger one goes without a
+     * route, so that the service fails it with `MaxResultSizeExceeded` before a stream sees it.
+     * Absent (an older service): no result goes with a route.
+     */
+    max_result_bytes?: number;
   };
 }
 

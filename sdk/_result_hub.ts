@@ -16,8 +16,11 @@ import { ResultWatcher } from "./result_watcher.ts";
 
 /** An executor as the hub sees it. */
 export interface ResultSubscriber {
-  /** Takes the result if it has `r.task_id` open; `false` when the task is not its. */
-  offer(r: ResultMessage): boolean;
+  /**
+   * Takes the result if it has `r.task_id` open; `false` when the task is not its. `from`: the
+   * endpoint that sent it straight to the stream (see `ResultWatcherHandlers.onResult`).
+   */
+  offer(r: ResultMessage, from?: string): boolean;
   /** Whether it has tasks whose submit answer has not arrived (their results may come first). */
   awaitingIds(): boolean;
   /** Reads the outcomes of its open tasks from the service (never throws). */
@@ -45,7 +48,7 @@ const REUSE_MS = 60_000;
 export class SharedResultStream {
   readonly #key: string;
   readonly #subscribers = new Set<ResultSubscriber>();
-  readonly #early = new Map<string, ResultMessage>();
+  readonly #early = new Map<string, { result: ResultMessage; from: string | undefined }>();
   readonly #watcher: ResultWatcher;
   /** Counts queues bound so far; undefined while none is. */
   #epoch: number | undefined;
@@ -66,7 +69,7 @@ export class SharedResultStream {
       return open();
     };
     this.#watcher = new ResultWatcher(async () => (this.#info = await reuse()), {
-      onResult: (r) => this.#route(r),
+      onResult: (r, from) => this.#route(r, from),
       onAttached: ({ fresh, consuming }) => {
         const reconnected = consuming && this.#wasDown;
         this.#consuming = consuming;
@@ -121,8 +124,11 @@ export class SharedResultStream {
     return new Promise((r) => this.#bound.push(r));
   }
 
-  /** A result that arrived before its task was known here, if any (taken out). */
-  claim(taskId: string): ResultMessage | undefined {
+  /**
+   * A result that arrived before its task was known here, if any (taken out), with the endpoint
+   * that sent it straight to the stream.
+   */
+  claim(taskId: string): { result: ResultMessage; from: string | undefined } | undefined {
     const r = this.#early.get(taskId);
     if (r) this.#early.delete(taskId);
     return r;
@@ -152,14 +158,14 @@ export class SharedResultStream {
     this.#poll = setTimeout(() => this.#catchUp(), this.#consuming ? POLL_UP_MS : POLL_DOWN_MS);
   }
 
-  #route(r: ResultMessage): void {
+  #route(r: ResultMessage, from: string | undefined): void {
     let waiting = false;
     for (const s of this.#subscribers) {
-      if (s.offer(r)) return;
+      if (s.offer(r, from)) return;
       waiting ||= s.awaitingIds();
     }
     // No executor here has the task: keep it while one may still learn the id. Otherwise it is
     // a task of another process (or a duplicate); the service keeps every result for its TTL.
-    if (waiting) this.#early.set(r.task_id, r);
+    if (waiting) this.#early.set(r.task_id, { result: r, from });
   }
 }

@@ -196,7 +196,7 @@ export class SubmitBatcher {
           outcomes.track(r.task_uuid, f);
           accepted.push(r.task_uuid);
           const early = stream?.claim(r.task_uuid);
-          if (early) outcomes.deliver(early);
+          if (early) outcomes.deliver(early.result, early.from);
         } else {
           f.setException(new FuncxAPIError(r.http_status_code, r.code, r.reason, r.error_args));
         }

@@ -23,6 +23,8 @@ export interface TaskOutcomesOptions {
   client: FuncXClient;
   /** The executor's name, for logs. */
   label: string;
+  /** The endpoint the executor's tasks go to. */
+  endpointId: string;
   /** Aborted when the executor is: no more reads from the service. */
   signal: AbortSignal;
   /** Whether tasks were handed to a submit whose answer has not come (their results may come first). */
@@ -35,6 +37,7 @@ export interface TaskOutcomesOptions {
 export class TaskOutcomes {
   readonly #client: FuncXClient;
   readonly #label: string;
+  readonly #endpointId: string;
   readonly #signal: AbortSignal;
   readonly #idle: () => boolean;
   readonly #open = new Map<string, FuncXFuture<unknown>>();
@@ -49,10 +52,11 @@ export class TaskOutcomes {
   constructor(options: TaskOutcomesOptions) {
     this.#client = options.client;
     this.#label = options.label;
+    this.#endpointId = options.endpointId.toLowerCase();
     this.#signal = options.signal;
     this.#idle = options.idle;
     this.#subscriber = {
-      offer: (r) => this.deliver(r),
+      offer: (r, from) => this.deliver(r, from),
       awaitingIds: options.awaitingIds,
       catchUp: () => void this.catchUp([...this.#open.keys()]),
     };
@@ -80,10 +84,23 @@ export class TaskOutcomes {
     for (const f of open) f.setException(reason);
   }
 
-  /** Settles the future of `r`'s task; `false` when this executor does not have it open. */
-  deliver(r: ResultMessage): boolean {
+  /**
+   * Settles the future of `r`'s task; `false` when this executor does not have it open. A result
+   * that came straight `from` an endpoint other than the executor's is dropped (an endpoint may
+   * publish only results of tasks sent to it), and the task stays open for its real result.
+   */
+  deliver(r: ResultMessage, from?: string): boolean {
     const f = this.#open.get(r.task_id);
     if (!f) return false;
+    if (from !== undefined && from !== this.#endpointId) {
+      log.warn("{label}: dropped a result for task {id} from endpoint {from}, not {endpoint}", {
+        label: this.#label,
+        id: r.task_id,
+        from,
+        endpoint: this.#endpointId,
+      });
+      return true;
+    }
     this.#open.delete(r.task_id);
     // The last hop of a traced task: its result read from the stream and its future settled.
     const hop = TRACING

@@ -131,6 +131,7 @@ export class FuncXExecutor implements AsyncDisposable {
     this.#outcomes = new TaskOutcomes({
       client: this.client,
       label: this.label,
+      endpointId: this.endpointId,
       signal: this.#stop.signal,
       awaitingIds: () => this.#batcher.unsent > 0,
       idle: () => this.#idleNow(),

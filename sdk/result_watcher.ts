@@ -23,6 +23,17 @@ import type { ResultStreamInfo } from "./_client_task_groups.ts";
 
 const log = getLogger(["funcx", "sdk", "results"]);
 
+/**
+ * The endpoint that published a result message straight to the stream (routing key
+ * `<endpoint_id>.results.<route>`), or undefined for one the service forwarded.
+ */
+export function directResultSender(routingKey: string): string | undefined {
+  const dot = routingKey.indexOf(".");
+  return dot > 0 && routingKey.startsWith(".results.", dot)
+    ? routingKey.slice(0, dot).toLowerCase()
+    : undefined;
+}
+
 /** Options of {@linkcode ResultWatcher}. */
 export interface ResultWatcherOptions {
   /** Smallest and largest delay between connection attempts, in ms. @default [250, 10000] */
@@ -31,8 +42,12 @@ export interface ResultWatcherOptions {
 
 /** What a {@linkcode ResultWatcher} reports to its owner. */
 export interface ResultWatcherHandlers {
-  /** Every result message (possibly twice: the caller dedupes by task id). */
-  onResult(r: ResultMessage): void;
+  /**
+   * Every result message (possibly twice: the caller dedupes by task id). `from` is the endpoint
+   * that published it when it came straight from one (routing key `<endpoint_id>.results.<route>`):
+   * take it only for a task sent to that endpoint. Absent: the service forwarded it.
+   */
+  onResult(r: ResultMessage, from?: string): void;
   /**
    * A new queue is bound to the group's results (`fresh`, not yet `consuming`: results stored
    * before now are not on it), or the consumer runs (again) on the current queue (`consuming`).
@@ -156,9 +171,10 @@ export class ResultWatcher {
           const m = unpackMessage(
             new Uint8Array(msg.content.buffer, msg.content.byteOffset, msg.content.byteLength),
           );
-          if (m.message_type === "result") this.#handlers.onResult(m.data);
+          const from = directResultSender(msg.fields.routingKey);
+          if (m.message_type === "result") this.#handlers.onResult(m.data, from);
           else if (m.message_type === "result_batch") {
-            for (const r of m.data.results) this.#handlers.onResult(r);
+            for (const r of m.data.results) this.#handlers.onResult(r, from);
           }
         } catch (err) {
           log.error("Dropping an unreadable result message: {err}", { err: String(err) });

@@ -22,6 +22,10 @@ export abstract class SqlTasks extends SqlAccounts {
     await this.run("UPDATE task_groups SET result_queue = ? WHERE id = ?", [queue, groupId]);
   }
 
+  async setStreamAttached(groupId: string, at: number): Promise<void> {
+    await this.run("UPDATE task_groups SET stream_attached_at = ? WHERE id = ?", [at, groupId]);
+  }
+
   /** The result queues of those of `taskIds` whose group has one, by task id. */
   abstract resultQueuesOf(taskIds: readonly string[]): Promise<Map<string, string>>;
 
@@ -52,7 +56,8 @@ export abstract class SqlTasks extends SqlAccounts {
     for (let i = 0; i < taskIds.length; i += 500) {
       const ids = taskIds.slice(i, i + 500);
       const rows = await this.all(
-        "SELECT t.id, t.created_at, t.status, g.result_queue FROM tasks t " +
+        "SELECT t.id, t.endpoint_id, t.created_at, t.status, g.result_queue, " +
+          "g.stream_attached_at FROM tasks t " +
           "LEFT JOIN task_groups g ON g.id = t.group_id " +
           `WHERE t.id IN (${ids.map(() => "?").join(", ")})`,
         ids,
@@ -60,8 +65,13 @@ export abstract class SqlTasks extends SqlAccounts {
       for (const r of rows) {
         const status = str(r, "status");
         const queue = r["result_queue"];
+        const attached = r["stream_attached_at"];
         out.set(str(r, "id"), {
           queue: typeof queue === "string" ? queue : undefined,
+          streamAttachedAt: attached === null || attached === undefined
+            ? undefined
+            : Number(attached),
+          endpointId: str(r, "endpoint_id"),
           createdAt: num(r, "created_at"),
           finished: status === "success" || status === "failed",
         });

@@ -88,6 +88,10 @@ CREATE INDEX IF NOT EXISTS tasks_owner_created ON tasks(owner_id, created_at);
 export const ADDED_COLUMNS: ReadonlyArray<readonly [string, string, string]> = [
   // An MPI task's resource specification, as JSON (null for other tasks).
   ["tasks", "resource_specification", "TEXT"],
+  // When a result stream last attached to the group (epoch seconds; null: none since this column
+  // came): results of tasks submitted before it are forwarded, since the stream's queue may have
+  // been bound after they left their endpoint.
+  ["task_groups", "stream_attached_at", "DOUBLE PRECISION"],
 ];
 
 /** PostgreSQL's statements adding {@linkcode ADDED_COLUMNS} to an older database. */

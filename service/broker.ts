@@ -1,13 +1,17 @@
 /**
  * The service's side of RabbitMQ: it declares the whole topology (the `tasks` direct exchange and
  * one durable `<endpoint_id>.tasks` queue per endpoint; the `results` topic exchange and the
- * `results` queue bound with `*.results`; the `task_group_results` direct exchange that carries
+ * `results` queue bound with `*.results.#`; the `task_group_results` direct exchange that carries
  * results to users' result streams), publishes tasks with publisher confirms, and hands messages
  * from `results` to the result processor.
  *
- * A user's task group has one routing key on `task_group_results`, `user-<user_id>.<group_id>`;
- * every result stream attached to the group (one per SDK process) has a queue of its own bound
- * to that key, so each of them gets every result.
+ * A user's task group has one routing key (its route), `user-<user_id>.<group_id>`; every result
+ * stream attached to the group (one per SDK process) has a queue of its own bound to it on
+ * `task_group_results`, and bound on `results` to `*.results.<route>`. A task carries its group's
+ * route, and the endpoint publishes its result as `<endpoint_id>.results.<route>`: one broker hop
+ * takes it both to `results` (the service stores it) and to every stream of the group. The
+ * service forwards a result on `task_group_results` only when a stream may have missed it (it came
+ * without a route, or a stream attached after its task was submitted).
  *
  * The broker may be a cluster: the service takes a list of node addresses, connects to the first
  * that answers and, when its node is lost, to the next live one. The queues that hold tasks and
@@ -46,6 +50,23 @@ export function taskQueueName(endpointId: string): string {
 /** The routing key an endpoint publishes its results with. */
 export function resultRoutingKey(endpointId: string): string {
   return `${endpointId}.results`;
+}
+
+/**
+ * The routing key of results that `endpointId` publishes with a task group's `route`: the broker
+ * takes them to the `results` queue and to the group's streams in one hop.
+ */
+export function directResultKey(endpointId: string, route: string): string {
+  return `${resultRoutingKey(endpointId)}.${route}`;
+}
+
+/**
+ * Whether a message on `results` came with a task group's route (`<endpoint_id>.results.<route>`),
+ * and so reached the group's streams already.
+ */
+export function isDirectResultKey(routingKey: string): boolean {
+  const dot = routingKey.indexOf(".");
+  return dot > 0 && routingKey.startsWith(".results.", dot);
 }
 
 /** One message taken from the `results` queue. */
@@ -233,7 +254,9 @@ export class ServiceBroker {
       await admin.assertExchange(TASKS_EXCHANGE, "direct", { durable: true });
       await admin.assertExchange(RESULTS_EXCHANGE, "topic", { durable: true });
       await declareDurableQueue(conn, RESULTS_QUEUE, this.#options.queueType);
-      await admin.bindQueue(RESULTS_QUEUE, RESULTS_EXCHANGE, "*.results");
+      // `<endpoint_id>.results`, and `<endpoint_id>.results.<route>` for results that go to a task
+      // group's streams at the same time.
+      await admin.bindQueue(RESULTS_QUEUE, RESULTS_EXCHANGE, "*.results.#");
       await admin.assertExchange(GROUP_RESULTS_EXCHANGE, "direct", { durable: true });
       const link: Link = { conn, pub, admin };
       conn.on("error", (err: Error) => log.error("Broker connection error: {err}", { err }));
@@ -354,6 +377,8 @@ export class ServiceBroker {
     const { admin } = this.#live();
     await admin.assertQueue(queue, { durable: true, arguments: { "x-expires": idleMs } });
     await admin.bindQueue(queue, GROUP_RESULTS_EXCHANGE, routingKey);
+    // Results an endpoint publishes with the group's route come straight from the endpoint.
+    await admin.bindQueue(queue, RESULTS_EXCHANGE, directResultKey("*", routingKey));
   }
 
   /**

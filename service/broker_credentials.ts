@@ -1,7 +1,9 @@
 /**
  * Per-endpoint and per-user broker credentials, created through the RabbitMQ management API.
  * An endpoint's user may consume only its own task queue and publish only to `results` with its
- * own routing key; an SDK user's may only read its own result queues (`<prefix><task_group_id>`).
+ * own routing key (`<endpoint_id>.results`, or that key and a task group's route after it: the SDK
+ * takes a result that came straight from an endpoint only for a task it sent to that endpoint);
+ * an SDK user's may only read its own result queues (`<prefix><task_group_id>`).
  * An endpoint's password is new at each registration (re-registration rotates it). A user's is
  * stable, derived from the management login and the user id, so a second process asking for a
  * login never cuts off the streams of the first.
@@ -145,7 +147,7 @@ export class BrokerCredentials {
       `topic-permissions/${encodeURIComponent(this.#vhost)}/${encodeURIComponent(login.username)}`,
       {
         exchange: RESULTS_EXCHANGE,
-        write: `^${escapeRe(resultRoutingKey(endpointId))}$`,
+        write: `^${escapeRe(resultRoutingKey(endpointId))}(\\..+)?$`,
         read: "^$",
       },
     );

@@ -19,12 +19,19 @@ import {
   TaskState,
   unpackMessage,
 } from "../sdk/protocol/mod.ts";
-import type { IncomingResult, ServiceBroker } from "./broker.ts";
+import { type IncomingResult, isDirectResultKey, type ServiceBroker } from "./broker.ts";
 import type { EndpointStatus, ResultRoute, Store, TaskCompletion } from "./store.ts";
 import { nowMs, startResultHops, TRACING } from "./task_trace.ts";
 import { observeBatch, serviceMetrics } from "./metrics.ts";
 
 const log = getLogger(["funcx", "service", "results"]);
+
+/**
+ * How far apart the clocks of two service replicas may be (a task's submit time and a stream's
+ * attach time may come from different ones): a task submitted this soon after an attach counts
+ * as submitted before it, and its result is forwarded.
+ */
+const CLOCK_SKEW_S = 0.25;
 
 /**
  * The status an endpoint's report gives it: online for two heartbeat periods from `now` (epoch
@@ -36,9 +43,17 @@ export function endpointStatusOf(report: EPStatusReport, now: number): EndpointS
   return { endpointId: report.endpoint_id, state: report.global_state, expiresAt: now + ttlS };
 }
 
+/** The endpoint a message on `results` came from: the first word of its routing key. */
+function senderOf(routingKey: string): string {
+  const dot = routingKey.indexOf(".");
+  return (dot < 0 ? routingKey : routingKey.slice(0, dot)).toLowerCase();
+}
+
 /** Counters of what the processor has handled. */
 export interface ResultProcessorStats {
   results: number;
+  /** Results that reached their streams straight from the endpoint, not forwarded again. */
+  direct: number;
   duplicates: number;
   invalid: number;
   reports: number;
@@ -49,7 +64,13 @@ export class ResultProcessor {
   readonly #store: Store;
   readonly #broker: Pick<ServiceBroker, "forward"> | undefined;
   readonly #maxResultBytes: number;
-  readonly stats: ResultProcessorStats = { results: 0, duplicates: 0, invalid: 0, reports: 0 };
+  readonly stats: ResultProcessorStats = {
+    results: 0,
+    direct: 0,
+    duplicates: 0,
+    invalid: 0,
+    reports: 0,
+  };
 
   /**
    * `broker`, when given, receives results to forward to users' task group queues; results over
@@ -76,15 +97,29 @@ export class ResultProcessor {
     };
   }
 
-  /** Results grouped by the task group queue they go to. */
+  /**
+   * Results grouped by the task group queue they go to. A result that came with its group's route
+   * reached the group's streams already, and goes again only when a stream may have missed it:
+   * one attached after its task was submitted (its queue may have been bound after the result
+   * left), or at a time the store does not know.
+   */
   #forwards(
     results: readonly ResultMessage[],
+    direct: ReadonlySet<ResultMessage>,
     routes: ReadonlyMap<string, ResultRoute>,
   ): Map<string, ResultMessage[]> {
     const forwards = new Map<string, ResultMessage[]>();
     for (const r of results) {
-      const queue = routes.get(r.task_id)?.queue;
+      const route = routes.get(r.task_id);
+      const queue = route?.queue;
       if (queue === undefined) continue;
+      if (
+        direct.has(r) && route!.streamAttachedAt !== undefined &&
+        route!.streamAttachedAt + CLOCK_SKEW_S < route!.createdAt
+      ) {
+        this.stats.direct++;
+        continue;
+      }
       const list = forwards.get(queue);
       if (list) list.push(r);
       else forwards.set(queue, [r]);
@@ -98,8 +133,12 @@ export class ResultProcessor {
    * once but forwarded again, and the SDK drops the repeat by task id.
    */
   async handle(batch: readonly IncomingResult[]): Promise<void> {
-    const results: ResultMessage[] = [];
-    const completions: TaskCompletion[] = [];
+    let results: ResultMessage[] = [];
+    /** Results that came with their group's route: the broker took them to the streams too. */
+    const direct = new Set<ResultMessage>();
+    /** The endpoint each result came from: the first word of its routing key. */
+    const senders = new Map<ResultMessage, string>();
+    let completions: TaskCompletion[] = [];
     const updates: { taskId: string; status: string }[] = [];
     const statuses: EndpointStatus[] = [];
     const now = Date.now() / 1000;
@@ -121,9 +160,14 @@ export class ResultProcessor {
         case "result":
         case "result_batch": {
           const list = msg.message_type === "result" ? [msg.data] : msg.data.results;
+          const routed = isDirectResultKey(item.routingKey);
+          const sender = senderOf(item.routingKey);
           for (const raw of list) {
             const r = raw.data.length > this.#maxResultBytes ? this.#oversized(raw) : raw;
             results.push(r);
+            senders.set(r, sender);
+            // An oversized result reached the streams as it was: they get the stored failure.
+            if (routed && r === raw) direct.add(r);
             completions.push({
               taskId: r.task_id,
               status: r.error_details ? "failed" : "success",
@@ -163,9 +207,28 @@ export class ResultProcessor {
     const routes = completions.length > 0
       ? await this.#store.resultRoutesOf(completions.map((c) => c.taskId))
       : new Map<string, ResultRoute>();
+    // An endpoint publishes only under its own id (its broker login allows no other key); a
+    // result for a task that went to another endpoint is not that task's result.
+    const foreign = new Set<number>();
+    results.forEach((r, i) => {
+      const route = routes.get(r.task_id);
+      if (route === undefined || route.endpointId === senders.get(r)) return;
+      foreign.add(i);
+      this.stats.invalid++;
+      serviceMetrics.invalidMessages.inc();
+      log.warn("Dropping a result for task {id} from endpoint {from}: the task went to {to}", {
+        id: r.task_id,
+        from: senders.get(r),
+        to: route.endpointId,
+      });
+    });
+    if (foreign.size > 0) {
+      results = results.filter((_, i) => !foreign.has(i));
+      completions = completions.filter((_, i) => !foreign.has(i));
+    }
     // Traced results go on to the user's stream with the context of this hop.
     const hops = TRACING ? startResultHops(results, started) : undefined;
-    const forwards = this.#broker ? this.#forwards(results, routes) : new Map();
+    const forwards = this.#broker ? this.#forwards(results, direct, routes) : new Map();
     // The forward does not wait for the store's commit: the two run together. A result the SDK
     // gets before its row commits is still in the store once the batch is acked (the ack waits
     // for both); a crash between them redelivers the batch, which is stored then and forwarded

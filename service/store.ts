@@ -110,6 +110,10 @@ export interface OutboxMessage {
 export interface ResultRoute {
   /** The result queue of its task group, when a result stream is attached. */
   queue: string | undefined;
+  /** When a result stream last attached to its group (epoch seconds), if known. */
+  streamAttachedAt: number | undefined;
+  /** The endpoint it was sent to. */
+  endpointId: string;
   /** When it was submitted (epoch seconds). */
   createdAt: number;
   /** Whether it has a result already (a result for it now is a redelivery). */
@@ -411,6 +415,8 @@ export interface Store {
   taskGroupOwner(id: string): Promise<string | undefined>;
   /** Records that a group's results are forwarded to `queue`. */
   setResultQueue(groupId: string, queue: string): Promise<void>;
+  /** Records that a result stream's queue was bound to the group's results at `at` (epoch s). */
+  setStreamAttached(groupId: string, at: number): Promise<void>;
   /** The result queue a task's results are forwarded to, if its group has one. */
   resultQueueOf(taskId: string): Promise<string | undefined>;
   /** The result queues of those of `taskIds` whose group has one, by task id. */

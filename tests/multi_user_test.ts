@@ -387,7 +387,11 @@ Deno.test({
       });
       Deno.kill(pid, "SIGKILL");
       assert.equal(await f, "retried");
-      const info = await alice.getTask(f.taskId!);
+      // The result reaches the SDK straight from the endpoint; the store may take a moment more.
+      const info = await until("the stored result", async () => {
+        const t = await alice.getTask(f.taskId!);
+        return t.pending ? undefined : t;
+      });
       const transitions = (info as unknown as { task_transitions?: Array<{ state: string }> })
         .task_transitions ?? [];
       assert.equal(transitions.filter((x) => x.state === "running").length, 2);

@@ -221,10 +221,12 @@ Deno.test("service broker: scoped logins, forwarding, dedupe, limits, restart", 
     for (let i = 0; i < 3; i++) ids.push(await alice.run(fnId, regA.endpoint_id, { args: [i] }));
     await fx.restart();
     for (const id of ids) assert.equal((await alice.getTask(id)).status, "waiting-for-ep");
+    // A task the old process had not published yet waits out its outbox lease (10 s) first.
     const tasks = await takeTasks(
       regA.task_queue_info.connection_url,
       regA.task_queue_info.queue,
       3,
+      30_000,
     );
     const got = tasks.map((t) => t.task_id);
     assert.deepEqual(got.sort(), [...ids].sort());

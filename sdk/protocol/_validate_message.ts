@@ -152,6 +152,8 @@ export function taskData(data: Record<string, unknown>, prefix: string, fail: Fa
   }
   const tp = data.traceparent;
   if (tp !== undefined && tp !== null) task.traceparent = str(data, "traceparent", prefix, fail);
+  const rr = data.result_route;
+  if (rr !== undefined && rr !== null) task.result_route = str(data, "result_route", prefix, fail);
   return task;
 }
 

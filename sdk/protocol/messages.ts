@@ -91,6 +91,14 @@ export interface TaskMessage {
    * absent otherwise. Tasks travel many to a broker message, so the context is the task's own.
    */
   traceparent?: string;
+  /**
+   * The routing key of the task group's result streams (`user-<user_id>.<task_group_id>`). An
+   * endpoint that knows it publishes the task's result with the key `<endpoint_id>.results.<route>`
+   * on the `results` exchange, which takes it in one broker hop both to the service's `results`
+   * queue and to every result stream of the group; absent: `<endpoint_id>.results`, and the
+   * service forwards the result to the streams.
+   */
+  result_route?: string;
 }
 
 /**

@@ -191,6 +191,7 @@ export function endpointRoutes(deps: AppDeps): Hono<AppEnv> {
             mandatory: true,
             properties: { delivery_mode: 2 },
           },
+          max_result_bytes: deps.settings.maxResultBytes,
         },
       });
     })

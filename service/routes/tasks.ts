@@ -283,6 +283,8 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
               ...(userEndpointConfig ? { user_endpoint_config: userEndpointConfig } : {}),
               ...(resourceSpecification ? { resource_specification: resourceSpecification } : {}),
               ...(traceparent ? { traceparent } : {}),
+              // The endpoint publishes the result under it, straight to the group's streams.
+              result_route: groupRoutingKey(user.id, groupId),
             }),
           });
           results.push({ status: "Success", task_uuid: taskId, http_status_code: 200 });
@@ -340,6 +342,9 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
       const queue = `${routingKey}.${crypto.randomUUID().slice(0, 13)}`;
       const urls = await resultStreamUrls(deps, user.id);
       await deps.broker.declareStreamQueue(queue, routingKey, STREAM_QUEUE_IDLE_MS);
+      // Recorded once the queue is bound: a result of a task submitted before now may have left
+      // its endpoint before the binding, so the result processor forwards those.
+      await deps.store.setStreamAttached(groupId, Date.now() / 1000);
       return c.json(
         { task_group_id: groupId, connection_url: urls[0], connection_urls: urls, queue },
         201,
