@@ -49,6 +49,9 @@ const RECENT_MIN = 10_000;
  * A task's `result_route` that may go into a routing key (one of at most 255 bytes, after
  * `<endpoint_id>.results.`); another is ignored and the result goes without a route.
  */
+/** How long a route the broker refused goes unused (its stream asks for a new queue meanwhile). */
+const REFUSED_ROUTE_MS = 10_000;
+
 const ROUTE_RE = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
 
 /** The unacked deliveries of an endpoint and the tasks that ran here lately. */
@@ -57,6 +60,8 @@ export class DeliveryLedger {
   readonly #link: BrokerLink;
   readonly #counts: DeliveryCounts;
   readonly #inFlight = new Map<string, Delivery>();
+  /** Routes the broker refused lately, until when (ms since the epoch) they go unused. */
+  readonly #refusedRoutes = new Map<string, number>();
   /** Result batchers of each session, by route ("" for results without one). */
   readonly #batchers = new WeakMap<BrokerSession, Map<string, ResultBatcher>>();
   /** Tasks whose result is confirmed or on disk: a redelivery of one is acked, not rerun. */
@@ -184,6 +189,28 @@ export class DeliveryLedger {
   }
 
   /**
+   * Publishes a batch under `route`. The broker refuses it (a nack) when one of the queues it
+   * routes to cannot take it: in a cluster, a result stream's queue on a node that is down. Then
+   * the batch goes again without the route (the service stores it and forwards it to the
+   * group's streams, which ask for new queues), and the route is left alone for a while.
+   */
+  async #publishRouted(session: BrokerSession, body: Uint8Array, route: string): Promise<void> {
+    try {
+      await session.publish(body, route);
+    } catch (err) {
+      // Lost with the connection: this fails at once and the caller sees why.
+      await session.publish(body);
+      const now = Date.now();
+      for (const [r, until] of this.#refusedRoutes) if (until <= now) this.#refusedRoutes.delete(r);
+      this.#refusedRoutes.set(route, now + REFUSED_ROUTE_MS);
+      log.warn("The broker refused results routed to {route} ({err}); sent them to the service", {
+        route,
+        err: String(err),
+      });
+    }
+  }
+
+  /**
    * Queues `encoded` in the batch of its route on `session`; resolves with the broker's confirm.
    * Results of one task group leave together, under their group's route; a batcher goes once it
    * has nothing waiting or on the wire, so a daemon that served many groups keeps none of them.
@@ -194,11 +221,13 @@ export class DeliveryLedger {
       byRoute = new Map();
       this.#batchers.set(session, byRoute);
     }
-    const key = route !== undefined && route.length <= 180 && ROUTE_RE.test(route) ? route : "";
+    const usable = route !== undefined && route.length <= 180 && ROUTE_RE.test(route) &&
+      !((this.#refusedRoutes.get(route) ?? 0) > Date.now());
+    const key = usable ? route : "";
     let b = byRoute.get(key);
     if (!b) {
       const batcher: ResultBatcher = new ResultBatcher(
-        (body) => session.publish(body, key || undefined),
+        (body) => key ? this.#publishRouted(session, body, key) : session.publish(body),
         { onIdle: () => byRoute.get(key) === batcher && byRoute.delete(key) },
       );
       byRoute.set(key, batcher);
