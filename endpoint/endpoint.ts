@@ -9,7 +9,9 @@
  * retried with capped, jittered exponential backoff for as long as the outage lasts (or until
  * `max_consecutive_failures`, when that is set): see {@linkcode BrokerLink}. Which messages are
  * unacked and when each is acked is the {@linkcode DeliveryLedger}'s.
- * Status reports go out every heartbeat period, and a final one with `heartbeat_period: 0`.
+ * Status reports go out every heartbeat period, as soon as the engine's worker count changes
+ * (workers still starting, blocks scaled out or in; checked twice a second), and a final one with
+ * `heartbeat_period: 0`.
  *
  * @module
  */
@@ -104,6 +106,10 @@ export class Endpoint {
   #localUser: string | null = null;
   #state: EndpointState = "starting";
   #heartbeat: ReturnType<typeof setInterval> | undefined;
+  /** Checks whether the engine's worker count changed since the last status report. */
+  #workersWatch: ReturnType<typeof setInterval> | undefined;
+  /** The worker count of the last status report sent. */
+  #reportedWorkers = -1;
   readonly #ended = Promise.withResolvers<EndpointEnd>();
 
   private constructor(
@@ -210,6 +216,12 @@ export class Endpoint {
     }
     const period = options.config.heartbeat_period;
     ep.#heartbeat = setInterval(() => ep.#onHeartbeat(), period * 1000);
+    ep.#workersWatch = setInterval(() => {
+      if (ep.#state !== "running" || ep.#engine.status().total_workers === ep.#reportedWorkers) {
+        return;
+      }
+      void ep.#sendStatus(period);
+    }, 500);
     ep.#reclaimer.touch(); // start-up's garbage goes once it has settled
     return ep;
   }
@@ -390,13 +402,15 @@ export class Endpoint {
   async #sendStatus(period: number): Promise<void> {
     const session = this.#link.session;
     if (!session) return;
+    const engine = this.#engine.status();
+    this.#reportedWorkers = engine.total_workers;
     const body = packMessage({
       message_type: "ep_status_report",
       data: {
         endpoint_id: this.id,
         global_state: {
           heartbeat_period: period,
-          ...this.#engine.status(),
+          ...engine,
           outstanding_tasks: this.#ledger.size,
           stored_results: this.#journal.pending,
         },
@@ -425,6 +439,7 @@ export class Endpoint {
     if (this.#state === "draining" || this.#state === "stopped") return await this.#stopped();
     this.#state = "draining";
     clearInterval(this.#heartbeat);
+    clearInterval(this.#workersWatch);
     this.#reclaimer.close();
     this.#link.stopReconnecting();
     await this.#link.session?.cancelConsumer();

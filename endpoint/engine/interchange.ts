@@ -331,6 +331,9 @@ export class Interchange {
             workers: m.capacity,
           });
           this.#scheduleDispatch();
+        } else if (msg.type === "workers") {
+          m.capacity = msg.workers;
+          this.#scheduleDispatch();
         } else if (msg.type === "warm") {
           m.kinds.report(msg.kinds);
         } else if (msg.type === "fatal") {

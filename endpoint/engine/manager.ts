@@ -265,10 +265,12 @@ export class Manager {
       }
       if (this.#state !== "starting") return;
       this.#state = "running";
-      link.send({ type: "ready", workers: this.#pool.workerCount });
-      log.info("Manager {id} ready with {n} workers", {
+      const ready = this.#pool.readyCount;
+      link.send({ type: "ready", workers: ready });
+      log.info("Manager {id} ready with {n} of {total} workers", {
         id: o.manager_id,
-        n: this.#pool.workerCount,
+        n: ready,
+        total: this.#pool.workerCount + this.#pool.startingCount,
       });
       this.#lastHeard = Date.now();
       heartbeat = setInterval(() => {
@@ -373,6 +375,10 @@ export class Manager {
         : undefined,
       // Until `ready` there is no writer, and no container worker either.
       onWarmKinds: (kinds) => this.#link?.send({ type: "warm", kinds }),
+      // Ready with the first wave of workers; the interchange hears of the others as they come
+      // (the count `ready` carries includes those up by then).
+      readyWorkers: WorkerPool.startWave,
+      onWorkers: (ready) => this.#link?.send({ type: "workers", workers: ready }),
     });
   }
 }

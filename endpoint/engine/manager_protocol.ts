@@ -5,8 +5,9 @@
  * Handshake: the interchange says `hello` with a random nonce; the manager answers `register`
  * with an HMAC-SHA256 of the nonce keyed by the per-endpoint secret (so the secret never crosses
  * the network); the interchange answers `welcome` or `refused` and closes. The manager then runs
- * `worker_init`, starts its workers and says `ready` with its capacity (or `fatal`); from then
- * on it says `warm` with the container images it has workers in whenever they change.
+ * `worker_init`, starts its workers and says `ready` with its capacity (or `fatal`) once the
+ * first of them are up; `workers` with its grown capacity as the others come, and from then on
+ * `warm` with the container images it has workers in whenever they change.
  *
  * @module
  */
@@ -14,7 +15,7 @@ import type { ResultMessage } from "../../sdk/protocol/mod.ts";
 import type { ResourceSpecificationWire } from "../../sdk/protocol/resource_specification.ts";
 
 /** Version of the interchange ↔ manager protocol. */
-export const MANAGER_PROTOCOL_VERSION = 1;
+export const MANAGER_PROTOCOL_VERSION = 2;
 
 /** A task as the interchange hands it to a manager. */
 export interface WireTask {
@@ -49,7 +50,10 @@ export type FromManager =
     hostname: string;
     pid: number;
   }
+  /** Its first workers are up; `workers` is how many. */
   | { type: "ready"; workers: number }
+  /** More of its workers are up (those still starting when it said `ready`): now `workers`. */
+  | { type: "workers"; workers: number }
   /** The container images the manager has ready workers in, sent whenever that set changes. */
   | { type: "warm"; kinds: string[] }
   | { type: "fatal"; message: string }

@@ -42,6 +42,22 @@ export interface WorkerPoolOptions {
   memCheckMs?: number;
   /** Seconds a worker may take to say hello. @default 30 */
   startTimeoutS?: number;
+  /**
+   * Workers that may be starting at once: hundreds of Deno processes started together share the
+   * cores for seconds and none says hello before most are done, while a few at a time start in
+   * the same total time and the first are ready at once. @default {@linkcode WorkerPool.startWave}
+   */
+  startConcurrency?: number;
+  /**
+   * How many workers {@linkcode WorkerPool.start} waits for; the others keep starting while the
+   * first run tasks, and `onWorkers` hears each one. @default `workers` (every one)
+   */
+  readyWorkers?: number;
+  /**
+   * Hears the number of ready workers each time it grows past what it has heard (the workers
+   * still starting when {@linkcode WorkerPool.start} returned). @default none
+   */
+  onWorkers?: ((ready: number) => void) | undefined;
   /** Seconds `close()` waits for running tasks before killing workers. @default 5 */
   graceS?: number;
   /**
@@ -78,12 +94,21 @@ export class WorkerPool {
   #state: PoolState = "starting";
   #memTimer: ReturnType<typeof setInterval> | undefined;
   #warm = "";
+  /** Workers of the initial count not spawned yet. */
+  #toStart = 0;
+  /** The initial workers' start-up, settled when each has started or failed. */
+  #ramp: Promise<unknown> = Promise.resolve();
+  /** Ready workers `onWorkers` has heard of. */
+  #heardReady = 0;
 
   private constructor(options: WorkerPoolOptions) {
     this.#opts = {
       containerCommand: undefined,
       containerStartTimeoutS: 300,
       onWarmKinds: undefined,
+      startConcurrency: WorkerPool.startWave,
+      readyWorkers: options.workers,
+      onWorkers: undefined,
       env: Deno.env.toObject(),
       accelerators: [],
       walltimeS: null,
@@ -97,24 +122,78 @@ export class WorkerPool {
     if (!Number.isInteger(options.workers) || options.workers < 1) {
       throw new RangeError(`Invalid worker count ${options.workers}: expected a whole number >= 1`);
     }
+    for (const key of ["startConcurrency", "readyWorkers"] as const) {
+      const v = this.#opts[key];
+      if (!Number.isInteger(v) || v < 1) {
+        throw new RangeError(`Invalid ${key} ${v}: expected a whole number >= 1`);
+      }
+    }
   }
 
-  /** Starts the pool and waits until every worker has said hello. */
+  /**
+   * Starts the pool's workers, a few at a time (`startConcurrency`), and waits until
+   * `readyWorkers` of them (by default every one) have said hello; the rest keep starting. A
+   * worker that fails to start before then fails the start; after it, the failure is logged and
+   * the worker replaced like one that died.
+   */
   static async start(options: WorkerPoolOptions): Promise<WorkerPool> {
     const pool = new WorkerPool(options);
     if (pool.#opts.memLimitMb !== null) {
       pool.#memTimer = setInterval(() => pool.#checkMemory(), pool.#opts.memCheckMs);
     }
     await Deno.mkdir(options.logDir, { recursive: true });
+    const want = Math.min(options.workers, pool.#opts.readyWorkers);
+    const enough = Promise.withResolvers<void>();
+    pool.#toStart = options.workers;
+    pool.#coming.set("", pool.#toStart);
+    const runner = async () => {
+      while (pool.#toStart > 0 && (pool.#state === "starting" || pool.#state === "running")) {
+        pool.#toStart--;
+        pool.#coming.set("", (pool.#coming.get("") ?? 1) - 1); // #spawn counts it from here
+        try {
+          await pool.#spawn("");
+        } catch (err) {
+          if (pool.#state === "starting") return enough.reject(err);
+          if (pool.#state === "running") log.error("Cannot start a worker: {err}", { err });
+          continue;
+        }
+        if (pool.readyCount >= want) enough.resolve();
+      }
+    };
+    const t0 = Date.now();
+    pool.#ramp = Promise.allSettled(
+      Array.from({ length: Math.min(pool.#opts.startConcurrency, options.workers) }, runner),
+    ).then(() => {
+      if (pool.#state !== "running" || want >= options.workers) return;
+      log.info("{n} of {total} workers up after {s} s", {
+        n: pool.readyCount,
+        total: options.workers,
+        s: (Date.now() - t0) / 1000,
+      });
+    });
     try {
-      await Promise.all(Array.from({ length: options.workers }, () => pool.#spawn("")));
+      await enough.promise;
     } catch (err) {
       await pool.close();
       throw err;
     }
     pool.#state = "running";
+    pool.#heardReady = pool.readyCount;
     pool.#dispatch();
     return pool;
+  }
+
+  /**
+   * Workers started at once by default (`startConcurrency`): four per core. A
+   * manager says it is ready once that many are up.
+   */
+  static get startWave(): number {
+    return Math.max(4, 4 * navigator.hardwareConcurrency);
+  }
+
+  /** Workers of the initial count not spawned yet. */
+  get startingCount(): number {
+    return this.#toStart;
   }
 
   /** Current lifecycle state. */
@@ -125,6 +204,13 @@ export class WorkerPool {
   /** Live workers. */
   get workerCount(): number {
     return this.#workers.size;
+  }
+
+  /** Live workers that have said hello. */
+  get readyCount(): number {
+    let n = 0;
+    for (const w of this.#workers) if (w.isReady) n++;
+    return n;
   }
 
   /** Idle workers. */
@@ -215,6 +301,13 @@ export class WorkerPool {
       if (accelerator !== undefined) this.#freeAccelerators.push(accelerator);
       throw err;
     }
+    if (this.#state === "draining" || this.#state === "stopped") {
+      // `close()` came while it was being spawned, and does not know it.
+      w.kill();
+      await w.exited.catch(() => {});
+      if (accelerator !== undefined) this.#freeAccelerators.push(accelerator);
+      throw new Error(`Worker pool is ${this.#state}`);
+    }
     this.#workers.add(w);
     const startedAt = Date.now();
     w.settled = w.exited.then((status) => this.#lost(w, status, Date.now() - startedAt));
@@ -225,6 +318,10 @@ export class WorkerPool {
     );
     this.#idleOf(kind).push(w);
     this.#reportWarm();
+    if (this.#state === "running" && this.readyCount > this.#heardReady) {
+      this.#heardReady = this.readyCount;
+      this.#opts.onWorkers?.(this.#heardReady);
+    }
     this.#dispatch();
   }
 
@@ -434,6 +531,8 @@ export class WorkerPool {
     clearTimeout(timer);
     for (const w of workers) w.kill();
     await Promise.all(workers.map((w) => w.settled));
+    // Workers of the initial count still being spawned stop (see #startWorker).
+    await this.#ramp;
     for (const q of this.#queues.values()) {
       for (let t = q.shift(); t; t = q.shift()) {
         this.#opts.onResult(

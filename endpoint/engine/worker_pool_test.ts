@@ -1,0 +1,105 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import type { ResultMessage } from "../../sdk/protocol/mod.ts";
+import { descendants, taskBuffer, until, valueOf } from "./_test_helpers.ts";
+import { engineCommand, permissionFlags } from "./command.ts";
+import { WorkerPool } from "./worker_pool.ts";
+
+const command = engineCommand("worker", permissionFlags({}));
+
+/** The environment of a test's workers, marked so that they can be told from other processes. */
+function markedEnv(marker: string): Record<string, string> {
+  return { ...Deno.env.toObject(), FUNCX_POOL_TEST: marker };
+}
+
+/** This process's descendants that carry `marker` (other tests may run beside this one). */
+function marked(marker: string): number[] {
+  return descendants().filter((pid) => {
+    try {
+      return Deno.readTextFileSync(`/proc/${pid}/environ`).includes(`FUNCX_POOL_TEST=${marker}\0`);
+    } catch {
+      return false; // gone
+    }
+  });
+}
+
+Deno.test("WorkerPool.start waits for readyWorkers; the others start a few at a time while tasks run", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "funcx-pool-test-" });
+  const results: ResultMessage[] = [];
+  const heard: number[] = [];
+  /** Workers spawned but not yet ready, seen each time `onWorkers` speaks. */
+  const starting: number[] = [];
+  let pool: WorkerPool | undefined = undefined;
+  pool = await WorkerPool.start({
+    workers: 6,
+    command,
+    logDir: join(dir, "logs"),
+    onResult: (r) => results.push(r),
+    startConcurrency: 2,
+    readyWorkers: 2,
+    onWorkers: (n) => {
+      heard.push(n);
+      if (pool) starting.push(pool.workerCount - pool.readyCount);
+    },
+  });
+  try {
+    assert.equal(pool.state, "running");
+    const atStart = pool.readyCount;
+    assert.ok(atStart >= 2 && atStart < 6, `${atStart} workers ready when start returned`);
+    // Tasks submitted now run on the workers already up.
+    for (let i = 0; i < 6; i++) {
+      pool.submit({ task_id: `t${i}`, buffer: taskBuffer(() => Deno.pid), statuses: [] });
+    }
+    await until(() => results.length === 6 && pool!.readyCount === 6, "every task and worker");
+    for (const r of results) assert.equal(typeof valueOf(r), "number");
+    assert.equal(heard.at(-1), 6);
+    assert.ok(heard.every((n, i) => i === 0 ? n > atStart : n > heard[i - 1]!), `${heard}`);
+    assert.ok(starting.every((n) => n <= 2), `workers starting at once: ${starting}`);
+    assert.equal(pool.startingCount, 0);
+  } finally {
+    await pool.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("WorkerPool.close() while workers are still starting leaves none behind", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "funcx-pool-test-" });
+  const pool = await WorkerPool.start({
+    workers: 8,
+    command,
+    logDir: join(dir, "logs"),
+    onResult: () => {},
+    startConcurrency: 2,
+    readyWorkers: 1,
+    env: markedEnv(dir),
+  });
+  try {
+    assert.ok(pool.startingCount > 0, "every worker was spawned before start returned");
+  } finally {
+    await pool.close();
+  }
+  assert.equal(pool.state, "stopped");
+  assert.deepEqual(marked(dir), []);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("WorkerPool.start fails when a worker fails before readyWorkers are up", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "funcx-pool-test-" });
+  try {
+    await assert.rejects(
+      WorkerPool.start({
+        workers: 4,
+        command: [Deno.execPath(), "eval", "Deno.exit(3)"],
+        logDir: join(dir, "logs"),
+        onResult: () => {},
+        startConcurrency: 2,
+        readyWorkers: 2,
+        env: markedEnv(dir),
+      }),
+      /exited with code 3 before its handshake/,
+    );
+    assert.deepEqual(marked(dir), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
