@@ -102,10 +102,13 @@ export class TaskOutcomes {
       return true;
     }
     this.#open.delete(r.task_id);
-    // The last hop of a traced task: its result read from the stream and its future settled.
+    // The last hop of a traced task: its result read from the stream and its future settled. A
+    // result that came straight from the endpoint hangs from the endpoint's hop, one the service
+    // forwarded from the service's.
     const hop = TRACING
       ? startHop("sdk.result", r.traceparent ?? heldHop(f), undefined, {
         "funcx.task_id": r.task_id,
+        ...(from === undefined ? {} : { "funcx.read_from": "endpoint" }),
       })
       : undefined;
     if (hop) f.onSettled(() => hop.end());
