@@ -128,9 +128,9 @@ export class ResultProcessor {
   }
 
   /**
-   * Handles one batch: stores it and, at the same time, forwards results to their task groups'
-   * queues. Throws if either fails, and the batch is redelivered; a redelivered result is stored
-   * once but forwarded again, and the SDK drops the repeat by task id.
+   * Handles one batch: stores it, then forwards to their task groups' queues the results a stream
+   * may have missed. Throws if either fails, and the batch is redelivered; a redelivered result is
+   * stored once but forwarded again, and the SDK drops the repeat by task id.
    */
   async handle(batch: readonly IncomingResult[]): Promise<void> {
     let results: ResultMessage[] = [];
@@ -229,24 +229,22 @@ export class ResultProcessor {
     // Traced results go on to the user's stream with the context of this hop.
     const hops = TRACING ? startResultHops(results, started) : undefined;
     const forwards = this.#broker ? this.#forwards(results, direct, routes) : new Map();
-    // The forward does not wait for the store's commit: the two run together. A result the SDK
-    // gets before its row commits is still in the store once the batch is acked (the ack waits
-    // for both); a crash between them redelivers the batch, which is stored then and forwarded
-    // again, and the SDK drops the repeat by task id.
-    const [changed] = await Promise.all([
-      this.#store.applyResults({ updates, completions, statuses }),
-      forwards.size > 0 && this.#broker
-        ? this.#broker.forward(
-          // One message per task group queue and batch: the user's stream gets them together.
-          [...forwards].map(([queue, results]) => ({
-            routingKey: queue,
-            body: results.length === 1
-              ? packMessage({ message_type: "result", data: results[0]! })
-              : packMessage({ message_type: "result_batch", data: { results } }),
-          })),
-        )
-        : undefined,
-    ]);
+    // Stored first, then forwarded: a forward goes to a stream that may have missed the result
+    // (the common path needs none: the endpoint's publish reached the streams), and a stream that
+    // reads the store after its queue is bound then finds what was forwarded before that. A
+    // crash between the two redelivers the batch, which is forwarded then; the SDK drops repeats.
+    const changed = await this.#store.applyResults({ updates, completions, statuses });
+    if (forwards.size > 0 && this.#broker) {
+      // One message per task group queue and batch: the user's stream gets them together.
+      await this.#broker.forward(
+        [...forwards].map(([queue, results]) => ({
+          routingKey: queue,
+          body: results.length === 1
+            ? packMessage({ message_type: "result", data: results[0]! })
+            : packMessage({ message_type: "result_batch", data: { results } }),
+        })),
+      );
+    }
     this.stats.results += changed;
     this.stats.duplicates += completions.length - changed;
     const submitted = new Map<string, number>();
