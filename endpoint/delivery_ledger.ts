@@ -45,13 +45,13 @@ export interface DeliveryCounts {
 const RECENT_PER_PREFETCH = 4;
 const RECENT_MIN = 10_000;
 
+/** How long a route the broker refused goes unused (its stream asks for a new queue meanwhile). */
+const REFUSED_ROUTE_MS = 10_000;
+
 /**
  * A task's `result_route` that may go into a routing key (one of at most 255 bytes, after
  * `<endpoint_id>.results.`); another is ignored and the result goes without a route.
  */
-/** How long a route the broker refused goes unused (its stream asks for a new queue meanwhile). */
-const REFUSED_ROUTE_MS = 10_000;
-
 const ROUTE_RE = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
 
 /** The unacked deliveries of an endpoint and the tasks that ran here lately. */
