@@ -76,3 +76,41 @@ export function loadWarning(
   return `the load average is ${one} (5 min: ${five}) on ${cores} cores: other work is running, ` +
     `so these figures are lower and noisier than on a quiet machine (quiet: below ${quiet})`;
 }
+
+/** The machine's CPU time so far, in clock ticks: all of it, and what the hypervisor took. */
+export interface CpuTimes {
+  total: number;
+  /** Time the hypervisor gave to other machines while this one wanted to run (`steal`). */
+  steal: number;
+}
+
+/** Reads {@linkcode CpuTimes} from the first line of `/proc/stat`. */
+export function cpuTimes(): CpuTimes {
+  const line = Deno.readTextFileSync("/proc/stat").split("\n", 1)[0]!;
+  const ticks = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  return { total: ticks.reduce((a, b) => a + b, 0), steal: ticks[7] ?? 0 };
+}
+
+/**
+ * The share of the machine's CPU time, in percent, that the hypervisor took between two
+ * readings: on a virtual machine, work the benchmark wanted to do and could not.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { stealPercent } from "./_repeat.ts";
+ * assert.equal(stealPercent({ total: 1000, steal: 10 }, { total: 1200, steal: 30 }), 10);
+ * assert.equal(stealPercent({ total: 5, steal: 0 }, { total: 5, steal: 0 }), 0);
+ * ```
+ */
+export function stealPercent(before: CpuTimes, after: CpuTimes): number {
+  const total = after.total - before.total;
+  return total > 0 ? round2(((after.steal - before.steal) / total) * 100) : 0;
+}
+
+/** A warning when the hypervisor took more than `limit` percent of the CPU time of a run. */
+export function stealWarning(percent: number, limit = 5): string | undefined {
+  if (percent <= limit) return undefined;
+  return `the hypervisor took ${percent} % of this machine's CPU time during the runs (steal): ` +
+    `the figures are lower and noisier than the same code gives alone`;
+}

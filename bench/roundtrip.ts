@@ -12,7 +12,8 @@
  *
  * A shared machine moves figures by ±20 % from run to run, so every figure is measured
  * `--repeat` times (3 by default; the endpoint restarted for each) and given as the median with
- * the range, and the bench warns when the load average shows other work, before and after.
+ * the range, and the bench warns when the load average shows other work, before and after, and
+ * when the hypervisor took more than 5 % of the machine's CPU time (steal) during the runs.
  * It prints a table and writes `bench/results/roundtrip.json`.
  *
  * With `--peers`, Celery (RabbitMQ broker, Redis results) and Dask distributed run in turn with
@@ -39,7 +40,16 @@ import {
 } from "./peers/side_by_side.ts";
 import { hopChartSvg } from "./hop_chart.ts";
 import { cmdline, descendants, processJiffies } from "./_proc.ts";
-import { loadAverage, loadWarning, showSpread, spread, spreadByKey } from "./_repeat.ts";
+import {
+  cpuTimes,
+  loadAverage,
+  loadWarning,
+  showSpread,
+  spread,
+  spreadByKey,
+  stealPercent,
+  stealWarning,
+} from "./_repeat.ts";
 import { residentMib } from "../endpoint/engine/worker_process.ts";
 import { ensureRabbitInstalled, RabbitBroker } from "../tests/harness/rabbitmq.ts";
 import {
@@ -316,6 +326,9 @@ async function measureFuncx(withBrokerCounts: boolean): Promise<FuncxRun> {
 const runs: FuncxRun[] = [];
 const peerRuns: Record<string, PeerFigures[]> = {};
 const loads: number[] = [];
+/** The hypervisor's share of the CPU time (%) during each funcX run. */
+const steals: number[] = [];
+const cpuAtStart = cpuTimes();
 for (let i = 0; i < repeat; i++) {
   if (values.peers) {
     console.error(`run ${i + 1}/${repeat}: Celery (${tasks} tasks, ${workers} workers)`);
@@ -332,11 +345,15 @@ for (let i = 0; i < repeat; i++) {
   }
   console.error(`run ${i + 1}/${repeat}: funcX (${localManager} manager)`);
   loads.push(loadAverage()[0]);
+  const cpuBefore = cpuTimes();
   runs.push(await measureFuncx(i === 0));
+  steals.push(stealPercent(cpuBefore, cpuTimes()));
 }
+const stealAll = stealPercent(cpuAtStart, cpuTimes());
 await service.process.stop();
 await Deno.remove(dir, { recursive: true }).catch(() => {});
 const warnedAfter = loadWarning();
+const warnedSteal = stealWarning(stealAll);
 
 const of = (f: (r: FuncxRun) => number) => spread(runs.map(f));
 const hopSpread = (key: "hops_p50_ms" | "hops_p99_ms") =>
@@ -354,7 +371,8 @@ const result = {
   queue_type: queueType,
   repeat,
   load_average: { before: loadBefore, at_each_run: loads, after: loadAverage() },
-  warnings: [warnedBefore, warnedAfter].filter((w) => w !== undefined),
+  steal_pct: { whole_bench: stealAll, at_each_funcx_run: steals },
+  warnings: [warnedBefore, warnedAfter, warnedSteal].filter((w) => w !== undefined),
   broker_start_s: Number(brokerS.toFixed(2)),
   endpoint_start_to_first_result_s: of((r) => r.start_to_first_result_s),
   roundtrip_ms: {
@@ -414,6 +432,11 @@ console.log(
   `| CPU per task (µs) | ${
     Object.entries(cpu).map(([k, v]) => `${k} ${showSpread(v)}`).join(", ")
   }; all ${result.throughput.cpu_us_per_task_all} | <= 400 |`,
+);
+console.log(
+  `| CPU time the hypervisor took (steal) during the funcX runs | ${
+    showSpread(spread(steals), " %")
+  } | 0 % (a machine to itself) |`,
 );
 console.log(`| idle endpoint daemon RSS, fresh | ${mib("idle_daemon_fresh")} | <= 80 MiB |`);
 console.log(
