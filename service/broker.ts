@@ -18,10 +18,10 @@
  * results (`<endpoint_id>.tasks`, `results`) are quorum queues, replicated on the cluster's
  * nodes, so losing a minority of the nodes loses nothing confirmed (a broker of one node may
  * have them as classic queues instead, `queueType`, which cost less per message and lose
- * nothing confirmed either, since a persistent message is confirmed once it is on disk). A result stream's queue stays
- * a classic queue on one node: it holds only copies (the store has every result, and the stream
- * asks for a new queue and reads the store when its queue's node is gone), and a quorum queue
- * per SDK process would cost a replicated log each.
+ * nothing confirmed either, since a persistent message is confirmed once it is on disk). A
+ * result stream's queue stays a classic queue on one node: it holds only copies (the store has
+ * every result, and the stream asks for a new queue and reads the store when its queue's node is
+ * gone), and a quorum queue per SDK process would cost a replicated log each.
  *
  * @module
  */
@@ -58,15 +58,6 @@ export function resultRoutingKey(endpointId: string): string {
  */
 export function directResultKey(endpointId: string, route: string): string {
   return `${resultRoutingKey(endpointId)}.${route}`;
-}
-
-/**
- * Whether a message on `results` came with a task group's route (`<endpoint_id>.results.<route>`),
- * and so reached the group's streams already.
- */
-export function isDirectResultKey(routingKey: string): boolean {
-  const dot = routingKey.indexOf(".");
-  return dot > 0 && routingKey.startsWith(".results.", dot);
 }
 
 /** One message taken from the `results` queue. */

@@ -19,7 +19,8 @@ import {
   TaskState,
   unpackMessage,
 } from "../sdk/protocol/mod.ts";
-import { type IncomingResult, isDirectResultKey, type ServiceBroker } from "./broker.ts";
+import { directResultSender } from "../sdk/result_watcher.ts";
+import type { IncomingResult, ServiceBroker } from "./broker.ts";
 import type { EndpointStatus, ResultRoute, Store, TaskCompletion } from "./store.ts";
 import { nowMs, startResultHops, TRACING } from "./task_trace.ts";
 import { observeBatch, serviceMetrics } from "./metrics.ts";
@@ -111,11 +112,11 @@ export class ResultProcessor {
     const forwards = new Map<string, ResultMessage[]>();
     for (const r of results) {
       const route = routes.get(r.task_id);
-      const queue = route?.queue;
-      if (queue === undefined) continue;
+      if (route?.queue === undefined) continue;
+      const { queue, streamAttachedAt, createdAt } = route;
       if (
-        direct.has(r) && route!.streamAttachedAt !== undefined &&
-        route!.streamAttachedAt + CLOCK_SKEW_S < route!.createdAt
+        direct.has(r) && streamAttachedAt !== undefined &&
+        streamAttachedAt + CLOCK_SKEW_S < createdAt
       ) {
         this.stats.direct++;
         continue;
@@ -160,7 +161,7 @@ export class ResultProcessor {
         case "result":
         case "result_batch": {
           const list = msg.message_type === "result" ? [msg.data] : msg.data.results;
-          const routed = isDirectResultKey(item.routingKey);
+          const routed = directResultSender(item.routingKey) !== undefined;
           const sender = senderOf(item.routingKey);
           for (const raw of list) {
             const r = raw.data.length > this.#maxResultBytes ? this.#oversized(raw) : raw;
