@@ -14,16 +14,7 @@ import { FuncXExecutor } from "../mod.ts";
 import { packMessage, serialize } from "../sdk/protocol/mod.ts";
 import { groupRoutingKey } from "../service/routes/tasks.ts";
 import { clientOf, sharedBroker, startStack } from "./harness/stack.ts";
-
-async function until<T>(f: () => Promise<T | undefined>, what: string, ms = 30_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+import { until } from "./harness/until.ts";
 
 Deno.test("a result reaches the SDK straight from the endpoint, with the service stopped", async () => {
   const access = await sharedBroker();
@@ -42,8 +33,8 @@ Deno.test("a result reaches the SDK straight from the endpoint, with the service
 
   const future = fx.submitToRegisteredFunction(fnId, [marker]);
   await until(
-    () => Deno.stat(marker).then(() => true, () => undefined),
     "the task to start in a worker",
+    () => Deno.stat(marker).then(() => true, () => false),
   );
   stack.service.process.signal("SIGSTOP");
   try {
@@ -53,7 +44,7 @@ Deno.test("a result reaches the SDK straight from the endpoint, with the service
     const conn = await amqp.connect(url.toString());
     try {
       const ch = await conn.createConfirmChannel();
-      const taskId = await until(() => Promise.resolve(future.taskId ?? undefined), "the task id");
+      const taskId = await until("the task id", () => future.taskId);
       const forged = packMessage({
         message_type: "result",
         data: { task_id: taskId, data: serialize(-1), error_details: null, task_statuses: null },
@@ -76,10 +67,10 @@ Deno.test("a result reaches the SDK straight from the endpoint, with the service
   }
   // Once it runs again, the service stores the endpoint's result; the forged one names another
   // endpoint than the task's, and is dropped there too.
-  const info = await until(async () => {
+  const info = await until("the stored result", async () => {
     const t = await client.getTask(future.taskId!);
     return t.pending ? undefined : t;
-  }, "the stored result");
+  });
   assert.equal(info.status, "success");
   assert.equal(await client.getResult(future.taskId!), 42);
 });
