@@ -73,6 +73,12 @@ dbOption(program.command("serve").description("Run the service in the foreground
       "of one node; less work per message) (env FUNCX_SERVICE_QUEUE_TYPE)",
     env("FUNCX_SERVICE_QUEUE_TYPE", "quorum"),
   )
+  .option(
+    "--direct-results",
+    "endpoints publish results straight to the task group's result streams as well as to the " +
+      "service: one broker hop instead of two (env FUNCX_SERVICE_DIRECT_RESULTS=1)",
+    Deno.env.get("FUNCX_SERVICE_DIRECT_RESULTS") === "1",
+  )
   .option("--token-ttl <seconds>", "access token lifetime", env("FUNCX_SERVICE_TOKEN_TTL", "3600"))
   .option(
     "--max-request-bytes <n>",
@@ -184,6 +190,7 @@ dbOption(program.command("serve").description("Run the service in the foreground
       database,
       amqpUrl: o.amqpUrl,
       queueType,
+      directResults: o.directResults === true,
       publicAmqpUrl: o.publicAmqpUrl ?? o.amqpUrl,
       hostname: o.host,
       port,

@@ -36,6 +36,11 @@ export interface AppSettings {
   maxResultBytes: number;
   /** Largest request body in bytes. */
   maxRequestBytes: number;
+  /**
+   * Whether tasks carry their group's route, so that endpoints publish results straight to the
+   * group's result streams (one broker hop) as well as to the service. @default false
+   */
+  directResults?: boolean;
   /** Seconds a task and its result are kept. */
   taskTtlS: number;
   /**

@@ -18,7 +18,7 @@ import { until } from "./harness/until.ts";
 
 Deno.test("a result reaches the SDK straight from the endpoint, with the service stopped", async () => {
   const access = await sharedBroker();
-  await using stack = await startStack({ workers: 2 });
+  await using stack = await startStack({ workers: 2, serviceArgs: ["--direct-results"] });
   const client = clientOf(stack.service);
   const me = await client.whoami();
   const marker = join(stack.dir, "started");

@@ -284,7 +284,9 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
               ...(resourceSpecification ? { resource_specification: resourceSpecification } : {}),
               ...(traceparent ? { traceparent } : {}),
               // The endpoint publishes the result under it, straight to the group's streams.
-              result_route: groupRoutingKey(user.id, groupId),
+              ...(deps.settings.directResults
+                ? { result_route: groupRoutingKey(user.id, groupId) }
+                : {}),
             }),
           });
           results.push({ status: "Success", task_uuid: taskId, http_status_code: 200 });

@@ -281,6 +281,8 @@ export interface StartStackOptions {
   broker?: BrokerAccess;
   /** Fields written into the endpoint's `config.yaml` (see {@linkcode StartEndpointOptions}). */
   config?: Record<string, unknown>;
+  /** Extra arguments of `funcx-service serve`. */
+  serviceArgs?: string[];
 }
 
 /** Starts a service and an endpoint in a fresh vhost; `stop()` tears all of it down. */
@@ -291,7 +293,13 @@ export async function startStack(options: StartStackOptions = {}): Promise<Stack
   const amqpUrl = await createVhost(access, vhost);
   let service: ServiceHandle | undefined;
   try {
-    service = await startService({ dir, amqpUrl, echo: options.echo ?? false, broker: access });
+    service = await startService({
+      dir,
+      amqpUrl,
+      echo: options.echo ?? false,
+      broker: access,
+      ...(options.serviceArgs ? { args: options.serviceArgs } : {}),
+    });
     const endpoint = await startEndpoint({
       service,
       dir,
