@@ -79,6 +79,12 @@ dbOption(program.command("serve").description("Run the service in the foreground
       "service: one broker hop instead of two (env FUNCX_SERVICE_DIRECT_RESULTS=1)",
     Deno.env.get("FUNCX_SERVICE_DIRECT_RESULTS") === "1",
   )
+  .option(
+    "--broker-deadline <seconds>",
+    "how long the broker may take to confirm a message or declare a queue before the service " +
+      "ends the connection as dead and reconnects (env FUNCX_SERVICE_BROKER_DEADLINE)",
+    env("FUNCX_SERVICE_BROKER_DEADLINE", "30"),
+  )
   .option("--token-ttl <seconds>", "access token lifetime", env("FUNCX_SERVICE_TOKEN_TTL", "3600"))
   .option(
     "--max-request-bytes <n>",
@@ -185,11 +191,18 @@ dbOption(program.command("serve").description("Run the service in the foreground
         `Invalid --queue-type "${o.queueType}": expected ${QUEUE_TYPES.join(" or ")}`,
       );
     }
+    const brokerDeadline = Number(o.brokerDeadline);
+    if (!Number.isFinite(brokerDeadline) || brokerDeadline <= 0) {
+      throw new Error(
+        `Invalid --broker-deadline "${o.brokerDeadline}": expected a number of seconds > 0`,
+      );
+    }
     const database = databaseOf(o);
     const service = await FuncxService.start({
       database,
       amqpUrl: o.amqpUrl,
       queueType,
+      brokerDeadlineS: brokerDeadline,
       directResults: o.directResults === true,
       publicAmqpUrl: o.publicAmqpUrl ?? o.amqpUrl,
       hostname: o.host,

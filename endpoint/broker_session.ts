@@ -17,6 +17,27 @@ import { Buffer } from "node:buffer";
 import type { EndpointRegistration } from "../sdk/client.ts";
 import { AckCoalescer } from "./ack_coalescer.ts";
 import { brokerAddresses, brokerHost, connectFirst } from "../sdk/_broker_addresses.ts";
+import {
+  BROKER_ANSWER_DEADLINE_MS,
+  destroyConnection,
+  withBrokerDeadline,
+} from "../sdk/_broker_deadline.ts";
+
+/**
+ * How long the broker may take to confirm a result: `FUNCX_ENDPOINT_BROKER_DEADLINE` (seconds),
+ * else 30 s. Past it the session is ended as dead, and the result (safe in the journal) is sent
+ * again on the next one.
+ */
+function answerDeadlineMs(): number {
+  let raw: string | undefined;
+  try {
+    raw = Deno.env.get("FUNCX_ENDPOINT_BROKER_DEADLINE");
+  } catch {
+    raw = undefined;
+  }
+  const s = Number(raw);
+  return raw && Number.isFinite(s) && s > 0 ? s * 1000 : BROKER_ANSWER_DEADLINE_MS;
+}
 
 /** Another process consumes this endpoint's task queue; the broker refused this one. */
 export class EndpointRefused extends Error {
@@ -100,6 +121,7 @@ export async function openSession(
         clientProperties: { connection_name: `funcx-endpoint ${registration.endpoint_id}` },
       }),
   );
+  const deadlineMs = answerDeadlineMs();
   let isLost = false;
   let closing = false;
   let consumerTag: string | undefined;
@@ -123,7 +145,7 @@ export async function openSession(
     address: brokerHost(urls[index]!),
     routedResultLimit: registration.result_queue_info.max_result_bytes ?? 0,
     publish(body, route) {
-      return new Promise((resolve, reject) => {
+      const confirm = new Promise<void>((resolve, reject) => {
         if (isLost || !results) return reject(new Error("The broker connection is lost"));
         try {
           results.publish(
@@ -137,6 +159,11 @@ export async function openSession(
         } catch (err) {
           reject(err);
         }
+      });
+      // A confirm that never comes would hold the results behind it: end the session instead.
+      return withBrokerDeadline(confirm, deadlineMs, "a confirm of results", (err) => {
+        session.lost(err);
+        destroyConnection(conn, err);
       });
     },
     ack(msg) {

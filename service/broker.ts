@@ -30,6 +30,11 @@ import { Buffer } from "node:buffer";
 import { getLogger } from "@logtape/logtape";
 import { backoffDelay, sleep } from "../sdk/_backoff.ts";
 import { brokerHost, connectFirst, parseBrokerUrls } from "../sdk/_broker_addresses.ts";
+import {
+  BROKER_ANSWER_DEADLINE_MS,
+  destroyConnection,
+  withBrokerDeadline,
+} from "../sdk/_broker_deadline.ts";
 
 const log = getLogger(["funcx", "service", "broker"]);
 
@@ -81,6 +86,12 @@ export interface ServiceBrokerOptions {
    * nodes) or `classic` (one node's disk; for a broker that is one node). @default "quorum"
    */
   queueType?: QueueType;
+  /**
+   * Milliseconds the broker may take to confirm a published message or to declare an endpoint's
+   * queue; past that the connection is presumed dead, ended and replaced, and what was not
+   * confirmed is published again (see `sdk/_broker_deadline.ts`). @default 30_000
+   */
+  answerDeadlineMs?: number;
 }
 
 /** The type of the durable queues that hold tasks and results. */
@@ -212,6 +223,7 @@ export class ServiceBroker {
       resultPrefetch: options.resultPrefetch ?? 200,
       maxBatch: options.maxBatch ?? 100,
       queueType: options.queueType ?? "quorum",
+      answerDeadlineMs: options.answerDeadlineMs ?? BROKER_ANSWER_DEADLINE_MS,
     });
     await broker.#open();
     return broker;
@@ -306,6 +318,15 @@ export class ServiceBroker {
     return this.#link;
   }
 
+  /** `wait` on `link`'s broker, which ends the connection when it does not answer in time. */
+  #deadline<T>(link: Link, wait: Promise<T>, what: string): Promise<T> {
+    return withBrokerDeadline(wait, this.#options.answerDeadlineMs, what, (err) => {
+      if (this.#link !== link) return;
+      log.error("{err}", { err: err.message });
+      destroyConnection(link.conn, err);
+    });
+  }
+
   /** Called each time the connection drops (the service goes on and reconnects). */
   onConnectionLost(fn: (err: Error) => void): void {
     this.#onLost = fn;
@@ -320,9 +341,15 @@ export class ServiceBroker {
   async ensureEndpointQueue(endpointId: string): Promise<string> {
     const queue = taskQueueName(endpointId);
     if (this.#declared.has(queue)) return queue;
-    const { conn, admin } = this.#live();
-    await declareDurableQueue(conn, queue, this.#options.queueType);
-    await admin.bindQueue(queue, TASKS_EXCHANGE, queue);
+    const link = this.#live();
+    await this.#deadline(
+      link,
+      (async () => {
+        await declareDurableQueue(link.conn, queue, this.#options.queueType);
+        await link.admin.bindQueue(queue, TASKS_EXCHANGE, queue);
+      })(),
+      `declaring queue "${queue}"`,
+    );
     this.#declared.add(queue);
     return queue;
   }
@@ -339,7 +366,10 @@ export class ServiceBroker {
     );
   }
 
-  /** Publishes one message on the live link; resolves with its broker confirm. */
+  /**
+   * Publishes one message on the live link; resolves with its broker confirm. A confirm that does
+   * not come in time ends the link (its other unconfirmed messages fail with it).
+   */
   #confirmed(
     exchange: string,
     routingKey: string,
@@ -347,9 +377,9 @@ export class ServiceBroker {
     options: amqp.Options.Publish,
     refusal: string,
   ): Promise<void> {
-    const { pub } = this.#live();
-    return new Promise<void>((resolve, reject) => {
-      pub.publish(
+    const link = this.#live();
+    const confirm = new Promise<void>((resolve, reject) => {
+      link.pub.publish(
         exchange,
         routingKey,
         Buffer.from(body.buffer, body.byteOffset, body.byteLength),
@@ -357,6 +387,7 @@ export class ServiceBroker {
         (err: unknown) => (err ? reject(new Error(refusal, { cause: err })) : resolve()),
       );
     });
+    return this.#deadline(link, confirm, `a confirm of a message to "${routingKey}"`);
   }
 
   /**

@@ -40,6 +40,11 @@ export interface ServiceConfig extends AppSettings {
    * a broker of one node. @default "quorum"
    */
   queueType?: QueueType;
+  /**
+   * Seconds the broker may take to confirm a message or declare a queue before the connection is
+   * ended as dead and replaced. @default 30
+   */
+  brokerDeadlineS?: number;
   /** Address to listen on. */
   hostname: string;
   /** Port to listen on; 0 picks a free one. */
@@ -100,6 +105,7 @@ export class FuncxService {
     try {
       broker = await ServiceBroker.connect(config.amqpUrl, {
         ...(config.queueType ? { queueType: config.queueType } : {}),
+        ...(config.brokerDeadlineS ? { answerDeadlineMs: config.brokerDeadlineS * 1000 } : {}),
       });
     } catch (err) {
       await store.close();

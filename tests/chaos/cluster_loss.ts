@@ -13,8 +13,10 @@
  * duplicated), and no future was left waiting. Tasks that ran more than once (their number
  * twice in the side-effect file) are counted and reported with why they can.
  *
- * `deno run -A tests/chaos/cluster_loss.ts --tasks 10000 [--rate 150] [--no-faults] [--json F]` runs
- * it by hand (`--no-faults`: the same run unhurt, as a baseline);
+ * `deno run -A tests/chaos/cluster_loss.ts --tasks 10000 [--rate 150] [--no-faults]
+ * [--direct-results] [--json F]` runs it by hand (`--no-faults`: the same run unhurt, as a
+ * baseline; `--direct-results`: both replicas serve with one-hop results). A run that fails keeps
+ * its directory of logs (the services', endpoints' and SDK processes') and prints its path;
  * `cluster_loss_test.ts` runs a smaller one in the suite.
  *
  * @module
@@ -47,6 +49,8 @@ export interface ClusterLossOptions {
   faults?: boolean;
   /** Where progress lines go. @default console.error */
   log?: (line: string) => void;
+  /** More arguments for both replicas' `funcx-service serve`. @default [] */
+  serviceArgs?: string[];
 }
 
 /** What a run measured. */
@@ -96,8 +100,13 @@ export async function runClusterLoss(options: ClusterLossOptions = {}): Promise<
   const echo = options.echo ?? false;
   const say = options.log ?? ((line: string) => console.error(line));
   const dir = await Deno.makeTempDir({ prefix: "funcx-cluster-loss-" });
+  // The directory (every process's log) is kept when the run fails, and its path printed.
+  let keep = true;
   const cleanup: Array<() => Promise<unknown>> = [
-    () => Deno.remove(dir, { recursive: true }).catch(() => {}),
+    () =>
+      keep
+        ? Promise.resolve(say(`cluster-loss: the run's logs are kept in ${dir}`))
+        : Deno.remove(dir, { recursive: true }).catch(() => {}),
   ];
   const began = performance.now();
   const at = () => ((performance.now() - began) / 1000).toFixed(1);
@@ -140,7 +149,7 @@ export async function runClusterLoss(options: ClusterLossOptions = {}): Promise<
         database,
         existingClient,
         echo,
-        args: ["--management-url", management],
+        args: ["--management-url", management, ...(options.serviceArgs ?? [])],
       });
       cleanup.unshift(() => s.process.stop(5).catch(() => {}));
       return s;
@@ -180,8 +189,11 @@ export async function runClusterLoss(options: ClusterLossOptions = {}): Promise<
         args: [...denoRunArgs("tests/chaos/cluster_sdk_main.ts", [JSON.stringify(arg)])],
         env: front.env,
         stdout: "piped",
-        stderr: echo ? "inherit" : "null",
+        stderr: "piped",
       }).spawn();
+      const sdkLog = Deno.openSync(join(dir, `sdk-${k + 1}.log`), { write: true, create: true });
+      const stderrDone = child.stderr.pipeTo(sdkLog.writable).catch(() => {});
+      if (echo) say(`SDK process ${k + 1} logs to ${join(dir, `sdk-${k + 1}.log`)}`);
       cleanup.unshift(async () => {
         try {
           child.kill("SIGKILL");
@@ -189,6 +201,7 @@ export async function runClusterLoss(options: ClusterLossOptions = {}): Promise<
           // already gone
         }
         await child.status;
+        await stderrDone;
       });
       return { child, done: lastJson(child.stdout) };
     });
@@ -244,6 +257,7 @@ export async function runClusterLoss(options: ClusterLossOptions = {}): Promise<
     report.failovers.service = count(await replicas[0].process.log(), /Broker connection restored/);
     report.seconds = (performance.now() - began) / 1000;
     report.flowSeconds = flowSeconds;
+    keep = report.problems.length > 0;
     return report;
   } finally {
     for (const c of cleanup) await c();
@@ -372,6 +386,7 @@ if (import.meta.main) {
       rate: { type: "string", default: "100" },
       echo: { type: "boolean", default: false },
       "no-faults": { type: "boolean", default: false },
+      "direct-results": { type: "boolean", default: false },
       json: { type: "string" },
     },
   });
@@ -380,6 +395,7 @@ if (import.meta.main) {
     rate: Number(values.rate),
     echo: values.echo,
     faults: !values["no-faults"],
+    serviceArgs: values["direct-results"] ? ["--direct-results"] : [],
   });
   for (const line of report.timeline) console.log(line);
   console.log(clusterLossLine(report));

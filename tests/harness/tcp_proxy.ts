@@ -3,7 +3,9 @@
  * port, the service's HTTP port) and forwards bytes both ways with Nagle off. A test can cut
  * every live connection abruptly (both sockets closed, so the peers see the stream end with no
  * AMQP or HTTP goodbye) and refuse or drop new connections for a while, as a network cut or a
- * restarting firewall would; and it can watch (or stop) the bytes going through with a tap.
+ * restarting firewall would; it can silence the live connections (they stay open, but nothing
+ * comes back from the target, as over a link that drops packets); and it can watch (or stop) the
+ * bytes going through with a tap.
  *
  * @module
  */
@@ -67,6 +69,8 @@ export class TcpProxy implements AsyncDisposable {
   readonly #targetPort: number;
   readonly #links = new Map<number, Link>();
   readonly #taps = new Set<ProxyTap>();
+  /** Links whose bytes from the target are swallowed (see {@linkcode silence}). */
+  readonly #silenced = new Set<number>();
   readonly #tasks = new Set<Promise<void>>();
   #listener: Deno.TcpListener | undefined;
   #nextId = 1;
@@ -126,6 +130,18 @@ export class TcpProxy implements AsyncDisposable {
       this.#restoreTimer = setTimeout(() => this.restore(), options.forMs);
     }
     return n;
+  }
+
+  /**
+   * Keeps every live connection open but stops forwarding what the target sends on them (it is
+   * read and dropped), as a link whose packets are lost would: the client sees neither an answer
+   * nor an end. Connections made later work. `links` picks some by number (as a tap sees them);
+   * default every live one. Returns how many connections were silenced.
+   */
+  silence(links?: Iterable<number>): number {
+    const ids = links ? [...links].filter((id) => this.#links.has(id)) : [...this.#links.keys()];
+    for (const id of ids) this.#silenced.add(id);
+    return ids.length;
   }
 
   /** Accepts and forwards connections again; a proxy that is not cut is left as it is. */
@@ -223,6 +239,7 @@ export class TcpProxy implements AsyncDisposable {
         let pass = true;
         for (const tap of this.#taps) if (tap(direction, chunk, link.id) === false) pass = false;
         if (!pass || link.closed) break;
+        if (direction === "down" && this.#silenced.has(link.id)) continue;
         for (let off = 0; off < n;) off += await to.write(chunk.subarray(off));
       }
     } catch {
@@ -235,6 +252,7 @@ export class TcpProxy implements AsyncDisposable {
     if (link.closed) return;
     link.closed = true;
     this.#links.delete(link.id);
+    this.#silenced.delete(link.id);
     for (const conn of [link.client, link.target]) {
       try {
         conn?.close();

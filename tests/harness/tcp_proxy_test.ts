@@ -154,3 +154,25 @@ Deno.test("TcpProxy.cut in refuse mode closes the port and restores by itself af
   );
   await echo.close();
 });
+
+Deno.test("TcpProxy.silence keeps live connections open but swallows the target's answers", async () => {
+  const echo = echoServer();
+  await using proxy = TcpProxy.start({ targetPort: echo.port });
+  const seen: string[] = [];
+  proxy.tap((dir, chunk) => void seen.push(`${dir}:${new TextDecoder().decode(chunk)}`));
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: proxy.port });
+  assert.equal(await roundTrip(conn, "before"), "before");
+  assert.equal(proxy.silence(), 1);
+  await conn.write(new TextEncoder().encode("lost"));
+  // The target answered (the tap saw it) but nothing reached the client, and the link stays.
+  await until("the target to answer", () => seen.includes("down:lost"));
+  const read = conn.read(new Uint8Array(16));
+  const nothing = await Promise.race([read, new Promise((r) => setTimeout(() => r("none"), 200))]);
+  assert.equal(nothing, "none", "no answer and no end of stream");
+  assert.equal(proxy.liveConnections, 1);
+  assert.ok(await echoes(proxy.port), "a new connection works");
+  conn.close();
+  await read.catch(() => {});
+  await proxy.close();
+  await echo.close();
+});
