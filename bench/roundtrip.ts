@@ -22,7 +22,7 @@
  * (under `peers`, and alone in `bench/results/peers.json`).
  *
  * Usage: `deno task bench [--tasks 20000] [--workers 2] [--rounds 300] [--repeat 3] [--batch N]
- * [--local-manager in_process|process] [--queue-type quorum|classic] [--direct-results]
+ * [--local-manager in_process|process] [--queue-type quorum|classic] [--no-direct-results]
  * [--peers [--celery-prefetch 4]]`
  *
  * @module
@@ -73,8 +73,9 @@ const { values } = parseArgs({
     "local-manager": { type: "string", default: "in_process" },
     // The service's default: quorum queues, as on a cluster.
     "queue-type": { type: "string", default: "quorum" },
-    // The service's `--direct-results`: results reach the SDK in one broker hop.
-    "direct-results": { type: "boolean", default: false },
+    // The service's `--no-direct-results`: results reach the SDK through the service (two broker
+    // hops) instead of straight from the endpoint.
+    "no-direct-results": { type: "boolean", default: false },
     peers: { type: "boolean", default: false },
     "celery-prefetch": { type: "string", default: String(CELERY_DEFAULT_PREFETCH) },
   },
@@ -173,7 +174,11 @@ const service = await startService({
   dir,
   amqpUrl,
   broker: access,
-  args: ["--queue-type", queueType, ...(values["direct-results"] ? ["--direct-results"] : [])],
+  args: [
+    "--queue-type",
+    queueType,
+    ...(values["no-direct-results"] ? ["--no-direct-results"] : []),
+  ],
 });
 const client = clientOf(service);
 const noop = await client.registerFunction(() => null);
@@ -372,7 +377,7 @@ const result = {
   workers,
   local_manager: localManager,
   queue_type: queueType,
-  direct_results: values["direct-results"],
+  direct_results: !values["no-direct-results"],
   repeat,
   load_average: { before: loadBefore, at_each_run: loads, after: loadAverage() },
   steal_pct: { whole_bench: stealAll, at_each_funcx_run: steals },

@@ -76,8 +76,12 @@ dbOption(program.command("serve").description("Run the service in the foreground
   .option(
     "--direct-results",
     "endpoints publish results straight to the task group's result streams as well as to the " +
-      "service: one broker hop instead of two (env FUNCX_SERVICE_DIRECT_RESULTS=1)",
-    Deno.env.get("FUNCX_SERVICE_DIRECT_RESULTS") === "1",
+      "service: one broker hop instead of two (the default)",
+  )
+  .option(
+    "--no-direct-results",
+    "results go from endpoints to the service and from there to the result streams: two " +
+      "broker hops (env FUNCX_SERVICE_DIRECT_RESULTS=0)",
   )
   .option(
     "--broker-deadline <seconds>",
@@ -203,7 +207,7 @@ dbOption(program.command("serve").description("Run the service in the foreground
       amqpUrl: o.amqpUrl,
       queueType,
       brokerDeadlineS: brokerDeadline,
-      directResults: o.directResults === true,
+      directResults: o.directResults ?? Deno.env.get("FUNCX_SERVICE_DIRECT_RESULTS") !== "0",
       publicAmqpUrl: o.publicAmqpUrl ?? o.amqpUrl,
       hostname: o.host,
       port,

@@ -38,7 +38,8 @@ export interface AppSettings {
   maxRequestBytes: number;
   /**
    * Whether tasks carry their group's route, so that endpoints publish results straight to the
-   * group's result streams (one broker hop) as well as to the service. @default false
+   * group's result streams (one broker hop) as well as to the service; false: results go
+   * through the service to the streams (two hops). @default true
    */
   directResults?: boolean;
   /** Seconds a task and its result are kept. */

@@ -4,7 +4,8 @@
  * group's result streams at once. Proved against the real stack by stopping the service
  * (SIGSTOP) while a task runs: its future still settles, so the result reached the SDK without the
  * service. A result that names another endpoint in its routing key is dropped by the SDK, and the
- * service stores the real one once it runs again.
+ * service stores the real one once it runs again. With `--no-direct-results` the same result waits
+ * for the service.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -18,7 +19,8 @@ import { until } from "./harness/until.ts";
 
 Deno.test("a result reaches the SDK straight from the endpoint, with the service stopped", async () => {
   const access = await sharedBroker();
-  await using stack = await startStack({ workers: 2, serviceArgs: ["--direct-results"] });
+  // One-hop results are the service's default.
+  await using stack = await startStack({ workers: 2 });
   const client = clientOf(stack.service);
   const me = await client.whoami();
   const marker = join(stack.dir, "started");
@@ -73,4 +75,39 @@ Deno.test("a result reaches the SDK straight from the endpoint, with the service
   });
   assert.equal(info.status, "success");
   assert.equal(await client.getResult(future.taskId!), 42);
+});
+
+Deno.test("with --no-direct-results a result goes through the service: none while it is stopped", async () => {
+  await using stack = await startStack({ workers: 1, serviceArgs: ["--no-direct-results"] });
+  const client = clientOf(stack.service);
+  const marker = join(stack.dir, "started");
+  const gate = join(stack.dir, "gate");
+  const fnId = await client.registerFunction(async (started: string, go: string | null) => {
+    await Deno.writeTextFile(started, "started");
+    while (go !== null && !(await Deno.stat(go).then(() => true, () => false))) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return 7;
+  });
+  await using fx = new FuncXExecutor({ endpointId: stack.endpoint.endpointId, client });
+  assert.equal(await fx.submitToRegisteredFunction(fnId, [join(stack.dir, "warm-up"), null]), 7);
+  const future = fx.submitToRegisteredFunction(fnId, [marker, gate]);
+  await until(
+    "the task to start in a worker",
+    () => Deno.stat(marker).then(() => true, () => false),
+  );
+  stack.service.process.signal("SIGSTOP");
+  try {
+    // The task returns now, with the service stopped. One hop would bring its result within
+    // milliseconds; through the service it must wait.
+    await Deno.writeTextFile(gate, "");
+    const early = await Promise.race([
+      future.then(() => "settled"),
+      new Promise((r) => setTimeout(() => r("waiting"), 2000)),
+    ]);
+    assert.equal(early, "waiting", "the result reached the SDK without the service");
+  } finally {
+    stack.service.process.signal("SIGCONT");
+  }
+  assert.equal(await future, 7);
 });

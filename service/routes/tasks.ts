@@ -284,7 +284,7 @@ export function taskRoutes(deps: AppDeps): Hono<AppEnv> {
               ...(resourceSpecification ? { resource_specification: resourceSpecification } : {}),
               ...(traceparent ? { traceparent } : {}),
               // The endpoint publishes the result under it, straight to the group's streams.
-              ...(deps.settings.directResults
+              ...(deps.settings.directResults !== false
                 ? { result_route: groupRoutingKey(user.id, groupId) }
                 : {}),
             }),

@@ -14,8 +14,9 @@
  * twice in the side-effect file) are counted and reported with why they can.
  *
  * `deno run -A tests/chaos/cluster_loss.ts --tasks 10000 [--rate 150] [--no-faults]
- * [--direct-results] [--json F]` runs it by hand (`--no-faults`: the same run unhurt, as a
- * baseline; `--direct-results`: both replicas serve with one-hop results). A run that fails keeps
+ * [--no-direct-results] [--json F]` runs it by hand (`--no-faults`: the same run unhurt, as a
+ * baseline; `--no-direct-results`: both replicas send results through the service, two broker
+ * hops). A run that fails keeps
  * its directory of logs (the services', endpoints' and SDK processes') and prints its path;
  * `cluster_loss_test.ts` runs a smaller one in the suite.
  *
@@ -386,7 +387,7 @@ if (import.meta.main) {
       rate: { type: "string", default: "100" },
       echo: { type: "boolean", default: false },
       "no-faults": { type: "boolean", default: false },
-      "direct-results": { type: "boolean", default: false },
+      "no-direct-results": { type: "boolean", default: false },
       json: { type: "string" },
     },
   });
@@ -395,7 +396,7 @@ if (import.meta.main) {
     rate: Number(values.rate),
     echo: values.echo,
     faults: !values["no-faults"],
-    serviceArgs: values["direct-results"] ? ["--direct-results"] : [],
+    serviceArgs: values["no-direct-results"] ? ["--no-direct-results"] : [],
   });
   for (const line of report.timeline) console.log(line);
   console.log(clusterLossLine(report));
