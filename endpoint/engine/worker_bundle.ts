@@ -20,7 +20,6 @@
 import { dirname, join } from "node:path";
 import { fileURLToPath as fromFileUrl, pathToFileURL } from "node:url";
 import { getLogger } from "@logtape/logtape";
-import { encodeHex } from "../../sdk/protocol/_encoding.ts";
 
 const log = getLogger(["funcx", "endpoint", "engine"]);
 
@@ -73,7 +72,8 @@ async function sourceHash(): Promise<string> {
     all.set(p, at);
     at += p.byteLength;
   }
-  return encodeHex(new Uint8Array(await crypto.subtle.digest("SHA-256", all))).slice(0, 16);
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", all));
+  return Array.from(digest.subarray(0, 8), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 let ready: Promise<URL | undefined> | undefined;
