@@ -242,6 +242,28 @@ export async function runClusterLoss(options: ClusterLossOptions = {}): Promise<
     const finished = await Promise.race([Promise.all(sdk.map((s) => s.child.status)), timeout]);
     if (finished === "timeout") {
       mark("settle timeout: asking the SDK processes for what they have");
+      // The broker's view of the stall, kept with the logs: each queue's ready and unacked
+      // messages and consumers, and every consumer with its channel.
+      const node = cluster.liveNode();
+      const vhost = new URL(cluster.amqpUrls[0]!).pathname.slice(1) || "/";
+      const views = await Promise.all([
+        node.rabbitmqctl([
+          "list_queues",
+          "-p",
+          decodeURIComponent(vhost),
+          "name",
+          "type",
+          "leader",
+          "members",
+          "messages_ready",
+          "messages_unacknowledged",
+          "consumers",
+        ]).catch((e) => String(e)),
+        node.rabbitmqctl(["list_consumers", "-p", decodeURIComponent(vhost)]).catch((e) =>
+          String(e)
+        ),
+      ]);
+      await Deno.writeTextFile(join(dir, "broker-at-timeout.txt"), views.join("\n\n"));
       for (const s of sdk) s.child.kill("SIGTERM");
     }
     const reports = await Promise.all(sdk.map((s) => s.done)) as Array<SdkReport | undefined>;
