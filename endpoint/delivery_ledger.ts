@@ -173,8 +173,10 @@ export class DeliveryLedger {
   settle(delivery: Delivery, safe: boolean): void {
     if (!safe) delivery.requeue = true;
     if (--delivery.open > 0) return;
-    // A delivery on a closed channel needs nothing: the broker requeued it already.
-    if (delivery.session !== this.#link.session) return;
+    // A lost session drops it (the broker requeued the message already). A session still opening
+    // takes it: its first deliveries (redelivered tasks that ran here) settle before the link
+    // makes it current, and one left unacked would hold a prefetch slot, and with a full window
+    // every later task, for good.
     if (delivery.requeue) delivery.session.nack(delivery.msg);
     else delivery.session.ack(delivery.msg);
   }
