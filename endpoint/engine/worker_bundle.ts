@@ -127,3 +127,23 @@ export async function bundleWorker(dir: string): Promise<URL> {
   log.info("Bundled the worker into {file}", { file });
   return pathToFileURL(file);
 }
+
+/**
+ * Whether a process's command line (`/proc/<pid>/cmdline`, NUL-separated) is a worker's: one
+ * started from the bundle, from `worker_main.ts`, or a compiled binary's `__worker`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isWorkerCommandLine } from "./worker_bundle.ts";
+ * assert.ok(isWorkerCommandLine("deno\0run\0/home/u/.cache/funcx/worker-0123456789abcdef.js\0"));
+ * assert.ok(isWorkerCommandLine("deno\0run\0/opt/funcx/endpoint/engine/worker_main.ts\0"));
+ * assert.ok(isWorkerCommandLine("/usr/bin/funcx-endpoint\0__worker\0"));
+ * assert.ok(!isWorkerCommandLine("deno\0run\0/opt/funcx/endpoint/engine/manager_main.ts\0"));
+ * ```
+ */
+export function isWorkerCommandLine(cmdline: string): boolean {
+  return /\/funcx\/worker-[0-9a-f]{16}\.js(\0|$)|worker_main\.ts(\0|$)|\0__worker(\0|$)/.test(
+    cmdline,
+  );
+}
