@@ -129,8 +129,9 @@ export async function bundleWorker(dir: string): Promise<URL> {
 }
 
 /**
- * Whether a process's command line (`/proc/<pid>/cmdline`, NUL-separated) is a worker's: one
- * started from the bundle, from `worker_main.ts`, or a compiled binary's `__worker`.
+ * Whether a process's command line (`/proc/<pid>/cmdline`, its arguments separated by NULs or
+ * spaces) is a worker's: one started from the bundle, from `worker_main.ts`, or a compiled
+ * binary's `__worker`.
  *
  * @example
  * ```ts
@@ -139,11 +140,11 @@ export async function bundleWorker(dir: string): Promise<URL> {
  * assert.ok(isWorkerCommandLine("deno\0run\0/home/u/.cache/funcx/worker-0123456789abcdef.js\0"));
  * assert.ok(isWorkerCommandLine("deno\0run\0/opt/funcx/endpoint/engine/worker_main.ts\0"));
  * assert.ok(isWorkerCommandLine("/usr/bin/funcx-endpoint\0__worker\0"));
+ * assert.ok(isWorkerCommandLine("deno run /home/u/.cache/funcx/worker-0123456789abcdef.js"));
  * assert.ok(!isWorkerCommandLine("deno\0run\0/opt/funcx/endpoint/engine/manager_main.ts\0"));
  * ```
  */
 export function isWorkerCommandLine(cmdline: string): boolean {
-  return /\/funcx\/worker-[0-9a-f]{16}\.js(\0|$)|worker_main\.ts(\0|$)|\0__worker(\0|$)/.test(
-    cmdline,
-  );
+  return /\/funcx\/worker-[0-9a-f]{16}\.js([\0 ]|$)|worker_main\.ts([\0 ]|$)|[\0 ]__worker([\0 ]|$)/
+    .test(cmdline);
 }
