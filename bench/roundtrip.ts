@@ -52,7 +52,6 @@ import {
   stealWarning,
 } from "./_repeat.ts";
 import { residentMib } from "../endpoint/engine/worker_process.ts";
-import { isWorkerCommandLine } from "../endpoint/engine/worker_bundle.ts";
 import { ensureRabbitInstalled, RabbitBroker } from "../tests/harness/rabbitmq.ts";
 import {
   brokerAccess,
@@ -268,7 +267,7 @@ async function measureFuncx(withBrokerCounts: boolean): Promise<FuncxRun> {
       service: [service.process.child.pid],
       daemon: [daemonPid],
       manager: endpointPids.filter((p) => cmdline(p).includes("manager_main")),
-      workers: endpointPids.filter((p) => isWorkerCommandLine(cmdline(p))),
+      workers: endpointPids.filter((p) => cmdline(p).includes("worker_main")),
     };
     if (parts.manager!.length === 0) delete parts.manager; // in the daemon
     const cpuNow = () =>
@@ -289,7 +288,7 @@ async function measureFuncx(withBrokerCounts: boolean): Promise<FuncxRun> {
     // Memory: let the endpoint go idle, then read the daemon and its workers.
     await new Promise((r) => setTimeout(r, 2000));
     const after = descendants(daemonPid);
-    const workerPids = after.filter((p) => isWorkerCommandLine(cmdline(p)));
+    const workerPids = after.filter((p) => cmdline(p).includes("worker_main"));
     const managerPids = after.filter((p) => cmdline(p).includes("manager_main"));
     const maxOf = (pids: number[], f: (pid: number) => number) =>
       pids.length ? Math.max(...pids.map(f)) : 0;

@@ -30,7 +30,6 @@ import { join } from "node:path";
 import { FuncXExecutor } from "../mod.ts";
 import { ensureRabbitInstalled, RabbitBroker } from "../tests/harness/rabbitmq.ts";
 import { runDeno } from "../tests/harness/process.ts";
-import { isWorkerCommandLine } from "../endpoint/engine/worker_bundle.ts";
 import {
   brokerAccess,
   clientOf,
@@ -116,7 +115,7 @@ function stackParts(
     service: [service.process.child.pid],
     daemon: [daemon],
     manager: below.filter((p) => cmdline(p).includes("manager_main")),
-    workers: below.filter((p) => isWorkerCommandLine(cmdline(p))),
+    workers: below.filter((p) => cmdline(p).includes("worker_main")),
   };
 }
 

@@ -22,8 +22,7 @@ import { waitForResult } from "./harness/wait.ts";
 import { fastConfig, processGroup, serviceEnv, writeConfig } from "./_endpoint_helpers.ts";
 
 const MODES = [
-  // Under deno run a worker starts from its bundle (`worker_bundle.ts`) in the user's cache.
-  { name: "deno run", env: undefined, worker: /\/funcx\/worker-[0-9a-f]{16}\.js\0$/ },
+  { name: "deno run", env: undefined, worker: /endpoint\/engine\/worker_main\.ts/ },
   {
     name: "compiled binary",
     env: JSON.stringify(standInCommand()),

@@ -157,16 +157,11 @@ export function webWorkerPermissions(p: WorkerPermissions): Record<string, boole
 }
 
 /**
- * The command line that starts an engine process with extra Deno flags (permissions, V8 flags);
- * under `deno run`, of `entry` instead of the role's module when given (a bundled worker).
+ * The command line that starts an engine process with extra Deno flags (permissions, V8 flags).
  * A compiled binary cannot take Deno flags at run time; it runs with what it was compiled with,
  * and the manager hands a worker its sandbox in the environment instead.
  */
-export function engineCommand(
-  role: EngineRole,
-  denoFlags: readonly string[] = [],
-  entry: URL = ENTRY[role],
-): string[] {
+export function engineCommand(role: EngineRole, denoFlags: readonly string[] = []): string[] {
   const self = selfCommand();
-  return self.standalone ? [...self.argv, `__${role}`] : denoRun(entry, denoFlags);
+  return self.standalone ? [...self.argv, `__${role}`] : denoRun(ENTRY[role], denoFlags);
 }

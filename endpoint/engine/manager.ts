@@ -33,7 +33,6 @@ import {
   type ToManager,
 } from "./manager_protocol.ts";
 import { WorkerPool } from "./worker_pool.ts";
-import { workerBundle } from "./worker_bundle.ts";
 import { containerCommand, type ContainerConfig } from "./container.ts";
 import type { MpiConfig } from "./mpi_launcher.ts";
 import { isMpiTask, mpiModeRequired, type MpiRunner, startMpiRunner } from "./mpi_runner.ts";
@@ -364,8 +363,7 @@ export class Manager {
     flags.push(`--v8-flags=${v8.join(",")}`);
     return await WorkerPool.start({
       workers,
-      command: o.worker_command ??
-        engineCommand("worker", flags, isCompiledBinary() ? undefined : await workerBundle()),
+      command: o.worker_command ?? engineCommand("worker", flags),
       logDir: join(o.run_dir, o.manager_id),
       onResult: (r) => this.#onResult(r),
       env,
