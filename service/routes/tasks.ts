@@ -54,7 +54,7 @@ export function derivedIds(seed: string): (i: number) => string {
  * How long a result stream's queue outlives its last consumer. A stream cut off for longer asks
  * for a new queue and reads what it missed from the store.
  */
-const STREAM_QUEUE_IDLE_MS = 2 * 60_000;
+export const STREAM_QUEUE_IDLE_MS = 2 * 60_000;
 
 /**
  * The AMQP URLs (one per broker node) with the user's own broker login (stable: asking again
