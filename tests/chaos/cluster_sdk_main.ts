@@ -97,7 +97,9 @@ for (let i = 0; i < args.count; i++) {
   }
   // Steady rate: wait until this task's time.
   const due = started + (i / args.rate) * 1000;
-  if (due > performance.now()) await new Promise((r) => setTimeout(r, due - performance.now()));
+  if (due > performance.now()) {
+    await new Promise((r) => setTimeout(r, Math.max(0, due - performance.now())));
+  }
   const n = args.from + i;
   const fx = executors[i % executors.length]!;
   const f = fx.submit(sideEffect, n, args.sideEffects) as FuncXFuture<unknown>;
