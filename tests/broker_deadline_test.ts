@@ -12,7 +12,9 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { FuncXExecutor, type FuncXFuture } from "../mod.ts";
+import { FuncXExecutor } from "../mod.ts";
+import { gatedSideEffect, sideEffectRuns } from "./harness/gated_task.ts";
+import { settledWithin } from "./harness/wait.ts";
 import { TcpProxy } from "./harness/tcp_proxy.ts";
 import {
   clientOf,
@@ -29,17 +31,6 @@ function viaPort(url: string, port: number): string {
   const u = new URL(url);
   u.port = String(port);
   return u.toString();
-}
-
-/** The future's value, or a failure naming `what` once `ms` pass (far more than it needs). */
-function within<T>(future: FuncXFuture<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  return Promise.race([
-    future,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: no result in ${ms / 1000} s`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
 
 Deno.test({
@@ -83,20 +74,7 @@ Deno.test({
         const client = clientOf(service);
         const sideEffects = join(dir, "side-effects.txt");
         await Deno.writeTextFile(sideEffects, "");
-        const fnId = await client.registerFunction(
-          async (n: number, file: string, gate: string | null) => {
-            await Deno.writeTextFile(file, `${n}\n`, { append: true });
-            while (gate !== null) {
-              try {
-                await Deno.stat(gate);
-                break;
-              } catch {
-                await new Promise((r) => setTimeout(r, 20));
-              }
-            }
-            return n;
-          },
-        );
+        const fnId = await client.registerFunction(gatedSideEffect);
         await using fx = new FuncXExecutor({ endpointId: endpoint.endpointId, client });
         assert.equal(await fx.submitToRegisteredFunction(fnId, [1, sideEffects, null]), 1);
 
@@ -104,7 +82,7 @@ Deno.test({
         assert.ok(serviceLink.silence() > 0);
         const second = fx.submitToRegisteredFunction(fnId, [2, sideEffects, null]);
         assert.equal(
-          await within(second, 45_000, "a task after the service's link went silent"),
+          await settledWithin(second, 45_000, "a task after the service's link went silent"),
           2,
         );
         // Its result may have come straight from the endpoint; the service consumes results on
@@ -124,17 +102,23 @@ Deno.test({
         const third = fx.submitToRegisteredFunction(fnId, [3, sideEffects, gate]);
         await until(
           "the third task to start",
-          async () => (await Deno.readTextFile(sideEffects)).includes("3\n"),
+          async () => (await sideEffectRuns(sideEffects)).includes("3"),
         );
         assert.ok(publicLink.silence(endpointLinks) > 0, "the endpoint's link was found");
         await Deno.writeTextFile(gate, "");
-        assert.equal(await within(third, 45_000, "the task that ran as the link went silent"), 3);
+        assert.equal(
+          await settledWithin(third, 45_000, "the task that ran as the link went silent"),
+          3,
+        );
         const fourth = fx.submitToRegisteredFunction(fnId, [4, sideEffects, null]);
-        assert.equal(await within(fourth, 45_000, "a task after the endpoint's link went"), 4);
+        assert.equal(
+          await settledWithin(fourth, 45_000, "a task after the endpoint's link went"),
+          4,
+        );
         assert.match(await endpoint.process.log(), /The broker has not answered/);
 
         // Each task ran once: a task published again after a missing confirm is not run again.
-        const runs = (await Deno.readTextFile(sideEffects)).trim().split("\n").sort();
+        const runs = await sideEffectRuns(sideEffects);
         assert.deepEqual(runs, ["1", "2", "3", "4"]);
       } finally {
         await endpoint.process.stop();

@@ -10,7 +10,9 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { FuncXExecutor, type FuncXFuture } from "../mod.ts";
+import { FuncXExecutor } from "../mod.ts";
+import { gatedSideEffect, sideEffectRuns } from "./harness/gated_task.ts";
+import { settledWithin } from "./harness/wait.ts";
 import { TcpProxy } from "./harness/tcp_proxy.ts";
 import {
   clientOf,
@@ -21,17 +23,6 @@ import {
   startService,
 } from "./harness/stack.ts";
 import { until } from "./harness/until.ts";
-
-/** The future's value, or a failure naming `what` once `ms` pass (far more than it needs). */
-function within<T>(future: FuncXFuture<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  return Promise.race([
-    future,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: no result in ${ms / 1000} s`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
 
 Deno.test({
   name: "tasks redelivered as a link comes back are acked as duplicates and later tasks still come",
@@ -58,22 +49,13 @@ Deno.test({
         const sideEffects = join(dir, "side-effects.txt");
         await Deno.writeTextFile(sideEffects, "");
         const gate = join(dir, "gate");
-        const fnId = await client.registerFunction(
-          async (n: number, file: string, go: string | null) => {
-            await Deno.writeTextFile(file, `${n}\n`, { append: true });
-            while (go !== null && !(await Deno.stat(go).then(() => true, () => false))) {
-              await new Promise((r) => setTimeout(r, 20));
-            }
-            return n;
-          },
-        );
+        const fnId = await client.registerFunction(gatedSideEffect);
         await using fx = new FuncXExecutor({ endpointId: endpoint.endpointId, client });
         const running = [1, 2].map((n) =>
           fx.submitToRegisteredFunction(fnId, [n, sideEffects, gate])
         );
         await until("both tasks to run", async () => {
-          const ran = (await Deno.readTextFile(sideEffects)).split("\n").filter((l) => l !== "");
-          return ran.length === 2;
+          return (await sideEffectRuns(sideEffects)).length === 2;
         });
         // The link drops while they run; they finish meanwhile (results kept on disk), and the
         // broker keeps their messages unacked until it sees the connection go.
@@ -86,13 +68,15 @@ Deno.test({
         );
         link.restore();
         assert.deepEqual(
-          await Promise.all(running.map((f) => within(f, 60_000, "a task that ran offline"))),
+          await Promise.all(
+            running.map((f) => settledWithin(f, 60_000, "a task that ran offline")),
+          ),
           [1, 2],
         );
         // A fresh task needs a free prefetch slot: the two redelivered messages must be acked.
         const later = fx.submitToRegisteredFunction(fnId, [3, sideEffects, null]);
-        assert.equal(await within(later, 60_000, "a task after the reconnect"), 3);
-        const runs = (await Deno.readTextFile(sideEffects)).trim().split("\n").sort();
+        assert.equal(await settledWithin(later, 60_000, "a task after the reconnect"), 3);
+        const runs = await sideEffectRuns(sideEffects);
         assert.deepEqual(runs, ["1", "2", "3"], "each task ran once");
         assert.match(await endpoint.process.log(), /delivered again but already ran here/);
       } finally {

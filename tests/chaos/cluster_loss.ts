@@ -16,9 +16,8 @@
  * `deno run -A tests/chaos/cluster_loss.ts --tasks 10000 [--rate 150] [--no-faults]
  * [--no-direct-results] [--json F]` runs it by hand (`--no-faults`: the same run unhurt, as a
  * baseline; `--no-direct-results`: both replicas send results through the service, two broker
- * hops). A run that fails keeps
- * its directory of logs (the services', endpoints' and SDK processes') and prints its path;
- * `cluster_loss_test.ts` runs a smaller one in the suite.
+ * hops). A run that fails keeps its directory of logs (the services', endpoints' and SDK
+ * processes') and prints its path; `cluster_loss_test.ts` runs a smaller one in the suite.
  *
  * @module
  */
@@ -192,9 +191,13 @@ export async function runClusterLoss(options: ClusterLossOptions = {}): Promise<
         stdout: "piped",
         stderr: "piped",
       }).spawn();
+      // Its stderr goes to a log in the run's directory, and with `echo` to this stderr too.
       const sdkLog = Deno.openSync(join(dir, `sdk-${k + 1}.log`), { write: true, create: true });
-      const stderrDone = child.stderr.pipeTo(sdkLog.writable).catch(() => {});
-      if (echo) say(`SDK process ${k + 1} logs to ${join(dir, `sdk-${k + 1}.log`)}`);
+      const [toLog, toEcho] = echo ? child.stderr.tee() : [child.stderr, undefined];
+      const stderrDone = Promise.all([
+        toLog.pipeTo(sdkLog.writable).catch(() => {}),
+        toEcho?.pipeTo(Deno.stderr.writable, { preventClose: true }).catch(() => {}),
+      ]);
       cleanup.unshift(async () => {
         try {
           child.kill("SIGKILL");
@@ -245,12 +248,12 @@ export async function runClusterLoss(options: ClusterLossOptions = {}): Promise<
       // The broker's view of the stall, kept with the logs: each queue's ready and unacked
       // messages and consumers, and every consumer with its channel.
       const node = cluster.liveNode();
-      const vhost = new URL(cluster.amqpUrls[0]!).pathname.slice(1) || "/";
+      const vhost = decodeURIComponent(new URL(cluster.amqpUrls[0]!).pathname.slice(1)) || "/";
       const views = await Promise.all([
         node.rabbitmqctl([
           "list_queues",
           "-p",
-          decodeURIComponent(vhost),
+          vhost,
           "name",
           "type",
           "leader",
@@ -259,9 +262,7 @@ export async function runClusterLoss(options: ClusterLossOptions = {}): Promise<
           "messages_unacknowledged",
           "consumers",
         ]).catch((e) => String(e)),
-        node.rabbitmqctl(["list_consumers", "-p", decodeURIComponent(vhost)]).catch((e) =>
-          String(e)
-        ),
+        node.rabbitmqctl(["list_consumers", "-p", vhost]).catch((e) => String(e)),
       ]);
       await Deno.writeTextFile(join(dir, "broker-at-timeout.txt"), views.join("\n\n"));
       for (const s of sdk) s.child.kill("SIGTERM");

@@ -1,5 +1,6 @@
 /**
- * Polling helpers for tests: wait for a task's result through the public SDK.
+ * Waiting helpers for tests: for a task's result through the public SDK, or for a future with a
+ * time limit.
  *
  * @module
  */
@@ -25,4 +26,15 @@ export async function waitForResult(
       delay = Math.min(delay * 2, 200);
     }
   }
+}
+
+/** A future's value, or a failure naming `what` once `ms` pass without it settling. */
+export function settledWithin<T>(future: PromiseLike<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([
+    future,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: no result in ${ms / 1000} s`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
 }
