@@ -53,8 +53,25 @@ export function showSpread(s: Spread, unit = ""): string {
   return s.min === s.max ? `${s.median}${unit}` : `${s.median}${unit} (${s.min}–${s.max})`;
 }
 
-function round2(n: number): number {
+/** `n` rounded to two decimals. */
+export function round2(n: number): number {
   return Math.round(n * 100) / 100;
+}
+
+/**
+ * The value at fraction `p` (0..1) of `sorted` (ascending, not empty): the nearest rank at or
+ * below it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { percentile } from "./_repeat.ts";
+ * assert.equal(percentile([1, 2, 3, 4], 0.5), 3);
+ * assert.equal(percentile([1, 2, 3, 4], 0.99), 4);
+ * ```
+ */
+export function percentile(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
 }
 
 /** The 1, 5 and 15 minute load averages. */

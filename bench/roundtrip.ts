@@ -45,6 +45,7 @@ import {
   cpuTimes,
   loadAverage,
   loadWarning,
+  percentile,
   showSpread,
   spread,
   spreadByKey,
@@ -99,10 +100,6 @@ if (queueType !== "quorum" && queueType !== "classic") {
 const localManager = values["local-manager"];
 if (localManager !== "in_process" && localManager !== "process") {
   throw new RangeError(`Invalid --local-manager "${localManager}": in_process or process`);
-}
-
-function pct(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
 }
 
 function rssMiB(pid: number): number {
@@ -251,7 +248,7 @@ async function measureFuncx(withBrokerCounts: boolean): Promise<FuncxRun> {
       Object.fromEntries(
         Object.entries(hops).map((
           [k, v],
-        ) => [k, Number(pct(v.sort((a, b) => a - b), p).toFixed(2))]),
+        ) => [k, Number(percentile(v.sort((a, b) => a - b), p).toFixed(2))]),
       );
 
     // Throughput: all tasks submitted at once, drained in batches. The CPU each process spends
@@ -294,9 +291,9 @@ async function measureFuncx(withBrokerCounts: boolean): Promise<FuncxRun> {
       pids.length ? Math.max(...pids.map(f)) : 0;
     const run: FuncxRun = {
       start_to_first_result_s: Number(startToFirstS.toFixed(2)),
-      p50: Number(pct(latencies, 0.5).toFixed(2)),
-      p95: Number(pct(latencies, 0.95).toFixed(2)),
-      p99: Number(pct(latencies, 0.99).toFixed(2)),
+      p50: Number(percentile(latencies, 0.5).toFixed(2)),
+      p95: Number(percentile(latencies, 0.95).toFixed(2)),
+      p99: Number(percentile(latencies, 0.99).toFixed(2)),
       max: Number(latencies.at(-1)!.toFixed(2)),
       hops_p50_ms: hopPct(0.5),
       hops_p99_ms: hopPct(0.99),

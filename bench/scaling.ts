@@ -30,6 +30,7 @@ import { join } from "node:path";
 import { FuncXExecutor } from "../mod.ts";
 import { ensureRabbitInstalled, RabbitBroker } from "../tests/harness/rabbitmq.ts";
 import { runDeno } from "../tests/harness/process.ts";
+import { percentile } from "./_repeat.ts";
 import {
   brokerAccess,
   clientOf,
@@ -70,10 +71,7 @@ const outDir = new URL("./results/", import.meta.url).pathname;
 const wallNow = () => performance.timeOrigin + performance.now();
 const round = (v: number, digits = 2) => Number(v.toFixed(digits));
 function pct(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted.length === 0
-    ? NaN
-    : sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
+  return values.length === 0 ? NaN : percentile([...values].sort((a, b) => a - b), p);
 }
 const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
 

@@ -15,6 +15,7 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { FuncXExecutor } from "../mod.ts";
 import { clientOf, startStack } from "../tests/harness/stack.ts";
+import { percentile, round2 } from "./_repeat.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -50,10 +51,6 @@ globalThis.fetch = async (input, init) => {
 const STATES = ["received", "running", "execution-start", "execution-end"] as const;
 const POINTS = ["submit sent", "submit answered", ...STATES, "result in hand"] as const;
 type Point = typeof POINTS[number];
-
-const pct = (sorted: readonly number[], p: number) =>
-  sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
-const round = (x: number) => Math.round(x * 100) / 100;
 
 const stack = await startStack({
   serviceArgs: [
@@ -96,7 +93,11 @@ try {
   }
   const points = Object.fromEntries(POINTS.map((p) => {
     const v = trips.map((t) => t.at[p]).filter((x) => x !== undefined).sort((a, b) => a - b);
-    return [p, { p50: round(pct(v, 0.5)), p90: round(pct(v, 0.9)), p99: round(pct(v, 0.99)) }];
+    return [p, {
+      p50: round2(percentile(v, 0.5)),
+      p90: round2(percentile(v, 0.9)),
+      p99: round2(percentile(v, 0.99)),
+    }];
   }));
   const slow = [...trips].sort((a, b) => b.at["result in hand"]! - a.at["result in hand"]!)
     .slice(0, Math.max(1, Math.ceil(trips.length / 20)));
@@ -107,9 +108,9 @@ try {
     const s = slow.map(gap).filter(Number.isFinite).sort((x, y) => x - y);
     const all = trips.map(gap).filter(Number.isFinite).sort((x, y) => x - y);
     gaps[`${a} → ${b}`] = {
-      median: round(pct(s, 0.5)),
-      mean: round(s.reduce((n, x) => n + x, 0) / s.length),
-      typical: round(pct(all, 0.5)),
+      median: round2(percentile(s, 0.5)),
+      mean: round2(s.reduce((n, x) => n + x, 0) / s.length),
+      typical: round2(percentile(all, 0.5)),
     };
   }
   console.log(`${rounds} sequential round trips (${queueType} queues), ms from the submit call:`);
