@@ -64,7 +64,7 @@ export const BINARIES = [
     name: "funcx-service",
     entry: "cli/funcx_service.ts",
     flags: ["--allow-all"],
-    include: [],
+    include: ["service/_wal_checkpointer_worker.ts"],
     smoke: (path: string) => smokeCheckService([path]),
   },
 ];

@@ -9,6 +9,7 @@
 // The methods are async to fulfil the Store interface; node:sqlite itself is synchronous.
 // deno-lint-ignore-file require-await
 import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { getLogger } from "@logtape/logtape";
 import { type Param, SqlStore, UPTIME_KEPT_S } from "./_sql_store.ts";
 import {
   attemptExpiry,
@@ -27,6 +28,7 @@ import {
   toOutbox,
   transitionsJson,
 } from "./_store_rows.ts";
+import { CHECKPOINT_EVERY_MS, WalCheckpointer } from "./_wal_checkpointer.ts";
 import { ADDED_COLUMNS, reserveParams, reserveSql, schema } from "./_store_schema.ts";
 import type {
   AddTasksOptions,
@@ -42,10 +44,17 @@ import type {
   Store,
 } from "./store.ts";
 
+const log = getLogger(["funcx", "service", "store"]);
+
 /** Options of {@linkcode SqliteStore.open}. */
 export interface SqliteStoreOptions {
   /** Seconds a task and its result are kept. */
   taskTtlS: number;
+  /**
+   * Checkpoint the write-ahead log in a thread of its own instead of inside commits (ignored
+   * for `":memory:"`). @default true
+   */
+  checkpointInThread?: boolean;
 }
 
 /** The SQLite store: the shared statements, run synchronously, and its own transactions. */
@@ -54,12 +63,29 @@ export class SqliteStore extends SqlStore implements Store {
   readonly #db: DatabaseSync;
   readonly #taskTtlS: number;
   readonly #stmts = new Map<string, StatementSync>();
+  #checkpointer: WalCheckpointer | undefined;
   #closed = false;
 
-  private constructor(db: DatabaseSync, taskTtlS: number) {
+  private constructor(db: DatabaseSync, taskTtlS: number, path: string, inThread: boolean) {
     super();
     this.#db = db;
     this.#taskTtlS = taskTtlS;
+    if (inThread && path !== ":memory:") {
+      db.exec("PRAGMA wal_autocheckpoint = 0;");
+      this.#checkpointer = WalCheckpointer.start(path, CHECKPOINT_EVERY_MS, (err) => {
+        // The log must not grow without bound: back to checkpoints inside commits.
+        log.error("Cannot checkpoint the store in a thread ({err}); commits checkpoint it again", {
+          err,
+        });
+        this.#checkpointer = undefined;
+        if (!this.#closed) db.exec("PRAGMA wal_autocheckpoint = 1000;");
+      });
+    }
+  }
+
+  /** Whether a thread of its own checkpoints the write-ahead log (commits do otherwise). */
+  get checkpointsInThread(): boolean {
+    return this.#checkpointer !== undefined;
   }
 
   /** Opens (and creates) the store at `path`; `":memory:"` for a private in-memory one. */
@@ -78,7 +104,7 @@ export class SqliteStore extends SqlStore implements Store {
       db.close();
       throw err;
     }
-    return new SqliteStore(db, options.taskTtlS);
+    return new SqliteStore(db, options.taskTtlS, path, options.checkpointInThread ?? true);
   }
 
   #stmt(sql: string): StatementSync {
@@ -399,6 +425,7 @@ export class SqliteStore extends SqlStore implements Store {
     if (!this.#closed) {
       this.#closed = true;
       this.#db.close();
+      await this.#checkpointer?.stop();
     }
   }
 }
