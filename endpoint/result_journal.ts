@@ -7,8 +7,11 @@
  * Layout: `<endpoint dir>/result_journal/<n>.log` (directory 0700, files 0600), append-only
  * segments of records `[u32 length][u32 crc32][kind][payload]`: a *result* (task id and the
  * packed `result` message) or a *confirmed* marker (task id). Results that arrive together are
- * group-committed: one write and one `fdatasync` per batch, never one per result. Markers are
- * written without a sync (a lost marker only means a duplicate publish, which the service
+ * written together, at once: from then on they survive the daemon's death. Surviving the
+ * machine's takes an `fdatasync`, which is needed only while the broker has not confirmed a
+ * result: one runs `syncDelayMs` after a write that left results unconfirmed, for all of them,
+ * so that when confirms come as usual (in about a millisecond) no sync runs at all. Markers
+ * are written without a sync (a lost marker only means a duplicate publish, which the service
  * drops). A segment is deleted once every result in it is confirmed; a new one is started when
  * the current one passes `maxSegmentBytes`, and at every open (an old tail may be torn).
  *
@@ -34,7 +37,15 @@ const LEGACY_KEY = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 export interface ResultJournalOptions {
   /** Size in bytes after which new records go to a new segment. @default 4 MiB */
   maxSegmentBytes?: number;
+  /**
+   * Milliseconds after a write before the results in it that the broker has not confirmed yet
+   * are synced; `0` syncs every write at once. @default 50
+   */
+  syncDelayMs?: number;
 }
+
+/** Default of {@linkcode ResultJournalOptions.syncDelayMs}. */
+export const SYNC_DELAY_MS = 50;
 
 /** One journaled result that is not confirmed yet. */
 export interface JournaledResult {
@@ -49,6 +60,15 @@ interface Segment {
   pending: number;
   /** Records queued for it and not written yet. */
   queued: number;
+}
+
+/** An `append` that has not settled: it settles once written and then confirmed or synced. */
+interface Waiter {
+  taskId: string;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+  /** The broker confirmed the result: once written it needs no sync. */
+  confirmed: boolean;
 }
 
 interface Queued {
@@ -85,19 +105,33 @@ export class ResultJournal {
   #active: number;
   #activeBytes = 0;
   #queue: Queued[] = [];
-  #waiters: { resolve: () => void; reject: (err: unknown) => void }[] = [];
-  #syncNeeded = false;
+  /** Appends in `#queue`, not written yet. */
+  #waiters: Waiter[] = [];
+  /** Appends written but neither synced nor confirmed. */
+  readonly #unsynced = new Set<Waiter>();
+  /** Appends not settled yet, written or not, by task id. */
+  readonly #unsettled = new Map<string, Waiter[]>();
+  readonly #syncDelayMs: number;
+  #syncWanted = false;
+  #syncTimer: ReturnType<typeof setTimeout> | undefined;
   #timer: ReturnType<typeof setImmediate> | undefined;
   #writing: Promise<void> | undefined;
   #file: Deno.FsFile | undefined;
   #fileNo = -1;
   #closed = false;
 
-  private constructor(dir: string, active: number, confirmed: string[], maxSegmentBytes: number) {
+  private constructor(
+    dir: string,
+    active: number,
+    confirmed: string[],
+    maxSegmentBytes: number,
+    syncDelayMs: number,
+  ) {
     this.dir = dir;
     this.#active = active;
     this.recoveredConfirmed = confirmed;
     this.#maxSegmentBytes = maxSegmentBytes;
+    this.#syncDelayMs = syncDelayMs;
   }
 
   /**
@@ -150,7 +184,13 @@ export class ResultJournal {
       }
     }
     const active = (numbers.at(-1) ?? 0) + 1;
-    const j = new ResultJournal(dir, active, [...confirmed], options.maxSegmentBytes ?? 4 << 20);
+    const j = new ResultJournal(
+      dir,
+      active,
+      [...confirmed],
+      options.maxSegmentBytes ?? 4 << 20,
+      options.syncDelayMs ?? SYNC_DELAY_MS,
+    );
     for (const n of numbers) j.#segments.set(n, { pending: 0, queued: 0 });
     for (const [id, n] of pending) {
       j.#pending.set(id, n);
@@ -192,9 +232,10 @@ export class ResultJournal {
   }
 
   /**
-   * Journals a result; resolves once it is on disk (written and synced together with whatever
-   * else arrived in the same turn or while the previous write was syncing). On a failed write it
-   * rejects and the result is forgotten, as if never appended.
+   * Journals a result; resolves once it would survive the machine's death: written (together
+   * with whatever else arrived in the same turn or during the previous write), and then either
+   * confirmed by the broker ({@linkcode confirm}) or synced. On a failed write or sync it
+   * rejects; after a failed write the result is forgotten, as if never appended.
    */
   append(taskId: string, packed: Uint8Array): Promise<void> {
     if (this.#closed) return Promise.reject(new Error("The result journal is closed"));
@@ -204,14 +245,24 @@ export class ResultJournal {
     if (old !== undefined) this.#segments.get(old)!.pending--;
     this.#pending.set(taskId, seg);
     this.#segments.get(seg)!.pending++;
-    this.#waiters.push({ resolve, reject });
-    this.#syncNeeded = true;
+    const waiter: Waiter = { taskId, resolve, reject, confirmed: false };
+    const same = this.#unsettled.get(taskId);
+    if (same) same.push(waiter);
+    else this.#unsettled.set(taskId, [waiter]);
+    this.#waiters.push(waiter);
     this.#schedule();
     return promise;
   }
 
-  /** Marks a result confirmed by the broker (a marker without a sync); no-op for an unknown id. */
+  /**
+   * Marks a result confirmed by the broker (a marker without a sync; its `append` needs no sync
+   * either); no-op for an unknown id.
+   */
   confirm(taskId: string): void {
+    for (const waiter of this.#unsettled.get(taskId)?.slice() ?? []) {
+      waiter.confirmed = true;
+      if (this.#unsynced.delete(waiter)) this.#settle(waiter);
+    }
     const seg = this.#pending.get(taskId);
     if (seg === undefined || this.#closed) return;
     this.#pending.delete(taskId);
@@ -247,10 +298,11 @@ export class ResultJournal {
     }
   }
 
-  /** Writes what is queued, deletes fully confirmed segments and closes; idempotent. */
+  /** Writes and syncs what is queued, deletes fully confirmed segments and closes; idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return await this.#idle();
     this.#closed = true;
+    this.#syncWanted = true;
     // The active segment too, once nothing in it waits: the next open starts a new one anyway.
     this.#active = Number.MAX_SAFE_INTEGER;
     this.#schedule();
@@ -274,9 +326,39 @@ export class ResultJournal {
     return seg;
   }
 
+  #settle(waiter: Waiter, err?: unknown): void {
+    const same = this.#unsettled.get(waiter.taskId);
+    const at = same?.indexOf(waiter) ?? -1;
+    if (at >= 0) same!.splice(at, 1);
+    if (same?.length === 0) this.#unsettled.delete(waiter.taskId);
+    if (err === undefined) waiter.resolve();
+    else waiter.reject(err);
+  }
+
+  /** After a write: confirmed results are safe, the others wait for the next sync. */
+  #written(waiters: readonly Waiter[]): void {
+    for (const w of waiters) {
+      if (w.confirmed) this.#settle(w);
+      else this.#unsynced.add(w);
+    }
+    if (this.#unsynced.size === 0 || this.#syncTimer !== undefined) return;
+    if (this.#syncDelayMs === 0) {
+      this.#syncWanted = true;
+      this.#schedule();
+      return;
+    }
+    this.#syncTimer = setTimeout(() => {
+      this.#syncTimer = undefined;
+      if (this.#unsynced.size === 0) return;
+      this.#syncWanted = true;
+      this.#schedule();
+    }, this.#syncDelayMs);
+  }
+
   #schedule(): void {
     // Gather what arrives in this turn (a frame of results from the interchange) into one write.
     if (this.#writing || this.#timer) return;
+    if (this.#syncDelayMs === 0 && this.#waiters.length > 0) this.#syncWanted = true;
     this.#timer = setImmediate(() => {
       this.#timer = undefined;
       this.#startDrain();
@@ -292,6 +374,12 @@ export class ResultJournal {
   }
 
   async #idle(): Promise<void> {
+    if (this.#syncTimer !== undefined && this.#closed) {
+      clearTimeout(this.#syncTimer);
+      this.#syncTimer = undefined;
+      this.#syncWanted = true;
+      this.#schedule();
+    }
     while (this.#timer || this.#writing) {
       if (this.#timer) {
         clearImmediate(this.#timer);
@@ -303,13 +391,13 @@ export class ResultJournal {
   }
 
   async #drain(): Promise<void> {
-    while (this.#queue.length > 0) {
+    while (this.#queue.length > 0 || this.#syncWanted) {
       const queue = this.#queue;
       const waiters = this.#waiters;
-      const sync = this.#syncNeeded;
+      const sync = this.#syncWanted;
       this.#queue = [];
       this.#waiters = [];
-      this.#syncNeeded = false;
+      this.#syncWanted = false;
       try {
         // Consecutive records of one segment go in one write; a batch spans two at a rotation.
         let i = 0;
@@ -327,10 +415,9 @@ export class ResultJournal {
           const file = await this.#fileFor(seg);
           for (let w = 0; w < buf.byteLength;) w += await file.write(buf.subarray(w));
           // A segment left behind must be on disk before the next one takes over.
-          if (sync || j < queue.length) await file.syncData();
+          if (j < queue.length) await file.syncData();
           i = j;
         }
-        for (const w of waiters) w.resolve();
       } catch (err) {
         for (const q of queue) {
           if (q.taskId !== undefined && this.#pending.get(q.taskId) === q.seg) {
@@ -346,17 +433,43 @@ export class ResultJournal {
           this.#activeBytes = 0;
         }
         for (const w of waiters) {
-          w.reject(new Error(`Cannot write to result journal "${this.dir}"`, { cause: err }));
+          this.#settle(
+            w,
+            new Error(`Cannot write to result journal "${this.dir}"`, { cause: err }),
+          );
         }
+        waiters.length = 0;
       } finally {
         for (const q of queue) this.#segments.get(q.seg)!.queued--;
       }
+      this.#written(waiters);
+      if (sync) await this.#sync();
       await this.#deleteSettled();
+    }
+  }
+
+  /** Syncs the open segment and settles every written result that waited for it. */
+  async #sync(): Promise<void> {
+    const waiting = [...this.#unsynced];
+    this.#unsynced.clear();
+    clearTimeout(this.#syncTimer);
+    this.#syncTimer = undefined;
+    if (waiting.length === 0) return;
+    try {
+      // Earlier segments were synced when the open one took over (`#fileFor`).
+      await this.#file?.syncData();
+      for (const w of waiting) this.#settle(w);
+    } catch (err) {
+      for (const w of waiting) {
+        this.#settle(w, new Error(`Cannot sync result journal "${this.dir}"`, { cause: err }));
+      }
     }
   }
 
   async #fileFor(seg: number): Promise<Deno.FsFile> {
     if (this.#file && this.#fileNo === seg) return this.#file;
+    // Results written to the segment left behind and not synced yet: sync them now.
+    if (this.#file && this.#unsynced.size > 0) await this.#file.syncData();
     this.#file?.close();
     this.#file = undefined;
     const file = await Deno.open(join(this.dir, segmentName(seg)), {

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ResultJournal } from "./result_journal.ts";
+import { parseSegment } from "./journal_record.ts";
+import { until } from "../tests/harness/until.ts";
 
 const bytes = (...b: number[]) => new Uint8Array(b);
 
@@ -141,5 +143,85 @@ Deno.test("ResultJournal forgets results whose write failed", async () => {
     await j.append("later", bytes(3));
     assert.deepEqual((await readAll(j)).map(([id]) => id), ["ok", "later"]);
     await j.close();
+  });
+});
+
+/** Counts `syncData` calls while `fn` runs. */
+async function countingSyncs(fn: () => Promise<void>): Promise<number> {
+  let syncs = 0;
+  const orig = Deno.FsFile.prototype.syncData;
+  Deno.FsFile.prototype.syncData = function () {
+    syncs++;
+    return orig.call(this);
+  };
+  try {
+    await fn();
+  } finally {
+    Deno.FsFile.prototype.syncData = orig;
+  }
+  return syncs;
+}
+
+Deno.test("ResultJournal syncs no result the broker confirms within the delay", async () => {
+  await withDir(async (dir) => {
+    const j = await ResultJournal.open(dir, { syncDelayMs: 60_000 });
+    const syncs = await countingSyncs(async () => {
+      const appended = Array.from({ length: 50 }, (_, i) => j.append(`t${i}`, bytes(i)));
+      for (let i = 0; i < 50; i++) j.confirm(`t${i}`);
+      await Promise.all(appended);
+    });
+    assert.equal(syncs, 0);
+    assert.equal(j.pending, 0);
+    await j.close();
+    // Written all the same: a crash right after leaves them known as confirmed.
+    const again = await ResultJournal.open(dir);
+    assert.equal(again.pending, 0);
+    await again.close();
+  });
+});
+
+Deno.test("ResultJournal writes results at once and syncs the unconfirmed after the delay", async () => {
+  await withDir(async (dir) => {
+    const j = await ResultJournal.open(dir, { syncDelayMs: 60_000 });
+    let settled = false;
+    const appended = Promise.all([j.append("a", bytes(1)), j.append("b", bytes(2))])
+      .then(() => settled = true);
+    // On disk (a daemon SIGKILLed now loses nothing) long before the sync is due.
+    const onDisk = await until("both records in the segment", async () => {
+      const [name] = await segments(dir);
+      if (!name) return false;
+      const records = [...parseSegment(await Deno.readFile(join(dir, "result_journal", name)))];
+      return records.length === 2 && records;
+    });
+    assert.deepEqual(onDisk.map((r) => r.taskId), ["a", "b"]);
+    assert.equal(settled, false, "settled without a sync or a confirm");
+    await j.close();
+    await appended;
+
+    const k = await ResultJournal.open(dir, { syncDelayMs: 20 });
+    const syncs = await countingSyncs(() =>
+      Promise.all([k.append("c", bytes(3)), k.append("d", bytes(4))]).then(() => {})
+    );
+    assert.equal(syncs, 1);
+    assert.equal(k.pending, 4);
+    await k.close();
+  });
+});
+
+Deno.test("ResultJournal's close syncs what waits for the delay at once", async () => {
+  await withDir(async (dir) => {
+    const j = await ResultJournal.open(dir, { syncDelayMs: 60_000 });
+    let syncs = 0;
+    const started = Date.now();
+    syncs = await countingSyncs(async () => {
+      const appended = j.append("a", bytes(1));
+      await j.close();
+      await appended;
+    });
+    assert.ok(Date.now() - started < 30_000, "the close did not wait for the delay");
+    assert.equal(syncs, 1);
+    const again = await ResultJournal.open(dir);
+    assert.deepEqual((await readAll(again)).map(([id]) => id), ["a"]);
+    await again.close();
   });
 });
