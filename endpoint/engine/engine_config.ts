@@ -6,6 +6,7 @@
  * @module
  */
 import { z } from "zod";
+import { SEND_AHEAD } from "./send_ahead.ts";
 import { containerConfigProblem, ContainerConfigSchema } from "./container.ts";
 import { MpiConfigSchema, mpiProviderProblem } from "./mpi_launcher.ts";
 import { providerConfigProblem, ProviderConfigSchema } from "./provider_config.ts";
@@ -83,6 +84,11 @@ export const EngineConfigSchema = z.object({
   heartbeat_threshold: z.number().positive().default(120),
   /** Tasks a manager may hold beyond its worker count. */
   prefetch_capacity: z.number().int().min(0).default(10),
+  /**
+   * Tasks a busy worker may be sent beyond the one it runs, while tasks wait and its tasks take
+   * under 10 ms (taken back if the one it runs takes longer); 0 for none.
+   */
+  worker_send_ahead: z.number().int().min(0).default(SEND_AHEAD),
   /** Times a task is retried when its manager is lost. */
   max_retries_on_manager_lost: z.number().int().min(0).default(0),
   /**

@@ -10,8 +10,11 @@
 import { decodeCbor, encodeCbor } from "../../sdk/protocol/mod.ts";
 import type { ResultMessage } from "../../sdk/protocol/mod.ts";
 
-/** Version of the manager ↔ worker protocol; a worker that says another one is not used. */
-export const WORKER_PROTOCOL_VERSION = 1;
+/**
+ * Version of the manager ↔ worker protocol; a worker that says another one is not used.
+ * 2: `skip` / `skipped`, for tasks sent ahead of the one a worker runs.
+ */
+export const WORKER_PROTOCOL_VERSION = 2;
 
 /**
  * Environment variable with the path of the Unix socket a worker talks to its manager on, in
@@ -22,12 +25,16 @@ export const WORKER_SOCKET_ENV = "FUNCX_WORKER_SOCKET";
 /** What a manager sends a worker. */
 export type ToWorker =
   | { type: "task"; task_id: string; buffer: string }
+  /** Do not run this task if it has not started: answered by `skipped` either way. */
+  | { type: "skip"; task_id: string }
   | { type: "shutdown" };
 
 /** What a worker sends its manager. */
 export type FromWorker =
   | { type: "hello"; protocol: number; pid: number }
-  | { type: "result"; result: ResultMessage };
+  | { type: "result"; result: ResultMessage }
+  /** The answer to `skip`: `skipped` false when the task had started (its result comes). */
+  | { type: "skipped"; task_id: string; skipped: boolean };
 
 const MAX_FRAME = 256 * 1024 * 1024;
 

@@ -233,6 +233,7 @@ export class HighThroughputEngine implements Engine, AsyncDisposable {
       worker_init: c.worker_init,
       permissions: c.permissions,
       task_walltime_s: c.task_walltime_s,
+      worker_send_ahead: c.worker_send_ahead,
       heartbeat_period: c.heartbeat_period,
       heartbeat_threshold: c.heartbeat_threshold,
       run_dir: this.#runDir,

@@ -33,6 +33,7 @@ import {
   type ToManager,
 } from "./manager_protocol.ts";
 import { WorkerPool } from "./worker_pool.ts";
+import { SEND_AHEAD } from "./send_ahead.ts";
 import { containerCommand, type ContainerConfig } from "./container.ts";
 import type { MpiConfig } from "./mpi_launcher.ts";
 import { isMpiTask, mpiModeRequired, type MpiRunner, startMpiRunner } from "./mpi_runner.ts";
@@ -68,6 +69,8 @@ export interface ManagerOptions {
   permissions: WorkerPermissions;
   /** Seconds a task may run, or `null`. */
   task_walltime_s: number | null;
+  /** Tasks a busy worker may be sent ahead (`engine.worker_send_ahead`). @default 5 */
+  worker_send_ahead?: number | undefined;
   /** Seconds between heartbeats. */
   heartbeat_period: number;
   /** Seconds of silence from the interchange before the manager gives up. */
@@ -369,6 +372,7 @@ export class Manager {
       env,
       accelerators: o.available_accelerators,
       walltimeS: o.task_walltime_s,
+      sendAhead: o.worker_send_ahead ?? SEND_AHEAD,
       memLimitMb,
       containerCommand: o.container?.container_type
         ? (location: string) => containerCommand(o.container!, location)

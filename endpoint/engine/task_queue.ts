@@ -33,6 +33,19 @@ export class TaskQueue {
     this.items.push(t);
   }
 
+  /**
+   * Puts back a task taken back from a worker that had not started it: before the first
+   * waiting task that came after it (`order` numbers tasks by arrival), so that tasks taken
+   * back one by one keep their order.
+   */
+  putBack(t: PoolTask, order: (t: PoolTask) => number): void {
+    const at = order(t);
+    let i = this.head;
+    while (i < this.items.length && order(this.items[i]!) < at) i++;
+    if (i === this.head && this.head > 0) this.items[--this.head] = t;
+    else this.items.splice(i, 0, t);
+  }
+
   /** Takes the oldest task, if any. */
   shift(): PoolTask | undefined {
     if (this.head >= this.items.length) return undefined;

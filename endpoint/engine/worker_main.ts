@@ -237,16 +237,26 @@ export async function workerMain(): Promise<void> {
     jitterMs: 1000,
     busy: () => running > 0,
   });
+  // Tasks received and not started: the manager may send a few ahead, and take them back.
+  const waiting = new Set<string>();
   for await (const msg of readFrames<ToWorker>(manager.source)) {
     if (msg.type === "shutdown") {
       shutdown = true;
       break;
     }
+    if (msg.type === "skip") {
+      const skipped = waiting.delete(msg.task_id);
+      manager.send({ type: "skipped", task_id: msg.task_id, skipped });
+      continue;
+    }
     reclaimer.touch();
     running++;
+    waiting.add(msg.task_id);
     chain = chain.then(async () => {
-      const result = await run(msg.task_id, msg.buffer);
-      manager.send({ type: "result", result });
+      if (waiting.delete(msg.task_id)) {
+        const result = await run(msg.task_id, msg.buffer);
+        manager.send({ type: "result", result });
+      }
       running--;
       reclaimer.touch();
     });

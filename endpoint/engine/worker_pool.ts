@@ -6,6 +6,15 @@
  * of a container image start when its tasks wait, in place of idle workers nobody waits for.
  * One worker subprocess (spawn, frames, memory, death) is a {@linkcode WorkerProcess}.
  *
+ * Short tasks are sent ahead: while tasks wait and a worker's last task ran under
+ * {@linkcode AHEAD_MAX_RUN_MS}, it is sent up to `sendAhead` more behind the one it runs, so that
+ * a burst of short tasks costs a worker one wake-up for several of them instead of one each. A
+ * task sent ahead counts as started only once the task before it ends; if the current one runs
+ * longer than {@linkcode AHEAD_MAX_RUN_MS}, the pool takes those behind it back (`skip`) and
+ * gives them to the next free worker, so a long task never holds others up. A task cancelled
+ * while sent ahead is taken back the same way and never runs; a worker that dies returns the
+ * tasks sent ahead to the queue (they never started), and fails only the one it ran.
+ *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
@@ -13,6 +22,7 @@ import { ActorName, nowNs, type ResultMessage, TaskState } from "../../sdk/proto
 import { type EngineFailure, failureResult } from "./failure.ts";
 import { type PoolTask, TaskQueue } from "./task_queue.ts";
 import { spawnWorker, type WorkerProcess } from "./worker_process.ts";
+import { AHEAD_MAX_RUN_MS, SEND_AHEAD } from "./send_ahead.ts";
 
 const log = getLogger(["funcx", "endpoint", "pool"]);
 
@@ -61,6 +71,16 @@ export interface WorkerPoolOptions {
   /** Seconds `close()` waits for running tasks before killing workers. @default 5 */
   graceS?: number;
   /**
+   * Most tasks a worker is sent beyond the one it runs, while tasks wait and its tasks are short
+   * (see the module doc); 0 sends each task only to an idle worker. @default {@linkcode SEND_AHEAD}
+   */
+  sendAhead?: number;
+  /**
+   * Milliseconds a worker's last task may have run for it to be sent tasks ahead, and its
+   * current one may run before those are taken back. @default {@linkcode AHEAD_MAX_RUN_MS}
+   */
+  aheadMaxRunMs?: number;
+  /**
    * Command line that starts a worker inside the container image `location`; without it, tasks
    * that need a container fail with `ContainerUnavailable`. @default undefined
    */
@@ -88,6 +108,19 @@ export class WorkerPool {
   readonly #coming = new Map<string, number>();
   readonly #workers = new Set<WorkerProcess>();
   readonly #running = new Map<string, WorkerProcess>();
+  /** Tasks sent ahead to a worker and not started, by id. */
+  readonly #aheadAt = new Map<string, WorkerProcess>();
+  /** Tasks a `skip` was sent for, not answered yet. */
+  readonly #skipping = new Set<string>();
+  /** Tasks cancelled while a `skip` decides whether they had started. */
+  readonly #cancelWanted = new Set<string>();
+  readonly #stats = { sentAhead: 0, takenBack: 0 };
+  /** Busy workers with nothing sent ahead: those that may be sent tasks ahead now. */
+  readonly #aheadable = new Set<WorkerProcess>();
+  #dispatchSoon = false;
+  /** Tasks numbered in the order they were submitted (to put back those taken back). */
+  readonly #arrival = new WeakMap<PoolTask, number>();
+  #arrived = 0;
   readonly #freeAccelerators: string[];
   #next = 0;
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
@@ -116,11 +149,17 @@ export class WorkerPool {
       memCheckMs: 200,
       startTimeoutS: 30,
       graceS: 5,
+      sendAhead: SEND_AHEAD,
+      aheadMaxRunMs: AHEAD_MAX_RUN_MS,
       ...options,
     };
     this.#freeAccelerators = [...this.#opts.accelerators];
     if (!Number.isInteger(options.workers) || options.workers < 1) {
       throw new RangeError(`Invalid worker count ${options.workers}: expected a whole number >= 1`);
+    }
+    const ahead = this.#opts.sendAhead;
+    if (!Number.isInteger(ahead) || ahead < 0) {
+      throw new RangeError(`Invalid sendAhead ${ahead}: expected a whole number >= 0`);
     }
     for (const key of ["startConcurrency", "readyWorkers"] as const) {
       const v = this.#opts[key];
@@ -227,6 +266,11 @@ export class WorkerPool {
     return n;
   }
 
+  /** Tasks sent ahead to a busy worker, and tasks sent ahead that were taken back, so far. */
+  get stats(): { sentAhead: number; takenBack: number } {
+    return { ...this.#stats };
+  }
+
   /** Live workers by kind (`""`: plain; else the container image). */
   get workerKinds(): Map<string, number> {
     const out = new Map<string, number>();
@@ -296,6 +340,7 @@ export class WorkerPool {
           return undefined;
         },
         onResult: (w, r) => this.#done(w, r),
+        onSkipped: (w, id, skipped) => this.#skipped(w, id, skipped),
       });
     } catch (err) {
       if (accelerator !== undefined) this.#freeAccelerators.push(accelerator);
@@ -359,15 +404,31 @@ export class WorkerPool {
       );
       return;
     }
+    this.#arrival.set(task, this.#arrived++);
     this.#queueOf(kind).push(task);
-    this.#dispatch();
+    // Tasks submitted together (a batch from the interchange) are dispatched together, so a
+    // worker is sent all its tasks ahead in one write.
+    if (this.#dispatchSoon) return;
+    this.#dispatchSoon = true;
+    queueMicrotask(() => {
+      this.#dispatchSoon = false;
+      this.#dispatch();
+    });
   }
 
   /** Cancels a queued or running task; `false` when the pool does not have it. */
   cancel(taskId: string): boolean {
     const running = this.#running.get(taskId);
     if (running) {
-      this.#kill(running, "TaskCancelled", `Task "${taskId}" was cancelled while running`);
+      // Taken back already: the answer says whether it had started (then it is killed).
+      if (this.#skipping.has(taskId)) this.#cancelWanted.add(taskId);
+      else this.#kill(running, "TaskCancelled", `Task "${taskId}" was cancelled while running`);
+      return true;
+    }
+    const at = this.#aheadAt.get(taskId);
+    if (at) {
+      this.#cancelWanted.add(taskId);
+      this.#skipOnce(at, taskId);
       return true;
     }
     for (const q of this.#queues.values()) {
@@ -385,8 +446,121 @@ export class WorkerPool {
     for (const [kind, queue] of this.#queues) {
       const idle = this.#idle.get(kind);
       while (idle && idle.length > 0 && queue.size > 0) this.#run(idle.pop()!, queue.shift()!);
+      // Every idle worker has a task first; then what still waits is sent ahead.
+      if (queue.size > 0 && this.#aheadable.size > 0) this.#sendAhead(kind, queue);
     }
     this.#switchWorkers();
+  }
+
+  /**
+   * Sends tasks of `queue` ahead, in turn, to the busy workers of `kind` with nothing sent ahead
+   * whose last task was short.
+   */
+  #sendAhead(kind: string, queue: TaskQueue): void {
+    const max = this.#opts.sendAhead;
+    if (max === 0 || this.#state !== "running") return;
+    const fit = [...this.#aheadable].filter((w) =>
+      w.kind === kind && w.current !== undefined && w.lastRunMs !== undefined &&
+      w.lastRunMs < this.#opts.aheadMaxRunMs && !w.killReason && w.switchTo === undefined
+    );
+    for (let sent = true; sent && queue.size > 0;) {
+      sent = false;
+      for (const w of fit) {
+        if (queue.size === 0 || w.ahead.length >= max) continue;
+        const t = queue.shift()!;
+        this.#aheadAt.set(t.task_id, w);
+        w.sendAhead(t);
+        this.#stats.sentAhead++;
+        sent = true;
+      }
+    }
+    for (const w of fit) {
+      if (w.ahead.length > 0) this.#aheadable.delete(w);
+      this.#armRecall(w);
+    }
+  }
+
+  /** Takes a worker's tasks sent ahead back once its current task runs long. */
+  #armRecall(w: WorkerProcess): void {
+    if (w.ahead.length === 0 || w.recallTimer !== undefined) return;
+    const due = Math.max(0, w.currentSince + this.#opts.aheadMaxRunMs - performance.now());
+    w.recallTimer = setTimeout(() => {
+      w.recallTimer = undefined;
+      for (const t of w.ahead) this.#skipOnce(w, t.task_id);
+    }, due);
+  }
+
+  #skipOnce(w: WorkerProcess, taskId: string): void {
+    if (this.#skipping.has(taskId)) return;
+    this.#skipping.add(taskId);
+    w.skip(taskId);
+  }
+
+  /** The worker's answer to a `skip`: the task goes back to the queue, or is cancelled. */
+  #skipped(w: WorkerProcess, taskId: string, skipped: boolean): void {
+    if (!this.#skipping.delete(taskId)) return;
+    const cancel = this.#cancelWanted.delete(taskId);
+    if (!skipped) {
+      // It had started (or ended): it runs on, unless it was cancelled.
+      if (cancel && w.current?.task_id === taskId) {
+        this.#kill(w, "TaskCancelled", `Task "${taskId}" was cancelled while running`);
+      }
+      return;
+    }
+    let task: PoolTask | undefined;
+    if (w.current?.task_id === taskId) {
+      // Taken as started when the task before it ended, but the worker skipped it.
+      task = w.current;
+      this.#stopTimers(w);
+      w.current = undefined;
+      this.#running.delete(taskId);
+      if (task.statuses.at(-1)?.state === TaskState.RUNNING) task.statuses.pop();
+      this.#goOn(w);
+    } else {
+      const i = w.ahead.findIndex((t) => t.task_id === taskId);
+      if (i < 0) return;
+      task = w.ahead.splice(i, 1)[0]!;
+    }
+    this.#aheadAt.delete(taskId);
+    this.#stats.takenBack++;
+    this.#returnTask(task, cancel, "was cancelled");
+    this.#dispatch();
+  }
+
+  /** A task that never started back to the head of its queue, or failed as cancelled. */
+  #returnTask(task: PoolTask, cancelled: boolean, how: string): void {
+    if (cancelled) {
+      this.#opts.onResult(
+        failureResult(
+          task.task_id,
+          "TaskCancelled",
+          `Task "${task.task_id}" ${how}`,
+          task.statuses,
+        ),
+      );
+    } else {
+      this.#queueOf(task.container ?? "").putBack(task, (t) => this.#arrival.get(t) ?? 0);
+    }
+  }
+
+  #stopTimers(w: WorkerProcess): void {
+    clearTimeout(w.timer);
+    clearTimeout(w.recallTimer);
+    w.recallTimer = undefined;
+  }
+
+  /** The worker goes on with the first task sent ahead to it, or is idle. */
+  #goOn(w: WorkerProcess): void {
+    const t = w.ahead.shift();
+    if (!t) {
+      this.#aheadable.delete(w);
+      this.#idleOf(w.kind).push(w);
+      return;
+    }
+    this.#aheadAt.delete(t.task_id);
+    this.#track(w, t);
+    w.began(t);
+    this.#armRecall(w);
   }
 
   /**
@@ -424,6 +598,15 @@ export class WorkerPool {
   }
 
   #run(w: WorkerProcess, task: PoolTask): void {
+    this.#track(w, task);
+    w.run(task);
+  }
+
+  /** A task starts on `w`: its `running` transition, and its walltime. */
+  #track(w: WorkerProcess, task: PoolTask): void {
+    // Topped up only once it has started the last task sent ahead: one write of several tasks,
+    // not one per task.
+    if (w.ahead.length === 0) this.#aheadable.add(w);
     task.statuses.push({
       timestamp: nowNs(),
       state: TaskState.RUNNING,
@@ -439,7 +622,6 @@ export class WorkerPool {
           `Task "${task.task_id}" exceeded its walltime of ${walltime} s; its worker was killed`,
         ), walltime * 1000);
     }
-    w.run(task);
   }
 
   /** Kills each running worker whose resident memory is over `memLimitMb`. */
@@ -465,27 +647,44 @@ export class WorkerPool {
   #done(w: WorkerProcess, result: ResultMessage): void {
     const task = w.current;
     if (!task || task.task_id !== result.task_id || w.killReason) return;
-    clearTimeout(w.timer);
+    this.#stopTimers(w);
+    w.lastRunMs = performance.now() - w.currentSince;
     w.current = undefined;
     this.#running.delete(task.task_id);
     result.task_statuses = [...task.statuses, ...(result.task_statuses ?? [])];
     this.#opts.onResult(result);
-    this.#idleOf(w.kind).push(w);
+    this.#goOn(w);
     this.#dispatch();
   }
 
   async #lost(w: WorkerProcess, status: Deno.CommandStatus, livedMs: number): Promise<void> {
-    clearTimeout(w.timer);
+    this.#stopTimers(w);
+    this.#aheadable.delete(w);
     this.#workers.delete(w);
     this.#reportWarm();
     const idle = this.#idleOf(w.kind);
     const i = idle.indexOf(w);
     if (i >= 0) idle.splice(i, 1);
+    // Tasks sent ahead never started: back to the queue, in order (or cancelled, if asked).
+    const ahead = w.ahead.splice(0);
+    for (const t of ahead.reverse()) {
+      this.#aheadAt.delete(t.task_id);
+      this.#skipping.delete(t.task_id);
+      this.#returnTask(t, this.#cancelWanted.delete(t.task_id), "was cancelled");
+    }
+    if (ahead.length > 0 && this.#state === "running") this.#dispatch();
     if (w.accelerator !== undefined) this.#freeAccelerators.push(w.accelerator);
     const task = w.current;
     w.current = undefined;
     if (task) {
       this.#running.delete(task.task_id);
+      this.#skipping.delete(task.task_id);
+      if (this.#cancelWanted.delete(task.task_id)) {
+        w.killReason ??= {
+          name: "TaskCancelled",
+          message: `Task "${task.task_id}" was cancelled while running`,
+        };
+      }
       let name: EngineFailure = "WorkerLost";
       let message: string;
       if (w.killReason) {

@@ -57,6 +57,8 @@ export interface SpawnWorkerOptions {
   refusal(): string | undefined;
   /** Called with each result the worker sends. */
   onResult(w: WorkerProcess, r: ResultMessage): void;
+  /** Called with each answer to a {@linkcode WorkerProcess.skip}. */
+  onSkipped(w: WorkerProcess, taskId: string, skipped: boolean): void;
 }
 
 /**
@@ -151,8 +153,16 @@ export class WorkerProcess {
   readonly exited: Promise<Deno.CommandStatus>;
   /** The task it runs now. */
   current: PoolTask | undefined;
+  /** When the current task started (`performance.now()`). */
+  currentSince = 0;
+  /** Milliseconds its last finished task ran, as the pool saw it. */
+  lastRunMs: number | undefined;
+  /** Tasks sent ahead, to run after the current one, in order. */
+  readonly ahead: PoolTask[] = [];
   /** The walltime timer of the current task. */
   timer: ReturnType<typeof setTimeout> | undefined;
+  /** Takes the tasks sent ahead back if the current one runs long. */
+  recallTimer: ReturnType<typeof setTimeout> | undefined;
   /** Why it was killed on purpose: its task fails with this rather than `WorkerLost`. */
   killReason: { name: EngineFailure; message: string } | undefined;
   /** Settles once the pool has dealt with its exit. */
@@ -162,7 +172,7 @@ export class WorkerProcess {
 
   /** Wraps a spawned child: reads its frames and copies its stderr to its log. */
   constructor(
-    options: Pick<SpawnWorkerOptions, "n" | "kind" | "accelerator" | "onResult">,
+    options: Pick<SpawnWorkerOptions, "n" | "kind" | "accelerator" | "onResult" | "onSkipped">,
     child: Deno.ChildProcess,
     logFile: Deno.FsFile,
     logPath: string,
@@ -216,6 +226,8 @@ export class WorkerProcess {
             resolve();
           } else if (msg.type === "result") {
             options.onResult(this, msg.result);
+          } else if (msg.type === "skipped") {
+            options.onSkipped(this, msg.task_id, msg.skipped);
           }
         }
       } catch (err) {
@@ -263,8 +275,25 @@ export class WorkerProcess {
 
   /** Sends the worker its task. */
   run(task: PoolTask): void {
-    this.current = task;
+    this.began(task);
     this.writer.send({ type: "task", task_id: task.task_id, buffer: task.buffer });
+  }
+
+  /** Records that the worker started `task` (one it was sent earlier). */
+  began(task: PoolTask): void {
+    this.current = task;
+    this.currentSince = performance.now();
+  }
+
+  /** Sends a task to run after the current one (and those sent ahead before it). */
+  sendAhead(task: PoolTask): void {
+    this.ahead.push(task);
+    this.writer.send({ type: "task", task_id: task.task_id, buffer: task.buffer });
+  }
+
+  /** Asks the worker not to run a task sent ahead; it answers with `skipped`. */
+  skip(taskId: string): void {
+    this.writer.send({ type: "skip", task_id: taskId });
   }
 
   /** Asks the worker to exit once its task (if any) is done. */
