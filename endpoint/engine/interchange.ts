@@ -91,6 +91,8 @@ interface ManagerConn {
   readonly inflight: Map<string, Task>;
   state: "starting" | "ready" | "lost";
   capacity: number;
+  /** Tasks its busy workers can take beyond their current one (its `ahead` frame). */
+  ahead: number;
   /** The container images it has workers in (reported), or tasks for (sent). */
   readonly kinds: WarmKinds;
   lastHeard: number;
@@ -305,6 +307,7 @@ export class Interchange {
       inflight: new Map(),
       state: "starting",
       capacity: 0,
+      ahead: 0,
       kinds: new WarmKinds(),
       lastHeard: Date.now(),
       lastSent: Date.now(),
@@ -336,6 +339,9 @@ export class Interchange {
           this.#scheduleDispatch();
         } else if (msg.type === "warm") {
           m.kinds.report(msg.kinds);
+        } else if (msg.type === "ahead") {
+          m.ahead = Number.isInteger(msg.slots) && msg.slots > 0 ? msg.slots : 0;
+          this.#scheduleDispatch();
         } else if (msg.type === "fatal") {
           log.error("Manager {id} failed: {message}", { id: m.id, message: msg.message });
           this.#o.onEvent?.({
@@ -497,7 +503,9 @@ export class Interchange {
     // waits (held) for the prefetch round rather than start a container elsewhere. Holding more
     // tasks than all prefetch slots together would only scan the queue for nothing.
     let room = 0;
-    for (const m of ready) room += Math.max(0, m.capacity + this.#o.prefetch - m.inflight.size);
+    for (const m of ready) {
+      room += Math.max(0, m.capacity + this.#o.prefetch + m.ahead - m.inflight.size);
+    }
     const held: Task[] = [];
     for (let t = this.#nextQueued(); t; t = this.#nextQueued()) {
       const m = picker.pick(t.container, 0, true);
@@ -512,7 +520,7 @@ export class Interchange {
     let h = 0;
     const next = () => h < held.length ? held[h++] : this.#nextQueued();
     for (let t = next(); t; t = next()) {
-      const m = picker.pick(t.container, this.#o.prefetch, false);
+      const m = picker.pick(t.container, this.#o.prefetch, false, true);
       if (m === undefined || m === HOLD) {
         this.#unshift([t, ...held.slice(h)]);
         break;

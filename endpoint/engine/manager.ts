@@ -383,6 +383,7 @@ export class Manager {
       // (the count `ready` carries includes those up by then).
       readyWorkers: WorkerPool.startWave,
       onWorkers: (ready) => this.#link?.send({ type: "workers", workers: ready }),
+      onAheadSlots: (slots) => this.#link?.send({ type: "ahead", slots }),
     });
   }
 }

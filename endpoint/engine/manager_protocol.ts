@@ -7,15 +7,16 @@
  * the network); the interchange answers `welcome` or `refused` and closes. The manager then runs
  * `worker_init`, starts its workers and says `ready` with its capacity (or `fatal`) once the
  * first of them are up; `workers` with its grown capacity as the others come, and from then on
- * `warm` with the container images it has workers in whenever they change.
+ * `warm` with the container images it has workers in whenever they change, and `ahead` with the
+ * tasks its busy workers can take beyond their current one whenever that changes.
  *
  * @module
  */
 import type { ResultMessage } from "../../sdk/protocol/mod.ts";
 import type { ResourceSpecificationWire } from "../../sdk/protocol/resource_specification.ts";
 
-/** Version of the interchange ↔ manager protocol. */
-export const MANAGER_PROTOCOL_VERSION = 2;
+/** Version of the interchange ↔ manager protocol (3: `ahead`). */
+export const MANAGER_PROTOCOL_VERSION = 3;
 
 /** A task as the interchange hands it to a manager. */
 export interface WireTask {
@@ -56,6 +57,11 @@ export type FromManager =
   | { type: "workers"; workers: number }
   /** The container images the manager has ready workers in, sent whenever that set changes. */
   | { type: "warm"; kinds: string[] }
+  /**
+   * How many tasks its workers can take beyond the one each runs (their tasks are short, see
+   * `worker_pool.ts`): the interchange sends it that many more than its prefetch.
+   */
+  | { type: "ahead"; slots: number }
   | { type: "fatal"; message: string }
   | { type: "results"; results: ResultMessage[] }
   | { type: "heartbeat" };

@@ -12,4 +12,4 @@
 export const AHEAD_MAX_RUN_MS = 10;
 
 /** Most tasks a busy worker is sent beyond the one it runs (`engine.worker_send_ahead`). */
-export const SEND_AHEAD = 5;
+export const SEND_AHEAD = 10;

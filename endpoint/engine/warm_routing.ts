@@ -50,6 +50,8 @@ export interface RoutedManager {
   readonly capacity: number;
   /** The tasks it holds. */
   readonly inflight: { readonly size: number };
+  /** Tasks its busy workers can take beyond their current one. @default 0 */
+  readonly ahead?: number;
   /** The images it has workers in. */
   readonly kinds: WarmKinds;
 }
@@ -85,18 +87,23 @@ export class ManagerPicker<M extends RoutedManager> {
 
   /**
    * The manager for a task in container image `kind` (undefined: a plain task) that has room
-   * for it with `extra` tasks beyond its workers; {@linkcode HOLD} when `holdForWarm` and only
-   * managers without a worker in the image have room (the task should wait for a prefetch slot
-   * of a warm one); undefined when no manager has room.
+   * for it with `extra` tasks beyond its workers (and its `ahead` slots too, `withAhead`);
+   * {@linkcode HOLD} when `holdForWarm` and only managers without a worker in the image have room
+   * (the task should wait for a prefetch slot of a warm one); undefined when no manager has room.
    */
-  pick(kind: string | undefined, extra: number, holdForWarm: boolean): M | typeof HOLD | undefined {
+  pick(
+    kind: string | undefined,
+    extra: number,
+    holdForWarm: boolean,
+    withAhead = false,
+  ): M | typeof HOLD | undefined {
     const n = this.#order.length;
     let fallback = -1;
     let warmExists = false;
     for (let i = 0; i < n; i++) {
       const at = (this.#cursor + i) % n;
       const m = this.#order[at]!;
-      const room = m.inflight.size < m.capacity + extra;
+      const room = m.inflight.size < m.capacity + extra + (withAhead ? m.ahead ?? 0 : 0);
       if (kind === undefined) {
         if (!room) continue;
         if (!this.#anyWarm || m.kinds.empty) return this.#take(at);

@@ -81,6 +81,11 @@ export interface WorkerPoolOptions {
    */
   aheadMaxRunMs?: number;
   /**
+   * Hears how many tasks the pool's busy workers can take ahead (the workers whose last task was
+   * short, times `sendAhead`) each time that changes. @default none
+   */
+  onAheadSlots?: ((slots: number) => void) | undefined;
+  /**
    * Command line that starts a worker inside the container image `location`; without it, tasks
    * that need a container fail with `ContainerUnavailable`. @default undefined
    */
@@ -118,6 +123,9 @@ export class WorkerPool {
   /** Busy workers with nothing sent ahead: those that may be sent tasks ahead now. */
   readonly #aheadable = new Set<WorkerProcess>();
   #dispatchSoon = false;
+  /** Workers whose last task was short enough to be sent tasks ahead. */
+  #fit = 0;
+  #slotsHeard = 0;
   /** Tasks numbered in the order they were submitted (to put back those taken back). */
   readonly #arrival = new WeakMap<PoolTask, number>();
   #arrived = 0;
@@ -151,6 +159,7 @@ export class WorkerPool {
       graceS: 5,
       sendAhead: SEND_AHEAD,
       aheadMaxRunMs: AHEAD_MAX_RUN_MS,
+      onAheadSlots: undefined,
       ...options,
     };
     this.#freeAccelerators = [...this.#opts.accelerators];
@@ -490,6 +499,17 @@ export class WorkerPool {
     }, due);
   }
 
+  /** Counts `w` as able to take tasks ahead or not; tells `onAheadSlots` when the slots change. */
+  #setFit(w: WorkerProcess, fit: boolean): void {
+    if (w.fit === fit) return;
+    w.fit = fit;
+    this.#fit += fit ? 1 : -1;
+    const slots = this.#fit * this.#opts.sendAhead;
+    if (slots === this.#slotsHeard || this.#state !== "running") return;
+    this.#slotsHeard = slots;
+    this.#opts.onAheadSlots?.(slots);
+  }
+
   #skipOnce(w: WorkerProcess, taskId: string): void {
     if (this.#skipping.has(taskId)) return;
     this.#skipping.add(taskId);
@@ -649,6 +669,7 @@ export class WorkerPool {
     if (!task || task.task_id !== result.task_id || w.killReason) return;
     this.#stopTimers(w);
     w.lastRunMs = performance.now() - w.currentSince;
+    this.#setFit(w, w.lastRunMs < this.#opts.aheadMaxRunMs);
     w.current = undefined;
     this.#running.delete(task.task_id);
     result.task_statuses = [...task.statuses, ...(result.task_statuses ?? [])];
@@ -660,6 +681,7 @@ export class WorkerPool {
   async #lost(w: WorkerProcess, status: Deno.CommandStatus, livedMs: number): Promise<void> {
     this.#stopTimers(w);
     this.#aheadable.delete(w);
+    this.#setFit(w, false);
     this.#workers.delete(w);
     this.#reportWarm();
     const idle = this.#idleOf(w.kind);

@@ -157,6 +157,8 @@ export class WorkerProcess {
   currentSince = 0;
   /** Milliseconds its last finished task ran, as the pool saw it. */
   lastRunMs: number | undefined;
+  /** Its last task was short: it may be sent tasks ahead. */
+  fit = false;
   /** Tasks sent ahead, to run after the current one, in order. */
   readonly ahead: PoolTask[] = [];
   /** The walltime timer of the current task. */
