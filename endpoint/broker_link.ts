@@ -168,6 +168,7 @@ export class BrokerLink {
     const { registration, config } = this.#options;
     const session = await openSession(registration, {
       prefetch: Math.max(2, Math.ceil(config.prefetch / TASKS_PER_MESSAGE)),
+      deadlineS: config.broker_deadline,
       startAt: this.#node,
       refuseIfConsumed: !this.#everConnected,
       onLost: (s, err) => this.#onSessionLost(s, err),

@@ -17,27 +17,7 @@ import { Buffer } from "node:buffer";
 import type { EndpointRegistration } from "../sdk/client.ts";
 import { AckCoalescer } from "./ack_coalescer.ts";
 import { brokerAddresses, brokerHost, connectFirst } from "../sdk/_broker_addresses.ts";
-import {
-  BROKER_ANSWER_DEADLINE_MS,
-  destroyConnection,
-  withBrokerDeadline,
-} from "../sdk/_broker_deadline.ts";
-
-/**
- * How long the broker may take to confirm a result: `FUNCX_ENDPOINT_BROKER_DEADLINE` (seconds),
- * else 30 s. Past it the session is ended as dead, and the result (safe in the journal) is sent
- * again on the next one.
- */
-function answerDeadlineMs(): number {
-  let raw: string | undefined;
-  try {
-    raw = Deno.env.get("FUNCX_ENDPOINT_BROKER_DEADLINE");
-  } catch {
-    raw = undefined;
-  }
-  const s = Number(raw);
-  return raw && Number.isFinite(s) && s > 0 ? s * 1000 : BROKER_ANSWER_DEADLINE_MS;
-}
+import { destroyConnection, withBrokerDeadline } from "../sdk/_broker_deadline.ts";
 
 /** Another process consumes this endpoint's task queue; the broker refused this one. */
 export class EndpointRefused extends Error {
@@ -52,6 +32,11 @@ export class EndpointRefused extends Error {
 export interface SessionHooks {
   /** Unacked tasks held at once. */
   prefetch: number;
+  /**
+   * Seconds the broker may take to confirm a result or answer a declare (`broker_deadline`); past
+   * it the session is ended as dead, and the result (safe in the journal) is sent on the next one.
+   */
+  deadlineS: number;
   /** The index of the broker node (in registration's list) to try first. */
   startAt: number;
   /**
@@ -121,7 +106,7 @@ export async function openSession(
         clientProperties: { connection_name: `funcx-endpoint ${registration.endpoint_id}` },
       }),
   );
-  const deadlineMs = answerDeadlineMs();
+  const deadlineMs = hooks.deadlineS * 1000;
   let isLost = false;
   let closing = false;
   let consumerTag: string | undefined;

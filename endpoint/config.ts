@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { BROKER_ANSWER_DEADLINE_MS } from "../sdk/_broker_deadline.ts";
 import { z } from "zod";
 import { parse as parseYaml } from "yaml";
 import { EngineConfigSchema } from "./engine/mod.ts";
@@ -67,6 +68,11 @@ export const EndpointConfigSchema = z.object({
   reconnect_delay_max: z.number().positive().default(60),
   /** Unacked tasks the broker hands this endpoint at once. */
   prefetch: z.number().int().min(1).default(1000),
+  /**
+   * Seconds the broker may take to confirm a result or answer a queue declare; past it the
+   * connection is taken as dead and replaced (what was unconfirmed is sent again).
+   */
+  broker_deadline: z.number().positive().default(BROKER_ANSWER_DEADLINE_MS / 1000),
   /** How tasks are run (owned by the engine). */
   engine: EngineConfigSchema.prefault({}),
   /** Port of the daemon's Prometheus metrics (`GET /metrics`); null: not served; 0: any free. */
@@ -118,6 +124,8 @@ export function envOverrides(env: Record<string, string | undefined>): ConfigOve
   const o: ConfigOverrides = {};
   if (env["FUNCX_SERVICE_ADDRESS"]) o["funcx_service_address"] = env["FUNCX_SERVICE_ADDRESS"];
   if (env["FUNCX_SDK_ENVIRONMENT"]) o["environment"] = env["FUNCX_SDK_ENVIRONMENT"];
+  const deadline = env["FUNCX_ENDPOINT_BROKER_DEADLINE"];
+  if (deadline) o["broker_deadline"] = Number(deadline);
   return o;
 }
 
@@ -281,6 +289,10 @@ display_name: ${JSON.stringify(name)}
 # reconnect_delay_min: 1
 # reconnect_delay_max: 60
 
+# Seconds the broker may take to confirm a result before the connection is taken as dead
+# and replaced (the result is sent again); env FUNCX_ENDPOINT_BROKER_DEADLINE overrides it.
+# broker_deadline: 30
+
 # Serve Prometheus metrics (tasks, queues, workers, blocks, latency) at
 # http://metrics_address:metrics_port/metrics (default: not served).
 # metrics_port: 9102
@@ -302,6 +314,10 @@ engine:
   # Run a task again when its worker, manager or block was lost, up to this many times,
   # before it fails with WorkerLost/ManagerLost.
   # max_retries_on_system_failure: 0
+
+  # Tasks a busy worker is sent beyond the one it runs while its tasks take under 10 ms
+  # (taken back when one runs longer); 0 sends each task only to an idle worker.
+  # worker_send_ahead: 10
 
   # Run functions registered with a container in that image (docker, podman, apptainer,
   # singularity or custom). The image needs funcx-endpoint on its PATH.

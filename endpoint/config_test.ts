@@ -94,3 +94,18 @@ Deno.test("validateConfig keeps max_consecutive_failures as an explicit limit, 0
     (err: unknown) => err instanceof ConfigError && err.path === "reconnect_delay_max",
   );
 });
+
+Deno.test("broker_deadline comes from the file, FUNCX_ENDPOINT_BROKER_DEADLINE overrides it", () => {
+  assert.equal(validateConfig("c.yaml", {}).broker_deadline, 30);
+  assert.equal(validateConfig("c.yaml", { broker_deadline: 5 }).broker_deadline, 5);
+  const env = envOverrides({ FUNCX_ENDPOINT_BROKER_DEADLINE: "2" });
+  assert.equal(validateConfig("c.yaml", { broker_deadline: 5 }, env).broker_deadline, 2);
+  for (
+    const bad of [{ broker_deadline: 0 }, envOverrides({ FUNCX_ENDPOINT_BROKER_DEADLINE: "soon" })]
+  ) {
+    assert.throws(
+      () => validateConfig("c.yaml", bad),
+      (err: unknown) => err instanceof ConfigError && err.path === "broker_deadline",
+    );
+  }
+});
