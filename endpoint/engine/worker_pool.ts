@@ -120,7 +120,7 @@ export class WorkerPool {
   /** Tasks cancelled while a `skip` decides whether they had started. */
   readonly #cancelWanted = new Set<string>();
   readonly #stats = { sentAhead: 0, takenBack: 0 };
-  /** Busy workers with nothing sent ahead: those that may be sent tasks ahead now. */
+  /** Busy workers with nothing sent ahead whose last task was short: those to send tasks ahead. */
   readonly #aheadable = new Set<WorkerProcess>();
   #dispatchSoon = false;
   /** Workers whose last task was short enough to be sent tasks ahead. */
@@ -469,8 +469,7 @@ export class WorkerPool {
     const max = this.#opts.sendAhead;
     if (max === 0 || this.#state !== "running") return;
     const fit = [...this.#aheadable].filter((w) =>
-      w.kind === kind && w.current !== undefined && w.lastRunMs !== undefined &&
-      w.lastRunMs < this.#opts.aheadMaxRunMs && !w.killReason && w.switchTo === undefined
+      w.kind === kind && w.current !== undefined && !w.killReason && w.switchTo === undefined
     );
     for (let sent = true; sent && queue.size > 0;) {
       sent = false;
@@ -504,6 +503,7 @@ export class WorkerPool {
     if (w.fit === fit) return;
     w.fit = fit;
     this.#fit += fit ? 1 : -1;
+    if (!fit) this.#aheadable.delete(w);
     const slots = this.#fit * this.#opts.sendAhead;
     if (slots === this.#slotsHeard || this.#state !== "running") return;
     this.#slotsHeard = slots;
@@ -626,7 +626,7 @@ export class WorkerPool {
   #track(w: WorkerProcess, task: PoolTask): void {
     // Topped up only once it has started the last task sent ahead: one write of several tasks,
     // not one per task.
-    if (w.ahead.length === 0) this.#aheadable.add(w);
+    if (w.ahead.length === 0 && w.fit) this.#aheadable.add(w);
     task.statuses.push({
       timestamp: nowNs(),
       state: TaskState.RUNNING,
