@@ -126,6 +126,7 @@ export class WorkerPool {
   /** Workers whose last task was short enough to be sent tasks ahead. */
   #fit = 0;
   #slotsHeard = 0;
+  #slotsSoon = false;
   /** Tasks numbered in the order they were submitted (to put back those taken back). */
   readonly #arrival = new WeakMap<PoolTask, number>();
   #arrived = 0;
@@ -498,16 +499,24 @@ export class WorkerPool {
     }, due);
   }
 
-  /** Counts `w` as able to take tasks ahead or not; tells `onAheadSlots` when the slots change. */
+  /**
+   * Counts `w` as able to take tasks ahead or not; tells `onAheadSlots` when the slots changed,
+   * once for all the changes of a turn (results come in batches).
+   */
   #setFit(w: WorkerProcess, fit: boolean): void {
     if (w.fit === fit) return;
     w.fit = fit;
     this.#fit += fit ? 1 : -1;
     if (!fit) this.#aheadable.delete(w);
-    const slots = this.#fit * this.#opts.sendAhead;
-    if (slots === this.#slotsHeard || this.#state !== "running") return;
-    this.#slotsHeard = slots;
-    this.#opts.onAheadSlots?.(slots);
+    if (this.#slotsSoon) return;
+    this.#slotsSoon = true;
+    queueMicrotask(() => {
+      this.#slotsSoon = false;
+      const slots = this.#fit * this.#opts.sendAhead;
+      if (slots === this.#slotsHeard || this.#state !== "running") return;
+      this.#slotsHeard = slots;
+      this.#opts.onAheadSlots?.(slots);
+    });
   }
 
   #skipOnce(w: WorkerProcess, taskId: string): void {
