@@ -358,7 +358,6 @@ export class ResultJournal {
   #schedule(): void {
     // Gather what arrives in this turn (a frame of results from the interchange) into one write.
     if (this.#writing || this.#timer) return;
-    if (this.#syncDelayMs === 0 && this.#waiters.length > 0) this.#syncWanted = true;
     this.#timer = setImmediate(() => {
       this.#timer = undefined;
       this.#startDrain();

@@ -444,9 +444,7 @@ export class WorkerPool {
     for (const q of this.#queues.values()) {
       const t = q.remove(taskId);
       if (!t) continue;
-      this.#opts.onResult(
-        failureResult(taskId, "TaskCancelled", `Task "${taskId}" was cancelled`, t.statuses),
-      );
+      this.#returnTask(t, true);
       return true;
     }
     return false;
@@ -552,18 +550,18 @@ export class WorkerPool {
     }
     this.#aheadAt.delete(taskId);
     this.#stats.takenBack++;
-    this.#returnTask(task, cancel, "was cancelled");
+    this.#returnTask(task, cancel);
     this.#dispatch();
   }
 
-  /** A task that never started back to the head of its queue, or failed as cancelled. */
-  #returnTask(task: PoolTask, cancelled: boolean, how: string): void {
+  /** A task that never started: failed as cancelled, or back to its place in its queue. */
+  #returnTask(task: PoolTask, cancelled: boolean): void {
     if (cancelled) {
       this.#opts.onResult(
         failureResult(
           task.task_id,
           "TaskCancelled",
-          `Task "${task.task_id}" ${how}`,
+          `Task "${task.task_id}" was cancelled`,
           task.statuses,
         ),
       );
@@ -701,7 +699,7 @@ export class WorkerPool {
     for (const t of ahead.reverse()) {
       this.#aheadAt.delete(t.task_id);
       this.#skipping.delete(t.task_id);
-      this.#returnTask(t, this.#cancelWanted.delete(t.task_id), "was cancelled");
+      this.#returnTask(t, this.#cancelWanted.delete(t.task_id));
     }
     if (ahead.length > 0 && this.#state === "running") this.#dispatch();
     if (w.accelerator !== undefined) this.#freeAccelerators.push(w.accelerator);
