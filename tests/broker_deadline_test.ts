@@ -16,14 +16,7 @@ import { FuncXExecutor } from "../mod.ts";
 import { gatedSideEffect, sideEffectRuns } from "./harness/gated_task.ts";
 import { settledWithin } from "./harness/wait.ts";
 import { TcpProxy } from "./harness/tcp_proxy.ts";
-import {
-  clientOf,
-  createVhost,
-  deleteVhost,
-  sharedBroker,
-  startEndpoint,
-  startService,
-} from "./harness/stack.ts";
+import { clientOf, privateVhost, startEndpoint, startService } from "./harness/stack.ts";
 import { until } from "./harness/until.ts";
 
 /** `url` with its port changed to `port`. */
@@ -38,11 +31,9 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    const access = await sharedBroker();
-    const vhost = `funcx-${crypto.randomUUID().slice(0, 8)}`;
-    const amqpUrl = await createVhost(access, vhost);
+    await using site = await privateVhost("funcx-deadline-");
+    const { access, amqpUrl, dir } = site;
     const brokerPort = Number(new URL(amqpUrl).port);
-    const dir = await Deno.makeTempDir({ prefix: "funcx-deadline-" });
     await using serviceLink = TcpProxy.start({ targetPort: brokerPort });
     // Endpoints and result streams get the broker's address through this one.
     await using publicLink = TcpProxy.start({ targetPort: brokerPort });
@@ -125,8 +116,6 @@ Deno.test({
       }
     } finally {
       await service.process.stop();
-      await deleteVhost(access, vhost).catch(() => {});
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
   },
 });

@@ -14,14 +14,7 @@ import { FuncXExecutor } from "../mod.ts";
 import { gatedSideEffect, sideEffectRuns } from "./harness/gated_task.ts";
 import { settledWithin } from "./harness/wait.ts";
 import { TcpProxy } from "./harness/tcp_proxy.ts";
-import {
-  clientOf,
-  createVhost,
-  deleteVhost,
-  sharedBroker,
-  startEndpoint,
-  startService,
-} from "./harness/stack.ts";
+import { clientOf, privateVhost, startEndpoint, startService } from "./harness/stack.ts";
 import { until } from "./harness/until.ts";
 
 Deno.test({
@@ -29,10 +22,8 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    const access = await sharedBroker();
-    const vhost = `funcx-${crypto.randomUUID().slice(0, 8)}`;
-    const amqpUrl = await createVhost(access, vhost);
-    const dir = await Deno.makeTempDir({ prefix: "funcx-redelivery-" });
+    await using site = await privateVhost("funcx-redelivery-");
+    const { access, amqpUrl, dir } = site;
     await using link = TcpProxy.start({ targetPort: Number(new URL(amqpUrl).port) });
     const publicUrl = new URL(amqpUrl);
     publicUrl.port = String(link.port);
@@ -84,8 +75,6 @@ Deno.test({
       }
     } finally {
       await service.process.stop();
-      await deleteVhost(access, vhost).catch(() => {});
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
   },
 });

@@ -16,14 +16,7 @@ import {
   type HighThroughputEngine,
 } from "../../endpoint/engine/mod.ts";
 import { taskBuffer, until, valueOf } from "../../endpoint/engine/_test_helpers.ts";
-import {
-  clientOf,
-  createVhost,
-  deleteVhost,
-  sharedBroker,
-  startEndpoint,
-  startService,
-} from "./stack.ts";
+import { clientOf, privateVhost, startEndpoint, startService } from "./stack.ts";
 import { waitForResult } from "./wait.ts";
 
 /** The `provider` section of the engine config. */
@@ -224,14 +217,9 @@ export async function endpointRunsTasksInJobs(
   engine: Record<string, unknown>,
   scheduler: Pick<Scheduler, "jobIdEnv">,
 ): Promise<void> {
-  const access = await sharedBroker();
-  const dir = await Deno.makeTempDir({ prefix: "funcx-batch-ep-" });
-  const vhost = `funcx-${crypto.randomUUID().slice(0, 8)}`;
-  const service = await startService({
-    dir,
-    amqpUrl: await createVhost(access, vhost),
-    broker: access,
-  });
+  await using site = await privateVhost("funcx-batch-ep-");
+  const { access, amqpUrl, dir } = site;
+  const service = await startService({ dir, amqpUrl, broker: access });
   try {
     const ep = await startEndpoint({ service, dir, workers: 1, config: { engine } });
     try {
@@ -247,7 +235,5 @@ export async function endpointRunsTasksInJobs(
     }
   } finally {
     await service.process.stop();
-    await deleteVhost(access, vhost).catch(() => {});
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 }

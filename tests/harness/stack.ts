@@ -91,6 +91,36 @@ export async function deleteVhost(access: BrokerAccess, name: string): Promise<v
   await mgmt(access, "DELETE", `vhosts/${encodeURIComponent(name)}`);
 }
 
+/** A vhost of its own on the shared broker and a temporary directory: both go on dispose. */
+export interface PrivateVhost extends AsyncDisposable {
+  access: BrokerAccess;
+  vhost: string;
+  /** The vhost's AMQP URL (admin user). */
+  amqpUrl: string;
+  dir: string;
+}
+
+/**
+ * A fresh vhost on the shared broker and a temporary directory named with `prefix`; disposing
+ * deletes both (after whatever was disposed before it, so declare it first).
+ */
+export async function privateVhost(prefix: string): Promise<PrivateVhost> {
+  const access = await sharedBroker();
+  const vhost = `funcx-${crypto.randomUUID().slice(0, 8)}`;
+  const amqpUrl = await createVhost(access, vhost);
+  const dir = await Deno.makeTempDir({ prefix });
+  return {
+    access,
+    vhost,
+    amqpUrl,
+    dir,
+    async [Symbol.asyncDispose]() {
+      await deleteVhost(access, vhost).catch(() => {});
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
 /** A running service process. */
 export interface ServiceHandle {
   process: ChildHandle;
