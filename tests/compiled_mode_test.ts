@@ -22,7 +22,11 @@ import { waitForResult } from "./harness/wait.ts";
 import { fastConfig, processGroup, serviceEnv, writeConfig } from "./_endpoint_helpers.ts";
 
 const MODES = [
-  { name: "deno run", env: undefined, worker: /endpoint\/engine\/worker_main\.ts/ },
+  {
+    name: "deno run",
+    env: undefined,
+    worker: /endpoint\/engine\/\.bundle-worker_main-[0-9a-f]+\.js/,
+  },
   {
     name: "compiled binary",
     env: JSON.stringify(standInCommand()),

@@ -93,3 +93,16 @@ export async function until(check: () => boolean, what: string, timeoutMs = 30_0
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/** `engine.status()` of a local engine whose blocks are all up and idle. */
+export function idleLocalStatus(managers: number, workersEach: number): Record<string, unknown> {
+  return {
+    managers,
+    total_workers: managers * workersEach,
+    idle_workers: managers * workersEach,
+    pending_tasks: 0,
+    blocks: { pending: 0, running: managers, completed: 0, failed: 0 },
+    provider: "local",
+    provider_error: null,
+  };
+}

@@ -13,7 +13,6 @@
  *
  * @module
  */
-import { fileURLToPath as fromFileUrl } from "node:url";
 
 /** Which engine process to start. */
 export type EngineRole = "manager" | "worker";
@@ -82,6 +81,15 @@ function standInArgv(): string[] | undefined {
     throw new Error(`${STANDALONE_STAND_IN_ENV} must be a JSON array of strings, not ${raw}`);
   }
   return argv;
+}
+
+/**
+ * The path of a `file:` URL. Not `node:url`'s `fileURLToPath`: a worker imports this module, and
+ * in Deno any `node:` import starts the Node compatibility layer in that process (some 4 MiB).
+ */
+function fromFileUrl(url: URL): string {
+  if (url.protocol !== "file:") throw new TypeError(`Not a file URL: ${url.href}`);
+  return decodeURIComponent(url.pathname);
 }
 
 /** `deno run` of `entry` with `flags` and the project's config. */

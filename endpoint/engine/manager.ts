@@ -18,7 +18,6 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import type { ResultMessage } from "../../sdk/protocol/mod.ts";
 import {
-  engineCommand,
   isCompiledBinary,
   permissionFlags,
   WORKER_PERMISSIONS_ENV,
@@ -33,6 +32,7 @@ import {
   type ToManager,
 } from "./manager_protocol.ts";
 import { WorkerPool } from "./worker_pool.ts";
+import { workerCommand } from "./worker_bundle.ts";
 import { SEND_AHEAD } from "./send_ahead.ts";
 import { containerCommand, type ContainerConfig } from "./container.ts";
 import type { MpiConfig } from "./mpi_launcher.ts";
@@ -366,7 +366,7 @@ export class Manager {
     flags.push(`--v8-flags=${v8.join(",")}`);
     return await WorkerPool.start({
       workers,
-      command: o.worker_command ?? engineCommand("worker", flags),
+      command: o.worker_command ?? await workerCommand(flags),
       logDir: join(o.run_dir, o.manager_id),
       onResult: (r) => this.#onResult(r),
       env,
