@@ -55,7 +55,9 @@ export type FrameSource = ReadableStream<Uint8Array> | {
 const READ_SIZE = 64 * 1024;
 
 async function* chunksOf(source: FrameSource): AsyncGenerator<Uint8Array> {
-  if (source instanceof ReadableStream) {
+  // Not `instanceof ReadableStream`: the global's first use loads Deno's streams implementation
+  // (some 2 MiB and a few ms), which a worker reading its socket never needs.
+  if (!("read" in source)) {
     yield* source;
     return;
   }

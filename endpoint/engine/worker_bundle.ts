@@ -12,8 +12,9 @@
  * URL (the endpoint's files, for trimming stack traces) is where it was. Its name carries a
  * fingerprint of the sources (every file under the roots the worker's graph comes from, by size
  * and modification time, the lock file and the Deno version), so a changed source gives a new
- * bundle and the old one is removed. Where the directory cannot be written, or `deno bundle`
- * fails, the worker runs from its module graph as before, and the reason is logged once.
+ * bundle; one not used for an hour is removed when another is made. Where the directory cannot be
+ * written, or `deno bundle` fails, the worker runs from its module graph as before, and the
+ * reason is logged once.
  *
  * @module
  */
@@ -41,6 +42,9 @@ export const WORKER_BUNDLE_SOURCE: BundleSource = {
   extra: [new URL("../../deno.json", import.meta.url), new URL("../../deno.lock", import.meta.url)],
   config: new URL("../../deno.json", import.meta.url),
 };
+
+/** How long a bundle of other sources is kept after its last use. */
+export const STALE_MS = 60 * 60 * 1000;
 
 /** The file name prefix of bundles (`.gitignore` and the formatter skip them). */
 export const BUNDLE_PREFIX = ".bundle-";
@@ -93,7 +97,9 @@ async function makeBundle(source: BundleSource): Promise<string> {
   const name = `${BUNDLE_PREFIX}${base}-${await fingerprint(source)}.js`;
   const path = `${dir}/${name}`;
   try {
-    await Deno.stat(path);
+    // Marked as in use: bundles unused for a while are removed (below).
+    const now = new Date();
+    await Deno.utime(path, now, now);
     return path;
   } catch {
     // not made yet
@@ -115,11 +121,13 @@ async function makeBundle(source: BundleSource): Promise<string> {
   } finally {
     await Deno.remove(temp).catch(() => {});
   }
-  // Bundles of older sources are of no more use.
+  // Bundles of other sources unused for an hour go: a daemon started before the sources changed
+  // may still be starting workers from its own for a while.
   for await (const e of Deno.readDir(dir)) {
-    if (e.name.startsWith(`${BUNDLE_PREFIX}${base}-`) && e.name !== name) {
-      await Deno.remove(`${dir}/${e.name}`).catch(() => {});
-    }
+    if (!e.name.startsWith(`${BUNDLE_PREFIX}${base}-`) || e.name === name) continue;
+    const old = `${dir}/${e.name}`;
+    const used = (await Deno.stat(old).catch(() => undefined))?.mtime?.getTime();
+    if (used !== undefined && Date.now() - used > STALE_MS) await Deno.remove(old).catch(() => {});
   }
   return path;
 }

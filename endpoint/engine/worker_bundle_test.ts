@@ -7,6 +7,7 @@ import {
   BUNDLE_PREFIX,
   bundleFor,
   type BundleSource,
+  STALE_MS,
   WORKER_BUNDLE_SOURCE,
   workerCommand,
 } from "./worker_bundle.ts";
@@ -44,7 +45,7 @@ function bundlesIn(dir: string): string[] {
     .sort();
 }
 
-Deno.test("bundleFor writes one file next to the entry, reuses it, and makes a new one when a source changes", async () => {
+Deno.test("bundleFor writes one file next to the entry, reuses it, makes a new one when a source changes, and removes those unused for an hour", async () => {
   const dir = await Deno.makeTempDir({ prefix: "funcx-bundle-test-" });
   try {
     const source = await program(dir, "first");
@@ -56,10 +57,12 @@ Deno.test("bundleFor writes one file next to the entry, reuses it, and makes a n
     assert.equal(word, "first");
     // It runs as a file beside the entry: what it finds relative to itself is where it was.
     assert.equal(url, `file://${path}`);
-    const made = (await Deno.stat(path)).mtime?.getTime();
+    const made = (await Deno.stat(path)).birthtime?.getTime();
+    const ino = (await Deno.stat(path)).ino;
 
     assert.equal(await bundleFor(source), path, "the same sources give the same bundle");
-    assert.equal((await Deno.stat(path)).mtime?.getTime(), made, "and it is not made again");
+    assert.equal((await Deno.stat(path)).ino, ino, "and it is not made again");
+    assert.equal((await Deno.stat(path)).birthtime?.getTime(), made);
 
     // A change of size and modification time in a module of the graph.
     await new Promise((r) => setTimeout(r, 20));
@@ -67,7 +70,14 @@ Deno.test("bundleFor writes one file next to the entry, reuses it, and makes a n
     const next = await bundleFor(source);
     assert.ok(next && next !== path, "a changed source gives a new bundle");
     assert.equal((await runJs(next)).split(" ")[0], "second,");
-    assert.deepEqual(bundlesIn(dir), [next.slice(dir.length + 1)], "the old bundle is removed");
+    // The old one stays while a daemon of the old sources may use it, and goes once unused.
+    assert.deepEqual(bundlesIn(dir).length, 2);
+    const longAgo = new Date(Date.now() - STALE_MS - 60_000);
+    await Deno.utime(path, longAgo, longAgo);
+    await program(dir, "third, longer still");
+    const third = await bundleFor(source);
+    assert.ok(third);
+    assert.deepEqual(bundlesIn(dir), [next, third].map((p) => p.slice(dir.length + 1)).sort());
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

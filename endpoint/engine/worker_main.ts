@@ -168,8 +168,21 @@ async function warmUp(run: Runner): Promise<void> {
       } satisfies ToWorker,
     ),
   ];
-  // The frame decoder and encoder too, through the same functions a real task takes.
-  for await (const task of readFrames<ToWorker>(ReadableStream.from(frames))) {
+  // The frame decoder and encoder too, through the same functions a real task takes, from a
+  // source that is read as the socket is (a `ReadableStream` would load the streams code).
+  const bytes = new Uint8Array(frames.reduce((n, f) => n + f.byteLength, 0));
+  frames.reduce((at, f) => (bytes.set(f, at), at + f.byteLength), 0);
+  let at = 0;
+  const source: FrameSource = {
+    read: (p) => {
+      if (at >= bytes.length) return Promise.resolve(null);
+      const n = Math.min(p.byteLength, bytes.length - at);
+      p.set(bytes.subarray(at, at + n));
+      at += n;
+      return Promise.resolve(n);
+    },
+  };
+  for await (const task of readFrames<ToWorker>(source)) {
     if (task.type !== "task") continue;
     const result = await run(task.task_id, task.buffer);
     encodeFrame({ type: "result", result } satisfies FromWorker);
