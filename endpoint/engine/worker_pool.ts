@@ -6,14 +6,17 @@
  * of a container image start when its tasks wait, in place of idle workers nobody waits for.
  * One worker subprocess (spawn, frames, memory, death) is a {@linkcode WorkerProcess}.
  *
- * Short tasks are sent ahead: while tasks wait and a worker's last task ran under
- * {@linkcode AHEAD_MAX_RUN_MS}, it is sent up to `sendAhead` more behind the one it runs, so that
- * a burst of short tasks costs a worker one wake-up for several of them instead of one each. A
- * task sent ahead counts as started only once the task before it ends; if the current one runs
- * longer than {@linkcode AHEAD_MAX_RUN_MS}, the pool takes those behind it back (`skip`) and
- * gives them to the next free worker, so a long task never holds others up. A task cancelled
- * while sent ahead is taken back the same way and never runs; a worker that dies returns the
- * tasks sent ahead to the queue (they never started), and fails only the one it ran.
+ * Tasks are sent ahead while they wait with no worker free. A worker whose last task ran under
+ * {@linkcode AHEAD_MAX_RUN_MS} is sent up to `sendAhead` more behind the one it runs, so that
+ * a burst of short tasks costs a worker one wake-up for several of them instead of one each; if
+ * its current task runs longer than that, the pool takes those behind it back (`skip`) and gives
+ * them to the next free worker. Any other busy worker is sent one, which it starts the moment its
+ * task ends, with no round trip to the pool in between; that one is taken back as soon as a worker
+ * goes free while it still waits, or a task that came after it goes to a free worker first, so
+ * a long task never holds up one behind it while another worker could run it. A task sent ahead
+ * counts as started only once the task before it ends. A task cancelled while sent ahead is taken
+ * back the same way and never runs; a worker that dies returns the tasks sent ahead to the queue
+ * (they never started), and fails only the one it ran.
  *
  * @module
  */
@@ -120,7 +123,7 @@ export class WorkerPool {
   /** Tasks cancelled while a `skip` decides whether they had started. */
   readonly #cancelWanted = new Set<string>();
   readonly #stats = { sentAhead: 0, takenBack: 0 };
-  /** Busy workers with nothing sent ahead whose last task was short: those to send tasks ahead. */
+  /** Busy workers with nothing sent ahead: those to send tasks ahead. */
   readonly #aheadable = new Set<WorkerProcess>();
   #dispatchSoon = false;
   /** Workers whose last task was short enough to be sent tasks ahead. */
@@ -453,27 +456,64 @@ export class WorkerPool {
   #dispatch(): void {
     for (const [kind, queue] of this.#queues) {
       const idle = this.#idle.get(kind);
-      while (idle && idle.length > 0 && queue.size > 0) this.#run(idle.pop()!, queue.shift()!);
+      while (idle && idle.length > 0 && queue.size > 0) {
+        const task = queue.shift()!;
+        // A task sent ahead before this one should not wait behind a long task while this runs.
+        this.#takeBackWaiting(kind, this.#arrival.get(task) ?? 0);
+        this.#run(idle.pop()!, task);
+      }
+      // Workers free with nothing queued: tasks waiting behind a long task come back for them
+      // (less those on their way back already).
+      let want = (idle?.length ?? 0) - this.#comingBack(kind);
+      while (want-- > 0 && this.#takeBackWaiting(kind, Infinity));
       // Every idle worker has a task first; then what still waits is sent ahead.
       if (queue.size > 0 && this.#aheadable.size > 0) this.#sendAhead(kind, queue);
     }
     this.#switchWorkers();
   }
 
+  /** Tasks of `kind` taken back from behind a long task, not answered yet. */
+  #comingBack(kind: string): number {
+    let n = 0;
+    for (const taskId of this.#skipping) {
+      const w = this.#aheadAt.get(taskId);
+      if (w && w.kind === kind && !w.fit) n++;
+    }
+    return n;
+  }
+
   /**
-   * Sends tasks of `queue` ahead, in turn, to the busy workers of `kind` with nothing sent ahead
-   * whose last task was short.
+   * Takes back (`skip`) the oldest task that waits behind a long task on a worker of `kind`, if
+   * it arrived before `before`; whether there was one. Tasks behind a short one are the recall
+   * timer's.
+   */
+  #takeBackWaiting(kind: string, before: number): boolean {
+    if (this.#aheadAt.size === 0) return false;
+    let oldest: { w: WorkerProcess; taskId: string; at: number } | undefined;
+    for (const [taskId, w] of this.#aheadAt) {
+      if (w.kind !== kind || w.fit || this.#skipping.has(taskId)) continue;
+      const at = this.#arrival.get(w.ahead.find((t) => t.task_id === taskId)!) ?? 0;
+      if (at < before && (!oldest || at < oldest.at)) oldest = { w, taskId, at };
+    }
+    if (!oldest) return false;
+    this.#skipOnce(oldest.w, oldest.taskId);
+    return true;
+  }
+
+  /**
+   * Sends tasks of `queue` ahead, in turn, to the busy workers of `kind` with nothing sent ahead:
+   * up to `sendAhead` to those whose last task was short, one to the others.
    */
   #sendAhead(kind: string, queue: TaskQueue): void {
     const max = this.#opts.sendAhead;
     if (max === 0 || this.#state !== "running") return;
-    const fit = [...this.#aheadable].filter((w) =>
+    const busy = [...this.#aheadable].filter((w) =>
       w.kind === kind && w.current !== undefined && !w.killReason && w.switchTo === undefined
     );
     for (let sent = true; sent && queue.size > 0;) {
       sent = false;
-      for (const w of fit) {
-        if (queue.size === 0 || w.ahead.length >= max) continue;
+      for (const w of busy) {
+        if (queue.size === 0 || w.ahead.length >= (w.fit ? max : 1)) continue;
         const t = queue.shift()!;
         this.#aheadAt.set(t.task_id, w);
         w.sendAhead(t);
@@ -481,15 +521,15 @@ export class WorkerPool {
         sent = true;
       }
     }
-    for (const w of fit) {
+    for (const w of busy) {
       if (w.ahead.length > 0) this.#aheadable.delete(w);
       this.#armRecall(w);
     }
   }
 
-  /** Takes a worker's tasks sent ahead back once its current task runs long. */
+  /** Takes a short-task worker's tasks sent ahead back once its current task runs long. */
   #armRecall(w: WorkerProcess): void {
-    if (w.ahead.length === 0 || w.recallTimer !== undefined) return;
+    if (!w.fit || w.ahead.length === 0 || w.recallTimer !== undefined) return;
     const due = Math.max(0, w.currentSince + this.#opts.aheadMaxRunMs - performance.now());
     w.recallTimer = setTimeout(() => {
       w.recallTimer = undefined;
@@ -505,7 +545,6 @@ export class WorkerPool {
     if (w.fit === fit) return;
     w.fit = fit;
     this.#fit += fit ? 1 : -1;
-    if (!fit) this.#aheadable.delete(w);
     if (this.#slotsSoon) return;
     this.#slotsSoon = true;
     queueMicrotask(() => {
@@ -633,7 +672,7 @@ export class WorkerPool {
   #track(w: WorkerProcess, task: PoolTask): void {
     // Topped up only once it has started the last task sent ahead: one write of several tasks,
     // not one per task.
-    if (w.ahead.length === 0 && w.fit) this.#aheadable.add(w);
+    if (w.ahead.length === 0) this.#aheadable.add(w);
     task.statuses.push({
       timestamp: nowNs(),
       state: TaskState.RUNNING,

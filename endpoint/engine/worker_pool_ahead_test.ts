@@ -46,8 +46,8 @@ function marking(dir: string, id: string): PoolTask {
   );
 }
 
-/** A task that waits until `<dir>/go` exists. */
-function gated(dir: string, id: string): PoolTask {
+/** A task that waits until `<dir>/<gate>` exists. */
+function gated(dir: string, id: string, gate = "go"): PoolTask {
   return task(
     id,
     taskBuffer(async (path: string) => {
@@ -59,7 +59,7 @@ function gated(dir: string, id: string): PoolTask {
           await new Promise((r) => setTimeout(r, 5));
         }
       }
-    }, [join(dir, "go")]),
+    }, [join(dir, gate)]),
   );
 }
 
@@ -151,5 +151,49 @@ Deno.test("a worker that dies fails its task; the tasks sent ahead to it run els
     for (const id of ["a", "b", "c"]) assert.equal(valueOf(results.get(id)!), id);
     assert.deepEqual(await ranLines(dir), ["warm", "a", "b", "c"]);
     assert.ok(pool.stats.sentAhead >= 3, `sent ahead: ${pool.stats.sentAhead}`);
+  });
+});
+
+Deno.test("a worker whose task runs long is sent the next one, which it runs as that one ends", async () => {
+  for (const sendAhead of [3, 0]) {
+    await withPool({ sendAhead }, async (pool, results, dir) => {
+      pool.submit(gated(dir, "long"));
+      pool.submit(marking(dir, "next"));
+      if (sendAhead > 0) {
+        // Sent behind the long task at once (one only: the worker's last task was not short).
+        await until(() => pool.stats.sentAhead === 1, "the next task sent ahead");
+        assert.equal(pool.pendingCount, 0);
+      } else {
+        await until(() => pool.idleCount === 0 && pool.pendingCount === 1, "the long task running");
+        assert.equal(pool.pendingCount, 1);
+      }
+      assert.deepEqual(await ranLines(dir), []);
+      await Deno.writeTextFile(join(dir, "go"), "");
+      await until(() => results.size === 2, "both results");
+      assert.equal(valueOf(results.get("next")!), "next");
+      for (const r of results.values()) assert.equal(runningCount(r), 1, r.task_id);
+      assert.equal(pool.stats.sentAhead, sendAhead > 0 ? 1 : 0);
+      assert.equal(pool.stats.takenBack, 0);
+    });
+  }
+});
+
+Deno.test("a task sent behind a long one is taken back for a worker that goes free", async () => {
+  await withPool({ workers: 2, sendAhead: 3 }, async (pool, results, dir) => {
+    // The first worker runs "long", the second "medium"; "x" is sent behind "long".
+    pool.submit(gated(dir, "long"));
+    pool.submit(gated(dir, "medium", "go-medium"));
+    pool.submit(marking(dir, "x"));
+    await until(() => pool.stats.sentAhead === 1, "x sent ahead");
+    await Deno.writeTextFile(join(dir, "go-medium"), "");
+    // The second worker goes free and x comes back for it, while "long" still runs.
+    await until(() => results.has("x"), "x");
+    assert.equal(valueOf(results.get("x")!), "x");
+    assert.equal(results.has("long"), false);
+    assert.equal(pool.stats.takenBack, 1);
+    await Deno.writeTextFile(join(dir, "go"), "");
+    await until(() => results.size === 3, "every result");
+    assert.deepEqual(await ranLines(dir), ["x"]);
+    for (const r of results.values()) assert.equal(runningCount(r), 1, r.task_id);
   });
 });
