@@ -9,8 +9,8 @@
  * retried with capped, jittered exponential backoff for as long as the outage lasts (or until
  * `max_consecutive_failures`, when that is set): see {@linkcode BrokerLink}. Which messages are
  * unacked and when each is acked is the {@linkcode DeliveryLedger}'s.
- * Status reports go out every heartbeat period, as soon as the engine's worker count changes
- * (workers still starting, blocks scaled out or in; checked twice a second), and a final one with
+ * Status reports go out every heartbeat period, within 100 ms of a change of the engine's worker
+ * count (workers still starting, blocks scaled out or in; the engine tells), and a final one with
  * `heartbeat_period: 0`.
  *
  * @module
@@ -52,6 +52,12 @@ export { EndpointRefused } from "./broker_session.ts";
 export { BrokerUnreachable } from "./broker_link.ts";
 
 const log = getLogger(["funcx", "endpoint"]);
+
+/**
+ * At most this long after the engine's worker count changes, a status report says so (workers
+ * coming up together share one report).
+ */
+export const WORKERS_REPORT_MS = 100;
 
 export { ENDPOINT_VERSION } from "./version.ts";
 
@@ -106,8 +112,8 @@ export class Endpoint {
   #localUser: string | null = null;
   #state: EndpointState = "starting";
   #heartbeat: ReturnType<typeof setInterval> | undefined;
-  /** Checks whether the engine's worker count changed since the last status report. */
-  #workersWatch: ReturnType<typeof setInterval> | undefined;
+  /** A status report due soon because the engine's worker count changed. */
+  #workersReport: ReturnType<typeof setTimeout> | undefined;
   /** The worker count of the last status report sent. */
   #reportedWorkers = -1;
   readonly #ended = Promise.withResolvers<EndpointEnd>();
@@ -182,11 +188,14 @@ export class Endpoint {
         );
       }
     }
-    const engine = options.engine ?? await createEngine(
-      options.config.engine,
-      options.workerCommand ? { workerCommand: options.workerCommand } : {},
-    );
+    // The engine tells of worker changes before the endpoint exists (its first blocks start).
+    let onWorkersChanged = () => {};
+    const engine = options.engine ?? await createEngine(options.config.engine, {
+      ...(options.workerCommand ? { workerCommand: options.workerCommand } : {}),
+      onWorkersChanged: () => onWorkersChanged(),
+    });
     const ep = new Endpoint(options, engine, journal);
+    onWorkersChanged = () => ep.#workersChanged();
     ep.#audit = audit;
     if (audit && !options.config.multi_user) {
       const { accountNameOf } = await import("./identity_map.ts");
@@ -216,14 +225,22 @@ export class Endpoint {
     }
     const period = options.config.heartbeat_period;
     ep.#heartbeat = setInterval(() => ep.#onHeartbeat(), period * 1000);
-    ep.#workersWatch = setInterval(() => {
-      if (ep.#state !== "running" || ep.#engine.status().total_workers === ep.#reportedWorkers) {
-        return;
-      }
-      void ep.#sendStatus(period);
-    }, 500);
     ep.#reclaimer.touch(); // start-up's garbage goes once it has settled
     return ep;
+  }
+
+  /**
+   * Reports the engine's new worker count soon: within {@linkcode WORKERS_REPORT_MS}, in one
+   * report for all the workers that come up meanwhile (hundreds start within seconds).
+   */
+  #workersChanged(): void {
+    if (this.#workersReport !== undefined) return;
+    this.#workersReport = setTimeout(() => {
+      this.#workersReport = undefined;
+      if (this.#state !== "running") return;
+      if (this.#engine.status().total_workers === this.#reportedWorkers) return;
+      void this.#sendStatus(this.#config.heartbeat_period);
+    }, WORKERS_REPORT_MS);
   }
 
   /** Current lifecycle state. */
@@ -439,7 +456,7 @@ export class Endpoint {
     if (this.#state === "draining" || this.#state === "stopped") return await this.#stopped();
     this.#state = "draining";
     clearInterval(this.#heartbeat);
-    clearInterval(this.#workersWatch);
+    clearTimeout(this.#workersReport);
     this.#reclaimer.close();
     this.#link.stopReconnecting();
     await this.#link.session?.cancelConsumer();

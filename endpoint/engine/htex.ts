@@ -50,6 +50,11 @@ export interface EngineOptions {
   graceS?: number;
   /** Seconds the first managers may take to become ready. @default 60 */
   startTimeoutS?: number;
+  /**
+   * Hears that the count of live workers may have changed (a manager got ready, its workers came
+   * up, or it was lost); `status()` has the count. @default none
+   */
+  onWorkersChanged?: () => void;
 }
 
 interface Block {
@@ -420,6 +425,7 @@ export class HighThroughputEngine implements Engine, AsyncDisposable {
       // The strategy replaces it if min_blocks or waiting tasks ask for it.
       this.#scheduleTick(1000);
     }
+    if (e.type !== "fatal") this.#options.onWorkersChanged?.();
   }
 
   /** Same as {@linkcode close}, for `await using`. */

@@ -57,13 +57,14 @@ export interface InterchangeOptions {
    * `maxRetries` is larger applies to a lost manager). @default 0
    */
   maxSystemRetries?: number;
-  /** Hears manager events (ready, fatal, lost). */
+  /** Hears manager events (ready, workers, fatal, lost). */
   onEvent?: (event: ManagerEvent) => void;
 }
 
 /** Something that happened to a manager. */
 export type ManagerEvent =
   | { type: "ready"; managerId: string; blockId: string; workers: number }
+  | { type: "workers"; managerId: string; blockId: string; workers: number }
   | { type: "fatal"; managerId: string; blockId: string; message: string }
   | { type: "lost"; managerId: string; blockId: string; reason: string };
 
@@ -336,6 +337,12 @@ export class Interchange {
           this.#scheduleDispatch();
         } else if (msg.type === "workers") {
           m.capacity = msg.workers;
+          this.#o.onEvent?.({
+            type: "workers",
+            managerId: m.id,
+            blockId: m.blockId,
+            workers: m.capacity,
+          });
           this.#scheduleDispatch();
         } else if (msg.type === "warm") {
           m.kinds.report(msg.kinds);
