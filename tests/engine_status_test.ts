@@ -16,17 +16,19 @@ const WORKERS = WorkerPool.startWave + 4;
 for (const mode of LOCAL_MANAGER_MODES) {
   Deno.test(`engine (${mode} manager): onWorkersChanged tells of the workers that come up after start`, async () => {
     const heard: number[] = [];
-    let engine: Awaited<ReturnType<typeof createEngine>> | undefined;
-    engine = await createEngine({
+    // Changes before `createEngine` returns are not counted: the engine is not in hand yet.
+    const started: { engine?: Awaited<ReturnType<typeof createEngine>> } = {};
+    const engine = await createEngine({
       local_manager: mode,
       max_workers_per_node: WORKERS,
       cores_per_worker: 0.01,
     }, {
       graceS: 2,
       onWorkersChanged: () => {
-        if (engine) heard.push(engine.status().total_workers);
+        if (started.engine) heard.push(started.engine.status().total_workers);
       },
     });
+    started.engine = engine;
     try {
       const atStart = engine.status().total_workers;
       assert.ok(atStart < WORKERS, `${atStart} workers up when start returned`);
