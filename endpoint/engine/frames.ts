@@ -22,6 +22,13 @@ export const WORKER_PROTOCOL_VERSION = 2;
  */
 export const WORKER_SOCKET_ENV = "FUNCX_WORKER_SOCKET";
 
+/**
+ * Environment variables set for a worker process alone, by name, comma-separated: the worker
+ * removes them (and this one) from its environment as it starts, so that a task's own programs
+ * do not inherit them.
+ */
+export const WORKER_ONLY_ENV = "FUNCX_WORKER_ONLY_ENV";
+
 /** What a manager sends a worker. */
 export type ToWorker =
   | { type: "task"; task_id: string; buffer: string }

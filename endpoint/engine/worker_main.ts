@@ -27,6 +27,7 @@ import {
   type FromWorker,
   readFrames,
   type ToWorker,
+  WORKER_ONLY_ENV,
   WORKER_PROTOCOL_VERSION,
   WORKER_SOCKET_ENV,
 } from "./frames.ts";
@@ -241,8 +242,21 @@ function sandboxRunner(permissions: WorkerPermissions): Runner {
     });
 }
 
+/** Removes what the manager set for this process alone ({@linkcode WORKER_ONLY_ENV}). */
+function dropWorkerOnlyEnv(): void {
+  try {
+    const names = Deno.env.get(WORKER_ONLY_ENV);
+    if (!names) return;
+    for (const name of names.split(",")) Deno.env.delete(name);
+    Deno.env.delete(WORKER_ONLY_ENV);
+  } catch {
+    // no env access: started without such variables
+  }
+}
+
 /** A worker process's main loop (the `__worker` entry of the compiled binary runs it too). */
 export async function workerMain(): Promise<void> {
+  dropWorkerOnlyEnv();
   consoleToStderr();
   const permissions = sandboxPermissions();
   const run: Runner = permissions ? sandboxRunner(permissions) : runTask;

@@ -103,3 +103,55 @@ Deno.test("WorkerPool.start fails when a worker fails before readyWorkers are up
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("what the pool sets for a worker alone is gone from its tasks' environment, and a value the endpoint had is kept", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "funcx-pool-test-" });
+  const results: ResultMessage[] = [];
+  const base = Deno.env.toObject();
+  delete base["MALLOC_ARENA_MAX"];
+  delete base["DENO_NO_UPDATE_CHECK"];
+  for (
+    const [env, arenas] of [[base, undefined], [{ ...base, MALLOC_ARENA_MAX: "4" }, "4"]] as const
+  ) {
+    results.length = 0;
+    const pool = await WorkerPool.start({
+      workers: 1,
+      command,
+      logDir: join(dir, "logs"),
+      onResult: (r) => results.push(r),
+      env,
+    });
+    try {
+      pool.submit({
+        task_id: "env",
+        buffer: taskBuffer(() => {
+          const child = new Deno.Command("/usr/bin/env", { stdout: "piped" }).outputSync();
+          return {
+            pid: Deno.pid,
+            own: [
+              Deno.env.get("MALLOC_ARENA_MAX") ?? null,
+              Deno.env.get("DENO_NO_UPDATE_CHECK") ?? null,
+            ],
+            child: new TextDecoder().decode(child.stdout).split("\n")
+              .filter((l) =>
+                /^(MALLOC_ARENA_MAX|DENO_NO_UPDATE_CHECK|FUNCX_WORKER_ONLY_ENV)=/.test(l)
+              ),
+          };
+        }),
+        statuses: [],
+      });
+      await until(() => results.length === 1, "the task's result");
+      const r = valueOf(results[0]!) as { pid: number; own: (string | null)[]; child: string[] };
+      // The worker itself started with them...
+      const started = Deno.readTextFileSync(`/proc/${r.pid}/environ`).split("\0");
+      assert.ok(started.includes(`MALLOC_ARENA_MAX=${arenas ?? "2"}`), started.join(" "));
+      assert.ok(started.includes("DENO_NO_UPDATE_CHECK=1"));
+      // ...and the task sees only what the endpoint had.
+      assert.deepEqual(r.own, [arenas ?? null, null]);
+      assert.deepEqual(r.child, arenas ? [`MALLOC_ARENA_MAX=${arenas}`] : []);
+    } finally {
+      await pool.close();
+    }
+  }
+  await Deno.remove(dir, { recursive: true });
+});

@@ -20,6 +20,7 @@ import {
   readFrames,
   type ToWorker,
   WORKER_PROTOCOL_VERSION,
+  WORKER_ONLY_ENV,
   WORKER_SOCKET_ENV,
 } from "./frames.ts";
 import type { PoolTask } from "./task_queue.ts";
@@ -86,7 +87,16 @@ export async function spawnWorker(options: SpawnWorkerOptions): Promise<WorkerPr
   const socket = options.kind === "" && options.command.includes("--allow-all")
     ? await listenForWorker()
     : undefined;
-  if (socket) env[WORKER_SOCKET_ENV] = socket.path;
+  if (socket) {
+    env[WORKER_SOCKET_ENV] = socket.path;
+    // For the worker alone (it removes them as it starts; a sandboxed worker could not):
+    // glibc gives each thread that allocates (V8's, the runtime's) an arena of its own, up to
+    // 8 a core, where one task at a time needs two; and a worker never checks for a newer Deno.
+    const own = { MALLOC_ARENA_MAX: "2", DENO_NO_UPDATE_CHECK: "1" };
+    const set = Object.keys(own).filter((k) => env[k] === undefined);
+    for (const k of set) env[k] = own[k as keyof typeof own];
+    if (set.length > 0) env[WORKER_ONLY_ENV] = set.join(",");
+  }
   let child: Deno.ChildProcess;
   try {
     child = new Deno.Command(cmd!, {
