@@ -185,6 +185,12 @@ export class ResultWatcher {
       await conn.close().catch(() => {});
       throw err;
     }
+    // Closed while the channel was being set up: `close()` found no connection to close, and
+    // one left open would keep the process from ever exiting.
+    if (this.#stopping()) {
+      await conn.close().catch(() => {});
+      return;
+    }
     this.#conn = conn;
     conn.on("close", (err?: Error) => {
       if (this.#conn !== conn) return;
