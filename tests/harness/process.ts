@@ -176,6 +176,9 @@ export async function spawnDeno(
   }
 }
 
+/** How long {@linkcode runDeno} lets a script run before it kills it and fails. */
+export const RUN_DENO_DEADLINE_MS = 180_000;
+
 /** Runs a `deno run` entry point to completion (with `stdin` as its input, if given) and returns its stdout. */
 export async function runDeno(
   script: string,
@@ -195,8 +198,24 @@ export async function runDeno(
     await w.write(new TextEncoder().encode(stdin));
     await w.close();
   }
-  const out = await child.output();
+  // A script that never exits (a connection left open, say) fails the test instead of hanging it.
+  let hung = false;
+  const deadline = setTimeout(() => {
+    hung = true;
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // exited meanwhile
+    }
+  }, RUN_DENO_DEADLINE_MS);
+  const out = await child.output().finally(() => clearTimeout(deadline));
   const stdout = new TextDecoder().decode(out.stdout);
+  if (hung) {
+    throw new Error(
+      `${script} ${args.join(" ")} did not exit within ${RUN_DENO_DEADLINE_MS / 1000} s; ` +
+        `it printed: ${stdout.slice(-2000)}${new TextDecoder().decode(out.stderr).slice(-2000)}`,
+    );
+  }
   if (!out.success) {
     throw new Error(
       `${script} ${args.join(" ")} failed (${out.code}): ${new TextDecoder().decode(out.stderr)}`,
