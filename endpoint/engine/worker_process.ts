@@ -19,8 +19,8 @@ import {
   type FromWorker,
   readFrames,
   type ToWorker,
-  WORKER_PROTOCOL_VERSION,
   WORKER_ONLY_ENV,
+  WORKER_PROTOCOL_VERSION,
   WORKER_SOCKET_ENV,
 } from "./frames.ts";
 import type { PoolTask } from "./task_queue.ts";
