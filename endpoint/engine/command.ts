@@ -87,7 +87,7 @@ function standInArgv(): string[] | undefined {
  * The path of a `file:` URL. Not `node:url`'s `fileURLToPath`: a worker imports this module, and
  * in Deno any `node:` import starts the Node compatibility layer in that process (some 4 MiB).
  */
-function fromFileUrl(url: URL): string {
+export function fromFileUrl(url: URL): string {
   if (url.protocol !== "file:") throw new TypeError(`Not a file URL: ${url.href}`);
   return decodeURIComponent(url.pathname);
 }

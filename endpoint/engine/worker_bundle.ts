@@ -19,7 +19,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { engineCommand, isCompiledBinary } from "./command.ts";
+import { engineCommand, fromFileUrl, isCompiledBinary } from "./command.ts";
 
 const log = getLogger(["funcx", "endpoint", "engine"]);
 
@@ -88,10 +88,7 @@ export function bundleFor(
 }
 
 async function makeBundle(source: BundleSource): Promise<string> {
-  if (source.entry.protocol !== "file:") {
-    throw new Error(`the entry ${source.entry.href} is not a local file`);
-  }
-  const entry = pathOf(source.entry);
+  const entry = fromFileUrl(source.entry); // throws for an entry that is not a local file
   const dir = entry.slice(0, entry.lastIndexOf("/"));
   const base = entry.slice(dir.length + 1).replace(/\.[jt]s$/, "");
   const name = `${BUNDLE_PREFIX}${base}-${await fingerprint(source)}.js`;
@@ -107,7 +104,7 @@ async function makeBundle(source: BundleSource): Promise<string> {
   const temp = `${dir}/${BUNDLE_PREFIX}${base}.${Deno.pid}.${crypto.randomUUID()}.tmp`;
   try {
     const out = await new Deno.Command(Deno.execPath(), {
-      args: ["bundle", "--quiet", `--config=${pathOf(source.config)}`, "-o", temp, entry],
+      args: ["bundle", "--quiet", `--config=${fromFileUrl(source.config)}`, "-o", temp, entry],
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
@@ -158,12 +155,8 @@ export async function fingerprint(source: BundleSource): Promise<string> {
       else if (/\.[jt]sx?$|\.json$/.test(e.name)) await note(path);
     }
   };
-  for (const root of source.roots) await walk(pathOf(root).replace(/\/$/, ""));
-  for (const f of source.extra) await note(pathOf(f));
+  for (const root of source.roots) await walk(fromFileUrl(root).replace(/\/$/, ""));
+  for (const f of source.extra) await note(fromFileUrl(f));
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(lines.join("\n")));
   return new Uint8Array(digest).toHex().slice(0, 16);
-}
-
-function pathOf(url: URL): string {
-  return decodeURIComponent(url.pathname);
 }
