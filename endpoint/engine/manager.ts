@@ -69,7 +69,7 @@ export interface ManagerOptions {
   permissions: WorkerPermissions;
   /** Seconds a task may run, or `null`. */
   task_walltime_s: number | null;
-  /** Tasks a busy worker may be sent ahead (`engine.worker_send_ahead`). @default 5 */
+  /** Tasks a busy worker may be sent ahead (`engine.worker_send_ahead`). @default {@linkcode SEND_AHEAD} */
   worker_send_ahead?: number | undefined;
   /** Seconds between heartbeats. */
   heartbeat_period: number;

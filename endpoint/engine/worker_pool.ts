@@ -464,8 +464,10 @@ export class WorkerPool {
       }
       // Workers free with nothing queued: tasks waiting behind a long task come back for them
       // (less those on their way back already).
-      let want = (idle?.length ?? 0) - this.#comingBack(kind);
-      while (want-- > 0 && this.#takeBackWaiting(kind, Infinity));
+      if (idle && idle.length > 0 && this.#aheadAt.size > 0) {
+        let want = idle.length - this.#comingBack(kind);
+        while (want-- > 0 && this.#takeBackWaiting(kind, Infinity));
+      }
       // Every idle worker has a task first; then what still waits is sent ahead.
       if (queue.size > 0 && this.#aheadable.size > 0) this.#sendAhead(kind, queue);
     }
@@ -490,10 +492,13 @@ export class WorkerPool {
   #takeBackWaiting(kind: string, before: number): boolean {
     if (this.#aheadAt.size === 0) return false;
     let oldest: { w: WorkerProcess; taskId: string; at: number } | undefined;
-    for (const [taskId, w] of this.#aheadAt) {
-      if (w.kind !== kind || w.fit || this.#skipping.has(taskId)) continue;
-      const at = this.#arrival.get(w.ahead.find((t) => t.task_id === taskId)!) ?? 0;
-      if (at < before && (!oldest || at < oldest.at)) oldest = { w, taskId, at };
+    for (const w of this.#workers) {
+      if (w.kind !== kind || w.fit) continue;
+      for (const t of w.ahead) {
+        if (this.#skipping.has(t.task_id)) continue;
+        const at = this.#arrival.get(t) ?? 0;
+        if (at < before && (!oldest || at < oldest.at)) oldest = { w, taskId: t.task_id, at };
+      }
     }
     if (!oldest) return false;
     this.#skipOnce(oldest.w, oldest.taskId);
