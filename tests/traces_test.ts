@@ -6,7 +6,7 @@
  * tasks may share a trace. A script run without `OTEL_DENO` adds no task span anywhere.
  */
 import assert from "node:assert/strict";
-import { denoRunArgs, RUN_DENO_DEADLINE_MS, runDeno } from "./harness/process.ts";
+import { denoRunArgs, killAfter, RUN_DENO_DEADLINE_MS, runDeno } from "./harness/process.ts";
 import { type ReceivedSpan, startOtlpReceiver } from "./harness/otlp.ts";
 import {
   createVhost,
@@ -71,20 +71,14 @@ async function tracedClient(args: string[], env: Record<string, string>): Promis
   }).spawn();
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   // One that never prints is killed: its stdout ends, and the test fails rather than hangs.
-  const deadline = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // exited meanwhile
-    }
-  }, RUN_DENO_DEADLINE_MS);
+  const deadline = killAfter(child, RUN_DENO_DEADLINE_MS);
   let text = "";
   while (!text.includes("\n")) {
     const { value, done } = await reader.read();
     if (done) break;
     text += value;
   }
-  clearTimeout(deadline);
+  deadline.stop();
   await reader.cancel().catch(() => {});
   const end = async () => {
     try {

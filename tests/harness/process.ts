@@ -179,6 +179,29 @@ export async function spawnDeno(
 /** How long {@linkcode runDeno} lets a script run before it kills it and fails. */
 export const RUN_DENO_DEADLINE_MS = 180_000;
 
+/**
+ * Kills `child` (SIGKILL) if it is still there after `ms`: a script that never exits (a
+ * connection left open, say) fails its test instead of hanging it. `stop()` disarms it and says
+ * whether it fired.
+ */
+export function killAfter(child: Deno.ChildProcess, ms: number): { stop(): boolean } {
+  let fired = false;
+  const timer = setTimeout(() => {
+    fired = true;
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // exited meanwhile
+    }
+  }, ms);
+  return {
+    stop: () => {
+      clearTimeout(timer);
+      return fired;
+    },
+  };
+}
+
 /** Runs a `deno run` entry point to completion (with `stdin` as its input, if given) and returns its stdout. */
 export async function runDeno(
   script: string,
@@ -198,19 +221,10 @@ export async function runDeno(
     await w.write(new TextEncoder().encode(stdin));
     await w.close();
   }
-  // A script that never exits (a connection left open, say) fails the test instead of hanging it.
-  let hung = false;
-  const deadline = setTimeout(() => {
-    hung = true;
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // exited meanwhile
-    }
-  }, RUN_DENO_DEADLINE_MS);
-  const out = await child.output().finally(() => clearTimeout(deadline));
+  const deadline = killAfter(child, RUN_DENO_DEADLINE_MS);
+  const out = await child.output();
   const stdout = new TextDecoder().decode(out.stdout);
-  if (hung) {
+  if (deadline.stop()) {
     throw new Error(
       `${script} ${args.join(" ")} did not exit within ${RUN_DENO_DEADLINE_MS / 1000} s; ` +
         `it printed: ${stdout.slice(-2000)}${new TextDecoder().decode(out.stderr).slice(-2000)}`,
