@@ -114,6 +114,24 @@ export async function* readFrames<T>(source: FrameSource): AsyncGenerator<T> {
   }
 }
 
+/**
+ * A source that reads `chunks` as one byte stream, as a socket is read (not a `ReadableStream`,
+ * whose first use loads Deno's streams code).
+ */
+export function memorySource(chunks: Uint8Array[]): FrameSource {
+  const bytes = concat(chunks, chunks.reduce((n, c) => n + c.byteLength, 0));
+  let at = 0;
+  return {
+    read: (p) => {
+      if (at >= bytes.length) return Promise.resolve(null);
+      const n = Math.min(p.byteLength, bytes.length - at);
+      p.set(bytes.subarray(at, at + n));
+      at += n;
+      return Promise.resolve(n);
+    },
+  };
+}
+
 function concat(parts: Uint8Array[], total: number): Uint8Array {
   const out = new Uint8Array(total);
   let at = 0;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { encodeFrame, FrameWriter, readFrames } from "./frames.ts";
+import { encodeFrame, FrameWriter, memorySource, readFrames } from "./frames.ts";
 
 /** A readable resource that hands out `bytes` in pieces of `size`, counting its reads. */
 function pieces(bytes: Uint8Array, size: number) {
@@ -75,4 +75,11 @@ Deno.test("FrameWriter writes the frames of one tick in one write to a resource"
   assert.equal(writes.length, Math.ceil(bytes.byteLength / 5)); // one write, taken 5 bytes a time
   assert.deepEqual(await collect(readFrames(pieces(bytes, 64))), [{ n: 1 }, { n: 2 }]);
   await writer.close();
+});
+
+Deno.test("memorySource reads frames given as separate chunks as one stream", async () => {
+  const sent = [{ n: 1 }, { n: 2, s: "x".repeat(70_000) }, { n: 3 }];
+  const got: unknown[] = [];
+  for await (const m of readFrames(memorySource(sent.map((m) => encodeFrame(m))))) got.push(m);
+  assert.deepEqual(got, sent);
 });

@@ -25,6 +25,7 @@ import {
   type FrameSource,
   FrameWriter,
   type FromWorker,
+  memorySource,
   readFrames,
   type ToWorker,
   WORKER_ONLY_ENV,
@@ -170,20 +171,8 @@ async function warmUp(run: Runner): Promise<void> {
     ),
   ];
   // The frame decoder and encoder too, through the same functions a real task takes, from a
-  // source that is read as the socket is (a `ReadableStream` would load the streams code).
-  const bytes = new Uint8Array(frames.reduce((n, f) => n + f.byteLength, 0));
-  frames.reduce((at, f) => (bytes.set(f, at), at + f.byteLength), 0);
-  let at = 0;
-  const source: FrameSource = {
-    read: (p) => {
-      if (at >= bytes.length) return Promise.resolve(null);
-      const n = Math.min(p.byteLength, bytes.length - at);
-      p.set(bytes.subarray(at, at + n));
-      at += n;
-      return Promise.resolve(n);
-    },
-  };
-  for await (const task of readFrames<ToWorker>(source)) {
+  // source read as the socket is.
+  for await (const task of readFrames<ToWorker>(memorySource(frames))) {
     if (task.type !== "task") continue;
     const result = await run(task.task_id, task.buffer);
     encodeFrame({ type: "result", result } satisfies FromWorker);
