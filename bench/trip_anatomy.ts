@@ -4,7 +4,8 @@
  * cut at the submit request (its start and its answer, seen by wrapping `fetch`) and at the
  * states the endpoint records on the same clock. It prints each point's p50 and p90 from the
  * submit call, then, for the slowest 5 % of trips, the median and mean of each gap between
- * points: which leg the tail comes from. Writes `bench/results/trip_anatomy.json`.
+ * points: which leg the tail comes from. Writes `bench/results/trip_anatomy.json`, with every
+ * trip's points.
  *
  * Usage: `deno run -A bench/trip_anatomy.ts [--rounds 1000] [--queue-type quorum|classic]
  * [--no-direct-results]`
@@ -32,6 +33,11 @@ if (!Number.isInteger(rounds) || rounds < 20) {
 const queueType = values["queue-type"];
 if (queueType !== "quorum" && queueType !== "classic") {
   throw new RangeError(`Invalid --queue-type "${queueType}": quorum or classic`);
+}
+
+/** `obj` with `f` applied to each value. */
+function mapValues<T, U>(obj: Partial<Record<string, T>>, f: (v: T) => U): Record<string, U> {
+  return Object.fromEntries(Object.entries(obj).map(([k, v]) => [k, f(v as T)]));
 }
 
 const wallNow = () => performance.timeOrigin + performance.now();
@@ -127,8 +133,17 @@ try {
   await Deno.mkdir(outDir, { recursive: true });
   await Deno.writeTextFile(
     join(outDir, "trip_anatomy.json"),
-    JSON.stringify({ rounds, queue_type: queueType, points, slowest_5pct_gaps: gaps }, null, 2) +
-      "\n",
+    JSON.stringify(
+      {
+        rounds,
+        queue_type: queueType,
+        points,
+        slowest_5pct_gaps: gaps,
+        trips: trips.map((t) => ({ task_id: t.taskId, ...mapValues(t.at, round2) })),
+      },
+      null,
+      2,
+    ) + "\n",
   );
 } finally {
   await stack.stop();
