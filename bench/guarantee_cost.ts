@@ -108,7 +108,9 @@ async function measure(queueType: "quorum" | "classic"): Promise<Record<Way, num
       );
       const [result] = await Promise.all([promise, confirmed]);
       waiting.delete(taskId);
-      if (result.error_details) throw new Error(`Task failed: ${JSON.stringify(result.error_details)}`);
+      if (result.error_details) {
+        throw new Error(`Task failed: ${JSON.stringify(result.error_details)}`);
+      }
     };
     const viaService = async () => {
       await fx.submitToRegisteredFunction(fnId);
@@ -156,7 +158,9 @@ const WAY_NAME: Record<Way, string> = {
   broker: "straight to the broker",
 };
 console.log(`${rounds} sequential no-op round trips per row, ms (2 workers):`);
-console.log("| path | task queue | p50 | p95 | p99 | mean |\n| --- | --- | --- | --- | --- | --- |");
+console.log(
+  "| path | task queue | p50 | p95 | p99 | mean |\n| --- | --- | --- | --- | --- | --- |",
+);
 for (const r of rows) {
   console.log(
     `| ${WAY_NAME[r.way]} | ${r.queueType} | ${r.p50} | ${r.p95} | ${r.p99} | ${r.mean} |`,

@@ -139,7 +139,11 @@ try {
         queue_type: queueType,
         points,
         slowest_5pct_gaps: gaps,
-        trips: trips.map((t) => ({ task_id: t.taskId, ...mapValues(t.at, round2) })),
+        trips: trips.map((t) => ({
+          task_id: t.taskId,
+          start: t.start,
+          ...mapValues(t.at, round2),
+        })),
       },
       null,
       2,

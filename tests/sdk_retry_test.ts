@@ -2,7 +2,8 @@
  * The SDK's retries against the real service, with a fault-injecting proxy in front of it: a
  * 503 is retried; an answer lost after the service did the work is retried with the same
  * `Idempotency-Key`, so the task is created once; a service that cannot be reached is a clear
- * `network_error` after the configured retries.
+ * `network_error` after the configured retries, and so is one that never answers (each attempt
+ * timed out).
  */
 import assert from "node:assert/strict";
 import { FuncxAPIError, FuncXClient } from "../mod.ts";
@@ -58,6 +59,26 @@ function faultyProxy(target: string) {
     seen,
     close: () => server.shutdown(),
   };
+}
+
+/** The error of a call to a service at `address` that does not answer: a `network_error`. */
+async function networkError(
+  address: string,
+  options: { retries: number; timeoutMs?: number },
+): Promise<FuncxAPIError> {
+  const client = new FuncXClient({
+    serviceAddress: address,
+    accessToken: "unused",
+    checkVersion: false,
+    ...options,
+  });
+  const err = await client.getTask(crypto.randomUUID()).then(
+    () => assert.fail("no service answered"),
+    (e) => e,
+  );
+  assert.ok(err instanceof FuncxAPIError, String(err));
+  assert.equal(err.codeName, "network_error");
+  return err;
 }
 
 Deno.test("FuncXClient retries: 503, lost answers with one idempotency key, unreachable", async (t) => {
@@ -179,19 +200,29 @@ Deno.test("FuncXClient retries: 503, lost answers with one idempotency key, unre
     const dead = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const port = (dead.addr as Deno.NetAddr).port;
     dead.close();
-    const client = new FuncXClient({
-      serviceAddress: `http://127.0.0.1:${port}`,
-      accessToken: "unused",
-      checkVersion: false,
-      retries: 2,
-    });
-    const err = await client.getTask(crypto.randomUUID()).then(
-      () => assert.fail("no service answered"),
-      (e) => e,
-    );
-    assert.ok(err instanceof FuncxAPIError, String(err));
-    assert.equal(err.codeName, "network_error");
+    const err = await networkError(`http://127.0.0.1:${port}`, { retries: 2 });
     assert.match(err.message, /after 3 attempt\(s\)/);
     assert.match(err.message, new RegExp(`127\\.0\\.0\\.1:${port}`));
+  });
+
+  await t.step("a service that never answers times out on each attempt", async () => {
+    // Takes the connection and reads the request, but never answers it.
+    const held: Deno.Conn[] = [];
+    const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const accepting = (async () => {
+      for await (const conn of silent) held.push(conn);
+    })();
+    try {
+      const err = await networkError(`http://127.0.0.1:${(silent.addr as Deno.NetAddr).port}`, {
+        retries: 1,
+        timeoutMs: 200,
+      });
+      assert.match(err.message, /after 2 attempt\(s\): Request timed out after 200 ms/);
+      assert.equal(held.length, 2, "each attempt opened a connection of its own");
+    } finally {
+      silent.close();
+      await accepting.catch(() => {});
+      for (const c of held) c.close();
+    }
   });
 });
