@@ -22,7 +22,7 @@
  * (under `peers`, and alone in `bench/results/peers.json`).
  *
  * Usage: `deno task bench [--tasks 20000] [--workers 2] [--rounds 300] [--repeat 3] [--batch N]
- * [--local-manager in_process|process] [--queue-type quorum|classic] [--no-direct-results]
+ * [--local-manager in_process|process] [--queue-type auto|quorum|classic] [--no-direct-results]
  * [--peers [--celery-prefetch 4]]`
  *
  * @module
@@ -72,8 +72,8 @@ const { values } = parseArgs({
     // The executor's own default unless given: the figure a user gets without tuning.
     batch: { type: "string" },
     "local-manager": { type: "string", default: "in_process" },
-    // The service's default: quorum queues, as on a cluster.
-    "queue-type": { type: "string", default: "quorum" },
+    // The service's default: the type the vhost's queues have, else classic on one node.
+    "queue-type": { type: "string", default: "auto" },
     // The service's `--no-direct-results`: results reach the SDK through the service (two broker
     // hops) instead of straight from the endpoint.
     "no-direct-results": { type: "boolean", default: false },
@@ -93,9 +93,9 @@ const workers = positive("workers");
 const rounds = positive("rounds");
 const repeat = positive("repeat");
 const batchSize = values.batch === undefined ? undefined : Number(values.batch);
-const queueType = values["queue-type"];
-if (queueType !== "quorum" && queueType !== "classic") {
-  throw new RangeError(`Invalid --queue-type "${queueType}": quorum or classic`);
+const queueSetting = values["queue-type"];
+if (queueSetting !== "auto" && queueSetting !== "quorum" && queueSetting !== "classic") {
+  throw new RangeError(`Invalid --queue-type "${queueSetting}": auto, quorum or classic`);
 }
 const localManager = values["local-manager"];
 if (localManager !== "in_process" && localManager !== "process") {
@@ -173,10 +173,13 @@ const service = await startService({
   broker: access,
   args: [
     "--queue-type",
-    queueType,
+    queueSetting,
     ...(values["no-direct-results"] ? ["--no-direct-results"] : []),
   ],
 });
+/** The type the service declared its queues as (`auto` resolves at its start). */
+const queueType = /Task and results queues: "(\w+)"/.exec(await service.process.log())?.[1] ??
+  queueSetting;
 const client = clientOf(service);
 const noop = await client.registerFunction(() => null);
 

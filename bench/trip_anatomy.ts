@@ -7,7 +7,7 @@
  * points: which leg the tail comes from. Writes `bench/results/trip_anatomy.json`, with every
  * trip's points.
  *
- * Usage: `deno run -A bench/trip_anatomy.ts [--rounds 1000] [--queue-type quorum|classic]
+ * Usage: `deno run -A bench/trip_anatomy.ts [--rounds 1000] [--queue-type auto|quorum|classic]
  * [--no-direct-results]`
  *
  * @module
@@ -22,7 +22,7 @@ const { values } = parseArgs({
   args: Deno.args,
   options: {
     rounds: { type: "string", default: "1000" },
-    "queue-type": { type: "string", default: "quorum" },
+    "queue-type": { type: "string", default: "auto" },
     "no-direct-results": { type: "boolean", default: false },
   },
 });
@@ -31,8 +31,8 @@ if (!Number.isInteger(rounds) || rounds < 20) {
   throw new RangeError(`Invalid --rounds "${values.rounds}": expected a whole number >= 20`);
 }
 const queueType = values["queue-type"];
-if (queueType !== "quorum" && queueType !== "classic") {
-  throw new RangeError(`Invalid --queue-type "${queueType}": quorum or classic`);
+if (queueType !== "auto" && queueType !== "quorum" && queueType !== "classic") {
+  throw new RangeError(`Invalid --queue-type "${queueType}": auto, quorum or classic`);
 }
 
 /** `obj` with `f` applied to each value. */
@@ -66,6 +66,9 @@ const stack = await startStack({
   ],
 });
 try {
+  /** The type the service declared its queues as (`auto` resolves at its start). */
+  const declared = /Task and results queues: "(\w+)"/.exec(await stack.service.process.log())
+    ?.[1] ?? queueType;
   const client = clientOf(stack.service);
   const noop = await client.registerFunction(() => 0);
   await using fx = new FuncXExecutor({ endpointId: stack.endpoint.endpointId, client });
@@ -119,7 +122,7 @@ try {
       typical: round2(percentile(all, 0.5)),
     };
   }
-  console.log(`${rounds} sequential round trips (${queueType} queues), ms from the submit call:`);
+  console.log(`${rounds} sequential round trips (${declared} queues), ms from the submit call:`);
   console.log("| point | p50 | p90 | p99 |\n| --- | --- | --- | --- |");
   for (const [p, v] of Object.entries(points)) {
     console.log(`| ${p} | ${v.p50} | ${v.p90} | ${v.p99} |`);
@@ -136,7 +139,7 @@ try {
     JSON.stringify(
       {
         rounds,
-        queue_type: queueType,
+        queue_type: declared,
         points,
         slowest_5pct_gaps: gaps,
         trips: trips.map((t) => ({

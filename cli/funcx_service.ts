@@ -9,7 +9,7 @@
 import { Command, Option } from "commander";
 import { configureLogging } from "./_logging.ts";
 import { FuncxService, redactUrl } from "../service/server.ts";
-import { QUEUE_TYPES } from "../service/broker.ts";
+import { QUEUE_TYPE_SETTINGS } from "../service/queue_type_choice.ts";
 import { openStore } from "../service/open_store.ts";
 import type { Store } from "../service/store.ts";
 import { createClient, hashPassword } from "../service/auth.ts";
@@ -69,9 +69,10 @@ dbOption(program.command("serve").description("Run the service in the foreground
   )
   .option(
     "--queue-type <type>",
-    "type of the task and results queues: quorum (a cluster; replicated) or classic (a broker " +
-      "of one node; less work per message) (env FUNCX_SERVICE_QUEUE_TYPE)",
-    env("FUNCX_SERVICE_QUEUE_TYPE", "quorum"),
+    "type of the task and results queues: quorum (a cluster; replicated), classic (a broker " +
+      "of one node; less work per message) or auto: the type they already have, else classic " +
+      "when the management API shows one node, quorum otherwise (env FUNCX_SERVICE_QUEUE_TYPE)",
+    env("FUNCX_SERVICE_QUEUE_TYPE", "auto"),
   )
   .option(
     "--direct-results",
@@ -189,10 +190,10 @@ dbOption(program.command("serve").description("Run the service in the foreground
     if (!Number.isInteger(port) || port < 0 || port > 65535) {
       throw new Error(`Invalid --port "${o.port}": expected 0-65535`);
     }
-    const queueType = QUEUE_TYPES.find((t) => t === o.queueType);
+    const queueType = QUEUE_TYPE_SETTINGS.find((t) => t === o.queueType);
     if (queueType === undefined) {
       throw new Error(
-        `Invalid --queue-type "${o.queueType}": expected ${QUEUE_TYPES.join(" or ")}`,
+        `Invalid --queue-type "${o.queueType}": expected auto, quorum or classic`,
       );
     }
     const brokerDeadline = Number(o.brokerDeadline);

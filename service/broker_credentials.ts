@@ -12,40 +12,7 @@
  */
 import { randomSecret } from "./auth.ts";
 import { resultRoutingKey, RESULTS_EXCHANGE, taskQueueName } from "./broker.ts";
-
-/** Where the management API is and how to log in to it. */
-export interface ManagementAccess {
-  /** Base URL, for example `http://127.0.0.1:15672`. */
-  url: string;
-  user: string;
-  password: string;
-}
-
-/**
- * Parses a comma-separated list of management URLs (the nodes of a cluster, sharing their users)
- * into {@linkcode ManagementAccess} entries.
- */
-export function parseManagementUrls(text: string): ManagementAccess[] {
-  const urls = text.split(",").map((u) => u.trim()).filter((u) => u !== "");
-  if (urls.length === 0) throw new TypeError("Management URL list is empty: give at least one");
-  return urls.map(parseManagementUrl);
-}
-
-/** Parses `http://user:pass@host:port` into {@linkcode ManagementAccess}. */
-export function parseManagementUrl(url: string): ManagementAccess {
-  const u = new URL(url);
-  if (!u.username) {
-    throw new TypeError(
-      `Management URL "${u.origin}" needs credentials: http://user:pass@host:port`,
-    );
-  }
-  const access = {
-    url: u.origin,
-    user: decodeURIComponent(u.username),
-    password: decodeURIComponent(u.password),
-  };
-  return access;
-}
+import type { BrokerManagement } from "./broker_management.ts";
 
 function escapeRe(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
@@ -64,62 +31,20 @@ export interface BrokerLogin {
 
 /** Creates and scopes broker users. */
 export class BrokerCredentials {
-  readonly #nodes: readonly ManagementAccess[];
-  /** The node whose API answered last; a node that does not answer passes the turn on. */
-  #live = 0;
+  readonly #management: BrokerManagement;
   readonly #vhost: string;
 
   /**
-   * `vhost` is the one the service's own AMQP URL names; `access` is one node's API or those of
-   * every node of a cluster (the first one's password keys the users' logins).
+   * `vhost` is the one the service's own AMQP URL names; `management` is the broker's API (its
+   * first node's password keys the users' logins).
    */
-  constructor(access: ManagementAccess | readonly ManagementAccess[], vhost: string) {
-    this.#nodes = Array.isArray(access) ? [...access] : [access as ManagementAccess];
-    if (this.#nodes.length === 0) throw new TypeError("BrokerCredentials needs a management URL");
+  constructor(management: BrokerManagement, vhost: string) {
+    this.#management = management;
     this.#vhost = vhost;
   }
 
-  get #access(): ManagementAccess {
-    return this.#nodes[0]!;
-  }
-
-  /** Sends one request to the first node whose API answers at all, starting at the live one. */
-  async #fetch(path: string, init: RequestInit): Promise<Response> {
-    let last: unknown;
-    for (let i = 0; i < this.#nodes.length; i++) {
-      const n = (this.#live + i) % this.#nodes.length;
-      const node = this.#nodes[n]!;
-      try {
-        const res = await fetch(`${node.url}/api/${path}`, {
-          ...init,
-          headers: {
-            authorization: `Basic ${btoa(`${node.user}:${node.password}`)}`,
-            "content-type": "application/json",
-          },
-        });
-        // A node that is up but not in the cluster (yet) answers 503: try another.
-        if (res.status === 503 && i < this.#nodes.length - 1) {
-          await res.body?.cancel();
-          continue;
-        }
-        this.#live = n;
-        return res;
-      } catch (err) {
-        last = err;
-      }
-    }
-    throw new Error(`No broker management API answered (${String(last)})`, { cause: last });
-  }
-
   async #api(method: string, path: string, body?: unknown): Promise<void> {
-    const res = await this.#fetch(path, {
-      method,
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    const text = await res.text();
-    if (!res.ok && !(method === "DELETE" && res.status === 404)) {
-      throw new Error(`Broker management ${method} /api/${path} answered ${res.status}: ${text}`);
-    }
+    await this.#management.call(method, path, body);
   }
 
   async #user(
@@ -162,7 +87,7 @@ export class BrokerCredentials {
   async forUser(userId: string): Promise<BrokerLogin> {
     const key = await crypto.subtle.importKey(
       "raw",
-      new TextEncoder().encode(this.#access.password),
+      new TextEncoder().encode(this.#management.primary.password),
       { name: "HMAC", hash: "SHA-256" },
       false,
       ["sign"],

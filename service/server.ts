@@ -11,9 +11,11 @@
 import { getLogger } from "@logtape/logtape";
 import { createApp } from "./app.ts";
 import type { AppSettings } from "./context.ts";
-import { BrokerCredentials, parseManagementUrls, vhostOf } from "./broker_credentials.ts";
+import { BrokerCredentials, vhostOf } from "./broker_credentials.ts";
+import { BrokerManagement, parseManagementUrls } from "./broker_management.ts";
 import { parseBrokerUrls } from "../sdk/_broker_addresses.ts";
-import { type QueueType, ServiceBroker } from "./broker.ts";
+import { ServiceBroker } from "./broker.ts";
+import { chooseQueueType, type QueueTypeSetting } from "./queue_type_choice.ts";
 import { ResultProcessor } from "./result_processor.ts";
 import { OutboxRelay } from "./outbox_relay.ts";
 import { serviceMetrics } from "./metrics.ts";
@@ -36,10 +38,12 @@ export interface ServiceConfig extends AppSettings {
    */
   amqpUrl: string;
   /**
-   * The type of the durable task and `results` queues: `quorum` for a cluster, or `classic` for
-   * a broker of one node. @default "quorum"
+   * The type of the durable task and `results` queues: `quorum` for a cluster, `classic` for a
+   * broker of one node, or `auto`: the type the queues already have, else classic when the
+   * management API shows one node and quorum otherwise (see `queue_type_choice.ts`).
+   * @default "auto"
    */
-  queueType?: QueueType;
+  queueType?: QueueTypeSetting;
   /**
    * Seconds the broker may take to confirm a message or declare a queue before the connection is
    * ended as dead and replaced. @default 30
@@ -100,11 +104,21 @@ export class FuncxService {
     // Bad addresses fail here, not at the first registration.
     parseBrokerUrls(config.amqpUrl, "broker URL");
     parseBrokerUrls(config.publicAmqpUrl, "public broker URL");
+    const management = config.managementUrl
+      ? new BrokerManagement(parseManagementUrls(config.managementUrl))
+      : undefined;
+    const vhost = vhostOf(parseBrokerUrls(config.amqpUrl)[0]!);
     const store = await openStore(config.database, { taskTtlS: config.taskTtlS });
+    let queueType = config.queueType ?? "auto";
+    if (queueType === "auto") {
+      const choice = await chooseQueueType(management, vhost);
+      log.info("Task and results queues: {type} ({why})", { type: choice.type, why: choice.why });
+      queueType = choice.type;
+    }
     let broker: ServiceBroker;
     try {
       broker = await ServiceBroker.connect(config.amqpUrl, {
-        ...(config.queueType ? { queueType: config.queueType } : {}),
+        queueType,
         ...(config.brokerDeadlineS ? { answerDeadlineMs: config.brokerDeadlineS * 1000 } : {}),
       });
     } catch (err) {
@@ -115,12 +129,7 @@ export class FuncxService {
       );
     }
     const processor = new ResultProcessor(store, broker, config.maxResultBytes);
-    const credentials = config.managementUrl
-      ? new BrokerCredentials(
-        parseManagementUrls(config.managementUrl),
-        vhostOf(parseBrokerUrls(config.amqpUrl)[0]!),
-      )
-      : undefined;
+    const credentials = management ? new BrokerCredentials(management, vhost) : undefined;
     if (!credentials) {
       log.warn(
         "No broker management URL: endpoints and users get the service's own broker login",

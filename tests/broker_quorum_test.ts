@@ -137,7 +137,7 @@ Deno.test("ServiceBroker connects to the next node of its list when the first is
   }
 });
 
-Deno.test("funcx-service serve refuses an unknown --queue-type and names the two it takes", async () => {
+Deno.test("funcx-service serve refuses an unknown --queue-type and names the three it takes", async () => {
   const out = await new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -155,6 +155,6 @@ Deno.test("funcx-service serve refuses an unknown --queue-type and names the two
   assert.notEqual(out.code, 0);
   assert.match(
     new TextDecoder().decode(out.stderr),
-    /Invalid --queue-type "fast": expected quorum or classic/,
+    /Invalid --queue-type "fast": expected auto, quorum or classic/,
   );
 });

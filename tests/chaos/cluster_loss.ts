@@ -279,6 +279,12 @@ export async function runClusterLoss(options: ClusterLossOptions = {}): Promise<
       );
     }
     report.failovers.service = count(await replicas[0].process.log(), /Broker connection restored/);
+    // `--queue-type auto` (the service's default) must see the cluster: replicated queues.
+    for (const [name, r] of [["a", replicas[0]], ["b", replicas[1]]] as const) {
+      if (!/Task and results queues: "quorum"/.test(await r.process.log())) {
+        report.problems.push(`replica ${name} did not choose quorum queues on the cluster`);
+      }
+    }
     report.seconds = (performance.now() - began) / 1000;
     report.flowSeconds = flowSeconds;
     keep = report.problems.length > 0;
