@@ -116,6 +116,8 @@ export class ResultJournal {
   #syncTimer: ReturnType<typeof setTimeout> | undefined;
   #timer: ReturnType<typeof setImmediate> | undefined;
   #writing: Promise<void> | undefined;
+  /** The sync in progress (and those chained after it); writes go on meanwhile. */
+  #syncing: Promise<void> | undefined;
   #file: Deno.FsFile | undefined;
   #fileNo = -1;
   #closed = false;
@@ -379,13 +381,14 @@ export class ResultJournal {
       this.#syncWanted = true;
       this.#schedule();
     }
-    while (this.#timer || this.#writing) {
+    while (this.#timer || this.#writing || this.#syncing) {
       if (this.#timer) {
         clearImmediate(this.#timer);
         this.#timer = undefined;
         this.#startDrain();
       }
       await this.#writing;
+      await this.#syncing;
     }
   }
 
@@ -442,9 +445,26 @@ export class ResultJournal {
         for (const q of queue) this.#segments.get(q.seg)!.queued--;
       }
       this.#written(waiters);
-      if (sync) await this.#sync();
+      if (sync) this.#startSync();
       await this.#deleteSettled();
     }
+  }
+
+  /**
+   * Starts a sync after the one in progress, if any, without waiting for it: an `fdatasync` can
+   * take tens of milliseconds, and a result that arrives meanwhile is written at once all the
+   * same, so that it is on file (and survives the daemon's death) in the turn it arrived, before
+   * its publish can reach the user.
+   */
+  #startSync(): void {
+    const previous = this.#syncing;
+    const syncing: Promise<void> = (async () => {
+      await previous;
+      await this.#sync();
+    })().finally(() => {
+      if (this.#syncing === syncing) this.#syncing = undefined;
+    });
+    this.#syncing = syncing;
   }
 
   /** Syncs the open segment and settles every written result that waited for it. */
@@ -467,6 +487,8 @@ export class ResultJournal {
 
   async #fileFor(seg: number): Promise<Deno.FsFile> {
     if (this.#file && this.#fileNo === seg) return this.#file;
+    // A sync may still run on the segment left behind: its file stays open until it is done.
+    await this.#syncing;
     // Results written to the segment left behind and not synced yet: sync them now.
     if (this.#file && this.#unsynced.size > 0) await this.#file.syncData();
     this.#file?.close();
@@ -488,6 +510,8 @@ export class ResultJournal {
     for (const [n, s] of this.#segments) {
       if (n === this.#active || s.pending > 0 || s.queued > 0) continue;
       this.#segments.delete(n);
+      // A sync may still run on its file: closed once that is done.
+      if (n === this.#fileNo) await this.#syncing;
       if (n === this.#fileNo) {
         this.#file?.close();
         this.#file = undefined;

@@ -341,7 +341,13 @@ export class ChaosRun implements AsyncDisposable {
     if (twice.length > 0) {
       problems.push(
         `${twice.length} tasks ran more than once without a daemon kill in flight: ` +
-          sample(twice.map(String)),
+          sample(
+            twice.map((n) =>
+              `${n} (worker/parent ${
+                this.effects.runs(n).map((r) => `${r.pid}/${r.ppid}`).join(", ")
+              })`
+            ),
+          ),
       );
     }
     if (redundant.length > 0) {
