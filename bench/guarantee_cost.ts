@@ -11,9 +11,9 @@
  *   without the guarantees the service gives (an accepted task is in the store before the client
  *   hears of it; every task is authenticated, checked and recorded).
  *
- * It does so once with quorum task queues (the default: replicated, and delivered only once the
- * broker's log is on disk) and once with classic queues (one node's, delivered at once), so the
- * four rows tell each guarantee's price. It prints p50, p95 and p99 of each and writes
+ * It does so once with quorum task queues (a cluster's: replicated, and delivered only once the
+ * broker's log is on disk) and once with classic queues (the default on one node: delivered at
+ * once), so the four rows tell each guarantee's price. It prints p50, p95 and p99 of each and writes
  * `bench/results/guarantee_cost.json`.
  *
  * Usage: `deno run -A bench/guarantee_cost.ts [--rounds 600]` (rounds per way and queue type)
