@@ -14,7 +14,7 @@ import type { AppSettings } from "./context.ts";
 import { BrokerCredentials, vhostOf } from "./broker_credentials.ts";
 import { BrokerManagement, parseManagementUrls } from "./broker_management.ts";
 import { parseBrokerUrls } from "../sdk/_broker_addresses.ts";
-import { ServiceBroker } from "./broker.ts";
+import { type QueueType, QueueTypeMismatch, RESULTS_QUEUE, ServiceBroker } from "./broker.ts";
 import { chooseQueueType, type QueueTypeSetting } from "./queue_type_choice.ts";
 import { ResultProcessor } from "./result_processor.ts";
 import { OutboxRelay } from "./outbox_relay.ts";
@@ -109,18 +109,34 @@ export class FuncxService {
       : undefined;
     const vhost = vhostOf(parseBrokerUrls(config.amqpUrl)[0]!);
     const store = await openStore(config.database, { taskTtlS: config.taskTtlS });
-    let queueType = config.queueType ?? "auto";
-    if (queueType === "auto") {
+    const auto = (config.queueType ?? "auto") === "auto";
+    let queueType: QueueType;
+    if (config.queueType === undefined || config.queueType === "auto") {
       const choice = await chooseQueueType(management, vhost);
       log.info("Task and results queues: {type} ({why})", { type: choice.type, why: choice.why });
       queueType = choice.type;
+    } else {
+      queueType = config.queueType;
     }
-    let broker: ServiceBroker;
-    try {
-      broker = await ServiceBroker.connect(config.amqpUrl, {
-        queueType,
+    const connect = (type: QueueType) =>
+      ServiceBroker.connect(config.amqpUrl, {
+        queueType: type,
         ...(config.brokerDeadlineS ? { answerDeadlineMs: config.brokerDeadlineS * 1000 } : {}),
       });
+    let broker: ServiceBroker;
+    try {
+      try {
+        broker = await connect(queueType);
+      } catch (err) {
+        // `auto` keeps the type the queues have, also when the management API could not say.
+        if (!auto || !(err instanceof QueueTypeMismatch) || err.queue !== RESULTS_QUEUE) throw err;
+        queueType = queueType === "quorum" ? "classic" : "quorum";
+        log.warn("Task and results queues: {type} (the {queue} queue already is one)", {
+          type: queueType,
+          queue: RESULTS_QUEUE,
+        });
+        broker = await connect(queueType);
+      }
     } catch (err) {
       await store.close();
       throw new Error(

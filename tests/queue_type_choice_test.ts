@@ -1,8 +1,9 @@
 /**
  * `--queue-type auto` (the service's default) against the test run's real broker, a node of its
- * own: a new deployment gets classic queues, one whose `results` queue exists keeps its type (an
- * upgrade from quorum queues starts and keeps them), and a broker the service cannot ask gets
- * quorum queues. The cluster side (quorum on 3 nodes) is in `harness/rabbitmq_cluster_test.ts`.
+ * own: a new deployment gets classic queues; one whose `results` queue exists keeps its type (an
+ * upgrade from quorum queues starts and keeps them, and classic queues stay classic when the
+ * management API does not answer); a broker the service cannot ask gets quorum queues. The
+ * cluster side (quorum on 3 nodes) is checked by the cluster-loss run (`chaos/cluster_loss.ts`).
  */
 import assert from "node:assert/strict";
 import { type QueueType, ServiceBroker, taskQueueName } from "../service/broker.ts";
@@ -85,5 +86,29 @@ Deno.test("funcx-service serve: auto gives a new deployment classic queues and k
       await service.process.stop();
       await Deno.remove(dir, { recursive: true });
     }
+  }
+});
+
+Deno.test("funcx-service serve: auto keeps classic queues when the management API does not answer", async () => {
+  const access = await sharedBroker();
+  await using v = await vhostWith(access, "classic");
+  const dead = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = dead.addr.port;
+  dead.close();
+  const dir = await Deno.makeTempDir({ prefix: "funcx-qchoice-" });
+  // Quorum is the guess without an answer; the `results` queue says otherwise, and wins.
+  const service = await startService({
+    dir,
+    amqpUrl: v.url,
+    args: ["--management-url", `http://admin:secret@127.0.0.1:${port}`],
+  });
+  try {
+    assert.equal(await queueTypeOf(access, v.vhost, "results"), "classic");
+    const log = await Deno.readTextFile(`${dir}/service.log`);
+    assert.match(log, /Task and results queues: "quorum" \("the management API did not answer/);
+    assert.match(log, /Task and results queues: "classic" \(the "results" queue already is one\)/);
+  } finally {
+    await service.process.stop();
+    await Deno.remove(dir, { recursive: true });
   }
 });
