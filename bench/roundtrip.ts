@@ -58,6 +58,7 @@ import {
   brokerAccess,
   clientOf,
   createVhost,
+  declaredQueueType,
   startEndpoint,
   startService,
 } from "../tests/harness/stack.ts";
@@ -178,8 +179,7 @@ const service = await startService({
   ],
 });
 /** The type the service declared its queues as (`auto` resolves at its start). */
-const queueType = /Task and results queues: "(\w+)"/.exec(await service.process.log())?.[1] ??
-  queueSetting;
+const queueType = declaredQueueType(await service.process.log()) ?? queueSetting;
 const client = clientOf(service);
 const noop = await client.registerFunction(() => null);
 

@@ -15,7 +15,7 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { FuncXExecutor } from "../mod.ts";
-import { clientOf, startStack } from "../tests/harness/stack.ts";
+import { clientOf, declaredQueueType, startStack } from "../tests/harness/stack.ts";
 import { percentile, round2 } from "./_repeat.ts";
 
 const { values } = parseArgs({
@@ -67,8 +67,7 @@ const stack = await startStack({
 });
 try {
   /** The type the service declared its queues as (`auto` resolves at its start). */
-  const declared = /Task and results queues: "(\w+)"/.exec(await stack.service.process.log())
-    ?.[1] ?? queueType;
+  const declared = declaredQueueType(await stack.service.process.log()) ?? queueType;
   const client = clientOf(stack.service);
   const noop = await client.registerFunction(() => 0);
   await using fx = new FuncXExecutor({ endpointId: stack.endpoint.endpointId, client });

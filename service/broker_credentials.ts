@@ -43,10 +43,6 @@ export class BrokerCredentials {
     this.#vhost = vhost;
   }
 
-  async #api(method: string, path: string, body?: unknown): Promise<void> {
-    await this.#management.call(method, path, body);
-  }
-
   async #user(
     username: string,
     perms: { configure: string; write: string; read: string },
@@ -54,8 +50,8 @@ export class BrokerCredentials {
   ): Promise<BrokerLogin> {
     const u = encodeURIComponent(username);
     const v = encodeURIComponent(this.#vhost);
-    await this.#api("PUT", `users/${u}`, { password, tags: "" });
-    await this.#api("PUT", `permissions/${v}/${u}`, perms);
+    await this.#management.call("PUT", `users/${u}`, { password, tags: "" });
+    await this.#management.call("PUT", `permissions/${v}/${u}`, perms);
     return { username, password };
   }
 
@@ -67,7 +63,7 @@ export class BrokerCredentials {
       read: `^${escapeRe(taskQueueName(endpointId))}$`,
     });
     // Topic permissions pin the routing key it may publish results with.
-    await this.#api(
+    await this.#management.call(
       "PUT",
       `topic-permissions/${encodeURIComponent(this.#vhost)}/${encodeURIComponent(login.username)}`,
       {
@@ -108,7 +104,7 @@ export class BrokerCredentials {
 
   /** Removes an endpoint's broker user. */
   async removeEndpoint(endpointId: string): Promise<void> {
-    await this.#api("DELETE", `users/${encodeURIComponent(`endpoint-${endpointId}`)}`);
+    await this.#management.call("DELETE", `users/${encodeURIComponent(`endpoint-${endpointId}`)}`);
   }
 }
 

@@ -109,14 +109,14 @@ export class FuncxService {
       : undefined;
     const vhost = vhostOf(parseBrokerUrls(config.amqpUrl)[0]!);
     const store = await openStore(config.database, { taskTtlS: config.taskTtlS });
-    const auto = (config.queueType ?? "auto") === "auto";
+    const setting = config.queueType ?? "auto";
     let queueType: QueueType;
-    if (config.queueType === undefined || config.queueType === "auto") {
+    if (setting === "auto") {
       const choice = await chooseQueueType(management, vhost);
       log.info("Task and results queues: {type} ({why})", { type: choice.type, why: choice.why });
       queueType = choice.type;
     } else {
-      queueType = config.queueType;
+      queueType = setting;
     }
     const connect = (type: QueueType) =>
       ServiceBroker.connect(config.amqpUrl, {
@@ -129,7 +129,8 @@ export class FuncxService {
         broker = await connect(queueType);
       } catch (err) {
         // `auto` keeps the type the queues have, also when the management API could not say.
-        if (!auto || !(err instanceof QueueTypeMismatch) || err.queue !== RESULTS_QUEUE) throw err;
+        const mismatch = err instanceof QueueTypeMismatch && err.queue === RESULTS_QUEUE;
+        if (setting !== "auto" || !mismatch) throw err;
         queueType = queueType === "quorum" ? "classic" : "quorum";
         log.warn("Task and results queues: {type} (the {queue} queue already is one)", {
           type: queueType,

@@ -8,21 +8,7 @@
 import assert from "node:assert/strict";
 import amqp from "amqplib";
 import { QueueTypeMismatch, ServiceBroker, taskQueueName } from "../service/broker.ts";
-import { createVhost, deleteVhost, sharedBroker } from "./harness/stack.ts";
-
-async function queueType(
-  access: Awaited<ReturnType<typeof sharedBroker>>,
-  vhost: string,
-  queue: string,
-): Promise<string> {
-  const res = await fetch(
-    `${access.managementUrl}/api/queues/${encodeURIComponent(vhost)}/${encodeURIComponent(queue)}`,
-    { headers: { authorization: `Basic ${btoa(`${access.user}:${access.password}`)}` } },
-  );
-  const body = await res.json() as { type?: string; arguments?: Record<string, unknown> };
-  assert.equal(res.status, 200, JSON.stringify(body));
-  return String(body.arguments?.["x-queue-type"] ?? body.type);
-}
+import { createVhost, deleteVhost, queueTypeOf, sharedBroker } from "./harness/stack.ts";
 
 Deno.test("ServiceBroker declares task and results queues as quorum queues, idempotently", async () => {
   const access = await sharedBroker();
@@ -34,8 +20,8 @@ Deno.test("ServiceBroker declares task and results queues as quorum queues, idem
     try {
       await a.ensureEndpointQueue("ep-1");
       await b.ensureEndpointQueue("ep-1");
-      assert.equal(await queueType(access, vhost, "results"), "quorum");
-      assert.equal(await queueType(access, vhost, taskQueueName("ep-1")), "quorum");
+      assert.equal(await queueTypeOf(access, vhost, "results"), "quorum");
+      assert.equal(await queueTypeOf(access, vhost, taskQueueName("ep-1")), "quorum");
     } finally {
       await a.close();
       await b.close();
@@ -95,8 +81,8 @@ Deno.test("ServiceBroker with queueType classic declares classic queues and name
     const broker = await ServiceBroker.connect(url, { queueType: "classic" });
     try {
       await broker.ensureEndpointQueue("ep-1");
-      assert.equal(await queueType(access, vhost, "results"), "classic");
-      assert.equal(await queueType(access, vhost, taskQueueName("ep-1")), "classic");
+      assert.equal(await queueTypeOf(access, vhost, "results"), "classic");
+      assert.equal(await queueTypeOf(access, vhost, taskQueueName("ep-1")), "classic");
     } finally {
       await broker.close();
     }

@@ -15,19 +15,10 @@ import {
   createVhost,
   deleteVhost,
   managementUrlOf,
+  queueTypeOf,
   sharedBroker,
   startService,
 } from "./harness/stack.ts";
-
-/** The type of `queue` in `vhost`, as the management API tells it. */
-async function queueTypeOf(access: BrokerAccess, vhost: string, queue: string): Promise<string> {
-  const management = new BrokerManagement([parseManagementUrl(managementUrlOf(access))]);
-  const info = await management.read<{ type?: string }>(
-    `queues/${encodeURIComponent(vhost)}/${encodeURIComponent(queue)}`,
-  );
-  assert.ok(info, `queue "${queue}" exists in "${vhost}"`);
-  return String(info.type);
-}
 
 /** A fresh vhost, with a `results` queue of `existing` type when given; removed by `using`. */
 async function vhostWith(access: BrokerAccess, existing?: QueueType) {

@@ -29,6 +29,7 @@ import { denoRunArgs, runDeno } from "../harness/process.ts";
 import { LoadBalancer } from "../harness/load_balancer.ts";
 import { RabbitCluster } from "../harness/rabbitmq_cluster.ts";
 import {
+  declaredQueueType,
   type EndpointHandle,
   type ServiceHandle,
   startEndpoint,
@@ -281,7 +282,7 @@ export async function runClusterLoss(options: ClusterLossOptions = {}): Promise<
     report.failovers.service = count(await replicas[0].process.log(), /Broker connection restored/);
     // `--queue-type auto` (the service's default) must see the cluster: replicated queues.
     for (const [name, r] of [["a", replicas[0]], ["b", replicas[1]]] as const) {
-      if (!/Task and results queues: "quorum"/.test(await r.process.log())) {
+      if (declaredQueueType(await r.process.log()) !== "quorum") {
         report.problems.push(`replica ${name} did not choose quorum queues on the cluster`);
       }
     }

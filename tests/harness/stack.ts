@@ -10,6 +10,7 @@ import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { FuncXClient } from "../../mod.ts";
 import { type ChildHandle, runDeno, spawnDeno } from "./process.ts";
 import { RabbitBroker } from "./rabbitmq.ts";
+import { BrokerManagement } from "../../service/broker_management.ts";
 
 /** How to reach a broker and its management API. */
 export interface BrokerAccess {
@@ -57,26 +58,40 @@ export function brokerAccess(broker: RabbitBroker): BrokerAccess {
   };
 }
 
-async function mgmt(access: BrokerAccess, method: string, path: string, body?: unknown) {
-  const res = await fetch(`${access.managementUrl}/api/${path}`, {
-    method,
-    headers: {
-      authorization: `Basic ${btoa(`${access.user}:${access.password}`)}`,
-      "content-type": "application/json",
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await res.text();
-  if (!res.ok && !(method === "DELETE" && res.status === 404)) {
-    throw new Error(`Broker management ${method} /api/${path} answered ${res.status}: ${text}`);
-  }
+/** The broker's management API, as the service itself asks it. */
+function managementOf(access: BrokerAccess): BrokerManagement {
+  return new BrokerManagement([
+    { url: access.managementUrl, user: access.user, password: access.password },
+  ]);
+}
+
+/** The type (`quorum`, `classic`) of `queue` in `vhost`; throws when there is no such queue. */
+export async function queueTypeOf(
+  access: BrokerAccess,
+  vhost: string,
+  queue: string,
+): Promise<string> {
+  const info = await managementOf(access).read<
+    { type?: string; arguments?: Record<string, unknown> }
+  >(`queues/${encodeURIComponent(vhost)}/${encodeURIComponent(queue)}`);
+  if (!info) throw new Error(`No queue "${queue}" in vhost "${vhost}"`);
+  return String(info.arguments?.["x-queue-type"] ?? info.type);
+}
+
+/**
+ * The queue type a service's log says it declared its queues as (the last word: `auto` may take
+ * the type back when the broker refuses its first guess); undefined when the log has none.
+ */
+export function declaredQueueType(log: string): string | undefined {
+  return [...log.matchAll(/Task and results queues: "(\w+)"/g)].at(-1)?.[1];
 }
 
 /** Creates a vhost with full rights for the admin user; returns its AMQP URL. */
 export async function createVhost(access: BrokerAccess, name: string): Promise<string> {
   const v = encodeURIComponent(name);
-  await mgmt(access, "PUT", `vhosts/${v}`, {});
-  await mgmt(access, "PUT", `permissions/${v}/${encodeURIComponent(access.user)}`, {
+  const management = managementOf(access);
+  await management.call("PUT", `vhosts/${v}`, {});
+  await management.call("PUT", `permissions/${v}/${encodeURIComponent(access.user)}`, {
     configure: ".*",
     write: ".*",
     read: ".*",
@@ -88,7 +103,7 @@ export async function createVhost(access: BrokerAccess, name: string): Promise<s
 
 /** Deletes a vhost and everything in it. */
 export async function deleteVhost(access: BrokerAccess, name: string): Promise<void> {
-  await mgmt(access, "DELETE", `vhosts/${encodeURIComponent(name)}`);
+  await managementOf(access).call("DELETE", `vhosts/${encodeURIComponent(name)}`);
 }
 
 /** A vhost of its own on the shared broker and a temporary directory: both go on dispose. */
