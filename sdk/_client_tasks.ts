@@ -179,6 +179,8 @@ export interface BatchResult {
   status: string;
   /** Whether it has not finished. */
   pending: boolean;
+  /** The endpoint the task was sent to, when the service says (it does for every known task). */
+  endpointId?: string;
   /** The result, when it succeeded. */
   result?: unknown;
   /** Why it has no result: the remote failure, or `task_not_found`. */
@@ -316,6 +318,12 @@ export class TaskRoutes {
 }
 
 function batchEntry(id: string, t: Record<string, unknown> | undefined): BatchResult {
+  const entry = outcomeOf(id, t);
+  const endpoint = t?.["endpoint_id"];
+  return typeof endpoint === "string" ? { ...entry, endpointId: endpoint } : entry;
+}
+
+function outcomeOf(id: string, t: Record<string, unknown> | undefined): BatchResult {
   if (!t || t["reason"] === "Unknown task id") {
     return {
       taskId: id,

@@ -41,6 +41,11 @@ export class TaskOutcomes {
   readonly #signal: AbortSignal;
   readonly #idle: () => boolean;
   readonly #open = new Map<string, FuncXFuture<unknown>>();
+  /**
+   * The endpoint of each open task that went to another endpoint than the executor's (a task of
+   * a reattached group, sent by another executor): the one endpoint its result may come from.
+   */
+  readonly #sentTo = new Map<string, string>();
   /** The result streams of the task groups this executor has tasks in, by group. */
   readonly #streams = new Map<string, SharedResultStream>();
   readonly #subscriber: ResultSubscriber;
@@ -74,6 +79,7 @@ export class TaskOutcomes {
 
   /** Closes `taskId` without settling its future; whether it was open. */
   forget(taskId: string): boolean {
+    this.#sentTo.delete(taskId);
     return this.#open.delete(taskId);
   }
 
@@ -81,27 +87,29 @@ export class TaskOutcomes {
   rejectAll(reason: unknown): void {
     const open = [...this.#open.values()];
     this.#open.clear();
+    this.#sentTo.clear();
     for (const f of open) f.setException(reason);
   }
 
   /**
    * Settles the future of `r`'s task; `false` when this executor does not have it open. A result
-   * that came straight `from` an endpoint other than the executor's is dropped (an endpoint may
+   * that came straight `from` an endpoint other than the task's is dropped (an endpoint may
    * publish only results of tasks sent to it), and the task stays open for its real result.
    */
   deliver(r: ResultMessage, from?: string): boolean {
     const f = this.#open.get(r.task_id);
     if (!f) return false;
-    if (from !== undefined && from !== this.#endpointId) {
+    const endpoint = this.#sentTo.get(r.task_id) ?? this.#endpointId;
+    if (from !== undefined && from !== endpoint) {
       log.warn("{label}: dropped a result for task {id} from endpoint {from}, not {endpoint}", {
         label: this.#label,
         id: r.task_id,
         from,
-        endpoint: this.#endpointId,
+        endpoint,
       });
       return true;
     }
-    this.#open.delete(r.task_id);
+    this.forget(r.task_id);
     // The last hop of a traced task: its result read from the stream and its future settled. A
     // result that came straight from the endpoint hangs from the endpoint's hop, one the service
     // forwarded from the service's.
@@ -208,15 +216,18 @@ export class TaskOutcomes {
     const out: FuncXFuture<unknown>[] = [];
     const pending: string[] = [];
     for (const id of ids) {
-      const f = this.#open.get(id) ?? new FuncXFuture<unknown>((x) => this.#open.delete(x.taskId!));
+      const f = this.#open.get(id) ?? new FuncXFuture<unknown>((x) => this.forget(x.taskId!));
       f.setTaskId(id);
       const r = results.get(id)!;
       if (!r.pending) {
-        this.#open.delete(id);
+        this.forget(id);
         if (r.error) f.setException(r.error);
         else f.setResult(r.result);
       } else if (!this.#open.has(id)) {
         this.#open.set(id, f);
+        // Sent by another executor, maybe to another endpoint: its result comes from that one.
+        const endpoint = r.endpointId?.toLowerCase();
+        if (endpoint !== undefined && endpoint !== this.#endpointId) this.#sentTo.set(id, endpoint);
         pending.push(id);
         f.onSettled(onSettled);
       }
@@ -233,7 +244,7 @@ export class TaskOutcomes {
     if (r.pending || r.status === "unknown") return;
     const f = this.#open.get(taskId);
     if (!f) return;
-    this.#open.delete(taskId);
+    this.forget(taskId);
     // Read from the service, not the stream: the hop hangs from the task's own root.
     const hop = TRACING
       ? startHop("sdk.result", heldHop(f), undefined, {

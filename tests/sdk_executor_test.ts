@@ -15,7 +15,7 @@ import {
   TaskCancelledError,
   TaskExecutionFailed,
 } from "../mod.ts";
-import { clientOf, startStack } from "./harness/stack.ts";
+import { clientOf, startEndpoint, startStack } from "./harness/stack.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
@@ -126,6 +126,66 @@ Deno.test("FuncXExecutor through the real system", async (t) => {
     assert.equal(await running, "done");
     assert.notEqual(running.state, "cancelled");
   });
+
+  await t.step(
+    "reloadTasks takes a result straight from the other endpoint its task went to",
+    async () => {
+      // One group, two endpoints, one process: a task another executor sent to a second endpoint
+      // comes back on the shared stream straight from that endpoint. The service does not forward
+      // it again (the stream was attached long before the task), so an executor that accepted
+      // only its own endpoint's results dropped it and waited for its 30-s safety-net read.
+      const other = await startEndpoint({
+        service: stack.service,
+        dir: join(stack.dir, "other-endpoint"),
+        workers: 1,
+      });
+      await using _stopOther = other.process;
+      const group = crypto.randomUUID();
+      const gate = join(stack.dir, `gate-${group}`);
+      const submitter = new FuncXExecutor({
+        endpointId: other.endpointId,
+        client,
+        taskGroupId: group,
+      });
+      // Attaches the group's stream; the gated task below is submitted well after the attach.
+      assert.equal(
+        await submitter.submit(async () => {
+          await new Promise((r) => setTimeout(r, 400));
+          return "first";
+        }),
+        "first",
+      );
+      const gated = submitter.submit(async (path: string) => {
+        for (;;) {
+          try {
+            return await Deno.readTextFile(path);
+          } catch {
+            await new Promise((r) => setTimeout(r, 20));
+          }
+        }
+      }, gate);
+      while (gated.taskId === undefined) await new Promise((r) => setTimeout(r, 10));
+      await submitter.shutdown({ wait: false });
+
+      await using fx = new FuncXExecutor({ endpointId, client, taskGroupId: group });
+      const reloaded = await fx.reloadTasks();
+      const waiting = reloaded.find((f) => f.taskId === gated.taskId);
+      assert.ok(waiting, "the gated task is in the group");
+      assert.equal(waiting.done, false, "still running when reattached");
+      await Deno.writeTextFile(gate, "from the other endpoint");
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const value = await Promise.race([
+        waiting,
+        // Far below the 30-s read from the service that an executor falls back on.
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error("no result from the stream in 15 s")), 15_000);
+        }),
+      ]).finally(() => clearTimeout(timer));
+      assert.equal(value, "from the other endpoint");
+      const [status] = (await client.getBatchResult([gated.taskId!])).values();
+      assert.equal(status?.endpointId, other.endpointId, "the service names the task's endpoint");
+    },
+  );
 
   await t.step(
     "a result over 10 MiB fails with MaxResultSizeExceeded naming both sizes",

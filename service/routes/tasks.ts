@@ -86,7 +86,11 @@ export type SubmitResult =
 
 /** The JSON form of a task for `GET /v2/tasks/{id}` and batch status. */
 export function taskView(t: TaskRecord): Record<string, unknown> {
-  const out: Record<string, unknown> = { task_id: t.id, status: t.status };
+  const out: Record<string, unknown> = {
+    task_id: t.id,
+    status: t.status,
+    endpoint_id: t.endpointId,
+  };
   if (t.result !== null) out["result"] = t.result;
   if (t.exception !== null) out["exception"] = t.exception;
   if (t.errorCode !== null) out["error_code"] = t.errorCode;
