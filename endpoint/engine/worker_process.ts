@@ -122,9 +122,55 @@ interface WorkerSocket {
   close(): void;
 }
 
+/** The prefix of a worker socket's directory; the process that made it follows, then a dash. */
+const SOCKET_DIR_PREFIX = "funcx-worker-";
+
+/** Sweeps done or under way, by directory. */
+const swept = new Map<string, Promise<void>>();
+
+/**
+ * Removes the socket directories that processes no longer running left behind (a manager killed
+ * while a worker was starting leaves one): each name carries its maker's pid. Once a process for
+ * each directory.
+ */
+export function sweepSocketDirs(tmp: string = tempRoot()): Promise<void> {
+  let sweep = swept.get(tmp);
+  if (sweep) return sweep;
+  sweep = (async () => {
+    const mine = new RegExp(`^${SOCKET_DIR_PREFIX}(\\d+)-`);
+    try {
+      for await (const e of Deno.readDir(tmp)) {
+        const pid = e.isDirectory ? Number(mine.exec(e.name)?.[1]) : NaN;
+        if (!(pid > 0) || pid === Deno.pid || await exists(`/proc/${pid}`)) continue;
+        // Another user's directory stays: /tmp's sticky bit refuses its removal.
+        await Deno.remove(join(tmp, e.name), { recursive: true }).catch(() => {});
+      }
+    } catch {
+      // no /tmp to read: nothing to sweep
+    }
+  })();
+  swept.set(tmp, sweep);
+  return sweep;
+}
+
+function tempRoot(): string {
+  return Deno.env.get("TMPDIR") || "/tmp";
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Its own socket for one worker, or undefined where the path would be too long for one. */
 async function listenForWorker(): Promise<WorkerSocket | undefined> {
-  const dir = await Deno.makeTempDir({ prefix: "funcx-worker-" }); // mode 0700: only this user
+  void sweepSocketDirs();
+  // mode 0700: only this user
+  const dir = await Deno.makeTempDir({ prefix: `${SOCKET_DIR_PREFIX}${Deno.pid}-` });
   const path = join(dir, "s");
   if (new TextEncoder().encode(path).byteLength > 100) {
     await Deno.remove(dir).catch(() => {});
