@@ -15,7 +15,7 @@ import type { PeerFigures } from "./side_by_side.ts";
 import { ProcessGroup } from "./_process_group.ts";
 
 const PYTHON = "/usr/bin/python3";
-const PACKAGES = ["python3-distributed", "python3-celery"] as const;
+const PACKAGES = ["python3-distributed"] as const;
 const HERE = new URL(".", import.meta.url).pathname;
 const READY_TIMEOUT_MS = 60_000;
 
@@ -31,7 +31,7 @@ export interface DaskBenchOptions {
 
 async function daskInstalled(): Promise<boolean> {
   const command = new Deno.Command(PYTHON, {
-    args: ["-c", "import distributed, celery"],
+    args: ["-c", "import distributed"],
     stdout: "null",
     stderr: "null",
   });
@@ -39,8 +39,8 @@ async function daskInstalled(): Promise<boolean> {
 }
 
 /**
- * Ensures Dask distributed is installed (and Celery, whose benchmark module the client shares).
- * As root, installs Debian's packages with apt-get; otherwise throws an error that names them.
+ * Ensures Dask distributed is installed (its client shares `_peer_bench.py` with Celery's, which
+ * needs only the standard library). As root, installs Debian's packages with apt-get; otherwise throws an error that names them.
  */
 export async function ensureDaskInstalled(): Promise<void> {
   if (await daskInstalled()) return;
