@@ -319,6 +319,10 @@ engine:
   # (taken back when one runs longer); 0 sends each task only to an idle worker.
   # worker_send_ahead: 10
 
+  # Workers start without transparent huge pages, which make hundreds of them start slower and
+  # each one larger; true lets them have them (tasks on large arrays may gain).
+  # worker_huge_pages: false
+
   # Run functions registered with a container in that image (docker, podman, apptainer,
   # singularity or custom). The image needs funcx-endpoint on its PATH.
   # container_type: apptainer

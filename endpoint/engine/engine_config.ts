@@ -89,6 +89,12 @@ export const EngineConfigSchema = z.object({
    * under 10 ms (taken back if the one it runs takes longer); 0 for none.
    */
   worker_send_ahead: z.number().int().min(0).default(SEND_AHEAD),
+  /**
+   * Whether workers may have transparent huge pages where the kernel gives them: off by default,
+   * as they make hundreds of workers start slower and each one larger (`huge_pages.ts`); on for
+   * tasks that work on large arrays, where fewer TLB misses may pay.
+   */
+  worker_huge_pages: z.boolean().default(false),
   /** Times a task is retried when its manager is lost. */
   max_retries_on_manager_lost: z.number().int().min(0).default(0),
   /**

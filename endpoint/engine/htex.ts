@@ -239,6 +239,7 @@ export class HighThroughputEngine implements Engine, AsyncDisposable {
       permissions: c.permissions,
       task_walltime_s: c.task_walltime_s,
       worker_send_ahead: c.worker_send_ahead,
+      worker_huge_pages: c.worker_huge_pages,
       heartbeat_period: c.heartbeat_period,
       heartbeat_threshold: c.heartbeat_threshold,
       run_dir: this.#runDir,

@@ -71,6 +71,8 @@ export interface ManagerOptions {
   task_walltime_s: number | null;
   /** Tasks a busy worker may be sent ahead (`engine.worker_send_ahead`). @default {@linkcode SEND_AHEAD} */
   worker_send_ahead?: number | undefined;
+  /** Whether workers may have transparent huge pages (`engine.worker_huge_pages`). @default false */
+  worker_huge_pages?: boolean | undefined;
   /** Seconds between heartbeats. */
   heartbeat_period: number;
   /** Seconds of silence from the interchange before the manager gives up. */
@@ -373,6 +375,7 @@ export class Manager {
       accelerators: o.available_accelerators,
       walltimeS: o.task_walltime_s,
       sendAhead: o.worker_send_ahead ?? SEND_AHEAD,
+      hugePages: o.worker_huge_pages ?? false,
       memLimitMb,
       containerCommand: o.container?.container_type
         ? (location: string) => containerCommand(o.container!, location)

@@ -78,6 +78,8 @@ export interface WorkerPoolOptions {
    * (see the module doc); 0 sends each task only to an idle worker. @default {@linkcode SEND_AHEAD}
    */
   sendAhead?: number;
+  /** Whether workers may have transparent huge pages (see `huge_pages.ts`). @default false */
+  hugePages?: boolean;
   /**
    * Milliseconds a worker's last task may have run for it to be sent tasks ahead, and its
    * current one may run before those are taken back. @default {@linkcode AHEAD_MAX_RUN_MS}
@@ -162,6 +164,7 @@ export class WorkerPool {
       startTimeoutS: 30,
       graceS: 5,
       sendAhead: SEND_AHEAD,
+      hugePages: false,
       aheadMaxRunMs: AHEAD_MAX_RUN_MS,
       onAheadSlots: undefined,
       ...options,
@@ -343,6 +346,7 @@ export class WorkerPool {
         env: this.#opts.env,
         accelerator,
         logDir: this.#opts.logDir,
+        hugePages: this.#opts.hugePages,
         refusal: () => {
           if (this.#state === "draining" || this.#state === "stopped") {
             return `Worker pool is ${this.#state}`;

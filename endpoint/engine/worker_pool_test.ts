@@ -155,3 +155,41 @@ Deno.test("what the pool sets for a worker alone is gone from its tasks' environ
   }
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("workers start without transparent huge pages unless hugePages; the pool's process keeps them", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "funcx-pool-test-" });
+  /** The `THP_enabled` line of /proc/self/status: 1 when the process may have huge pages. */
+  const thpOf = (status: string) => Number(/^THP_enabled:\s*(\d)/m.exec(status)?.[1]);
+  const own = thpOf(await Deno.readTextFile("/proc/self/status"));
+  assert.equal(own, 1, "this test runs with transparent huge pages allowed");
+  try {
+    for (const hugePages of [false, true]) {
+      const results: ResultMessage[] = [];
+      const pool = await WorkerPool.start({
+        workers: 1,
+        command,
+        logDir: join(dir, `logs-${hugePages}`),
+        onResult: (r) => results.push(r),
+        hugePages,
+      });
+      try {
+        pool.submit({
+          task_id: "thp",
+          buffer: taskBuffer(() => Deno.readTextFileSync("/proc/self/status")),
+          statuses: [],
+        });
+        await until(() => results.length === 1, "the task's result");
+        assert.equal(
+          thpOf(String(valueOf(results[0]!))),
+          hugePages ? 1 : 0,
+          `hugePages ${hugePages}`,
+        );
+      } finally {
+        await pool.close();
+      }
+      assert.equal(thpOf(await Deno.readTextFile("/proc/self/status")), own, "unchanged here");
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -12,6 +12,7 @@
 import type { ResultMessage } from "../../sdk/protocol/mod.ts";
 import type { EngineFailure } from "./failure.ts";
 import { fileTail } from "./file_tail.ts";
+import { spawnWithoutHugePages } from "./huge_pages.ts";
 import {
   type FrameSink,
   type FrameSource,
@@ -54,6 +55,8 @@ export interface SpawnWorkerOptions {
   accelerator: string | undefined;
   /** Directory of the `worker_<n>.log` files. */
   logDir: string;
+  /** Whether the worker may have transparent huge pages (see `huge_pages.ts`). @default false */
+  hugePages?: boolean;
   /** Why not to start after all (asked once the log is open), or undefined to start. */
   refusal(): string | undefined;
   /** Called with each result the worker sends. */
@@ -99,14 +102,15 @@ export async function spawnWorker(options: SpawnWorkerOptions): Promise<WorkerPr
   }
   let child: Deno.ChildProcess;
   try {
-    child = new Deno.Command(cmd!, {
+    const command = new Deno.Command(cmd!, {
       args,
       env,
       clearEnv: true,
       stdin: socket ? "null" : "piped",
       stdout: socket ? "null" : "piped",
       stderr: "piped",
-    }).spawn();
+    });
+    child = options.hugePages ? command.spawn() : spawnWithoutHugePages(() => command.spawn());
   } catch (err) {
     logFile.close();
     socket?.close();
