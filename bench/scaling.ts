@@ -19,7 +19,7 @@
  * that `max_workers_per_node` (the count) is what limits the workers.
  *
  * Usage: `deno task bench:scaling [--workers 16,64,256] [--tasks-per-worker 10] [--task-ms 1000]
- * [--dump-tasks]`. It prints a table and writes `bench/results/scaling.json`; with
+ * [--dump-tasks] [--worker-huge-pages]`. It prints a table and writes `bench/results/scaling.json`; with
  * `--dump-tasks`, each task's times also go to `bench/results/scaling_tasks_<workers>.json`.
  *
  * @module
@@ -49,6 +49,7 @@ const { values } = parseArgs({
     "tasks-per-worker": { type: "string", default: "10" },
     "task-ms": { type: "string", default: "1000" },
     "dump-tasks": { type: "boolean", default: false },
+    "worker-huge-pages": { type: "boolean", default: false },
   },
 });
 const counts = values.workers.split(",").map((s) => Number(s.trim()));
@@ -366,6 +367,7 @@ async function runCount(broker: RabbitBroker, n: number): Promise<Row> {
           cores_per_worker: Math.min(1, navigator.hardwareConcurrency / (n + 1)),
           // One queued task per worker at the manager, so a worker never waits on the daemon.
           prefetch_capacity: n,
+          worker_huge_pages: values["worker-huge-pages"],
         },
       },
     });
@@ -484,6 +486,7 @@ await Deno.writeTextFile(
       cpus: navigator.hardwareConcurrency,
       tasks_per_worker: tasksPerWorker,
       task_ms: taskMs,
+      worker_huge_pages: values["worker-huge-pages"],
       rows,
     },
     null,
