@@ -355,7 +355,8 @@ export class FuncXExecutor implements AsyncDisposable {
   /**
    * Reattaches to this executor's task group (the one given as `taskGroupId`, or assigned to
    * {@linkcode FuncXExecutor.taskGroupId}): returns a future for every task of the group;
-   * finished ones are settled at once, and the results of the others come to this executor.
+   * finished ones are settled at once, and the results of the others come to this executor, each
+   * from the endpoint its task went to (which may be another than this executor's).
    *
    * Unlike funcX, it does not cancel the futures this executor handed out before: in funcX that
    * is a side effect of replacing its one result watcher, while here the executor listens on
