@@ -4,6 +4,7 @@ import type { ResultMessage } from "../../sdk/protocol/mod.ts";
 import { descendants, taskBuffer, until, valueOf } from "./_test_helpers.ts";
 import { engineCommand, permissionFlags } from "./command.ts";
 import { WorkerPool } from "./worker_pool.ts";
+import { WARM_UP_TASK_ID } from "./frames.ts";
 
 const command = engineCommand("worker", permissionFlags({}));
 
@@ -188,6 +189,62 @@ Deno.test("workers start without transparent huge pages unless hugePages; the po
         await pool.close();
       }
       assert.equal(thpOf(await Deno.readTextFile("/proc/self/status")), own, "unchanged here");
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a worker counts as ready only once it ran the warm-up task sent after its handshake", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "funcx-pool-test-" });
+  try {
+    // A worker that says hello, writes down each task it is sent, and never answers one.
+    const seen = join(dir, "seen.txt");
+    const script = join(dir, "silent_worker.ts");
+    await Deno.writeTextFile(
+      script,
+      `import { encodeFrame, readFrames, WORKER_PROTOCOL_VERSION } from ${
+        JSON.stringify(new URL("./frames.ts", import.meta.url).href)
+      };
+      await Deno.stdout.write(encodeFrame({ type: "hello", protocol: WORKER_PROTOCOL_VERSION, pid: Deno.pid }));
+      for await (const msg of readFrames(Deno.stdin.readable)) {
+        await Deno.writeTextFile(${JSON.stringify(seen)}, msg.task_id + "\\n", { append: true });
+      }`,
+    );
+    await assert.rejects(
+      WorkerPool.start({
+        workers: 1,
+        command: [
+          Deno.execPath(),
+          "run",
+          "--allow-read",
+          "--allow-write",
+          `--config=${new URL("../../deno.json", import.meta.url).pathname}`,
+          script,
+        ],
+        logDir: join(dir, "logs"),
+        onResult: () => {},
+        startTimeoutS: 3,
+      }),
+      /did not start within 3 s/,
+    );
+    assert.equal(await Deno.readTextFile(seen), `${WARM_UP_TASK_ID}\n`);
+
+    // A real worker answers it; the pool keeps that result to itself.
+    const results: ResultMessage[] = [];
+    const pool = await WorkerPool.start({
+      workers: 1,
+      command,
+      logDir: join(dir, "logs-real"),
+      onResult: (r) => results.push(r),
+    });
+    try {
+      assert.equal(pool.readyCount, 1);
+      pool.submit({ task_id: "real", buffer: taskBuffer(() => 7), statuses: [] });
+      await until(() => results.length === 1, "the real task's result");
+      assert.deepEqual(results.map((r) => [r.task_id, valueOf(r)]), [["real", 7]]);
+    } finally {
+      await pool.close();
     }
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -1,15 +1,15 @@
 /**
  * One worker subprocess of a pool: started with its environment (pinned to an accelerator, if
  * any) and its stderr appended to `worker_<n>.log`, it speaks length-prefixed frames (`hello`
- * handshake first, then one `task` at a time and its `result`) over a Unix socket of its own (a
- * plain `--allow-all` worker: no thread-pool trip per read, as stdin takes) or stdin/stdout (a
- * container worker, a worker with narrowed permissions, the compiled binary's), and it is
- * killed on purpose (walltime, cancel, memory) or dies on its own, which is described from its
- * exit status and the end of its log. The pool decides what it runs and when it is replaced.
+ * handshake first, then a warm-up task, then one `task` at a time and its `result`) over a Unix
+ * socket of its own (a plain `--allow-all` worker: no thread-pool trip per read, as stdin takes)
+ * or stdin/stdout (a container worker, a worker with narrowed permissions, the compiled
+ * binary's), and it is killed on purpose (walltime, cancel, memory) or dies on its own, which is
+ * described from its exit status and the end of its log. The pool decides what it runs and when it is replaced.
  *
  * @module
  */
-import type { ResultMessage } from "../../sdk/protocol/mod.ts";
+import { packArgs, packBuffers, type ResultMessage, serialize } from "../../sdk/protocol/mod.ts";
 import type { EngineFailure } from "./failure.ts";
 import { fileTail } from "./file_tail.ts";
 import { spawnWithoutHugePages } from "./huge_pages.ts";
@@ -20,6 +20,7 @@ import {
   type FromWorker,
   readFrames,
   type ToWorker,
+  WARM_UP_TASK_ID,
   WORKER_ONLY_ENV,
   WORKER_PROTOCOL_VERSION,
   WORKER_SOCKET_ENV,
@@ -39,6 +40,18 @@ export function residentMib(pid: number): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+let warmUpBuffer: string | undefined;
+
+/** The {@linkcode WARM_UP_TASK_ID} task: an async no-op that awaits a timer, as most tasks do. */
+function warmUpTask(): string {
+  const warm = async () => {
+    await new Promise((r) => setTimeout(r, 0));
+    return 0;
+  };
+  warmUpBuffer ??= packBuffers([serialize(warm)]) + packArgs([]);
+  return warmUpBuffer;
 }
 
 /** Options of {@linkcode spawnWorker}. */
@@ -275,17 +288,25 @@ export class WorkerProcess {
     this.ready = ready;
     ready.catch(() => {});
     this.exited = (async () => {
+      let greeted = false;
       try {
         for await (const msg of readFrames<FromWorker>(source)) {
           if (!this.isReady) {
-            if (msg.type !== "hello" || msg.protocol !== WORKER_PROTOCOL_VERSION) {
-              reject(new Error(`Worker ${n} failed its handshake (${JSON.stringify(msg.type)})`));
-              this.kill();
-              break;
+            if (!greeted && msg.type === "hello" && msg.protocol === WORKER_PROTOCOL_VERSION) {
+              greeted = true;
+              this.pid = msg.pid;
+              writer.send({ type: "task", task_id: WARM_UP_TASK_ID, buffer: warmUpTask() });
+              continue;
             }
-            this.pid = msg.pid;
-            this.isReady = true;
-            resolve();
+            if (greeted && msg.type === "result" && msg.result.task_id === WARM_UP_TASK_ID) {
+              this.isReady = true;
+              resolve();
+              continue;
+            }
+            const step = greeted ? "warm-up" : "handshake";
+            reject(new Error(`Worker ${n} failed its ${step} (${JSON.stringify(msg.type)})`));
+            this.kill();
+            break;
           } else if (msg.type === "result") {
             options.onResult(this, msg.result);
           } else if (msg.type === "skipped") {
