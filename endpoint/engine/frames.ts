@@ -18,10 +18,11 @@ export const WORKER_PROTOCOL_VERSION = 2;
 
 /**
  * The id of the task a manager sends a worker right after its handshake (an ordinary task to the
- * worker); the worker counts as ready once its result is back. The worker warms its task path up by itself before it says hello (`worker_main.ts`), but not what a task
- * sent over its real channel takes: the socket's reads and writes, timers and the event loop
- * around them. Measured with 128 workers on 2 cores (`bench/waves.ts`), the first wave of real
- * tasks reached all of them in 72–78 ms without it and 40–48 ms with it, for 0.1 s more start-up.
+ * worker); the worker counts as ready once its result is back. The worker warms its task path up
+ * by itself before it says hello (`worker_main.ts`), but not what a task sent over its real
+ * channel takes: the socket's reads and writes, timers and the event loop around them. Measured
+ * with 128 workers on 2 cores (`bench/waves.ts`), the first wave of real tasks reached all of them
+ * in 72–78 ms without it and 40–48 ms with it, for 0.1 s more start-up.
  */
 export const WARM_UP_TASK_ID = "funcx-warm-up";
 

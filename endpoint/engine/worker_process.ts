@@ -5,7 +5,8 @@
  * socket of its own (a plain `--allow-all` worker: no thread-pool trip per read, as stdin takes)
  * or stdin/stdout (a container worker, a worker with narrowed permissions, the compiled
  * binary's), and it is killed on purpose (walltime, cancel, memory) or dies on its own, which is
- * described from its exit status and the end of its log. The pool decides what it runs and when it is replaced.
+ * described from its exit status and the end of its log. The pool decides what it runs and when
+ * it is replaced.
  *
  * @module
  */
