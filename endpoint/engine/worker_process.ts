@@ -171,8 +171,13 @@ export function sweepSocketDirs(tmp: string = tempRoot()): Promise<void> {
   return sweep;
 }
 
+/** Where `Deno.makeTempDir` puts directories: `$TMPDIR`, else /tmp. */
 function tempRoot(): string {
-  return Deno.env.get("TMPDIR") || "/tmp";
+  try {
+    return Deno.env.get("TMPDIR") || "/tmp";
+  } catch {
+    return "/tmp"; // no env permission
+  }
 }
 
 async function exists(path: string): Promise<boolean> {
