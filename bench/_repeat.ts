@@ -94,9 +94,15 @@ export function loadWarning(
     `so these figures are lower and noisier than on a quiet machine (quiet: below ${quiet})`;
 }
 
-/** The machine's CPU time so far, in clock ticks: all of it, and what the hypervisor took. */
+/**
+ * The machine's CPU time so far, in clock ticks (`USER_HZ` = 100 on Linux): all of it, in user
+ * and system mode, and what the hypervisor took.
+ */
 export interface CpuTimes {
   total: number;
+  /** User mode, `nice` included. */
+  user: number;
+  system: number;
   /** Time the hypervisor gave to other machines while this one wanted to run (`steal`). */
   steal: number;
 }
@@ -105,7 +111,12 @@ export interface CpuTimes {
 export function cpuTimes(): CpuTimes {
   const line = Deno.readTextFileSync("/proc/stat").split("\n", 1)[0]!;
   const ticks = line.trim().split(/\s+/).slice(1, 9).map(Number);
-  return { total: ticks.reduce((a, b) => a + b, 0), steal: ticks[7] ?? 0 };
+  return {
+    total: ticks.reduce((a, b) => a + b, 0),
+    user: (ticks[0] ?? 0) + (ticks[1] ?? 0),
+    system: ticks[2] ?? 0,
+    steal: ticks[7] ?? 0,
+  };
 }
 
 /**
@@ -120,7 +131,10 @@ export function cpuTimes(): CpuTimes {
  * assert.equal(stealPercent({ total: 5, steal: 0 }, { total: 5, steal: 0 }), 0);
  * ```
  */
-export function stealPercent(before: CpuTimes, after: CpuTimes): number {
+export function stealPercent(
+  before: Pick<CpuTimes, "total" | "steal">,
+  after: Pick<CpuTimes, "total" | "steal">,
+): number {
   const total = after.total - before.total;
   return total > 0 ? round2(((after.steal - before.steal) / total) * 100) : 0;
 }

@@ -20,7 +20,7 @@ import { WorkerPool } from "../endpoint/engine/worker_pool.ts";
 import { workerCommand } from "../endpoint/engine/worker_bundle.ts";
 import { permissionFlags } from "../endpoint/engine/command.ts";
 import { packArgs, packBuffers, type ResultMessage, serialize } from "../sdk/protocol/mod.ts";
-import { percentile, round2 } from "./_repeat.ts";
+import { cpuTimes, percentile, round2 } from "./_repeat.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -43,19 +43,12 @@ for (const [name, v] of Object.entries(options)) {
   }
 }
 
-/** The machine's user and system CPU seconds so far (all cores, from /proc/stat). */
-function machineCpu(): { user: number; sys: number } {
-  const f = Deno.readTextFileSync("/proc/stat").split("\n")[0]!.trim().split(/\s+/).map(Number);
-  const hz = 100;
-  return { user: (f[1]! + f[2]!) / hz, sys: f[3]! / hz };
-}
-
 const flags = permissionFlags({});
 flags.push("--v8-flags=--expose-gc"); // as the manager starts them
 const command = await workerCommand(flags);
 const logDir = await Deno.makeTempDir({ prefix: "funcx-waves-" });
 const results: ResultMessage[] = [];
-const cpu0 = machineCpu();
+const cpu0 = cpuTimes();
 const t0 = performance.now();
 const pool = await WorkerPool.start({
   workers: options.workers,
@@ -66,11 +59,13 @@ const pool = await WorkerPool.start({
   startTimeoutS: 600,
 });
 const startS = (performance.now() - t0) / 1000;
-const cpu1 = machineCpu();
+const cpu1 = cpuTimes();
+/** Clock ticks a second (`USER_HZ`). */
+const HZ = 100;
 const start = {
   wall_s: round2(startS),
-  user_cpu_s: round2(cpu1.user - cpu0.user),
-  system_cpu_s: round2(cpu1.sys - cpu0.sys),
+  user_cpu_s: round2((cpu1.user - cpu0.user) / HZ),
+  system_cpu_s: round2((cpu1.system - cpu0.system) / HZ),
 };
 
 const sleep = async (ms: number) => {

@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { libcSymbols } from "./_libc.ts";
 
 /** `prctl` options (`linux/prctl.h`). */
 const PR_SET_THP_DISABLE = 41;
@@ -23,16 +24,10 @@ type Prctl = (option: number, arg: bigint) => number;
 let prctlFn: Prctl | null | undefined;
 
 function loadPrctl(): Prctl | null {
-  if (Deno.build.os !== "linux") return null;
-  try {
-    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return null;
-    const lib = Deno.dlopen("libc.so.6", {
-      prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
-    });
-    return (option, arg) => lib.symbols.prctl(option, arg, 0n, 0n, 0n);
-  } catch {
-    return null; // not glibc (musl, for one), or FFI unavailable
-  }
+  const libc = libcSymbols({
+    prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
+  });
+  return libc && ((option, arg) => libc.prctl(option, arg, 0n, 0n, 0n));
 }
 
 /**

@@ -15,6 +15,7 @@
  *
  * @module
  */
+import { libcSymbols } from "./_libc.ts";
 
 type Trim = (pad: bigint) => number;
 type Gc = (options?: { type: string; execution: string; flavor: string }) => void;
@@ -41,16 +42,8 @@ async function loadGc(): Promise<Gc | null> {
 }
 
 function loadTrim(): Trim | null {
-  if (Deno.build.os !== "linux") return null;
-  try {
-    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return null;
-    const lib = Deno.dlopen("libc.so.6", {
-      malloc_trim: { parameters: ["usize"], result: "i32" },
-    });
-    return (pad) => lib.symbols.malloc_trim(pad);
-  } catch {
-    return null; // not glibc (musl, for one), or FFI unavailable
-  }
+  const libc = libcSymbols({ malloc_trim: { parameters: ["usize"], result: "i32" } });
+  return libc && ((pad) => libc.malloc_trim(pad));
 }
 
 /**

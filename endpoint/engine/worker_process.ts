@@ -159,7 +159,9 @@ export function sweepSocketDirs(tmp: string = tempRoot()): Promise<void> {
     try {
       for await (const e of Deno.readDir(tmp)) {
         const pid = e.isDirectory ? Number(mine.exec(e.name)?.[1]) : NaN;
-        if (!(pid > 0) || pid === Deno.pid || await exists(`/proc/${pid}`)) continue;
+        if (!(pid > 0) || pid === Deno.pid) continue;
+        const running = await Deno.lstat(`/proc/${pid}`).then(() => true, () => false);
+        if (running) continue;
         // Another user's directory stays: /tmp's sticky bit refuses its removal.
         await Deno.remove(join(tmp, e.name), { recursive: true }).catch(() => {});
       }
@@ -177,15 +179,6 @@ function tempRoot(): string {
     return Deno.env.get("TMPDIR") || "/tmp";
   } catch {
     return "/tmp"; // no env permission
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
   }
 }
 
