@@ -230,6 +230,33 @@ Deno.test("a worker counts as ready only once it ran the warm-up task sent after
     );
     assert.equal(await Deno.readTextFile(seen), `${WARM_UP_TASK_ID}\n`);
 
+    // One that dies on its warm-up task is reported as dying there, not before its handshake.
+    const dying = join(dir, "dying_worker.ts");
+    await Deno.writeTextFile(
+      dying,
+      `import { encodeFrame, readFrames, WORKER_PROTOCOL_VERSION } from ${
+        JSON.stringify(new URL("./frames.ts", import.meta.url).href)
+      };
+      await Deno.stdout.write(encodeFrame({ type: "hello", protocol: WORKER_PROTOCOL_VERSION, pid: Deno.pid }));
+      for await (const _ of readFrames(Deno.stdin.readable)) Deno.exit(3);`,
+    );
+    await assert.rejects(
+      WorkerPool.start({
+        workers: 1,
+        command: [
+          Deno.execPath(),
+          "run",
+          "--allow-read",
+          `--config=${new URL("../../deno.json", import.meta.url).pathname}`,
+          dying,
+        ],
+        logDir: join(dir, "logs-dying"),
+        onResult: () => {},
+        startTimeoutS: 30,
+      }),
+      /exited with code 3 before its warm-up task/,
+    );
+
     // A real worker answers it; the pool keeps that result to itself.
     const results: ResultMessage[] = [];
     const pool = await WorkerPool.start({

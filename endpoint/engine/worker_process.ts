@@ -324,7 +324,8 @@ export class WorkerProcess {
         // closed already
       }
       await logDone;
-      reject(new Error(`Worker ${n} exited with code ${status.code} before its handshake`));
+      const step = greeted ? "its warm-up task" : "its handshake";
+      reject(new Error(`Worker ${n} exited with code ${status.code} before ${step}`));
       return status;
     })();
   }
