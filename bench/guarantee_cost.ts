@@ -11,6 +11,11 @@
  *   without the guarantees the service gives (an accepted task is in the store before the client
  *   hears of it; every task is authenticated, checked and recorded).
  *
+ * - **straight to the broker, the service stopped**: the same, with the service's process stopped
+ *   (SIGSTOP) for the block, so that it does not store the results on the same cores meanwhile
+ *   (they wait in its queue; it is let go and has stored them all before the next block): what
+ *   keeping every result in the store costs a trip's tail.
+ *
  * It does so once with quorum task queues (a cluster's: replicated, and delivered only once the
  * broker's log is on disk) and once with classic queues (the default on one node: delivered at
  * once), so the four rows tell each guarantee's price. It prints p50, p95 and p99 of each and writes
@@ -35,6 +40,7 @@ import {
   unpackMessage,
 } from "../sdk/protocol/mod.ts";
 import { clientOf, startStack } from "../tests/harness/stack.ts";
+import { RESULTS_QUEUE } from "../service/broker.ts";
 import { loadAverage, loadWarning, percentile, round2 } from "./_repeat.ts";
 
 const { values } = parseArgs({
@@ -47,7 +53,7 @@ if (!Number.isInteger(rounds) || rounds < 100) {
 }
 const BLOCK = 50;
 
-type Way = "service" | "broker";
+type Way = "service" | "broker" | "paused";
 interface Row {
   way: Way;
   queueType: "quorum" | "classic";
@@ -118,13 +124,28 @@ async function measure(queueType: "quorum" | "classic"): Promise<Record<Way, num
 
     // Both ways warmed up (JIT, the result stream's queue) before anything counts.
     for (let i = 0; i < 50; i++) await viaService(), await straight();
-    const times: Record<Way, number[]> = { service: [], broker: [] };
+    const service = stack.service.process;
+    /** Lets the service go on and waits until it has stored what came while it was stopped. */
+    const resumeService = async () => {
+      service.signal("SIGCONT");
+      while ((await ch.checkQueue(RESULTS_QUEUE)).messageCount > 0) {
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      for (let i = 0; i < 5; i++) await viaService();
+    };
+    const times: Record<Way, number[]> = { service: [], broker: [], paused: [] };
+    const ways = [["service", viaService], ["broker", straight], ["paused", straight]] as const;
     for (let done = 0; done < rounds; done += BLOCK) {
-      for (const [way, trip] of [["service", viaService], ["broker", straight]] as const) {
-        for (let i = 0; i < Math.min(BLOCK, rounds - done); i++) {
-          const start = performance.now();
-          await trip();
-          times[way].push(performance.now() - start);
+      for (const [way, trip] of ways) {
+        if (way === "paused") service.signal("SIGSTOP");
+        try {
+          for (let i = 0; i < Math.min(BLOCK, rounds - done); i++) {
+            const start = performance.now();
+            await trip();
+            times[way].push(performance.now() - start);
+          }
+        } finally {
+          if (way === "paused") await resumeService();
         }
       }
     }
@@ -141,7 +162,7 @@ const rows: Row[] = [];
 for (const queueType of ["quorum", "classic"] as const) {
   console.error(`${queueType} queues: ${rounds} round trips each way`);
   const times = await measure(queueType);
-  for (const way of ["service", "broker"] as const) {
+  for (const way of ["service", "broker", "paused"] as const) {
     const t = times[way].sort((a, b) => a - b);
     rows.push({
       way,
@@ -156,6 +177,7 @@ for (const queueType of ["quorum", "classic"] as const) {
 const WAY_NAME: Record<Way, string> = {
   service: "through the service (HTTP, store, outbox)",
   broker: "straight to the broker",
+  paused: "straight to the broker, the service stopped",
 };
 console.log(`${rounds} sequential no-op round trips per row, ms (2 workers):`);
 console.log(

@@ -3,7 +3,10 @@
  * it has for an endpoint, up to `tasksPerMessage` a message). `POST /v2/submit` writes each task and
  * its packed message in one transaction (the message in the store's outbox, leased to this
  * process for a few seconds) and hands the messages here; the relay publishes them with broker
- * confirms and deletes them from the outbox once confirmed. The HTTP answer never waits on the
+ * confirms and deletes them from the outbox once confirmed (those confirmed within
+ * `deleteDelayMs` of each other in one delete, so that a run of single submits does not cost a
+ * commit each: until then the relay holds them, and a crash in between only publishes them again,
+ * below). The HTTP answer never waits on the
  * broker, and a broker outage only delays tasks: a message whose publish failed has its lease
  * released, and a sweep (every `sweepMs`, and at once when the broker link is back) claims every
  * unleased or expired message, whoever wrote it. That also picks up what a replica that died (or
@@ -36,6 +39,11 @@ export interface OutboxRelayOptions {
    * this also bounds how many tasks it holds. @default 100
    */
   tasksPerMessage?: number;
+  /**
+   * Milliseconds a confirmed message waits to be deleted with the others confirmed meanwhile
+   * (at once when `maxBatch` are waiting). @default 50
+   */
+  deleteDelayMs?: number;
 }
 
 /** `messages` as `task_batch` messages: by endpoint, in order, at most `perMessage` each. */
@@ -68,6 +76,11 @@ export class OutboxRelay {
   readonly #leaseS: number;
   readonly #maxBatch: number;
   readonly #perMessage: number;
+  readonly #deleteDelayMs: number;
+  /** Confirmed task ids not yet deleted from the outbox (still in `#held`). */
+  #confirmed: string[] = [];
+  #deleteTimer: ReturnType<typeof setTimeout> | undefined;
+  #deleting: Promise<void> = Promise.resolve();
   readonly #pending: RelayMessage[] = [];
   /** Task ids in `#pending` or being published, so a sweep does not send them again. */
   readonly #held = new Set<string>();
@@ -87,6 +100,7 @@ export class OutboxRelay {
     this.#leaseS = options.leaseS ?? 10;
     this.#maxBatch = options.maxBatch ?? 1000;
     this.#perMessage = options.tasksPerMessage ?? 100;
+    this.#deleteDelayMs = options.deleteDelayMs ?? 50;
     this.#timer = setInterval(() => this.sweep(), options.sweepMs ?? 1000);
     this.#kick();
   }
@@ -175,17 +189,32 @@ export class OutboxRelay {
       this.#sweepWanted = true;
       return;
     }
-    try {
-      await this.#store.deleteOutbox(ids);
-    } catch (err) {
-      // Published but still in the outbox: a later sweep sends it again, and it runs once.
-      log.error("Cannot delete {n} sent tasks from the outbox: {err}", {
-        n: ids.length,
-        err: String(err),
-      });
-    } finally {
-      for (const id of ids) this.#held.delete(id);
-    }
+    this.#confirmed.push(...ids);
+    if (this.#confirmed.length >= this.#maxBatch) this.#deleteConfirmed();
+    else this.#deleteTimer ??= setTimeout(() => this.#deleteConfirmed(), this.#deleteDelayMs);
+  }
+
+  /** Deletes the confirmed messages from the outbox in one go, after the last such delete. */
+  #deleteConfirmed(): Promise<void> {
+    clearTimeout(this.#deleteTimer);
+    this.#deleteTimer = undefined;
+    const ids = this.#confirmed;
+    if (ids.length === 0) return this.#deleting;
+    this.#confirmed = [];
+    this.#deleting = this.#deleting.then(async () => {
+      try {
+        await this.#store.deleteOutbox(ids);
+      } catch (err) {
+        // Published but still in the outbox: a later sweep sends it again, and it runs once.
+        log.error("Cannot delete {n} sent tasks from the outbox: {err}", {
+          n: ids.length,
+          err: String(err),
+        });
+      } finally {
+        for (const id of ids) this.#held.delete(id);
+      }
+    });
+    return this.#deleting;
   }
 
   /** Stops relaying; messages not yet confirmed stay in the outbox for the next process. */
@@ -194,6 +223,7 @@ export class OutboxRelay {
     this.#state = "draining";
     clearInterval(this.#timer);
     await this.#running;
+    await this.#deleteConfirmed();
     this.#state = "stopped";
   }
 }
