@@ -85,6 +85,13 @@ dbOption(program.command("serve").description("Run the service in the foreground
       "broker hops (env FUNCX_SERVICE_DIRECT_RESULTS=0)",
   )
   .option(
+    "--sync-commits",
+    "SQLite store: sync every commit to disk before answering, so that a machine that loses " +
+      "power loses no accepted task; each submit then waits for a disk flush (without it, " +
+      "commits are synced within a second; PostgreSQL syncs each commit by default) " +
+      "(env FUNCX_SERVICE_SYNC_COMMITS=1)",
+  )
+  .option(
     "--broker-deadline <seconds>",
     "how long the broker may take to confirm a message or declare a queue before the service " +
       "ends the connection as dead and reconnects (env FUNCX_SERVICE_BROKER_DEADLINE)",
@@ -208,6 +215,7 @@ dbOption(program.command("serve").description("Run the service in the foreground
       amqpUrl: o.amqpUrl,
       queueType,
       brokerDeadlineS: brokerDeadline,
+      syncCommits: o.syncCommits ?? Deno.env.get("FUNCX_SERVICE_SYNC_COMMITS") === "1",
       directResults: o.directResults ?? Deno.env.get("FUNCX_SERVICE_DIRECT_RESULTS") !== "0",
       publicAmqpUrl: o.publicAmqpUrl ?? o.amqpUrl,
       hostname: o.host,

@@ -18,6 +18,11 @@ export interface StoreOptions {
   maxConnections?: number;
   /** Seconds to wait for PostgreSQL to accept a connection (ignored for SQLite). @default 10 */
   connectTimeoutS?: number;
+  /**
+   * SQLite: sync every commit to disk before it returns (PostgreSQL does by default, with its
+   * `synchronous_commit`). @default false
+   */
+  syncCommits?: boolean;
 }
 
 /** Whether `location` names a PostgreSQL database (`postgres://` or `postgresql://`). */
@@ -50,7 +55,7 @@ export async function openStore(location: string, options: StoreOptions = {}): P
     }
   }
   try {
-    return SqliteStore.open(location, { taskTtlS });
+    return SqliteStore.open(location, { taskTtlS, syncCommits: options.syncCommits ?? false });
   } catch (err) {
     throw new StoreUnavailableError(
       `Cannot open the SQLite database "${location}": ${describe(err)}; check that its ` +

@@ -49,6 +49,11 @@ export interface ServiceConfig extends AppSettings {
    * ended as dead and replaced. @default 30
    */
   brokerDeadlineS?: number;
+  /**
+   * SQLite store: sync every commit to disk before answering, so that a machine that loses
+   * power loses no accepted task (ignored for PostgreSQL, which does so by default). @default false
+   */
+  syncCommits?: boolean;
   /** Address to listen on. */
   hostname: string;
   /** Port to listen on; 0 picks a free one. */
@@ -108,7 +113,15 @@ export class FuncxService {
       ? new BrokerManagement(parseManagementUrls(config.managementUrl))
       : undefined;
     const vhost = vhostOf(parseBrokerUrls(config.amqpUrl)[0]!);
-    const store = await openStore(config.database, { taskTtlS: config.taskTtlS });
+    const store = await openStore(config.database, {
+      taskTtlS: config.taskTtlS,
+      syncCommits: config.syncCommits ?? false,
+    });
+    if (config.syncCommits && store.kind === "sqlite") {
+      log.info("SQLite store: every commit is synced to disk before it is answered");
+    } else if (config.syncCommits) {
+      log.info("--sync-commits is for SQLite: PostgreSQL syncs by its synchronous_commit setting");
+    }
     const setting = config.queueType ?? "auto";
     let queueType: QueueType;
     if (setting === "auto") {

@@ -55,6 +55,12 @@ export interface SqliteStoreOptions {
    * for `":memory:"`). @default true
    */
   checkpointInThread?: boolean;
+  /**
+   * Sync every commit to disk before it returns (`synchronous = FULL`), so that a machine that
+   * loses power loses no commit; otherwise commits are synced by the next checkpoint, at most a
+   * second later, and only the machine's death (not the process's) can lose them. @default false
+   */
+  syncCommits?: boolean;
 }
 
 /** The SQLite store: the shared statements, run synchronously, and its own transactions. */
@@ -83,6 +89,11 @@ export class SqliteStore extends SqlStore implements Store {
     }
   }
 
+  /** Whether each commit is synced to disk before it returns (`syncCommits`). */
+  get syncsCommits(): boolean {
+    return Number(this.#db.prepare("PRAGMA synchronous").get()?.["synchronous"]) >= 2;
+  }
+
   /** Whether a thread of its own checkpoints the write-ahead log (commits do otherwise). */
   get checkpointsInThread(): boolean {
     return this.#checkpointer !== undefined;
@@ -93,7 +104,9 @@ export class SqliteStore extends SqlStore implements Store {
     const db = new DatabaseSync(path);
     try {
       db.exec(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
+        `PRAGMA journal_mode = WAL; PRAGMA synchronous = ${
+          options.syncCommits ? "FULL" : "NORMAL"
+        }; PRAGMA busy_timeout = 5000;`,
       );
       db.exec(schema("REAL"));
       for (const [table, column, type] of ADDED_COLUMNS) {
