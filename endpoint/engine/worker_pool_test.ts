@@ -195,33 +195,46 @@ Deno.test("workers start without transparent huge pages unless hugePages; the po
   }
 });
 
+/**
+ * The command of a worker written in `dir` as `name`: it says hello over stdout, then runs `loop`
+ * (source text, with `readFrames` and `Deno.stdin` at hand) on what the pool sends it.
+ */
+async function helloWorker(dir: string, name: string, loop: string): Promise<string[]> {
+  const script = join(dir, name);
+  await Deno.writeTextFile(
+    script,
+    `import { encodeFrame, readFrames, WORKER_PROTOCOL_VERSION } from ${
+      JSON.stringify(new URL("./frames.ts", import.meta.url).href)
+    };
+    await Deno.stdout.write(encodeFrame({ type: "hello", protocol: WORKER_PROTOCOL_VERSION, pid: Deno.pid }));
+    ${loop}`,
+  );
+  return [
+    Deno.execPath(),
+    "run",
+    "--allow-read",
+    "--allow-write",
+    `--config=${new URL("../../deno.json", import.meta.url).pathname}`,
+    script,
+  ];
+}
+
 Deno.test("a worker counts as ready only once it ran the warm-up task sent after its handshake", async () => {
   const dir = await Deno.makeTempDir({ prefix: "funcx-pool-test-" });
   try {
     // A worker that says hello, writes down each task it is sent, and never answers one.
     const seen = join(dir, "seen.txt");
-    const script = join(dir, "silent_worker.ts");
-    await Deno.writeTextFile(
-      script,
-      `import { encodeFrame, readFrames, WORKER_PROTOCOL_VERSION } from ${
-        JSON.stringify(new URL("./frames.ts", import.meta.url).href)
-      };
-      await Deno.stdout.write(encodeFrame({ type: "hello", protocol: WORKER_PROTOCOL_VERSION, pid: Deno.pid }));
-      for await (const msg of readFrames(Deno.stdin.readable)) {
-        await Deno.writeTextFile(${JSON.stringify(seen)}, msg.task_id + "\\n", { append: true });
-      }`,
-    );
+    const seenPath = JSON.stringify(seen);
     await assert.rejects(
       WorkerPool.start({
         workers: 1,
-        command: [
-          Deno.execPath(),
-          "run",
-          "--allow-read",
-          "--allow-write",
-          `--config=${new URL("../../deno.json", import.meta.url).pathname}`,
-          script,
-        ],
+        command: await helloWorker(
+          dir,
+          "silent_worker.ts",
+          `for await (const msg of readFrames(Deno.stdin.readable)) {
+            await Deno.writeTextFile(${seenPath}, msg.task_id + "\\n", { append: true });
+          }`,
+        ),
         logDir: join(dir, "logs"),
         onResult: () => {},
         startTimeoutS: 3,
@@ -231,25 +244,14 @@ Deno.test("a worker counts as ready only once it ran the warm-up task sent after
     assert.equal(await Deno.readTextFile(seen), `${WARM_UP_TASK_ID}\n`);
 
     // One that dies on its warm-up task is reported as dying there, not before its handshake.
-    const dying = join(dir, "dying_worker.ts");
-    await Deno.writeTextFile(
-      dying,
-      `import { encodeFrame, readFrames, WORKER_PROTOCOL_VERSION } from ${
-        JSON.stringify(new URL("./frames.ts", import.meta.url).href)
-      };
-      await Deno.stdout.write(encodeFrame({ type: "hello", protocol: WORKER_PROTOCOL_VERSION, pid: Deno.pid }));
-      for await (const _ of readFrames(Deno.stdin.readable)) Deno.exit(3);`,
-    );
     await assert.rejects(
       WorkerPool.start({
         workers: 1,
-        command: [
-          Deno.execPath(),
-          "run",
-          "--allow-read",
-          `--config=${new URL("../../deno.json", import.meta.url).pathname}`,
-          dying,
-        ],
+        command: await helloWorker(
+          dir,
+          "dying_worker.ts",
+          "for await (const _ of readFrames(Deno.stdin.readable)) Deno.exit(3);",
+        ),
         logDir: join(dir, "logs-dying"),
         onResult: () => {},
         startTimeoutS: 30,
